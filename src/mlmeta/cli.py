@@ -1,0 +1,219 @@
+"""Command line: ``mlmeta fit DATA ...`` and ``mlmeta demo``.
+
+Bad input ends with exit status 2 and one line on stderr naming the problem; no traceback
+(set MLMETA_DEBUG=1 to see one). Warnings are printed as one line each on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from mlmeta.errors import MlmetaError, MlmetaWarning
+
+__all__ = ["main"]
+
+BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger",
+          "loo_cluster", "cooks_cluster", "rstandard")
+ESCALC_ARGS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
+MEASURES = ("ZCOR", "COR", "SMD", "OR")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise MlmetaError(f"{self.prog}: {message}")
+
+
+def read_table(path: str):
+    """Read CSV/TSV (any delimiter sniffed), Excel or Parquet into a DataFrame."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise MlmetaError(f"data file {path!r} not found")
+    if p.is_dir():
+        raise MlmetaError(f"data file {path!r} is a directory")
+    suf = p.suffix.lower()
+    try:
+        if suf in (".xlsx", ".xls"):
+            return pd.read_excel(p)
+        if suf == ".parquet":
+            return pd.read_parquet(p)
+        raw = p.read_bytes()
+        if not raw.strip():
+            raise MlmetaError(f"data file {path!r} is empty")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MlmetaError(f"data file {path!r} is not UTF-8 text (byte {exc.start}); "
+                              "save it as UTF-8") from None
+        import io
+        sep = "\t" if suf in (".tsv", ".tab") else ","
+        first = text.splitlines()[0] if text.splitlines() else ""
+        if sep == "," and "," not in first:
+            for cand in (";", "\t", "|"):
+                if cand in first:
+                    sep = cand
+                    break
+        df = pd.read_csv(io.StringIO(text), sep=sep)
+    except MlmetaError:
+        raise
+    except ImportError as exc:
+        raise MlmetaError(f"cannot read {path!r}: {exc}") from None
+    except Exception as exc:  # pandas parser errors and the like
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MlmetaError(f"cannot read data file {path!r}: {msg}") from None
+    if df.shape[1] < 2 and len(df) >= 0:
+        raise MlmetaError(f"data file {path!r} has {df.shape[1]} column(s); expected a header "
+                          "row and comma-separated columns")
+    if len(df) == 0:
+        raise MlmetaError(f"data file {path!r} has a header but no data rows")
+    return df
+
+
+def _add_fit_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("data", help="CSV, TSV, Excel or Parquet file")
+    ap.add_argument("--yi", help="column of effect sizes")
+    ap.add_argument("--vi", help="column of sampling variances")
+    ap.add_argument("--measure", type=str.upper, choices=MEASURES,
+                    help="compute yi/vi with escalc from raw columns")
+    for a in ESCALC_ARGS:
+        ap.add_argument(f"--{a}", help=f"escalc column {a}")
+    ap.add_argument("--random", default=None, help="nesting outer/inner, e.g. study/es; 'none'")
+    ap.add_argument("--mods", default=None, help="moderator formula, e.g. '~ phase'")
+    ap.add_argument("--method", default="REML", type=str.upper, choices=["REML", "ML"])
+    ap.add_argument("--test", default="z", choices=["z", "t"])
+    ap.add_argument("--dfs", default="residual", choices=["residual", "contain"])
+    ap.add_argument("--level", default=95.0, type=float, help="confidence level (percent)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--with", dest="with_", default="",
+                    help="optional blocks, comma-separated: " + ",".join(BLOCKS))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="mlmeta", description="Multilevel mixed-effects meta-analysis")
+    sub = ap.add_subparsers(dest="cmd", parser_class=_Parser)
+    f = sub.add_parser("fit", help="fit a model and print its summary (or JSON)")
+    _add_fit_args(f)
+    sub.add_parser("demo", help="fit the bundled (simulated) example and print the summary")
+    ap.add_argument("--version", action="store_true", help="print the version")
+    return ap
+
+
+def _fit_from_args(a):
+    import numpy as np  # noqa: F401
+
+    from mlmeta.model import rma_mv
+
+    df = read_table(a.data)
+    measure = a.measure
+    if measure:
+        from mlmeta.effects import escalc
+
+        kw = {x: getattr(a, x) for x in ESCALC_ARGS if getattr(a, x)}
+        for col in kw.values():
+            if col not in df.columns:
+                raise MlmetaError(f"column {col!r} not found in {a.data!r}")
+        es = escalc(measure, df, **kw)
+        df = df.copy()
+        df["yi"] = es["yi"].to_numpy()
+        df["vi"] = es["vi"].to_numpy()
+        yi, vi = "yi", "vi"
+    else:
+        if not a.yi or not a.vi:
+            raise MlmetaError("give --yi COL and --vi COL, or --measure with its columns "
+                              "(e.g. --measure ZCOR --ri r --ni n)")
+        yi, vi = a.yi, a.vi
+    random = None if a.random in (None, "none", "") else a.random
+    return rma_mv(df, yi, vi, random=random, mods=a.mods, method=a.method, test=a.test,
+                  dfs=a.dfs, level=a.level, measure=measure)
+
+
+def _blocks(s: str) -> tuple[str, ...]:
+    out = tuple(b.strip() for b in s.split(",") if b.strip())
+    for b in out:
+        if b not in BLOCKS:
+            raise MlmetaError(f"--with: unknown block {b!r}; choose from {', '.join(BLOCKS)}")
+    return out
+
+
+def _clean(o):
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def _run(argv) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.version:
+        from mlmeta import __version__
+        print(__version__)
+        return 0
+    if a.cmd == "fit":
+        blocks = _blocks(a.with_)
+        res = _fit_from_args(a)
+        if a.json:
+            print(json.dumps(_clean(res.to_dict(blocks))))
+        else:
+            print(res.summary(), end="")
+        return 0
+    if a.cmd == "demo":
+        from mlmeta.examples import load_example
+        from mlmeta.model import rma_mv
+
+        ex = load_example("alliance_like")
+        print(f"Example: {ex.title}")
+        print(ex.notice)
+        print()
+        res = rma_mv(ex.data, "yi", "vi", random="study/es", method="REML", test="t",
+                     dfs="contain", measure="ZCOR")
+        print(res.summary(), end="")
+        return 0
+    ap.print_help()
+    return 2
+
+
+def main(argv=None) -> int:
+    debug = bool(os.environ.get("MLMETA_DEBUG"))
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        first = str(message).splitlines()[0] if str(message) else category.__name__
+        print(f"mlmeta: warning: {first}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MlmetaWarning)
+        warnings.showwarning = show
+        try:
+            code = _run(sys.argv[1:] if argv is None else argv)
+        except MlmetaError as exc:
+            if debug:
+                raise
+            print(f"mlmeta: error: {str(exc).splitlines()[0] if str(exc) else exc!r}",
+                  file=sys.stderr)
+            code = 2
+        except KeyboardInterrupt:
+            print("mlmeta: interrupted", file=sys.stderr)
+            code = 130
+        except Exception as exc:  # last resort: one line, no traceback
+            if debug:
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            print(f"mlmeta: internal error ({type(exc).__name__}: {msg}); "
+                  "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

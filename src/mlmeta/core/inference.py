@@ -1,0 +1,142 @@
+"""Tests of the fixed effects, heterogeneity test and fit statistics, as metafor defines them.
+
+References: Viechtbauer (2010), metafor 3.8-1 ``rma.mv`` and ``fitstats``; containment degrees
+of freedom as in metafor's ``dfs="contain"`` (after SAS PROC MIXED's DDFM=CONTAIN).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from mlmeta.core.likelihood import LOG2PI
+
+__all__ = [
+    "contain_df",
+    "coef_tests",
+    "omnibus_test",
+    "qe_test",
+    "fit_statistics",
+    "CoefTests",
+    "default_btt",
+]
+
+
+def contain_df(X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int]) -> np.ndarray:
+    """Containment degrees of freedom per coefficient (metafor's ``dfs = "contain"``).
+
+    For column ``j`` of ``X``, among the random-effect levels within whose groups ``X[:, j]`` is
+    constant, take the smallest number of groups (``k`` when there is none); subtract ``p``;
+    values below 1 become 1.
+    """
+    k, p = X.shape
+    out = np.full(p, k, dtype=float)
+    for j in range(p):
+        best = k
+        for codes, ng in zip(level_codes, n_groups):
+            x = X[:, j]
+            o = np.lexsort((x, codes))
+            cs, xs = codes[o], x[o]
+            same_group = cs[1:] == cs[:-1]
+            varies = np.any(same_group & (xs[1:] != xs[:-1]))
+            if not varies:
+                best = min(best, ng)
+        out[j] = best
+    out = out - p
+    out[out < 1] = 1
+    return out
+
+
+def default_btt(names: tuple[str, ...] | list[str], has_intercept: bool) -> np.ndarray:
+    """Coefficients tested by the omnibus test: all but the intercept (metafor's default)."""
+    p = len(names)
+    if has_intercept and p > 1:
+        return np.array([j for j, n in enumerate(names) if n != "intrcpt"], dtype=int)
+    return np.arange(p)
+
+
+@dataclass(frozen=True)
+class CoefTests:
+    se: np.ndarray
+    stat: np.ndarray
+    df: np.ndarray | None
+    pval: np.ndarray
+    ci_lb: np.ndarray
+    ci_ub: np.ndarray
+    crit: np.ndarray
+
+
+def coef_tests(beta: np.ndarray, vcov: np.ndarray, df: np.ndarray | None,
+               level: float = 0.95) -> CoefTests:
+    """Wald z (``df=None``) or t tests and confidence intervals for each coefficient."""
+    se = np.sqrt(np.diag(vcov))
+    stat = beta / se
+    a = 1.0 - level
+    if df is None:
+        pval = 2.0 * stats.norm.sf(np.abs(stat))
+        crit = np.full(len(beta), stats.norm.isf(a / 2.0))
+    else:
+        df = np.asarray(df, dtype=float)
+        pval = 2.0 * stats.t.sf(np.abs(stat), df)
+        crit = stats.t.isf(a / 2.0, df)
+    return CoefTests(se, stat, None if df is None else df, pval, beta - crit * se,
+                     beta + crit * se, crit)
+
+
+def omnibus_test(beta: np.ndarray, vcov: np.ndarray, btt: np.ndarray,
+                 df: np.ndarray | None) -> tuple[float, tuple[int, float | None], float]:
+    """Wald test of ``beta[btt] = 0``: chi-square (z tests) or F with ``min(df[btt])`` (t tests).
+
+    QM = b' V_b^{-1} b (divided by m for the F form), as metafor's ``QM``.
+    """
+    b = beta[btt]
+    Vb = vcov[np.ix_(btt, btt)]
+    m = len(btt)
+    QM = float(b @ np.linalg.solve(Vb, b))
+    if df is None:
+        return QM, (m, None), float(stats.chi2.sf(QM, m))
+    d2 = float(np.min(np.asarray(df)[btt]))
+    QM /= m
+    return QM, (m, d2), float(stats.f.sf(QM, m, d2))
+
+
+def qe_test(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float, int, float]:
+    """Test of residual heterogeneity: QE = y'(W - W X (X'WX)^{-1} X'W) y with W = diag(1/v).
+
+    df = k - p; a saturated model gives QE = 0, p = 1 (metafor's convention).
+    """
+    k, p = X.shape
+    if k - p <= 0:
+        return 0.0, k - p, 1.0
+    w = 1.0 / v
+    Xw = X * w[:, None]
+    b = np.linalg.solve(X.T @ Xw, Xw.T @ y) if p else np.zeros(0)
+    r = y - X @ b
+    QE = float(np.sum(w * r * r))
+    return QE, k - p, float(stats.chi2.sf(QE, k - p))
+
+
+def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
+                   v: np.ndarray) -> dict[str, float]:
+    """logLik, deviance, AIC, BIC and AICc exactly as metafor's ``fitstats`` for rma.mv.
+
+    parms = p + number of *estimated* variance components. For REML the sample size in BIC and
+    AICc is k - p and the deviance is -2 ll; for ML the deviance is relative to the saturated
+    model, -2 (ll - ll_sat) with ll_sat = -k/2 log(2 pi) - 1/2 sum log v.
+    """
+    parms = p + n_par_var
+    if method == "REML":
+        n = k - p
+        dev = -2.0 * ll
+    else:
+        n = k
+        ll_sat = -0.5 * k * LOG2PI - 0.5 * float(np.sum(np.log(v)))
+        dev = -2.0 * (ll - ll_sat)
+    aic = -2.0 * ll + 2.0 * parms
+    bic = -2.0 * ll + parms * np.log(n)
+    nn = max(n, parms + 2)
+    aicc = -2.0 * ll + 2.0 * parms * nn / (nn - parms - 1)
+    return {"logLik": float(ll), "deviance": float(dev), "AIC": float(aic), "BIC": float(bic),
+            "AICc": float(aicc)}

@@ -1,0 +1,121 @@
+"""Text summary of a fit, laid out like metafor's ``print.rma.mv`` so readers recognise it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlmeta.results import MetaResults
+
+__all__ = ["format_summary", "format_p", "stars"]
+
+
+def format_p(p: float, digits: int = 4) -> str:
+    """p-value as metafor prints it: '< .0001' below 10^-digits, else rounded."""
+    if p is None or not np.isfinite(p):
+        return "NA"
+    if p < 10 ** -digits:
+        return "< ." + "0" * (digits - 1) + "1"
+    return f"{p:.{digits}f}"
+
+
+def stars(p: float) -> str:
+    if not np.isfinite(p):
+        return ""
+    return "***" if p < .001 else "**" if p < .01 else "*" if p < .05 else "." if p < .1 else ""
+
+
+def _table(rows: list[list[str]], header: list[str], index: list[str] | None = None) -> str:
+    cols = [header] + rows
+    if index is not None:
+        cols = [[""] + header] + [[i] + r for i, r in zip(index, rows)]
+    widths = [max(len(r[j]) for r in cols) for j in range(len(cols[0]))]
+    lines = []
+    for r in cols:
+        cells = []
+        for j, c in enumerate(r):
+            cells.append(c.ljust(widths[j]) if (index is not None and j == 0) else c.rjust(widths[j]))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def format_summary(res: "MetaResults", digits: int = 4) -> str:
+    f = f"{{:.{digits}f}}"
+    out = []
+    L = len(res.level_names)
+    title = "Multivariate Meta-Analysis Model" if L else "Equal-Effects Model"
+    out.append(f"{title} (k = {res.k}; method: {res.method})")
+    if res.data.dropped:
+        out.append(f"({len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
+                   "values)")
+    out.append("")
+    fs = res.fitstats
+    hdr = ["logLik", "Deviance", "AIC", "BIC", "AICc"]
+    vals = [f.format(fs[x]) for x in ("logLik", "deviance", "AIC", "BIC", "AICc")]
+    out.append(_table([vals], hdr))
+    out.append("")
+    if L:
+        out.append("Variance Components:")
+        out.append("")
+        rows = []
+        for i, name in enumerate(res.level_names):
+            s2 = float(res.core.sigma2[i])
+            rows.append([f.format(s2), f.format(np.sqrt(s2)), str(res.n_levels[i]),
+                         "yes" if res.core.fixed[i] else "no", name])
+        out.append(_table(rows, ["estim", "sqrt", "nlvls", "fixed", "factor"],
+                          [f"sigma^2.{i + 1}" for i in range(L)]))
+        out.append("")
+    het = "Test for Residual Heterogeneity:" if res.p > 1 or not res.intercept_only \
+        else "Test for Heterogeneity:"
+    out.append(het)
+    out.append(f"Q(df = {res.QE_df}) = {f.format(res.QE)}, p-val {_peq(res.QEp, digits)}")
+    out.append("")
+    if not res.intercept_only and res.p > 0:
+        m, d2 = res.QM_df
+        which = ",".join(str(i + 1) for i in res.btt)
+        lab = "coefficient" if m == 1 else "coefficients"
+        out.append(f"Test of Moderators ({lab} {which}):")
+        if d2 is None:
+            out.append(f"QM(df = {m}) = {f.format(res.QM)}, p-val {_peq(res.QMp, digits)}")
+        else:
+            out.append(f"F(df1 = {m}, df2 = {d2:g}) = {f.format(res.QM)}, p-val "
+                       f"{_peq(res.QMp, digits)}")
+        out.append("")
+    out.append("Model Results:")
+    out.append("")
+    t = res.tests
+    rows = []
+    for j in range(res.p):
+        r = [f.format(res.core.beta[j]), f.format(t.se[j]), f.format(t.stat[j])]
+        if t.df is not None:
+            r.append(f"{t.df[j]:g}")
+        r += [format_p(t.pval[j], digits), f.format(t.ci_lb[j]), f.format(t.ci_ub[j]),
+              stars(t.pval[j])]
+        rows.append(r)
+    hdr = ["estimate", "se", "tval" if res.test == "t" else "zval"]
+    if t.df is not None:
+        hdr.append("df")
+    hdr += ["pval", "ci.lb", "ci.ub", ""]
+    idx = list(res.coef_names) if not res.intercept_only else None
+    out.append(_table(rows, hdr, idx))
+    out.append("")
+    out.append("---")
+    out.append("Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+    if res.intercept_only and res.measure == "ZCOR":
+        pr = res.predict(transf="ztor")
+        out.append("")
+        out.append(f"Back-transformed to r: {pr.pred[0]:.3f}, {res.level:g}% CI "
+                   f"[{pr.ci_lb[0]:.3f}, {pr.ci_ub[0]:.3f}], prediction interval "
+                   f"[{pr.pi_lb[0]:.3f}, {pr.pi_ub[0]:.3f}]")
+    diag = getattr(res, "diagnostics", None)
+    if diag is not None:
+        out.append("")
+        out.append(f"Fit diagnostics: {diag().verdict}")
+    return "\n".join(out) + "\n"
+
+
+def _peq(p: float, digits: int) -> str:
+    s = format_p(p, digits)
+    return s if s.startswith("<") else "= " + s
