@@ -1,0 +1,283 @@
+# Reference values for mlmeta.effects from R's metafor 3.8-1.
+#
+# Writes tests/fixtures/escalc/*.json. Run from the repository root:
+#
+#     Rscript scripts/make_escalc_reference.R
+#
+# The output is deterministic (set.seed) and every double is printed with 17 significant digits, so
+# it reads back to the identical double. The test suite only reads the JSON files; it never runs R.
+#
+# Layout of each file: {"generator", "R", "metafor", "cases": [...]}. An escalc case holds
+# `measure`, `args` (metafor argument name -> vector), `options` (add / to / vtype), and metafor's
+# `yi` and `vi` (null where metafor returns NA). Conversion cases hold `input` vectors and `expected`.
+
+suppressMessages(library(metafor))
+if (packageVersion("metafor") != "3.8.1") {
+  stop("expected metafor 3.8-1, found ", as.character(packageVersion("metafor")))
+}
+
+out_dir <- file.path("tests", "fixtures", "escalc")
+dir.create(out_dir, recursive = TRUE, showWarnings = FALSE)
+
+# ---------------------------------------------------------------------------------------------
+# A small JSON writer: numbers with 17 significant digits (jsonlite stops at 15), NA -> null.
+# Vectors wrapped in I() are always arrays; other length-1 vectors are scalars.
+# ---------------------------------------------------------------------------------------------
+json_str <- function(s) {
+  s <- gsub("\\\\", "\\\\\\\\", s)
+  s <- gsub("\"", "\\\\\"", s)
+  paste0("\"", s, "\"")
+}
+json_atom <- function(x) {
+  if (is.na(x)) return("null")
+  if (is.logical(x)) return(if (x) "true" else "false")
+  if (is.numeric(x)) {
+    if (!is.finite(x)) stop("non-finite number cannot be written to JSON: ", x)
+    if (x == round(x) && abs(x) < 1e15) return(sprintf("%.0f", x))
+    return(sprintf("%.17g", x))
+  }
+  json_str(as.character(x))
+}
+to_json <- function(x, indent = 0) {
+  pad <- strrep("  ", indent + 1)
+  end <- strrep("  ", indent)
+  if (is.list(x)) {
+    if (length(x) == 0) return(if (is.null(names(x))) "[]" else "{}")
+    items <- vapply(x, to_json, "", indent = indent + 1)
+    if (!is.null(names(x))) {
+      items <- paste0(json_str(names(x)), ": ", items)
+      return(paste0("{\n", paste0(pad, items, collapse = ",\n"), "\n", end, "}"))
+    }
+    return(paste0("[\n", paste0(pad, items, collapse = ",\n"), "\n", end, "]"))
+  }
+  as_array <- inherits(x, "AsIs") || length(x) != 1L
+  x <- unclass(x)
+  atoms <- vapply(seq_along(x), function(i) json_atom(x[[i]]), "")
+  if (as_array) return(paste0("[", paste(atoms, collapse = ", "), "]"))
+  atoms
+}
+write_fixture <- function(name, cases) {
+  obj <- list(
+    generator = "scripts/make_escalc_reference.R",
+    R = R.version.string,
+    metafor = as.character(packageVersion("metafor")),
+    cases = cases
+  )
+  path <- file.path(out_dir, paste0(name, ".json"))
+  writeLines(to_json(obj), path)
+  cat("wrote", path, "(", length(cases), "cases )\n")
+}
+
+# One escalc case: runs metafor::escalc and records inputs, options and output. Warnings that
+# metafor gives (e.g. "yi/vi equal to +-Inf recoded to NA") are recorded in `metafor_warnings`.
+escalc_case <- function(name, measure, args, options = NULL, note = NULL) {
+  if (is.null(options)) options <- structure(list(), names = character(0))  # JSON {}
+  warn <- character(0)
+  res <- withCallingHandlers(
+    do.call(escalc, c(list(measure = measure), args, options)),
+    warning = function(w) {
+      warn <<- c(warn, conditionMessage(w))
+      invokeRestart("muffleWarning")
+    }
+  )
+  case <- list(
+    name = name,
+    measure = measure,
+    args = lapply(args, function(v) I(as.numeric(v))),
+    options = options,
+    yi = I(as.numeric(res$yi)),
+    vi = I(as.numeric(res$vi)),
+    metafor_warnings = I(warn)
+  )
+  if (!is.null(note)) case$note <- note
+  case
+}
+
+# ---------------------------------------------------------------------------------------------
+# ZCOR and COR
+# ---------------------------------------------------------------------------------------------
+set.seed(20240501)
+k <- 40
+r_rand <- round(runif(k, -0.95, 0.95), 3)
+n_rand <- sample(4:800, k, replace = TRUE)
+
+r_edge <- c(0, -0.999999, 0.999999, 0.5, -0.5, 1e-12, -0.02, 0.3)
+n_edge <- c(4, 5, 10, 4, 1e6, 100, 7, 4.5)
+
+write_fixture("zcor", list(
+  escalc_case("random", "ZCOR", list(ri = r_rand, ni = n_rand)),
+  escalc_case("edge", "ZCOR", list(ri = r_edge, ni = n_edge),
+              note = "n = 4 (smallest allowed), |r| close to 1, tiny r, non-integer n")
+))
+
+r_cor_edge <- c(0, -0.99, 0.99, -0.5, 1e-12, 0.25)
+n_cor_edge <- c(4, 5, 1000, 4, 50, 3.5)
+write_fixture("cor", list(
+  escalc_case("random", "COR", list(ri = r_rand, ni = n_rand)),
+  escalc_case("edge", "COR", list(ri = r_cor_edge, ni = n_cor_edge),
+              note = "n = 4 (smallest integer n with a variance), negative r, |r| close to 1"),
+  escalc_case("small_n", "COR", list(ri = c(0.3, -0.2, 0.5, 0.1), ni = c(2, 3, 2.5, 4)),
+              note = "metafor 3.8-1 sets vi to NA for n <= 3 also for COR (mlmeta: InputError)"),
+  escalc_case("random_vtype_AV", "COR", list(ri = r_rand, ni = n_rand), list(vtype = "AV")),
+  escalc_case("boundary_r", "COR", list(ri = c(1, -1, 0.4), ni = c(20, 30, 40)),
+              note = "|r| = 1 gives vi = 0 (mlmeta: allowed with a DataWarning)")
+))
+
+# ---------------------------------------------------------------------------------------------
+# SMD
+# ---------------------------------------------------------------------------------------------
+set.seed(20240502)
+k <- 30
+smd_rand <- list(
+  m1i = round(rnorm(k, 10, 3), 2), sd1i = round(runif(k, 0.5, 4), 2), n1i = sample(2:200, k, TRUE),
+  m2i = round(rnorm(k, 9, 3), 2), sd2i = round(runif(k, 0.5, 4), 2), n2i = sample(2:200, k, TRUE)
+)
+smd_edge <- list(
+  m1i  = c(1.0, 2.5, 0.3, 5.0, 10.0, 3.0, 4.0, -1.2, 7.0),
+  sd1i = c(1.0, 1.5, 0.8, 2.0, 3.0,  0.0, 1.0, 0.9,  2.0),
+  n1i  = c(2,   1,   3,   2,   1e5,  10,  12,  4,    3),
+  m2i  = c(0.0, 1.0, 0.9, 5.0, 9.5,  2.0, 4.5, 0.4,  1.0),
+  sd2i = c(1.0, 2.0, 1.1, 2.0, 3.2,  1.0, 0.0, 1.3,  4.0),
+  n2i  = c(2,   3,   1,   2,   1e5,  12,  10,  2,    1)
+)
+normand <- dat.normand1999
+normand_args <- list(m1i = normand$m1i, sd1i = normand$sd1i, n1i = normand$n1i,
+                     m2i = normand$m2i, sd2i = normand$sd2i, n2i = normand$n2i)
+write_fixture("smd", list(
+  escalc_case("random", "SMD", smd_rand),
+  escalc_case("edge", "SMD", smd_edge,
+              note = paste("small n (n1 + n2 = 4, one group of size 1), huge n, equal means,",
+                           "one SD zero, negative effects")),
+  escalc_case("random_vtype_UB", "SMD", smd_rand, list(vtype = "UB")),
+  escalc_case("random_vtype_LS2", "SMD", smd_rand, list(vtype = "LS2")),
+  escalc_case("random_vtype_AV", "SMD", smd_rand, list(vtype = "AV")),
+  escalc_case("edge_vtype_UB", "SMD", smd_edge, list(vtype = "UB")),
+  escalc_case("dat.normand1999", "SMD", normand_args)
+))
+
+# ---------------------------------------------------------------------------------------------
+# OR
+# ---------------------------------------------------------------------------------------------
+set.seed(20240503)
+k <- 30
+n1 <- sample(10:500, k, TRUE)
+n2 <- sample(10:500, k, TRUE)
+a <- rbinom(k, n1, runif(k, 0.05, 0.6))
+c_ <- rbinom(k, n2, runif(k, 0.05, 0.6))
+or_rand <- list(ai = a, bi = n1 - a, ci = c_, di = n2 - c_)
+
+# zero cells: ai = 0; ci = 0; bi = 0; di = 0; double zero (ai = ci = 0); bi = di = 0; none
+or_zero <- list(
+  ai = c(0,  12, 20, 7,  0,  15, 9,  3),
+  bi = c(25, 8,  0,  13, 40, 0,  11, 1),
+  ci = c(6,  0,  14, 9,  0,  30, 10, 1),
+  di = c(19, 30, 6,  0,  35, 0,  14, 2)
+)
+or_zero_n <- list(ai = or_zero$ai, n1i = or_zero$ai + or_zero$bi,
+                  ci = or_zero$ci, n2i = or_zero$ci + or_zero$di)
+or_nozero <- lapply(or_zero, function(v) v[c(7, 8)])
+or_nozero <- list(ai = c(or_nozero$ai, 5, 40), bi = c(or_nozero$bi, 95, 60),
+                  ci = c(or_nozero$ci, 10, 33), di = c(or_nozero$di, 90, 67))
+bcg <- dat.bcg
+bcg_args <- list(ai = bcg$tpos, bi = bcg$tneg, ci = bcg$cpos, di = bcg$cneg)
+
+write_fixture("or", list(
+  escalc_case("random", "OR", or_rand),
+  escalc_case("random_n", "OR", list(ai = a, n1i = n1, ci = c_, n2i = n2),
+              note = "ai/n1i/ci/n2i form of the random case"),
+  escalc_case("zero_cells", "OR", or_zero,
+              note = "zero in each cell in turn, double zero (ai = ci = 0), bi = di = 0, no zero"),
+  escalc_case("zero_cells_n", "OR", or_zero_n, note = "ai/n1i/ci/n2i form of zero_cells"),
+  escalc_case("zero_cells_to_all", "OR", or_zero, list(to = "all")),
+  escalc_case("zero_cells_to_if0all", "OR", or_zero, list(to = "if0all")),
+  escalc_case("zero_cells_add1", "OR", or_zero, list(add = 1)),
+  escalc_case("zero_cells_to_none", "OR", or_zero, list(to = "none"),
+              note = "metafor recodes infinite yi/vi to NA (null) with a warning"),
+  escalc_case("nozero_to_if0all", "OR", or_nozero, list(to = "if0all")),
+  escalc_case("nozero_add0", "OR", or_nozero, list(add = 0)),
+  escalc_case("dat.bcg", "OR", bcg_args)
+))
+
+# ---------------------------------------------------------------------------------------------
+# Conversions (closed forms evaluated in R; metafor's transf.ztor / transf.rtoz where they exist)
+# ---------------------------------------------------------------------------------------------
+conv_case <- function(name, fun, input, expected, note = NULL) {
+  case <- list(name = name, fun = fun,
+               input = lapply(input, function(v) I(as.numeric(v))),
+               expected = I(as.numeric(expected)))
+  if (!is.null(note)) case$note <- note
+  case
+}
+
+set.seed(20240504)
+z <- c(seq(-3, 3, by = 0.25), 1e-10, -1e-10, 10, -15, 20)
+r <- c(seq(-0.99, 0.99, length.out = 23), 1e-10, 0.999999, -0.999999)
+
+t_stat <- round(rnorm(20, 0, 3), 3); t_df <- sample(1:300, 20, TRUE)
+t_stat <- c(t_stat, 0, -25); t_df <- c(t_df, 10, 2.5)
+
+f_stat <- round(rchisq(20, 1) * 4, 3); f_df2 <- sample(1:300, 20, TRUE)
+f_sign <- sample(c(-1, 1), 20, TRUE)
+f_stat <- c(f_stat, 0); f_df2 <- c(f_df2, 12); f_sign <- c(f_sign, 1)
+
+d <- c(round(rnorm(20, 0, 1.2), 3), 0, -4)
+dn1 <- c(sample(2:300, 20, TRUE), 10, 5); dn2 <- c(sample(2:300, 20, TRUE), 10, 50)
+rr <- c(round(runif(20, -0.95, 0.95), 3), 0, -0.999)
+rn1 <- c(sample(2:300, 20, TRUE), 7, 40); rn2 <- c(sample(2:300, 20, TRUE), 9, 4)
+
+# Independent checks on simulated raw data (not just the formula re-evaluated):
+#  * cor.test() of x and y gives t and df; t / sqrt(t^2 + df) must return cor(x, y);
+#  * anova(lm(y ~ x)) gives F(1, df2); sign(r) * sqrt(F / (F + df2)) must return cor(x, y);
+#  * two groups: the point-biserial correlation cor(g, y) equals d / sqrt(d^2 + N^2 / (n1 n2))
+#    when d uses the pooled SD with divisor N (Borenstein et al. 2009's a = N^2 / (n1 n2)).
+raw_r <- raw_t <- raw_df <- raw_F <- raw_df2 <- numeric(0)
+pb_r <- pb_d <- pb_n1 <- pb_n2 <- numeric(0)
+for (i in 1:12) {
+  n <- sample(5:200, 1)
+  x <- rnorm(n); y <- 0.4 * x * (i %% 3 - 1) + rnorm(n)
+  ct <- cor.test(x, y)
+  av <- anova(lm(y ~ x))
+  raw_r <- c(raw_r, cor(x, y)); raw_t <- c(raw_t, unname(ct$statistic))
+  raw_df <- c(raw_df, unname(ct$parameter))
+  raw_F <- c(raw_F, av[["F value"]][1]); raw_df2 <- c(raw_df2, av[["Df"]][2])
+  n1_ <- sample(3:100, 1); n2_ <- sample(3:100, 1)
+  g <- rep(c(1, 0), c(n1_, n2_)); yy <- rnorm(n1_ + n2_) + 0.5 * g * (i %% 2)
+  ssw <- sum((yy[g == 1] - mean(yy[g == 1]))^2) + sum((yy[g == 0] - mean(yy[g == 0]))^2)
+  pb_r <- c(pb_r, cor(g, yy)); pb_n1 <- c(pb_n1, n1_); pb_n2 <- c(pb_n2, n2_)
+  pb_d <- c(pb_d, (mean(yy[g == 1]) - mean(yy[g == 0])) / sqrt(ssw / (n1_ + n2_)))
+}
+
+a_n <- (dn1 + dn2)^2 / (dn1 * dn2)
+a_rn <- (rn1 + rn2)^2 / (rn1 * rn2)
+write_fixture("conversions", list(
+  conv_case("ztor", "ztor", list(z = z), transf.ztor(z)),
+  conv_case("rtoz", "rtoz", list(r = r), transf.rtoz(r)),
+  conv_case("r_from_t", "r_from_t", list(t = t_stat, df = t_df), t_stat / sqrt(t_stat^2 + t_df)),
+  conv_case("r_from_f", "r_from_f", list(F = f_stat, df2 = f_df2, sign = f_sign),
+            f_sign * sqrt(f_stat / (f_stat + f_df2))),
+  conv_case("r_from_d_n", "r_from_d", list(d = d, n1 = dn1, n2 = dn2), d / sqrt(d^2 + a_n)),
+  conv_case("r_from_d_equal", "r_from_d", list(d = d), d / sqrt(d^2 + 4)),
+  conv_case("d_from_r_n", "d_from_r", list(r = rr, n1 = rn1, n2 = rn2),
+            sqrt(a_rn) * rr / sqrt(1 - rr^2)),
+  conv_case("d_from_r_equal", "d_from_r", list(r = rr), 2 * rr / sqrt(1 - rr^2)),
+  conv_case("raw_r_from_t", "r_from_t", list(t = raw_t, df = raw_df), raw_r,
+            note = "t and df from cor.test() on simulated data; expected = cor(x, y)"),
+  conv_case("raw_r_from_f", "r_from_f", list(F = raw_F, df2 = raw_df2, sign = sign(raw_r)), raw_r,
+            note = "F(1, df2) from anova(lm(y ~ x)); expected = cor(x, y)"),
+  conv_case("raw_r_from_d", "r_from_d", list(d = pb_d, n1 = pb_n1, n2 = pb_n2), pb_r,
+            note = "d with the pooled SD of divisor N; expected = point-biserial cor(g, y)")
+))
+
+# ---------------------------------------------------------------------------------------------
+# transf.ztor.int: mean of tanh(Z), Z ~ N(z, tau2), by integrate() over z +- 10 sd
+# ---------------------------------------------------------------------------------------------
+zi <- c(-2, -0.5, 0, 0.3, 1, 2.5)
+tau2s <- c(0, 0.01, 0.05, 0.2, 1, 3)
+grid <- expand.grid(z = zi, tau2 = tau2s)
+grid$expected <- mapply(function(z, t2) transf.ztor.int(z, targs = list(tau2 = t2)), grid$z, grid$tau2)
+write_fixture("ztor_int", list(
+  list(name = "grid", fun = "ztor_int",
+       input = list(z = I(grid$z), vi_total = I(grid$tau2)),
+       expected = I(grid$expected),
+       note = "metafor::transf.ztor.int(z, targs = list(tau2 = vi_total)), one call per pair")
+))
