@@ -189,3 +189,22 @@ def prepare(
 def level_names(random: Sequence[str]) -> tuple[str, ...]:
     """metafor's factor labels per level: 'study', 'study/es', ..."""
     return tuple("/".join(random[: i + 1]) for i in range(len(random)))
+
+
+def subset(md: ModelData, keep: np.ndarray) -> ModelData:
+    """The same model data restricted to the rows where ``keep`` is True (for refits)."""
+    keep = np.asarray(keep, dtype=bool)
+    return ModelData(
+        y=md.y[keep], v=md.v[keep], X=md.X[keep], coef_names=md.coef_names,
+        formula=md.formula, random=md.random, factors=tuple(f[keep] for f in md.factors),
+        frame=md.frame.loc[keep] if len(md.frame) == len(keep) else md.frame,
+        k_all=md.k_all, dropped=md.dropped,
+    )
+
+
+def with_design(md: ModelData, X: np.ndarray, names: Sequence[str]) -> ModelData:
+    """The same rows with another design matrix (e.g. Egger's test adds sqrt(vi))."""
+    from dataclasses import replace
+
+    form = replace(md.formula, columns=tuple(names))
+    return replace(md, X=np.asarray(X, dtype=float), coef_names=tuple(names), formula=form)

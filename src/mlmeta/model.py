@@ -29,7 +29,7 @@ from mlmeta.data import ModelData, level_names, prepare
 from mlmeta.errors import InputError
 from mlmeta.results import MetaResults
 
-__all__ = ["rma_mv", "fit", "fit_prepared", "TESTS", "DFS", "METHODS"]
+__all__ = ["rma_mv", "fit", "fit_prepared", "refit", "TESTS", "DFS", "METHODS"]
 
 TESTS = ("z", "t")
 DFS = ("residual", "contain")
@@ -136,3 +136,19 @@ def fit_prepared(md: ModelData, *, method: str = "REML", test: str = "z",
         QE=QE, QE_df=QE_df, QEp=QEp,
         fitstats=fs,
     )
+
+
+def refit(res: MetaResults, md: ModelData | None = None, *, sigma2=None, start=None,
+          method: str | None = None, warm: bool = True) -> MetaResults:
+    """Refit ``res``'s model, optionally to other rows/design, fixed components or method.
+
+    Warm-started from ``res``'s variance components unless ``warm=False``; components fixed
+    in ``res`` stay fixed unless ``sigma2`` says otherwise.
+    """
+    if sigma2 is None:
+        sigma2 = [float(s) if f else None for s, f in zip(res.core.sigma2, res.core.fixed)]
+    if start is None and warm:
+        start = res.core.sigma2
+    return fit_prepared(res.data if md is None else md, method=method or res.method,
+                        test=res.test, dfs=res.dfs, sigma2=sigma2, level=res.level,
+                        measure=res.measure, start=start)

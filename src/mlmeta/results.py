@@ -145,6 +145,130 @@ class MetaResults:
     def converged(self) -> bool:
         return self.core.optim.converged
 
+    def level_codes(self) -> list[np.ndarray]:
+        """Group code (0..n-1) of every row at each level, in the data's row order."""
+        if "level_codes" not in self._cache:
+            st = self.core.problem.st
+            inv = np.argsort(st.order)
+            self._cache["level_codes"] = [c[inv] for c in st.codes]
+        return self._cache["level_codes"]
+
+    def cluster_codes(self, cluster: str | None = None) -> tuple[np.ndarray, list]:
+        """Codes 0..C-1 and sorted labels of a cluster variable (default: the outer level)."""
+        from mlmeta.errors import InputError
+
+        if cluster is None:
+            if not self.data.random:
+                raise InputError("the model has no random effects, so no cluster level; "
+                                 "give cluster=")
+            labels = self.data.factors[0]
+        elif cluster in self.data.random:
+            labels = self.data.factors[self.data.random.index(cluster)]
+            if self.data.random.index(cluster) > 0:
+                # inner levels are combinations of the outer ids
+                idx = self.data.random.index(cluster)
+                labels = self.level_codes()[idx]
+        elif cluster in self.data.frame.columns:
+            labels = self.data.frame[cluster].to_numpy()
+            if pd.isna(labels).any():
+                raise InputError(f"cluster column {cluster!r} has missing values")
+        else:
+            raise InputError(f"cluster column {cluster!r} not found in the data")
+        uniq, codes = np.unique(labels, return_inverse=True)
+        return codes.ravel(), [_py(u) for u in uniq]
+
+    def marginal_blocks(self, codes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Dense blocks (rows, V_c) of the marginal covariance for clusters ``codes``.
+
+        V_c = diag(v_c) + sum_l sigma2_l [rows i, j share their level-l group]. Every group of
+        the outer random level must lie inside one cluster, otherwise V is not block-diagonal by
+        cluster.
+        """
+        from mlmeta.errors import InputError
+
+        lc = self.level_codes()
+        if lc:
+            outer = lc[0]
+            pairs = np.unique(np.column_stack([outer, codes]), axis=0)
+            if len(pairs) != len(np.unique(outer)):
+                raise InputError("the cluster variable cuts through groups of the outer random "
+                                 f"level {self.data.random[0]!r}; choose a cluster that "
+                                 "contains whole groups")
+        order = np.argsort(codes, kind="stable")
+        starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        s2 = self.core.sigma2
+        out = []
+        for a, b in zip(starts, ends):
+            rows = order[a:b]
+            Vc = np.diag(self.data.v[rows]).astype(float)
+            for lv, c in enumerate(lc):
+                cc = c[rows]
+                Vc = Vc + s2[lv] * (cc[:, None] == cc[None, :])
+            out.append((rows, Vc))
+        return out
+
+    # ------------------------------------------------------------------ analyses
+    def i2(self):
+        """Multilevel I^2 per level and total (see :func:`mlmeta.heterogeneity.i2`)."""
+        from mlmeta.heterogeneity import i2
+        return i2(self)
+
+    def r2(self):
+        """Proportional reduction of each sigma2 against the intercept-only model."""
+        from mlmeta.heterogeneity import r2
+        return r2(self)
+
+    def profile_ci(self, level: float = 95, **kw):
+        """Profile-likelihood confidence intervals of the variance components."""
+        from mlmeta.profile import profile_ci
+        return profile_ci(self, level=level, **kw)
+
+    def lrt_drop(self):
+        """Likelihood-ratio test of each variance component against 0."""
+        from mlmeta.lrt import lrt_drop
+        return lrt_drop(self)
+
+    def robust(self, cluster: str | None = None, type: str = "CR2"):
+        """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust)."""
+        from mlmeta.robust import robust
+        return robust(self, cluster=cluster, type=type)
+
+    def rstandard(self) -> pd.DataFrame:
+        """Standardized marginal residuals (metafor's ``rstandard``)."""
+        from mlmeta.influence import rstandard
+        return rstandard(self)
+
+    def loo_cluster(self, cluster: str | None = None) -> pd.DataFrame:
+        """Leave-one-cluster-out refits."""
+        from mlmeta.influence import loo_cluster
+        return loo_cluster(self, cluster=cluster)
+
+    def cooks_cluster(self, cluster: str | None = None) -> pd.DataFrame:
+        """Cook's distance per cluster (metafor's ``cooks.distance(cluster=)``)."""
+        from mlmeta.influence import cooks_cluster
+        return cooks_cluster(self, cluster=cluster)
+
+    def egger(self, robust: bool = False):
+        """Multilevel Egger test: sqrt(vi) as an added moderator."""
+        from mlmeta.bias import egger
+        return egger(self, robust=robust)
+
+    def weights(self) -> np.ndarray:
+        """Weight of each effect size in the pooled estimate (row sums of W = V^{-1}), in %.
+
+        For the intercept-only model beta = sum_i (W 1)_i y_i / 1'W1, so (W 1)_i / 1'W1 are the
+        weights that exactly reproduce the estimate (they may be negative in rare cases).
+        """
+        if not self.data.random:
+            w = 1.0 / self.data.v
+        else:
+            codes, _ = self.cluster_codes(None)
+            w = np.empty(self.k)
+            for rows, Vc in self.marginal_blocks(codes):
+                w[rows] = np.linalg.solve(Vc, np.ones(len(rows)))
+        return 100.0 * w / w.sum()
+
     # ------------------------------------------------------------------ predictions
     def predict(self, newmods=None, *, transf: str | None = None, level: float | None = None,
                 ) -> Prediction:
@@ -240,6 +364,11 @@ class MetaResults:
     def __repr__(self) -> str:
         return (f"<MetaResults k={self.k} p={self.p} method={self.method} "
                 f"levels={'/'.join(self.data.random) or 'none'}>")
+
+
+def _py(x):
+    """numpy scalar -> Python scalar (JSON-friendly)."""
+    return x.item() if hasattr(x, "item") else x
 
 
 def _num(x):

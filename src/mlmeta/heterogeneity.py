@@ -1,0 +1,139 @@
+"""Heterogeneity per level: multilevel I^2 and pseudo-R^2 of moderator models.
+
+I^2 follows the multilevel generalisation in the metafor FAQ (Nakagawa & Santos 2012;
+Cheung 2014): with W = diag(1/v), P = W - W X (X'WX)^{-1} X'W and the "typical" sampling
+variance v~ = (k - p) / tr(P),
+
+    I^2_l = sigma2_l / (sum_m sigma2_m + v~),   I^2_total = sum_l sigma2_l / (sum_m sigma2_m + v~),
+
+and the sampling-error share 1 - I^2_total (the "level 1" row of dmetar's ``var.comp``).
+Confidence intervals for every I^2 come from the profile-likelihood limits of the sigma2:
+I^2_l is increasing in sigma2_l, so its limits are I^2_l evaluated at the limits of sigma2_l with
+the other components at their profiled values (total: the sum's bounds, conservatively from the
+per-level limits).
+
+R^2 per level is the proportional reduction of each variance component against the
+intercept-only model on the same rows, (sigma2_null - sigma2) / sigma2_null, reported
+untruncated (negative values happen and are flagged), and the total on the summed components.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlmeta.errors import FitWarning, InputError
+
+__all__ = ["i2", "r2", "I2Result", "R2Result", "typical_v"]
+
+
+def typical_v(v: np.ndarray, X: np.ndarray) -> float:
+    """(k - p) / tr(P) with P = W - WX(X'WX)^{-1}X'W, W = diag(1/v)."""
+    w = 1.0 / v
+    k, p = X.shape
+    if p:
+        Xw = X * w[:, None]
+        A = X.T @ Xw
+        B = Xw.T @ Xw
+        tr = float(np.sum(w) - np.trace(np.linalg.solve(A, B)))
+    else:
+        tr = float(np.sum(w))
+    return (k - p) / tr
+
+
+@dataclass(frozen=True)
+class I2Result:
+    total: float
+    levels: pd.Series
+    typical_v: float
+    ci: pd.DataFrame | None = None
+
+    @property
+    def sampling(self) -> float:
+        """Share of the total variance due to sampling error (dmetar's level 1), in %."""
+        return 100.0 - self.total
+
+    def to_dict(self) -> dict:
+        d = {"total": self.total, "levels": [float(x) for x in self.levels],
+             "typical_v": self.typical_v, "sampling": self.sampling}
+        if self.ci is not None:
+            d["ci"] = {c: [float(x) for x in self.ci[c]] for c in self.ci.columns}
+        return d
+
+    def to_frame(self) -> pd.DataFrame:
+        """dmetar ``var.comp``-style table: % of total variance per level, sampling error first."""
+        rows = {"sampling error": self.sampling}
+        rows.update({str(k): float(v) for k, v in self.levels.items()})
+        return pd.DataFrame({"percent": rows})
+
+
+def i2(res, ci: bool = False, level: float = 95) -> I2Result:
+    """Multilevel I^2 of a fit (percentages); ``ci=True`` adds profile-likelihood limits."""
+    if not res.data.random:
+        raise InputError("I2 needs random effects; the equal-effects model has none")
+    s2 = res.core.sigma2
+    tv = typical_v(res.data.v, res.data.X)
+    tot = float(np.sum(s2))
+    den = tot + tv
+    levels = pd.Series(100.0 * s2 / den, index=list(res.level_names), name="I2")
+    cit = None
+    if ci:
+        prof = res.profile_ci(level=level)
+        lo, hi = [], []
+        for j in range(len(s2)):
+            for bound, store in (("ci_lb", lo), ("ci_ub", hi)):
+                sj = prof.table[bound].iloc[j]
+                others = prof.others[bound][j]
+                store.append(100.0 * sj / (sj + float(np.sum(others)) + tv))
+        tot_lo = [100.0 * t / (t + tv) for t in [float(np.sum(prof.table["ci_lb"]))]]
+        tot_hi = [100.0 * t / (t + tv) for t in [float(np.sum(prof.table["ci_ub"]))]]
+        cit = pd.DataFrame({"ci_lb": lo + tot_lo, "ci_ub": hi + tot_hi},
+                           index=list(res.level_names) + ["total"])
+    return I2Result(100.0 * tot / den, levels, tv, cit)
+
+
+@dataclass(frozen=True)
+class R2Result:
+    levels: pd.Series
+    total: float
+    sigma2_null: pd.Series
+    negative: bool
+
+    def to_dict(self) -> dict:
+        return {"levels": [float(x) for x in self.levels], "total": self.total,
+                "sigma2_null": [float(x) for x in self.sigma2_null]}
+
+
+def r2(res) -> R2Result:
+    """Pseudo-R^2 per level and in total against the intercept-only model on the same rows."""
+    from mlmeta.data import with_design
+    from mlmeta.model import refit
+
+    if not res.data.random:
+        raise InputError("R2 needs random effects; the equal-effects model has none")
+    if res.intercept_only:
+        raise InputError("R2 needs moderators; this is the intercept-only model")
+    md0 = with_design(res.data, np.ones((res.k, 1)), ["intrcpt"])
+    md0 = _intercept_formula(md0)
+    null = refit(res, md0, warm=False)
+    s0 = null.core.sigma2
+    s1 = res.core.sigma2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lv = np.where(s0 > 0, (s0 - s1) / s0, np.nan)
+        tot = float((s0.sum() - s1.sum()) / s0.sum()) if s0.sum() > 0 else float("nan")
+    neg = bool(np.any(lv < 0) or tot < 0)
+    if neg:
+        warnings.warn("a pseudo-R2 is negative: the moderators explain none of that level's "
+                      "variance (the estimate went up), reported untruncated", FitWarning,
+                      stacklevel=2)
+    return R2Result(pd.Series(lv, index=list(res.level_names), name="R2"), tot,
+                    pd.Series(s0, index=list(res.level_names)), neg)
+
+
+def _intercept_formula(md):
+    from dataclasses import replace
+
+    return replace(md, formula=replace(md.formula, has_intercept=True, columns=("intrcpt",)))

@@ -1,0 +1,86 @@
+"""Residuals, leave-one-cluster-out refits and Cook's distances.
+
+* ``rstandard``: marginal residuals r = y - X b with SE sqrt(diag(V - X V_b X')), metafor's
+  ``rstandard.rma.mv`` (diag of (I - H) V (I - H)' with H = X V_b X' V^{-1}).
+* ``loo_cluster``: refit without each cluster (variance components re-estimated, warm-started
+  from the full fit): estimate, SE, sigma2 and I^2.
+* ``cooks_cluster``: metafor's ``cooks.distance(fit, cluster=)``: (b - b_(-c))' V_b^{-1}
+  (b - b_(-c)) with V_b of the full model, variance components re-estimated; NaN when leaving the
+  cluster out makes a coefficient inestimable.
+Outliers are flagged at |z| > 1.96 (residuals) and Cook's distance above the median +
+3 x the inter-quartile range of all clusters' distances (a common screening rule).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from mlmeta.data import subset
+from mlmeta.errors import ConvergenceError, InputError
+
+__all__ = ["rstandard", "loo_cluster", "cooks_cluster"]
+
+
+def rstandard(res) -> pd.DataFrame:
+    """Standardized marginal residuals in the data's row order (resid, se, z, outlier)."""
+    X = res.data.X
+    r = res.data.y - X @ res.core.beta
+    var = res.data.v + float(np.sum(res.core.sigma2)) - np.einsum("ij,jk,ik->i", X,
+                                                                   res.core.vcov, X)
+    se = np.sqrt(np.maximum(var, 0.0))
+    z = r / se
+    return pd.DataFrame({"resid": r, "se": se, "z": z, "outlier": np.abs(z) > 1.959963984540054},
+                        index=res.data.frame.index)
+
+
+def _refits(res, cluster):
+    from mlmeta.model import refit
+
+    codes, labels = res.cluster_codes(cluster)
+    for c, lab in enumerate(labels):
+        keep = codes != c
+        try:
+            r = refit(res, subset(res.data, keep))
+        except (InputError, ConvergenceError, np.linalg.LinAlgError):
+            r = None
+        yield lab, r
+
+
+def loo_cluster(res, cluster: str | None = None) -> pd.DataFrame:
+    """Leave-one-cluster-out estimates (one row per left-out cluster, sorted ids)."""
+    rows = []
+    for lab, r in _refits(res, cluster):
+        if r is None:
+            rows.append({"left_out": lab, "beta": np.nan, "se": np.nan,
+                         "sigma2": np.full(len(res.core.sigma2), np.nan), "I2": np.nan})
+            continue
+        i2 = r.i2().total if r.data.random else np.nan
+        rows.append({"left_out": lab,
+                     "beta": float(r.core.beta[0]) if r.p == 1 else r.core.beta.copy(),
+                     "se": float(r.tests.se[0]) if r.p == 1 else r.tests.se.copy(),
+                     "sigma2": r.core.sigma2.copy(), "I2": i2})
+    return pd.DataFrame(rows)
+
+
+def cooks_cluster(res, cluster: str | None = None) -> pd.DataFrame:
+    """Cook's distance of each cluster (sorted ids) with an outlier flag."""
+    Vinv = np.linalg.inv(res.core.vcov)
+    b = res.core.beta
+    vals = []
+    labs = []
+    for lab, r in _refits(res, cluster):
+        labs.append(lab)
+        if r is None or np.any(np.all(r.data.X == 0, axis=0)):
+            vals.append(np.nan)
+            continue
+        d = b - r.core.beta
+        vals.append(float(d @ Vinv @ d))
+    v = np.array(vals)
+    fin = v[np.isfinite(v)]
+    if fin.size:
+        q1, med, q3 = np.percentile(fin, [25, 50, 75])
+        flag = v > med + 3.0 * (q3 - q1)
+    else:
+        flag = np.zeros(len(v), dtype=bool)
+    return pd.DataFrame({"cluster": labs, "value": v, "influential": flag})
