@@ -109,10 +109,12 @@ def format_summary(res: "MetaResults", digits: int = 4) -> str:
         out.append(f"Back-transformed to r: {pr.pred[0]:.3f}, {res.level:g}% CI "
                    f"[{pr.ci_lb[0]:.3f}, {pr.ci_ub[0]:.3f}], prediction interval "
                    f"[{pr.pi_lb[0]:.3f}, {pr.pi_ub[0]:.3f}]")
-    diag = getattr(res, "diagnostics", None)
-    if diag is not None:
-        out.append("")
-        out.append(f"Fit diagnostics: {diag().verdict}")
+    dg = res.diagnostics()
+    out.append("")
+    out.append(f"Fit diagnostics: {dg.verdict} ({dg.iterations} Newton iterations, "
+               f"max |gradient| {dg.grad_norm:.1e})")
+    for n in dg.notes:
+        out.append(f"Note: {n}")
     return "\n".join(out) + "\n"
 
 

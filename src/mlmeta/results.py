@@ -209,6 +209,14 @@ class MetaResults:
         return out
 
     # ------------------------------------------------------------------ analyses
+    def diagnostics(self, *, profile: bool = False, robust=None):
+        """Whether the fit can be trusted (see :mod:`mlmeta.diagnostics`)."""
+        from mlmeta.diagnostics import diagnose
+        key = ("diagnostics", profile, id(robust))
+        if key not in self._cache:
+            self._cache[key] = diagnose(self, profile=profile, robust=robust)
+        return self._cache[key]
+
     def i2(self):
         """Multilevel I^2 per level and total (see :func:`mlmeta.heterogeneity.i2`)."""
         from mlmeta.heterogeneity import i2
@@ -345,6 +353,7 @@ class MetaResults:
         d["k_all"] = self.data.k_all
         d["rows_dropped"] = len(self.data.dropped)
         d["converged"] = self.converged
+        d["diagnostics"] = self.diagnostics().to_dict()
         if blocks:
             from mlmeta.blocks import compute_blocks
             d.update(compute_blocks(self, blocks))
