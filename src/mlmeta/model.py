@@ -24,6 +24,7 @@ from mlmeta.core.inference import (
     fit_statistics,
     omnibus_test,
     qe_test,
+    qe_test_blocks,
 )
 from mlmeta.data import ModelData, level_names, prepare
 from mlmeta.errors import InputError
@@ -56,6 +57,8 @@ def rma_mv(
     sigma2: Sequence[float | None] | None = None,
     level: float = 95,
     measure: str | None = None,
+    rho: float | None = None,
+    rho_cluster: str | None = None,
 ) -> MetaResults:
     """Fit a multilevel (nested random-effects) meta-analytic model.
 
@@ -71,6 +74,10 @@ def rma_mv(
     sigma2 : per level, a value to fix the component at (0 allowed) or None to estimate it.
     level : confidence level in percent.
     measure : the effect-size measure of ``yi`` (e.g. "ZCOR") for back-transformed output.
+    rho, rho_cluster : correlated sampling errors, the "correlated and hierarchical effects"
+        (CHE) working model: effect sizes in the same ``rho_cluster`` (default: the outer
+        random level) have sampling correlation ``rho`` (metafor's ``vcalc(vi, cluster, obs,
+        rho)``, clubSandwich's ``impute_covariance_matrix``).
 
     Returns
     -------
@@ -90,8 +97,23 @@ def rma_mv(
     if not (0 < float(level) < 100):
         raise InputError(f"level must be a percentage between 0 and 100; got {level!r}")
     md = prepare(data, yi, vi, random, mods)
+    if rho is not None:
+        rho_cluster = _rho_cluster(md, rho_cluster)
     return fit_prepared(md, method=method, test=test, dfs=dfs, sigma2=sigma2,
-                        level=float(level), measure=measure)
+                        level=float(level), measure=measure, rho=rho, rho_cluster=rho_cluster)
+
+
+def _rho_cluster(md: ModelData, rho_cluster: str | None) -> str:
+    if rho_cluster is None:
+        if not md.random:
+            raise InputError("rho needs rho_cluster= (the column whose rows share correlated "
+                             "sampling errors) when the model has no random effects")
+        return md.random[0]
+    if rho_cluster not in md.frame.columns:
+        raise InputError(f"rho_cluster column {rho_cluster!r} not found in the data")
+    if md.frame[rho_cluster].isna().any():
+        raise InputError(f"rho_cluster column {rho_cluster!r} has missing values")
+    return rho_cluster
 
 
 fit = rma_mv
@@ -99,13 +121,18 @@ fit = rma_mv
 
 def fit_prepared(md: ModelData, *, method: str = "REML", test: str = "z",
                  dfs: str = "residual", sigma2=None, level: float = 95,
-                 measure: str | None = None, start=None) -> MetaResults:
+                 measure: str | None = None, start=None, rho: float | None = None,
+                 rho_cluster: str | None = None) -> MetaResults:
     """Fit a model to already prepared data (used by refits: leave-one-out, profiles, LRTs)."""
     k, p = md.X.shape
     if k <= p:
         raise InputError(f"{k} effect sizes are too few for {p} coefficients")
+    rho_codes = None
+    if rho is not None:
+        _, rho_codes = np.unique(md.frame[rho_cluster].astype(str).to_numpy(),
+                                 return_inverse=True)
     core = fit_nested(md.y, md.v, md.X, md.factors, method=method, sigma2_fixed=sigma2,
-                      start=start)
+                      start=start, rho=rho, rho_codes=rho_codes)
     st = core.problem.st
     if dfs == "contain" and test == "t":
         inv = np.argsort(st.order)
@@ -118,7 +145,10 @@ def fit_prepared(md: ModelData, *, method: str = "REML", test: str = "z",
     ct = coef_tests(core.beta, core.vcov, ddf, level / 100.0)
     btt = default_btt(md.coef_names, md.formula.has_intercept)
     QM, QM_df, QMp = omnibus_test(core.beta, core.vcov, btt, ddf)
-    QE, QE_df, QEp = qe_test(md.y, md.v, md.X)
+    if rho is None:
+        QE, QE_df, QEp = qe_test(md.y, md.v, md.X)
+    else:
+        QE, QE_df, QEp = qe_test_blocks(md.y, md.X, core.problem)
     n_est = int(np.sum(~core.fixed))
     fs = fit_statistics(core.ll, method, k, p, n_est, md.v)
     return MetaResults(
@@ -135,6 +165,8 @@ def fit_prepared(md: ModelData, *, method: str = "REML", test: str = "z",
         QM=QM, QM_df=QM_df, QMp=QMp,
         QE=QE, QE_df=QE_df, QEp=QEp,
         fitstats=fs,
+        rho=rho,
+        rho_cluster=rho_cluster,
     )
 
 
@@ -151,4 +183,5 @@ def refit(res: MetaResults, md: ModelData | None = None, *, sigma2=None, start=N
         start = res.core.sigma2
     return fit_prepared(res.data if md is None else md, method=method or res.method,
                         test=res.test, dfs=res.dfs, sigma2=sigma2, level=res.level,
-                        measure=res.measure, start=start)
+                        measure=res.measure, start=start, rho=res.rho,
+                        rho_cluster=res.rho_cluster)

@@ -67,6 +67,8 @@ class MetaResults:
     QE_df: int
     QEp: float
     fitstats: dict[str, float]
+    rho: float | None = None
+    rho_cluster: str | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ------------------------------------------------------------------ basic numbers
@@ -198,10 +200,18 @@ class MetaResults:
         starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
         ends = np.r_[starts[1:], len(order)]
         s2 = self.core.sigma2
+        rc = None
+        if self.rho is not None:
+            _, rc = np.unique(self.data.frame[self.rho_cluster].astype(str).to_numpy(),
+                              return_inverse=True)
         out = []
         for a, b in zip(starts, ends):
             rows = order[a:b]
-            Vc = np.diag(self.data.v[rows]).astype(float)
+            if rc is None:
+                Vc = np.diag(self.data.v[rows]).astype(float)
+            else:
+                from mlmeta.core.dense import constant_rho_blocks
+                Vc = constant_rho_blocks(self.data.v, [rows], rc, self.rho)[0]
             for lv, c in enumerate(lc):
                 cc = c[rows]
                 Vc = Vc + s2[lv] * (cc[:, None] == cc[None, :])

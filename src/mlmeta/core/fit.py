@@ -66,8 +66,14 @@ class CoreFit:
 
 
 def make_problem(y, v, X, factors: Sequence[np.ndarray], method: str,
-                 st: NestedStructure | None = None) -> Problem:
-    """Sort the rows by the nesting and precompute constants."""
+                 st: NestedStructure | None = None, *, rho: float | None = None,
+                 rho_codes: np.ndarray | None = None):
+    """Sort the rows by the nesting and precompute constants.
+
+    With ``rho`` (and ``rho_codes``, the cluster of each row), sampling errors within a cluster
+    are correlated: the problem is evaluated with dense per-cluster blocks
+    (:class:`mlmeta.core.dense.DenseProblem`).
+    """
     y = np.asarray(y, dtype=float)
     v = np.asarray(v, dtype=float)
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
@@ -86,6 +92,16 @@ def make_problem(y, v, X, factors: Sequence[np.ndarray], method: str,
                              "constant or perfectly collinear")
     else:
         ld = 0.0
+    if rho is not None:
+        from mlmeta.core.dense import DenseProblem, block_codes, constant_rho_blocks
+
+        if not (-1.0 < float(rho) < 1.0):
+            raise InputError(f"rho must be strictly between -1 and 1; got {rho!r}")
+        rc = np.asarray(rho_codes)[o]
+        bc = block_codes(list(st.codes), rc)
+        vs = v[o]
+        return DenseProblem(st, vs, M, method == "REML", float(ld), bc,
+                            lambda rows: constant_rho_blocks(vs, rows, rc, float(rho)))
     return Problem(st, v[o], M, method == "REML", float(ld))
 
 
@@ -123,13 +139,16 @@ def fit_nested(
     sigma2_fixed: Sequence[float | None] | None = None,
     start: Sequence[float] | None = None,
     problem: Problem | None = None,
+    rho: float | None = None,
+    rho_codes: np.ndarray | None = None,
 ) -> CoreFit:
     """Fit ``y ~ N(X beta, diag(v) + sum_l sigma2_l Z_l Z_l')`` by REML or ML.
 
     ``sigma2_fixed[l]`` holds a value to fix level ``l`` at (0 allowed) or None to estimate it.
     ``start`` overrides the starting values (used to warm-start refits).
     """
-    pr = problem if problem is not None else make_problem(y, v, X, factors, method)
+    pr = problem if problem is not None else make_problem(y, v, X, factors, method, rho=rho,
+                                                          rho_codes=rho_codes)
     L = pr.st.n_levels
     fixed = np.zeros(L, dtype=bool)
     fixval = np.zeros(L)

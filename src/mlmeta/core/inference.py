@@ -18,6 +18,7 @@ __all__ = [
     "coef_tests",
     "omnibus_test",
     "qe_test",
+    "qe_test_blocks",
     "fit_statistics",
     "CoefTests",
     "default_btt",
@@ -115,6 +116,22 @@ def qe_test(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float, int, fl
     b = np.linalg.solve(X.T @ Xw, Xw.T @ y) if p else np.zeros(0)
     r = y - X @ b
     QE = float(np.sum(w * r * r))
+    return QE, k - p, float(stats.chi2.sf(QE, k - p))
+
+
+def qe_test_blocks(y: np.ndarray, X: np.ndarray, problem) -> tuple[float, int, float]:
+    """QE with a block sampling covariance R: y'(R^{-1} - R^{-1}X(X'R^{-1}X)^{-1}X'R^{-1})y.
+
+    ``problem`` is a dense problem; evaluating it with all variance components at 0 gives
+    C = M'R^{-1}M, from which QE is the GLS residual sum of squares.
+    """
+    k, p = X.shape
+    if k - p <= 0:
+        return 0.0, k - p, 1.0
+    L = problem.st.n_levels
+    ev = problem(np.zeros(L), 0)
+    C = ev.C
+    QE = float(C[p, p] - C[:p, p] @ np.linalg.solve(C[:p, :p], C[:p, p])) if p else float(C[0, 0])
     return QE, k - p, float(stats.chi2.sf(QE, k - p))
 
 

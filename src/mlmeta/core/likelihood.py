@@ -31,7 +31,7 @@ import numpy as np
 
 from mlmeta.core.structure import NestedStructure
 
-__all__ = ["Evaluation", "evaluate", "LOG2PI"]
+__all__ = ["Evaluation", "evaluate", "assemble", "LOG2PI"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -201,6 +201,14 @@ def evaluate(
                 ag, bg = _reduce(ag, cs), _reduce(bg, cs)
                 ah, bh = _reduce(ah, cs), _reduce(bh, cs)
 
+    return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=k, reml=reml, order=order,
+                    logdet_xtx=logdet_xtx)
+
+
+def assemble(theta, C, Cg, Ch, logdet, lg, lh, *, k: int, reml: bool, order: int,
+             logdet_xtx: float) -> Evaluation:
+    """Log-likelihood, gradient and Hessian from log|V|, C = M'V^{-1}M and their derivatives."""
+    p = C.shape[0] - 1
     C = 0.5 * (C + C.T)
     Cxx = C[:p, :p]
     Cxy = C[:p, p]
