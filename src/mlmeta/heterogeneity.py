@@ -30,10 +30,27 @@ from mlmeta.errors import FitWarning, InputError
 __all__ = ["i2", "r2", "I2Result", "R2Result", "typical_v"]
 
 
-def typical_v(v: np.ndarray, X: np.ndarray) -> float:
-    """(k - p) / tr(P) with P = W - WX(X'WX)^{-1}X'W, W = diag(1/v)."""
-    w = 1.0 / v
+def typical_v(v: np.ndarray, X: np.ndarray, blocks=None) -> float:
+    """(k - p) / tr(P) with P = W - WX(X'WX)^{-1}X'W and W = V^{-1}, V the sampling covariance.
+
+    V = diag(v) unless ``blocks`` (pairs of row indices and dense sampling-covariance blocks,
+    for correlated sampling errors) are given; then W is block-diagonal, as in the metafor FAQ.
+    """
     k, p = X.shape
+    if blocks is not None:
+        trW = 0.0
+        A = np.zeros((p, p))
+        B = np.zeros((p, p))
+        for rows, R in blocks:
+            W = np.linalg.inv(R)
+            Xc = X[rows]
+            WX = W @ Xc
+            trW += float(np.trace(W))
+            A += Xc.T @ WX
+            B += WX.T @ WX
+        tr = trW - float(np.trace(np.linalg.solve(A, B))) if p else trW
+        return (k - p) / tr
+    w = 1.0 / v
     if p:
         Xw = X * w[:, None]
         A = X.T @ Xw
@@ -75,7 +92,7 @@ def i2(res, ci: bool = False, level: float = 95) -> I2Result:
     if not res.data.random:
         raise InputError("I2 needs random effects; the equal-effects model has none")
     s2 = res.core.sigma2
-    tv = typical_v(res.data.v, res.data.X)
+    tv = typical_v(res.data.v, res.data.X, sampling_blocks(res))
     tot = float(np.sum(s2))
     den = tot + tv
     levels = pd.Series(100.0 * s2 / den, index=list(res.level_names), name="I2")
@@ -131,6 +148,16 @@ def r2(res) -> R2Result:
                       stacklevel=2)
     return R2Result(pd.Series(lv, index=list(res.level_names), name="R2"), tot,
                     pd.Series(s0, index=list(res.level_names)), neg)
+
+
+def sampling_blocks(res):
+    """Dense sampling-covariance blocks of a CHE fit (None when sampling errors are
+    independent)."""
+    if res.rho is None:
+        return None
+    from mlmeta.che import vcalc
+
+    return vcalc(res.data.v, res.data.frame[res.rho_cluster].astype(str).to_numpy(), res.rho)
 
 
 def _intercept_formula(md):
