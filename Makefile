@@ -6,6 +6,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# mlmeta's matrices are small (p x p, per-cluster blocks): a multi-threaded BLAS only adds
+# thread start-up and contention on a busy 2-core machine.
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test bench clean
 

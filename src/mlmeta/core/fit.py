@@ -162,13 +162,14 @@ def fit_nested(
                     raise InputError(f"sigma2[{i + 1}] must be a finite value >= 0; got {s!r}")
                 fixed[i] = True
                 fixval[i] = float(s)
-    starts = []
-    if start is not None:
-        starts.append(np.asarray(start, dtype=float))
-    starts += start_values(np.asarray(y, float), np.asarray(v, float),
-                           np.asarray(X, float).reshape(len(y), -1), L)
-    starts = [np.where(fixed, fixval, np.maximum(s, 0.0)) for s in starts]
-    opt = maximize(pr, starts, ~fixed)
+    def starts():
+        # a given (warm) start first; the default starting values only if it fails
+        if start is not None:
+            yield np.asarray(start, dtype=float)
+        yield from start_values(np.asarray(y, float), np.asarray(v, float),
+                                np.asarray(X, float).reshape(len(y), -1), L)
+
+    opt = maximize(pr, (np.where(fixed, fixval, np.maximum(s, 0.0)) for s in starts()), ~fixed)
     ev = opt.evaluation
     p = pr.p
     C = ev.C

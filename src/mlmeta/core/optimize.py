@@ -3,10 +3,13 @@
 A projected Newton method with the exact Hessian from :mod:`mlmeta.core.likelihood`:
 components at the bound 0 whose gradient points outward are held there (active set); the
 Newton direction of the others uses the Hessian with its eigenvalues made negative where it is
-not negative definite, and a backtracking line search guarantees ascent. It stops when the Newton
-decrement (g' (-H)^{-1} g, twice the predicted gain) is below ``tol`` relative to the
-log-likelihood, so the estimate is converged to close to machine precision rather than to an
-objective tolerance as in ``nlminb``. An estimate on the boundary is exactly 0.
+not negative definite, and a backtracking line search guarantees ascent. Once the Newton
+decrement (g' (-H)^{-1} g, twice the predicted gain) falls below ``tol`` relative to the
+log-likelihood, the predicted gain approaches the rounding noise of the likelihood itself, so
+the last steps are pure Newton steps accepted while the exact gradient keeps shrinking; they stop
+when one more step would change every component by less than ~1e-11 of its scale. The estimate
+is thus converged to close to machine precision rather than to an objective tolerance as in
+``nlminb``. An estimate on the boundary is exactly 0.
 
 If Newton fails (non-finite values, no ascent possible, iteration limit), it is restarted from
 other starting values and finally handed to L-BFGS-B on sqrt(sigma2); when all of these fail a
@@ -59,6 +62,8 @@ def _polish(fun, theta, ev, free, n=6):
     log-likelihood: there the remaining gain (~1e-14) is below the rounding noise of ll, so a
     line search cannot see it, but the exact gradient still shrinks quadratically."""
     for _ in range(n):
+        if _scaled_gnorm(ev, theta, free) <= 1e-11:
+            break
         S, step, dec = _direction(ev, theta, free)
         if not S.any() or dec <= 0.0:
             break
@@ -102,10 +107,12 @@ def _newton(fun, theta0, free, max_iter, tol):
         step = -U @ ((U.T @ gS) / lam_mod)
         dec = float(gS @ step)
         if dec <= tol * (1.0 + abs(ev.ll)):
+            # in the quadratic region the predicted gain approaches the rounding noise of the
+            # log-likelihood, where a line search cannot judge steps: finish on the gradient
             return _polish(fun, theta, ev, free), it, None
         t = 1.0
         accepted = False
-        for _ in range(60):
+        for _ in range(40):
             new = th.copy()
             new[S] += t * step
             new = np.maximum(new, 0.0)
@@ -149,11 +156,11 @@ def _lbfgs(fun, theta0, free):
 
 def maximize(
     fun: Callable[[np.ndarray, int], Evaluation],
-    starts: list[np.ndarray],
+    starts,
     free: np.ndarray,
     *,
     max_iter: int = 200,
-    tol: float = 1e-14,
+    tol: float = 1e-8,
 ) -> OptimResult:
     """Maximise ``fun(theta, order).ll`` over ``theta[free] >= 0``; other entries stay fixed.
 
@@ -163,13 +170,15 @@ def maximize(
     """
     free = np.asarray(free, dtype=bool)
     attempts: list[str] = []
+    starts = iter(starts)
+    first = np.array(next(starts), dtype=float)
     if not free.any():
-        th = np.array(starts[0], dtype=float)
+        th = first
         ev = fun(th, 2)
         if not np.isfinite(ev.ll):
             raise ConvergenceError("log-likelihood is not finite at the fixed variance components")
         return OptimResult(th, ev, 0, True, 0.0, "none (all components fixed)", ())
-    for i, s in enumerate(starts):
+    for i, s in enumerate(_chain(first, starts)):
         try:
             out, it, why = _newton(fun, s, free, max_iter, tol)
         except np.linalg.LinAlgError as exc:  # pragma: no cover - defensive
@@ -181,7 +190,7 @@ def maximize(
             return OptimResult(th, ev, it, True, _gnorm(ev, th, free), "newton", tuple(attempts))
         attempts.append(label + f": {why}")
     try:
-        th, r = _lbfgs(fun, starts[0], free)
+        th, r = _lbfgs(fun, first, free)
         attempts.append(f"L-BFGS-B on sqrt(sigma2): {r.message}")
         out, it, why = _newton(fun, th, free, max_iter, tol)
         if out is not None:
@@ -201,11 +210,30 @@ def maximize(
     )
 
 
+def _scaled_gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray) -> float:
+    """Largest |g_i| times the scale of component i (its value, or the curvature scale when
+    it is near 0): the predicted relative change of sigma2_i from one more Newton step is of
+    this order divided by the curvature, so ~1e-11 means converged to working precision."""
+    g = ev.grad[free].copy()
+    th = theta[free]
+    g[(th <= 0) & (g <= 0)] = 0.0
+    H = np.abs(np.diag(ev.hess[np.ix_(free, free)]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(H > 0, np.abs(g) / H / np.maximum(th, 1e-300), np.inf)
+        rel = np.minimum(rel, np.abs(g) / np.maximum(H, 1e-300) * np.sqrt(H))
+    return float(np.max(rel)) if rel.size else 0.0
+
+
 def _gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray) -> float:
     g = ev.grad[free].copy()
     th = theta[free]
     g[(th <= 0) & (g <= 0)] = 0.0  # at the bound with outward gradient: KKT satisfied
     return float(np.max(np.abs(g))) if g.size else 0.0
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
 
 
 def _fmt(x: np.ndarray) -> str:
