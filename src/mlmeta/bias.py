@@ -18,7 +18,7 @@ import pandas as pd
 from mlmeta.data import with_design
 from mlmeta.errors import InputError
 
-__all__ = ["egger", "pet_peese", "funnel_data", "EggerResult"]
+__all__ = ["egger", "pet_peese", "funnel_data", "aggregated_bias", "EggerResult"]
 
 
 @dataclass(frozen=True)
@@ -90,3 +90,11 @@ def funnel_data(res) -> pd.DataFrame:
     """Effect sizes (or residuals for moderator models) against their standard errors."""
     y = res.data.y if res.intercept_only else res.data.y - res.data.X @ res.core.beta
     return pd.DataFrame({"yi": y, "sei": np.sqrt(res.data.v)}, index=res.data.frame.index)
+
+
+def aggregated_bias(res, rho: float = 0.5, **kw) -> dict:
+    """Rank test, trim-and-fill and the three-parameter selection model on study-aggregated
+    effects (see :func:`mlmeta.pubbias.aggregated_bias`)."""
+    from mlmeta.pubbias import aggregated_bias as _agg
+
+    return _agg(res, rho=rho, **kw)

@@ -272,6 +272,11 @@ class MetaResults:
         from mlmeta.bias import egger
         return egger(self, robust=robust)
 
+    def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
+        """Rank test, trim-and-fill and selection model on study-aggregated effects."""
+        from mlmeta.pubbias import aggregated_bias
+        return aggregated_bias(self, rho=rho, **kw)
+
     def weights(self) -> np.ndarray:
         """Weight of each effect size in the pooled estimate (row sums of W = V^{-1}), in %.
 
