@@ -48,17 +48,22 @@ def _refits(res, cluster):
 
 
 def loo_cluster(res, cluster: str | None = None) -> pd.DataFrame:
-    """Leave-one-cluster-out estimates (one row per left-out cluster, sorted ids)."""
+    """Leave-one-cluster-out estimates (one row per left-out cluster, sorted ids).
+
+    Columns: left_out, beta, se, ci_lb, ci_ub (scalars for one coefficient, arrays otherwise;
+    CIs with the refit's own test and df), sigma2 (array), I2 (total, %).
+    """
     rows = []
     for lab, r in _refits(res, cluster):
         if r is None:
-            rows.append({"left_out": lab, "beta": np.nan, "se": np.nan,
+            nan = np.nan if res.p == 1 else np.full(res.p, np.nan)
+            rows.append({"left_out": lab, "beta": nan, "se": nan, "ci_lb": nan, "ci_ub": nan,
                          "sigma2": np.full(len(res.core.sigma2), np.nan), "I2": np.nan})
             continue
         i2 = r.i2().total if r.data.random else np.nan
-        rows.append({"left_out": lab,
-                     "beta": float(r.core.beta[0]) if r.p == 1 else r.core.beta.copy(),
-                     "se": float(r.tests.se[0]) if r.p == 1 else r.tests.se.copy(),
+        one = (lambda a: float(a[0])) if r.p == 1 else (lambda a: np.array(a, dtype=float))
+        rows.append({"left_out": lab, "beta": one(r.core.beta), "se": one(r.tests.se),
+                     "ci_lb": one(r.tests.ci_lb), "ci_ub": one(r.tests.ci_ub),
                      "sigma2": r.core.sigma2.copy(), "I2": i2})
     return pd.DataFrame(rows)
 

@@ -898,10 +898,6 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     -------
     matplotlib.axes.Axes
     """
-    from mlmeta.data import subset
-    from mlmeta.errors import ConvergenceError
-    from mlmeta.model import refit
-
     if isinstance(coef, str):
         if coef not in res.coef_names:
             raise InputError(f"coef {coef!r} is not a coefficient of the model "
@@ -915,18 +911,13 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
         f, to_r = _transform(res, transf)
     else:
         f, to_r = _transform(res, "none" if transf is None else transf)
-    codes, labels = res.cluster_codes(cluster)
     cname = cluster or (res.data.random[0] if res.data.random else "cluster")
-    rows = []
-    for c, lab in enumerate(labels):
-        try:
-            r = refit(res, subset(res.data, codes != c))
-            b, l_, u_ = (float(r.core.beta[jc]), float(r.tests.ci_lb[jc]),
-                         float(r.tests.ci_ub[jc]))
-        except (InputError, ConvergenceError, np.linalg.LinAlgError):
-            b = l_ = u_ = np.nan
-        rows.append((lab, b, l_, u_))
-    df = pd.DataFrame(rows, columns=["left_out", "beta", "ci_lb", "ci_ub"])
+    loo = res.loo_cluster(cluster)
+    pick = (lambda x: float(x)) if res.p == 1 else (lambda x: float(np.asarray(x)[jc]))
+    df = pd.DataFrame({"left_out": loo["left_out"],
+                       "beta": [pick(x) for x in loo["beta"]],
+                       "ci_lb": [pick(x) for x in loo["ci_lb"]],
+                       "ci_ub": [pick(x) for x in loo["ci_ub"]]})
     full = f(np.array([res.core.beta[jc], res.tests.ci_lb[jc], res.tests.ci_ub[jc]]))
     n = len(df)
     ax, _ = _new_axes(ax, (6.2, 1.3 + 0.2 * n))
