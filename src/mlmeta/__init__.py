@@ -1,12 +1,55 @@
-"""mlmeta: multilevel mixed-effects meta-analysis."""
+"""mlmeta: multilevel (three-level and deeper) mixed-effects meta-analysis.
+
+The main entry points are loaded on first use, so ``import mlmeta`` stays fast::
+
+    import mlmeta
+    res = mlmeta.rma_mv(df, "yi", "vi", random="study/es", test="t", dfs="contain")
+    print(res)
+
+``rma_mv``/``fit`` (the estimator), ``escalc`` (effect sizes), ``load_example`` (bundled data),
+``anova`` (model comparison), ``rho_sweep`` (CHE sensitivity); submodules ``plots``,
+``effects``, ``heterogeneity``, ``bias``, ``pubbias``, ``che``, ``robust``.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
 from mlmeta._version import __version__
-from mlmeta.errors import ConvergenceError, FormulaError, InputError, MlmetaError
+from mlmeta.errors import (
+    ConvergenceError,
+    DataWarning,
+    FitWarning,
+    FormulaError,
+    InputError,
+    MlmetaError,
+    MlmetaWarning,
+)
+
+_LAZY = {
+    "rma_mv": ("mlmeta.model", "rma_mv"),
+    "fit": ("mlmeta.model", "fit"),
+    "escalc": ("mlmeta.effects", "escalc"),
+    "load_example": ("mlmeta.examples", "load_example"),
+    "anova": ("mlmeta.lrt", "anova"),
+    "rho_sweep": ("mlmeta.che", "rho_sweep"),
+    "MetaResults": ("mlmeta.results", "MetaResults"),
+}
+_SUBMODULES = {"plots", "effects", "heterogeneity", "bias", "pubbias", "che", "robust",
+               "influence", "profile", "lrt", "diagnostics", "model", "results", "examples"}
+
+__all__ = ["__version__", "MlmetaError", "InputError", "FormulaError", "ConvergenceError",
+           "MlmetaWarning", "DataWarning", "FitWarning", *_LAZY]
 
 
-def __getattr__(name):
-    if name in ("rma_mv", "fit"):
-        from mlmeta import model
-        return getattr(model, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def __getattr__(name: str):
+    if name in _LAZY:
+        mod, attr = _LAZY[name]
+        return getattr(import_module(mod), attr)
+    if name in _SUBMODULES:
+        return import_module(f"mlmeta.{name}")
+    raise AttributeError(f"module 'mlmeta' has no attribute {name!r}")
 
-__all__ = ["__version__", "MlmetaError", "InputError", "FormulaError", "ConvergenceError"]
+
+def __dir__():
+    return sorted(set(__all__) | _SUBMODULES)

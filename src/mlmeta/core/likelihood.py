@@ -98,7 +98,6 @@ def evaluate(
     theta = np.asarray(theta, dtype=float)
     L = st.n_levels
     k, m = M.shape
-    p = m - 1
     e = np.zeros(L)
     for lv in st.diag_levels:
         e[lv] = 1.0

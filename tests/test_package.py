@@ -1,0 +1,43 @@
+"""Package-level behaviour: fast, light import; lazy entry points; docstrings everywhere."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import subprocess
+import sys
+
+import pytest
+
+import mlmeta
+
+
+def test_import_is_light():
+    code = "import sys, mlmeta; print(sorted(m for m in ('numpy', 'pandas', 'scipy', " \
+           "'matplotlib', 'formulaic') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_lazy_entry_points():
+    assert callable(mlmeta.rma_mv) and mlmeta.fit is mlmeta.rma_mv
+    assert callable(mlmeta.escalc) and callable(mlmeta.load_example)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mlmeta.nope  # noqa: B018
+
+
+MODULES = ["mlmeta.model", "mlmeta.results", "mlmeta.effects", "mlmeta.heterogeneity",
+           "mlmeta.profile", "mlmeta.lrt", "mlmeta.robust", "mlmeta.influence", "mlmeta.bias",
+           "mlmeta.pubbias", "mlmeta.che", "mlmeta.diagnostics", "mlmeta.plots",
+           "mlmeta.core.fit", "mlmeta.core.likelihood", "mlmeta.core.optimize",
+           "mlmeta.core.inference", "mlmeta.core.robust", "mlmeta.core.dense",
+           "mlmeta.core.structure"]
+
+
+@pytest.mark.parametrize("modname", MODULES)
+def test_public_functions_have_docstrings(modname):
+    mod = importlib.import_module(modname)
+    assert mod.__doc__ and len(mod.__doc__) > 40
+    for name in getattr(mod, "__all__", []):
+        obj = getattr(mod, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert obj.__doc__, f"{modname}.{name} has no docstring"
