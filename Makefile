@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/mlmeta demo
+	$(BIN)/mlmeta run examples/alliance_like.toml
+	@echo "The report folder is ./alliance_like-report/: open report.html in a browser (offline);"
+	@echo "report.md, results.json and figures/ (PNG + SVG) are next to it. The data are SIMULATED."
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

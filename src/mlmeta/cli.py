@@ -1,4 +1,10 @@
-"""Command line: ``mlmeta fit DATA ...`` and ``mlmeta demo``.
+"""Command line: ``mlmeta run ANALYSIS.toml``, ``mlmeta init DATA``, ``mlmeta fit DATA ...``
+and ``mlmeta demo``.
+
+``mlmeta run analysis.toml [--out DIR] [--quiet]`` runs a whole analysis described in a TOML file
+(see :mod:`mlmeta.analysis` for the keys) and writes a report folder (default
+``./<analysis-file-stem>-report/``; see :mod:`mlmeta.report`). ``mlmeta init DATA.csv [-o FILE]``
+writes a commented analysis-file template guessed from the data file's columns.
 
 Bad input ends with exit status 2 and one line on stderr naming the problem; no traceback
 (set MLMETA_DEBUG=1 to see one). Warnings are printed as one line each on stderr.
@@ -55,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="fit a model and print its summary (or JSON)")
     _add_fit_args(f)
     sub.add_parser("demo", help="fit the bundled (simulated) example and print the summary")
+    r = sub.add_parser("run", help="run an analysis file (TOML) and write its report folder")
+    r.add_argument("analysis", help="analysis file, e.g. examples/alliance_like.toml")
+    r.add_argument("--out", "-o", default=None,
+                   help="report folder (default: ./<analysis-file-stem>-report)")
+    r.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar, summary or warnings; print only the report path")
+    i = sub.add_parser("init", help="write a commented analysis-file template for a data file")
+    i.add_argument("data", help="CSV, TSV, Excel or Parquet file")
+    i.add_argument("-o", "--output", default=None,
+                   help="write the template to this file (default: print it)")
+    i.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     ap.add_argument("--version", action="store_true", help="print the version")
     return ap
 
@@ -121,6 +138,10 @@ def _run(argv) -> int:
         else:
             print(res.summary(), end="")
         return 0
+    if a.cmd == "run":
+        return _cmd_run(a)
+    if a.cmd == "init":
+        return _cmd_init(a)
     if a.cmd == "demo":
         from mlmeta.examples import load_example
         from mlmeta.model import rma_mv
@@ -135,6 +156,59 @@ def _run(argv) -> int:
         return 0
     ap.print_help()
     return 2
+
+
+def _echo(text: str, file=None) -> None:
+    """Print, replacing the typographic minus when the stream cannot encode it."""
+    stream = sys.stdout if file is None else file
+    enc = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(enc)
+    except (UnicodeEncodeError, LookupError):
+        text = text.replace("\u2212", "-").encode(enc, "replace").decode(enc)
+    print(text, file=stream)
+
+
+def _cmd_run(a) -> int:
+    from mlmeta.analysis import load_analysis
+    from mlmeta.report import run_report
+    from mlmeta.report.progress import Progress
+
+    spec = load_analysis(a.analysis)
+    progress = Progress(enabled=False) if a.quiet else Progress()
+    out = run_report(spec, a.out, progress=progress, command=f"mlmeta run {a.analysis}")
+    n = out.numbers
+    html = out.out_dir / "report.html"
+    if a.quiet:
+        _echo(str(html))
+        return 0
+    where: dict[str, list[str]] = {}  # one line per message, naming where it arose
+    for w in n.get("warnings", []):
+        sections = where.setdefault(w["message"], [])
+        if w["section"] not in sections:
+            sections.append(w["section"])
+    for msg, sections in where.items():
+        _echo(f"mlmeta: warning: {msg} ({', '.join(sections)})", file=sys.stderr)
+    _echo(n["title"])
+    if n.get("simulated"):
+        _echo("SIMULATED DATA: not results of real studies.")
+    _echo(n["overall"]["apa"])
+    _echo(f"Report: {html}  ({out.seconds:.1f} s; also report.md, results.json, figures/)")
+    return 0
+
+
+def _cmd_init(a) -> int:
+    from mlmeta.analysis import init_template
+
+    if a.output and os.path.exists(a.output) and not a.force:
+        raise MlmetaError(f"{a.output!r} exists; use --force to overwrite it")
+    text = init_template(a.data, a.output)
+    if a.output:
+        Path(a.output).write_text(text, encoding="utf-8")
+        _echo(f"wrote {a.output}; edit it, then: mlmeta run {a.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -152,17 +226,17 @@ def main(argv=None) -> int:
         except MlmetaError as exc:
             if debug:
                 raise
-            print(f"mlmeta: error: {str(exc).splitlines()[0] if str(exc) else exc!r}",
-                  file=sys.stderr)
+            msg = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            _echo(f"mlmeta: error: {msg}", file=sys.stderr)
             code = 2
         except KeyboardInterrupt:
-            print("mlmeta: interrupted", file=sys.stderr)
+            _echo("mlmeta: interrupted", file=sys.stderr)
             code = 130
         except Exception as exc:  # last resort: one line, no traceback
             if debug:
                 raise
             msg = str(exc).splitlines()[0] if str(exc) else ""
-            print(f"mlmeta: internal error ({type(exc).__name__}: {msg}); "
+            _echo(f"mlmeta: internal error ({type(exc).__name__}: {msg}); "
                   "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
             code = 1
     sys.stdout.flush()

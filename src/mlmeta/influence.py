@@ -19,7 +19,7 @@ import pandas as pd
 from mlmeta.data import subset
 from mlmeta.errors import ConvergenceError, InputError
 
-__all__ = ["rstandard", "loo_cluster", "cooks_cluster"]
+__all__ = ["rstandard", "loo_cluster", "cooks_cluster", "cluster_refits"]
 
 
 def rstandard(res) -> pd.DataFrame:
@@ -34,7 +34,7 @@ def rstandard(res) -> pd.DataFrame:
                         index=res.data.frame.index)
 
 
-def _refits(res, cluster):
+def _refits(res, cluster, progress=None):
     from mlmeta.model import refit
 
     codes, labels = res.cluster_codes(cluster)
@@ -44,41 +44,35 @@ def _refits(res, cluster):
             r = refit(res, subset(res.data, keep))
         except (InputError, ConvergenceError, np.linalg.LinAlgError):
             r = None
+        if progress is not None:
+            progress()
         yield lab, r
 
 
-def loo_cluster(res, cluster: str | None = None) -> pd.DataFrame:
-    """Leave-one-cluster-out estimates (one row per left-out cluster, sorted ids).
+def cluster_refits(res, cluster: str | None = None, progress=None) -> tuple[pd.DataFrame,
+                                                                            pd.DataFrame]:
+    """Leave-one-cluster-out table and Cook's distances from ONE pass of refits.
 
-    Columns: left_out, beta, se, ci_lb, ci_ub (scalars for one coefficient, arrays otherwise;
-    CIs with the refit's own test and df), sigma2 (array), I2 (total, %).
+    ``progress`` (optional) is called once after each refit. Returns (loo, cooks) as
+    :func:`loo_cluster` and :func:`cooks_cluster` do.
     """
-    rows = []
-    for lab, r in _refits(res, cluster):
+    Vinv = np.linalg.inv(res.core.vcov)
+    b = res.core.beta
+    rows, labs, vals = [], [], []
+    for lab, r in _refits(res, cluster, progress):
+        labs.append(lab)
         if r is None:
             nan = np.nan if res.p == 1 else np.full(res.p, np.nan)
             rows.append({"left_out": lab, "beta": nan, "se": nan, "ci_lb": nan, "ci_ub": nan,
-                         "sigma2": np.full(len(res.core.sigma2), np.nan), "I2": np.nan})
+                         "pval": nan, "sigma2": np.full(len(res.core.sigma2), np.nan),
+                         "I2": np.nan})
+            vals.append(np.nan)
             continue
         i2 = r.i2().total if r.data.random else np.nan
         one = (lambda a: float(a[0])) if r.p == 1 else (lambda a: np.array(a, dtype=float))
         rows.append({"left_out": lab, "beta": one(r.core.beta), "se": one(r.tests.se),
                      "ci_lb": one(r.tests.ci_lb), "ci_ub": one(r.tests.ci_ub),
-                     "sigma2": r.core.sigma2.copy(), "I2": i2})
-    return pd.DataFrame(rows)
-
-
-def cooks_cluster(res, cluster: str | None = None) -> pd.DataFrame:
-    """Cook's distance of each cluster (sorted ids) with an outlier flag."""
-    Vinv = np.linalg.inv(res.core.vcov)
-    b = res.core.beta
-    vals = []
-    labs = []
-    for lab, r in _refits(res, cluster):
-        labs.append(lab)
-        if r is None or np.any(np.all(r.data.X == 0, axis=0)):
-            vals.append(np.nan)
-            continue
+                     "pval": one(r.tests.pval), "sigma2": r.core.sigma2.copy(), "I2": i2})
         d = b - r.core.beta
         vals.append(float(d @ Vinv @ d))
     v = np.array(vals)
@@ -88,4 +82,20 @@ def cooks_cluster(res, cluster: str | None = None) -> pd.DataFrame:
         flag = v > med + 3.0 * (q3 - q1)
     else:
         flag = np.zeros(len(v), dtype=bool)
-    return pd.DataFrame({"cluster": labs, "value": v, "influential": flag})
+    cooks = pd.DataFrame({"cluster": labs, "value": v, "influential": flag})
+    return pd.DataFrame(rows), cooks
+
+
+def loo_cluster(res, cluster: str | None = None, progress=None) -> pd.DataFrame:
+    """Leave-one-cluster-out estimates (one row per left-out cluster, sorted ids).
+
+    Columns: left_out, beta, se, ci_lb, ci_ub, pval (scalars for one coefficient, arrays
+    otherwise; CIs and tests with the refit's own test and df), sigma2 (array), I2 (total, %).
+    """
+    return cluster_refits(res, cluster, progress)[0]
+
+
+def cooks_cluster(res, cluster: str | None = None, progress=None) -> pd.DataFrame:
+    """Cook's distance of each cluster (sorted ids) with an outlier flag (NaN when leaving the
+    cluster out makes a coefficient inestimable)."""
+    return cluster_refits(res, cluster, progress)[1]

@@ -247,10 +247,10 @@ class MetaResults:
         from mlmeta.lrt import lrt_drop
         return lrt_drop(self)
 
-    def robust(self, cluster: str | None = None, type: str = "CR2"):
+    def robust(self, cluster: str | None = None, type: str = "CR2", btt=None):
         """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust)."""
         from mlmeta.robust import robust
-        return robust(self, cluster=cluster, type=type)
+        return robust(self, cluster=cluster, type=type, btt=btt)
 
     def rstandard(self) -> pd.DataFrame:
         """Standardized marginal residuals (metafor's ``rstandard``)."""
@@ -299,7 +299,9 @@ class MetaResults:
 
         pred = x'b, se = sqrt(x' V_b x), CI = pred -+ crit se, PI = pred -+ crit
         sqrt(se^2 + sum sigma2) (metafor's ``predict.rma``; crit from z or t with the smallest
-        df of the coefficients involved). ``transf="ztor"`` back-transforms Fisher z to r.
+        df of the coefficients involved). ``transf="ztor"`` back-transforms Fisher z to r by tanh;
+        ``transf="ztor_int"`` by metafor's ``transf.ztor.int`` with tau2 = sum(sigma2), which gives
+        the mean r of the distribution of true effects (closer to 0 than tanh of the mean z).
         ``newmods`` is a DataFrame (columns as in the formula), a dict, or a design row.
         """
         lv = (self.level if level is None else float(level)) / 100.0
@@ -331,12 +333,21 @@ class MetaResults:
         out = [pred, se, pred - crit * se, pred + crit * se,
                pred - crit * np.sqrt(se ** 2 + s2), pred + crit * np.sqrt(se ** 2 + s2)]
         if transf is not None:
-            if transf not in ("ztor", "tanh"):
+            if transf not in ("ztor", "tanh", "ztor_int"):
                 from mlmeta.errors import InputError
-                raise InputError(f"transf must be 'ztor'; got {transf!r}")
+                raise InputError(f"transf must be 'ztor' or 'ztor_int'; got {transf!r}")
+            if transf == "ztor_int":
+                # metafor's transf.ztor.int with tau2 = sum(sigma2): the mean of tanh over the
+                # distribution of true effects, i.e. the mean r under heterogeneity
+                from mlmeta.effects import ztor_int
+
+                def f(x):
+                    return np.asarray(ztor_int(np.asarray(x, dtype=float), s2), dtype=float)
+            else:
+                f = np.tanh
             pr, _, a, b_, c, d = out
-            return Prediction(np.tanh(pr), np.full(len(pr), np.nan), np.tanh(a), np.tanh(b_),
-                              np.tanh(c), np.tanh(d), transformed="ztor")
+            return Prediction(f(pr), np.full(len(pr), np.nan), f(a), f(b_), f(c), f(d),
+                              transformed=transf if transf != "tanh" else "ztor")
         return Prediction(*out)
 
     # ------------------------------------------------------------------ output

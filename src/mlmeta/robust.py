@@ -44,8 +44,12 @@ class RobustResults:
                 "n_clusters": self.n_clusters}
 
 
-def robust(res, cluster: str | None = None, type: str = "CR2") -> RobustResults:
-    """Cluster-robust tests of ``res``'s coefficients (default cluster: the outer level)."""
+def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> RobustResults:
+    """Cluster-robust tests of ``res``'s coefficients (default cluster: the outer level).
+
+    ``btt`` selects the coefficients of the Wald test (names or 0-based positions; default: all
+    but the intercept): with CR2 the HTZ test of clubSandwich's ``Wald_test``.
+    """
     t = str(type).upper()
     if t not in TYPES:
         raise InputError(f"type must be one of {', '.join(TYPES)}; got {type!r}")
@@ -61,7 +65,22 @@ def robust(res, cluster: str | None = None, type: str = "CR2") -> RobustResults:
         V[c] = Vc
     X = res.data.X
     resid = res.data.y - X @ res.core.beta
-    out = robust_test(X, res.core.beta, resid, codes, V, bread=res.core.vcov, btt=res.btt,
+    if btt is None:
+        sel = res.btt
+    else:
+        names = list(res.coef_names)
+        sel = []
+        for b in ([btt] if isinstance(btt, (str, int)) else btt):
+            if isinstance(b, str):
+                if b not in names:
+                    raise InputError(f"btt: {b!r} is not a coefficient ({', '.join(names)})")
+                sel.append(names.index(b))
+            else:
+                if not 0 <= int(b) < len(names):
+                    raise InputError(f"btt: position {b} is out of range 0..{len(names) - 1}")
+                sel.append(int(b))
+        sel = np.array(sorted(set(sel)), dtype=int)
+    out = robust_test(X, res.core.beta, resid, codes, V, bread=res.core.vcov, btt=sel,
                       type=t, level=res.level / 100.0)
     names = list(res.coef_names)
     coefs = pd.DataFrame({"estimate": res.core.beta, "se": out["se"], "tval": out["stat"],

@@ -1,0 +1,644 @@
+"""Analysis files: a whole meta-analysis described in a small TOML file.
+
+``mlmeta run analysis.toml`` reads the file with :mod:`tomllib`, checks every key and type
+(an unknown key or a wrong type is an error that names the key), and hands an
+:class:`AnalysisSpec` to :mod:`mlmeta.report`. ``mlmeta init DATA.csv`` writes a commented
+template guessed from the data file's columns (:func:`init_template`).
+
+Schema (every key optional unless marked *required*)::
+
+    title = "..."                # report title (default: the example's title or the file name)
+    simulated = false            # true: the report header says the data are SIMULATED
+    notice = "..."               # a sentence shown under the title (e.g. the data's source)
+
+    [data]                       # *required*: exactly one of file / example
+    file = "effects.csv"         # CSV/TSV/Excel/Parquet, relative to this TOML file
+    example = "alliance_like"    # or a bundled example (mlmeta.examples.EXAMPLES)
+    study = "study"              # column identifying studies (default: outer level of random)
+    n = "ni"                     # participants per effect size (default: effect.ni)
+    categorical = ["pubstatus"]  # numeric columns to treat as categories
+
+    [effect]                     # *required*: yi + vi, or measure + its escalc columns
+    yi = "yi"                    # effect sizes ...
+    vi = "vi"                    # ... and their sampling variances
+    measure = "ZCOR"             # ZCOR, COR, SMD or OR. With escalc columns, yi/vi are computed
+    ri = "ri"                    #   (ri ni | m1i sd1i n1i m2i sd2i n2i | ai bi ci di n1i n2i);
+    ni = "ni"                    #   with yi/vi it names their scale (ZCOR: reported as r)
+    label = "g"                  # the effect's symbol in the report (default r, g, log OR, ES)
+
+    [model]
+    random = "study/es"          # nesting outer/inner ("none": equal-effects model)
+    method = "REML"              # REML or ML
+    test = "t"                   # t or z
+    dfs = "contain"              # contain or residual (t tests only)
+    level = 95                   # confidence level, percent
+    cluster = "study"            # cluster of the CR2 robust inference (default: outer level)
+    rho = 0.6                    # CHE working model: sampling correlation within rho_cluster
+    rho_cluster = "study"        #   (default: outer level); omit rho for the plain model
+    moderators = ["phase"]       # each tested alone (subgroups, omnibus F, R2, CR2) ...
+    joint = true                 # ... and all together in one model
+
+    [analyses]                   # true/false switches (defaults in ANALYSES_DEFAULTS)
+    profile = true               # profile-likelihood CIs of variance components and I2
+    lrt = true                   # likelihood-ratio test of each level
+    robust = true                # CR2 cluster-robust inference
+    loo = true                   # leave-one-study-out
+    influence = true             # Cook's distances by study, standardized residuals
+    bias = true                  # Egger, PET-PEESE, aggregated rank test/trim-and-fill/selmodel
+    che_sweep = true             # refit under the CHE model over che_rhos
+    figures = true               # forest, funnel, orchard/bubble, profile, leave-one-out plots
+    che_rhos = [0, 0.2, 0.4, 0.6, 0.8, 0.9]
+    bias_rho = 0.5               # rho used to aggregate effects within studies for bias tests
+
+Paths: ``data.file`` is relative to the TOML file, so an analysis folder can be moved as a
+whole; ``data.example`` loads a data set shipped inside the package and therefore works from
+any clone or installation (the bundled ``examples/*.toml`` use it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+from mlmeta.errors import MlmetaError
+
+__all__ = ["AnalysisSpec", "AnalysisError", "load_analysis", "parse_analysis", "load_data",
+           "init_template", "ANALYSES_DEFAULTS", "DEFAULT_RHOS"]
+
+MEASURES = ("ZCOR", "COR", "SMD", "OR")
+ESCALC_COLUMNS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
+ESCALC_NEEDS = {
+    "ZCOR": (("ri", "ni"),),
+    "COR": (("ri", "ni"),),
+    "SMD": (("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),),
+    "OR": (("ai", "bi", "ci", "di"), ("ai", "n1i", "ci", "n2i")),
+}
+DEFAULT_LABELS = {"ZCOR": "r", "COR": "r", "SMD": "g", "OR": "log OR"}
+DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
+ANALYSES_DEFAULTS = {"profile": True, "lrt": True, "robust": True, "loo": True,
+                     "influence": True, "bias": True, "che_sweep": False, "figures": True}
+
+
+class AnalysisError(MlmetaError):
+    """A problem with the analysis file: unknown key, wrong type, impossible value."""
+
+
+# ---------------------------------------------------------------- schema
+# kind: "str", "bool", "number", "list[str]", "list[number]"
+_STR, _BOOL, _NUM, _LSTR, _LNUM = "str", "bool", "number", "list[str]", "list[number]"
+SCHEMA: dict[str, Any] = {
+    "title": _STR, "simulated": _BOOL, "notice": _STR,
+    "data": {"file": _STR, "example": _STR, "study": _STR, "n": _STR, "categorical": _LSTR},
+    "effect": {"yi": _STR, "vi": _STR, "measure": _STR, "label": _STR,
+               **{c: _STR for c in ESCALC_COLUMNS}},
+    "model": {"random": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
+              "cluster": _STR, "rho": _NUM, "rho_cluster": _STR, "moderators": _LSTR,
+              "joint": _BOOL},
+    "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM},
+}
+
+_KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
+              _LSTR: "a list of strings", _LNUM: "a list of numbers"}
+
+
+def _type_name(v) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a table"
+    return type(v).__name__
+
+
+def _show(v) -> str:
+    s = repr(v) if not isinstance(v, dict) else "{...}"
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_kind(key: str, v, kind: str, src: str) -> None:
+    ok = {
+        _STR: isinstance(v, str),
+        _BOOL: isinstance(v, bool),
+        _NUM: _is_num(v) and math.isfinite(v),
+        _LSTR: isinstance(v, list) and all(isinstance(x, str) for x in v),
+        _LNUM: isinstance(v, list) and all(_is_num(x) and math.isfinite(x) for x in v),
+    }[kind]
+    if not ok:
+        raise AnalysisError(f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} "
+                            f"({_show(v)})")
+
+
+def _validate(raw: dict, src: str) -> None:
+    for key, val in raw.items():
+        if key not in SCHEMA:
+            near = get_close_matches(key, list(SCHEMA), n=1)
+            nested = [s for s, sub in SCHEMA.items() if isinstance(sub, dict) and key in sub]
+            hint = (f"; did you mean {near[0]!r}?" if near else
+                    f"; it belongs in the [{nested[0]}] table" if nested else "")
+            raise AnalysisError(f"{src}: unknown key {key!r}{hint}")
+        kind = SCHEMA[key]
+        if isinstance(kind, dict):
+            if not isinstance(val, dict):
+                raise AnalysisError(f"{src}: {key!r} must be a table ([{key}]), got "
+                                    f"{_type_name(val)} ({_show(val)})")
+            for k2, v2 in val.items():
+                if k2 not in kind:
+                    near = get_close_matches(k2, list(kind), n=1)
+                    other = [s for s, sub in SCHEMA.items()
+                             if isinstance(sub, dict) and s != key and k2 in sub]
+                    hint = (f"; did you mean {near[0]!r}?" if near else
+                            f"; it belongs in the [{other[0]}] table" if other else
+                            f"; [{k2}] is a table of its own (start it with a [{k2}] line)"
+                            if isinstance(SCHEMA.get(k2), dict) else
+                            f"; allowed: {', '.join(kind)}")
+                    raise AnalysisError(f"{src}: unknown key '{key}.{k2}'{hint}")
+                _check_kind(f"{key}.{k2}", v2, kind[k2], src)
+        else:
+            _check_kind(key, val, kind, src)
+
+
+def _choice(key: str, value: str, allowed, src: str) -> str:
+    for a in allowed:
+        if value.lower() == a.lower():
+            return a
+    raise AnalysisError(f"{src}: {key!r} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+# ---------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """A validated analysis file (paths resolved)."""
+
+    source: Path | None
+    title: str | None = None
+    simulated: bool = False
+    notice: str | None = None
+    data_file: Path | None = None
+    example: str | None = None
+    study: str | None = None
+    n: str | None = None
+    categorical: tuple[str, ...] = ()
+    yi: str | None = None
+    vi: str | None = None
+    measure: str | None = None
+    escalc: dict = field(default_factory=dict)
+    label: str | None = None
+    random: str | None = None
+    method: str = "REML"
+    test: str = "t"
+    dfs: str = "contain"
+    level: float = 95.0
+    cluster: str | None = None
+    rho: float | None = None
+    rho_cluster: str | None = None
+    moderators: tuple[str, ...] = ()
+    joint: bool = False
+    analyses: dict = field(default_factory=lambda: dict(ANALYSES_DEFAULTS))
+    che_rhos: tuple[float, ...] = DEFAULT_RHOS
+    bias_rho: float = 0.5
+
+    @property
+    def stem(self) -> str:
+        if self.source is not None:
+            return self.source.stem
+        return self.example or (self.data_file.stem if self.data_file else "analysis")
+
+    @property
+    def effect_label(self) -> str:
+        if self.label:
+            return self.label
+        return DEFAULT_LABELS.get(self.measure or "", "ES")
+
+    @property
+    def random_levels(self) -> tuple[str, ...]:
+        from mlmeta.data import parse_random
+        return parse_random(self.random)
+
+    def to_dict(self) -> dict:
+        """The settings as run (for results.json and the report's methods section)."""
+        return {
+            "source": None if self.source is None else str(self.source),
+            "title": self.title, "simulated": self.simulated, "notice": self.notice,
+            "data": {"file": None if self.data_file is None else str(self.data_file),
+                     "example": self.example, "study": self.study, "n": self.n,
+                     "categorical": list(self.categorical)},
+            "effect": {"yi": self.yi, "vi": self.vi, "measure": self.measure,
+                       "label": self.effect_label, **self.escalc},
+            "model": {"random": self.random, "method": self.method, "test": self.test,
+                      "dfs": self.dfs, "level": self.level, "cluster": self.cluster,
+                      "rho": self.rho, "rho_cluster": self.rho_cluster,
+                      "moderators": list(self.moderators), "joint": self.joint},
+            "analyses": {**self.analyses, "che_rhos": list(self.che_rhos),
+                         "bias_rho": self.bias_rho},
+        }
+
+
+def load_analysis(path: str | Path) -> AnalysisSpec:
+    """Read and validate an analysis TOML file."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise AnalysisError("analysis files need Python >= 3.11 (tomllib)") from None
+
+    p = Path(path)
+    src = str(path)
+    if not p.exists():
+        raise AnalysisError(f"analysis file {src!r} not found")
+    if p.is_dir():
+        raise AnalysisError(f"analysis file {src!r} is a directory")
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{src}: not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise AnalysisError(f"{src}: invalid TOML: {msg}") from None
+    return parse_analysis(raw, source=p.resolve(), name=src)
+
+
+def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis") -> AnalysisSpec:
+    """Validate a parsed TOML document (``source``: the file, for relative data paths)."""
+    src = name
+    _validate(raw, src)
+    data = raw.get("data")
+    if data is None:
+        raise AnalysisError(f"{src}: missing [data] table: give data.file = \"FILE.csv\" "
+                            "(relative to the analysis file) or data.example = \"NAME\"")
+    if ("file" in data) == ("example" in data):
+        raise AnalysisError(f"{src}: [data] needs exactly one of 'data.file' and "
+                            "'data.example'")
+    data_file = None
+    example = data.get("example")
+    if example is not None:
+        from mlmeta.examples import EXAMPLES
+        if example not in EXAMPLES:
+            raise AnalysisError(f"{src}: 'data.example' must be one of "
+                                f"{', '.join(EXAMPLES)}; got {example!r}")
+    else:
+        base = source.parent if source is not None else Path.cwd()
+        data_file = (base / data["file"]).resolve()
+        if not data_file.exists():
+            raise AnalysisError(f"{src}: 'data.file' {data['file']!r} not found (looked for "
+                                f"{data_file})")
+    eff = raw.get("effect")
+    if eff is None:
+        raise AnalysisError(f"{src}: missing [effect] table: give effect.yi and effect.vi, or "
+                            "effect.measure with its columns (e.g. measure = \"ZCOR\", "
+                            "ri = \"r\", ni = \"n\")")
+    measure = eff.get("measure")
+    if measure is not None:
+        measure = _choice("effect.measure", measure, MEASURES, src)
+    esc = {c: eff[c] for c in ESCALC_COLUMNS if c in eff}
+    has_yv = "yi" in eff or "vi" in eff
+    if has_yv:
+        if not ("yi" in eff and "vi" in eff):
+            missing = "effect.vi" if "yi" in eff else "effect.yi"
+            raise AnalysisError(f"{src}: {missing!r} is missing: give both effect.yi and "
+                                "effect.vi")
+        escalc_cols = {}
+        # escalc columns next to yi/vi are allowed only for the sample size (participants)
+        extra = [c for c in esc if c != "ni"]
+        if extra:
+            raise AnalysisError(f"{src}: 'effect.{extra[0]}' cannot be combined with "
+                                "effect.yi/effect.vi; give either yi and vi or the escalc "
+                                "columns of effect.measure")
+        if "ni" in esc:
+            escalc_cols = {"ni": esc["ni"]}
+    else:
+        if measure is None:
+            raise AnalysisError(f"{src}: [effect] needs effect.yi and effect.vi, or "
+                                "effect.measure with its columns")
+        needs = ESCALC_NEEDS[measure]
+        if not any(all(c in esc for c in alt) for alt in needs):
+            miss = [c for c in needs[0] if c not in esc]
+            raise AnalysisError(f"{src}: effect.measure = {measure!r} needs the columns "
+                                f"{', '.join('effect.' + c for c in needs[0])}; missing "
+                                f"{', '.join('effect.' + c for c in miss)}")
+        escalc_cols = esc
+    model = raw.get("model", {})
+    method = _choice("model.method", model.get("method", "REML"), ("REML", "ML"), src)
+    test = _choice("model.test", model.get("test", "t"), ("z", "t"), src)
+    dfs = _choice("model.dfs", model.get("dfs", "contain" if test == "t" else "residual"),
+                  ("residual", "contain"), src)
+    level = float(model.get("level", 95))
+    if not 0 < level < 100:
+        raise AnalysisError(f"{src}: 'model.level' must be a percentage between 0 and 100; "
+                            f"got {model['level']!r}")
+    rho = model.get("rho")
+    if rho is not None and not -1 < rho < 1:
+        raise AnalysisError(f"{src}: 'model.rho' must be strictly between -1 and 1; got {rho!r}")
+    if "rho_cluster" in model and rho is None:
+        raise AnalysisError(f"{src}: 'model.rho_cluster' given without 'model.rho'")
+    random = model.get("random")
+    if random is not None:
+        from mlmeta.data import parse_random
+        try:
+            parse_random(random)
+        except MlmetaError as exc:
+            raise AnalysisError(f"{src}: 'model.random': {exc}") from None
+    mods = tuple(model.get("moderators", ()))
+    if len(set(mods)) != len(mods):
+        dup = next(m for m in mods if mods.count(m) > 1)
+        raise AnalysisError(f"{src}: 'model.moderators' lists {dup!r} twice")
+    for m in mods:
+        if not re.fullmatch(r"[^\W\d][\w.]*", m):
+            raise AnalysisError(f"{src}: 'model.moderators' entries are column names; got "
+                                f"{m!r}")
+    joint = bool(model.get("joint", len(mods) > 1))
+    an = dict(ANALYSES_DEFAULTS)
+    a_raw = raw.get("analyses", {})
+    an.update({k: v for k, v in a_raw.items() if k in ANALYSES_DEFAULTS})
+    rhos = tuple(float(x) for x in a_raw.get("che_rhos", DEFAULT_RHOS))
+    if not rhos:
+        raise AnalysisError(f"{src}: 'analyses.che_rhos' is empty")
+    for r in rhos:
+        if not -1 < r < 1:
+            raise AnalysisError(f"{src}: 'analyses.che_rhos' values must be strictly between "
+                                f"-1 and 1; got {r!r}")
+    bias_rho = float(a_raw.get("bias_rho", 0.5))
+    if not -1 < bias_rho < 1:
+        raise AnalysisError(f"{src}: 'analyses.bias_rho' must be strictly between -1 and 1; "
+                            f"got {bias_rho!r}")
+    simulated = bool(raw.get("simulated", False))
+    if example is not None:
+        from mlmeta.examples import EXAMPLES
+        simulated = simulated or bool(EXAMPLES[example][2])
+    elif _bundled_simulated(data_file):
+        simulated = True  # a bundled simulated data set read by path is still simulated
+    dd = raw["data"]
+    return AnalysisSpec(
+        source=source, title=raw.get("title"), simulated=simulated, notice=raw.get("notice"),
+        data_file=data_file, example=example, study=dd.get("study"),
+        n=dd.get("n", escalc_cols.get("ni")), categorical=tuple(dd.get("categorical", ())),
+        yi=eff.get("yi"), vi=eff.get("vi"), measure=measure,
+        escalc={} if has_yv else escalc_cols, label=eff.get("label"),
+        random=random, method=method, test=test, dfs=dfs, level=level,
+        cluster=model.get("cluster"), rho=None if rho is None else float(rho),
+        rho_cluster=model.get("rho_cluster"), moderators=mods, joint=joint and len(mods) > 1,
+        analyses=an, che_rhos=rhos, bias_rho=bias_rho,
+    )
+
+
+def _bundled_simulated(path: Path | None) -> bool:
+    """True when ``path`` is the CSV of a bundled example that is simulated."""
+    if path is None:
+        return False
+    from importlib import resources
+
+    from mlmeta.examples import EXAMPLES
+    try:
+        base = Path(str(resources.files("mlmeta.examples").joinpath("data")))
+        return any(sim and (base / f"{name}.csv").resolve() == path.resolve()
+                   for name, (_, _, sim) in EXAMPLES.items())
+    except (OSError, TypeError):
+        return False
+
+
+# ---------------------------------------------------------------- data
+@dataclass(frozen=True)
+class LoadedData:
+    frame: "Any"  # pandas DataFrame with columns yi and vi (named by LoadedData.yi / .vi)
+    yi: str
+    vi: str
+    source_text: str  # "bundled example 'x'" or the file path
+    example_title: str | None
+    example_notice: str | None
+
+
+def load_data(spec: AnalysisSpec) -> LoadedData:
+    """The data of an analysis, with effect sizes computed when the file asks for escalc."""
+    import pandas as pd
+
+    title = notice = None
+    if spec.example is not None:
+        from mlmeta.examples import load_example
+        ex = load_example(spec.example)
+        df = ex.data.copy()
+        title, notice = ex.title, ex.notice
+        source_text = f"bundled example '{spec.example}'"
+    else:
+        from mlmeta.io import read_table
+        df = read_table(str(spec.data_file))
+        source_text = str(spec.data_file)
+    cols = [str(c) for c in df.columns]
+
+    def need(col: str | None, key: str) -> None:
+        if col is not None and col not in df.columns:
+            near = get_close_matches(col, cols, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise AnalysisError(f"{key}: column {col!r} not found in the data (columns: "
+                                f"{', '.join(cols)}){hint}")
+
+    for lv in spec.random_levels:
+        need(lv, "model.random")
+    need(spec.study, "data.study")
+    need(spec.n, "data.n")
+    need(spec.cluster, "model.cluster")
+    need(spec.rho_cluster, "model.rho_cluster")
+    for c in spec.categorical:
+        need(c, "data.categorical")
+    for m in spec.moderators:
+        need(m, "model.moderators")
+    if spec.escalc and spec.yi is None:
+        for a, c in spec.escalc.items():
+            need(c, f"effect.{a}")
+        from mlmeta.effects import escalc
+        es = escalc(spec.measure, df, **spec.escalc)
+        df = df.copy()
+        yi, vi = "yi", "vi"
+        df["yi"] = es["yi"].to_numpy()
+        df["vi"] = es["vi"].to_numpy()
+    else:
+        need(spec.yi, "effect.yi")
+        need(spec.vi, "effect.vi")
+        yi, vi = spec.yi, spec.vi
+    for c in spec.categorical:
+        s = df[c]
+        df[c] = pd.Series([None if pd.isna(x) else _label(x) for x in s], index=df.index,
+                          dtype=object)
+    return LoadedData(df, yi, vi, source_text, title, notice)
+
+
+def _label(x) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+# ---------------------------------------------------------------- init template
+_GUESS = {
+    "study": ("study", "studyid", "study_id", "studyno", "study_no", "author", "authors",
+              "paper", "article", "cluster", "district", "lab", "trial", "ref", "reference"),
+    "es": ("es", "esid", "es_id", "effect_id", "effectid", "effect", "sampleid", "sample_id",
+           "sample", "outcome_id", "school", "obs", "row", "id"),
+    "r": ("r", "ri", "cor", "corr", "correlation", "r_xy", "rxy"),
+    "n": ("n", "ni", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
+    "yi": ("yi", "y", "g", "d", "smd", "hedges_g", "es_value", "effect_size", "effectsize",
+           "lnor", "logor", "z", "zr", "fisher_z"),
+    "vi": ("vi", "v", "var", "variance", "var_yi", "vyi", "sampling_variance"),
+}
+
+
+def _find(cols: list[str], role: str, exclude=()) -> str | None:
+    low = {c.lower(): c for c in cols if c not in exclude}
+    for cand in _GUESS[role]:
+        if cand in low:
+            return low[cand]
+    return None
+
+
+def _guess_ids(df) -> tuple[str | None, str | None]:
+    """(study, effect-size id): a study column whose ids repeat (several effect sizes per
+    study), and an id that is unique within studies; a study column with unique ids only when
+    no column repeats (two-level model)."""
+    cols = list(df.columns)
+    k = len(df)
+    low = {c.lower(): c for c in cols}
+    cands = [low[c] for c in _GUESS["study"] if c in low]
+    cands = [c for c in cands if df[c].notna().all()]
+    study = next((c for c in cands if df[c].nunique() < k), None)
+    if study is None:
+        return (cands[0] if cands else None), None
+    es = None
+    for cand in _GUESS["es"]:
+        c = low.get(cand)
+        if c is None or c == study or df[c].isna().any():
+            continue
+        pairs = len(df[[study, c]].drop_duplicates())
+        if pairs > df[study].nunique():  # varies within studies: an inner level
+            es = c
+            break
+    return study, es
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_template(data_path: str, out_path: str | None = None) -> str:
+    """A commented analysis file for ``data_path`` with the columns guessed from their names."""
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    from mlmeta.io import read_table
+
+    df = read_table(data_path)
+    df.columns = [str(c) for c in df.columns]
+    cols = list(df.columns)
+    study, es = _guess_ids(df)
+    r = _find(cols, "r", exclude=(study, es))
+    n = _find(cols, "n", exclude=(study, es, r))
+    yi = _find(cols, "yi", exclude=(study, es, r, n))
+    vi = _find(cols, "vi", exclude=(study, es, r, n, yi))
+    used = {c for c in (study, es, r, n, yi, vi) if c}
+    used |= {c for c in cols if c.lower() in _GUESS["study"] + _GUESS["es"]}  # ids
+    mods, cats = [], []
+    for c in cols:
+        if c in used:
+            continue
+        s = df[c].dropna()
+        nun = s.nunique()
+        if nun < 2:
+            continue
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            integer = bool(np.all(np.mod(s.to_numpy(dtype=float), 1) == 0))
+            if integer and nun == len(s) and c.lower().endswith("id"):
+                continue  # an id column, not a moderator
+            if integer and nun <= 6:
+                cats.append(c)
+            mods.append(c)
+        elif nun <= max(10, len(df) // 4):
+            mods.append(c)
+    if out_path is not None:
+        base = Path(out_path).resolve().parent
+    else:
+        base = Path.cwd()
+    rel = os.path.relpath(Path(data_path).resolve(), base)
+    if rel.startswith(".."):  # not below the analysis file's folder: an absolute path is clearer
+        rel = str(Path(data_path).resolve())
+    lines = [
+        "# mlmeta analysis file: run it with",
+        f"#     mlmeta run {Path(out_path).name if out_path else 'THIS_FILE.toml'}",
+        "# The report (report.html, report.md, results.json, figures/) goes to",
+        "# ./<this file's name>-report/ (or --out DIR). Lines starting with # are comments.",
+        f"# Columns found in {Path(data_path).name}: {', '.join(cols)}",
+        "",
+        f"title = {_toml_str('Meta-analysis of ' + Path(data_path).stem)}",
+        "simulated = false          # true puts a SIMULATED-DATA notice in the report header",
+        "",
+        "[data]",
+        f"file = {_toml_str(rel.replace(os.sep, '/'))}   # relative to this file",
+    ]
+    lines.append(f"study = {_toml_str(study)}" if study else
+                 '# study = "STUDY_COLUMN"        # TODO: the column identifying studies')
+    nn = n
+    lines.append(f"n = {_toml_str(nn)}                  # participants per effect size" if nn else
+                 '# n = "N_COLUMN"              # participants per effect size (optional)')
+    if cats:
+        lines.append(f"# categorical = [{', '.join(_toml_str(c) for c in cats)}]   "
+                     "# numeric columns to treat as categories")
+    lines += ["", "[effect]"]
+    if r and n:
+        lines += ['measure = "ZCOR"           # Fisher z from r and n; reported on the r scale',
+                  f"ri = {_toml_str(r)}", f"ni = {_toml_str(n)}"]
+        if yi and vi:
+            lines += [f"# or precomputed effects: yi = {_toml_str(yi)}, vi = {_toml_str(vi)}"]
+    elif yi and vi:
+        lines += [f"yi = {_toml_str(yi)}", f"vi = {_toml_str(vi)}",
+                  '# measure = "ZCOR"         # say so when yi is Fisher z (report on the r scale)',
+                  '# label = "g"              # symbol of the effect in the report']
+    else:
+        lines += ['# TODO: no effect-size columns recognised. Either', '# yi = "YI_COLUMN"',
+                  '# vi = "VI_COLUMN"', '# or, for correlations,', 'measure = "ZCOR"',
+                  f"ri = {_toml_str(r or 'R_COLUMN')}", f"ni = {_toml_str(n or 'N_COLUMN')}"]
+    lines += ["", "[model]"]
+    if study and es:
+        lines.append(f"random = {_toml_str(study + '/' + es)}   # effect sizes nested in studies")
+    elif study:
+        lines.append(f"random = {_toml_str(study)}        # one level above sampling error; "
+                     "with an effect-size id: \"study/es\"")
+    else:
+        lines.append('# random = "study/es"     # TODO: nesting outer/inner')
+    lines += [
+        'method = "REML"            # REML or ML',
+        'test = "t"                 # t or z',
+        'dfs = "contain"            # contain or residual',
+        "level = 95",
+        f"moderators = [{', '.join(_toml_str(m) for m in mods)}]"
+        "   # each tested alone and (joint) together",
+        f"joint = {'true' if len(mods) > 1 else 'false'}",
+        "# rho = 0.6                # CHE working model: correlated sampling errors in a study",
+        "",
+        "[analyses]",
+        "profile = true             # profile-likelihood CIs of variance components and I2",
+        "lrt = true                 # likelihood-ratio test of each level",
+        "robust = true              # CR2 cluster-robust inference",
+        "loo = true                 # leave-one-study-out",
+        "influence = true           # Cook's distances, standardized residuals",
+        "bias = true                # Egger, PET-PEESE, aggregated bias tests",
+        "che_sweep = true           # sensitivity to the assumed sampling correlation rho",
+        "figures = true",
+        "# che_rhos = [0, 0.2, 0.4, 0.6, 0.8, 0.9]",
+        "# bias_rho = 0.5",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,756 @@
+"""Every number of the report, computed once from an :class:`~mlmeta.analysis.AnalysisSpec`.
+
+:func:`compute` returns a :class:`Computed`: ``numbers`` (a JSON-ready dict, written as
+results.json and the only source the HTML and Markdown renderers read) and ``objects`` (the
+fitted models, for the figures). Each section is timed (``numbers["timings"]``) and the
+library's warnings raised in it are collected with the section's name.
+
+Scale: when the effect sizes are Fisher-z correlations (measure ZCOR) every estimate and
+interval is reported back-transformed to r = tanh(z); the SE of r comes from the delta method,
+se_r = (1 - tanh(z)^2) se_z; test statistics, df and p-values are those of the z-scale model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from mlmeta.analysis import AnalysisSpec, LoadedData, load_data
+from mlmeta.errors import MlmetaError, MlmetaWarning
+from mlmeta.report import fmt
+
+__all__ = ["compute", "Computed", "Scale"]
+
+
+# ---------------------------------------------------------------- scale
+@dataclass(frozen=True)
+class Scale:
+    """How model-scale numbers are shown: ``r`` for Fisher z, else as they are."""
+
+    label: str
+    transform: bool  # Fisher z -> r
+    bounded: bool  # |value| <= 1: APA drops the leading zero
+    measure: str | None
+
+    def tr(self, x):
+        if x is None:
+            return None
+        x = float(x)
+        if not math.isfinite(x):
+            return x
+        return math.tanh(x) if self.transform else x
+
+    def se(self, est, se):
+        if se is None or not math.isfinite(float(se)):
+            return None
+        if self.transform:
+            return (1.0 - math.tanh(float(est)) ** 2) * float(se)
+        return float(se)
+
+
+def _scale(spec: AnalysisSpec) -> Scale:
+    m = spec.measure
+    label = spec.effect_label
+    return Scale(label=label, transform=(m == "ZCOR"), bounded=m in ("ZCOR", "COR"), measure=m)
+
+
+# ---------------------------------------------------------------- helpers
+def _f(x):
+    """JSON-friendly float (NaN/inf -> None)."""
+    if x is None:
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _py(x):
+    if isinstance(x, (np.generic,)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return [_jsonable(v) for v in o.tolist()]
+    if isinstance(o, pd.DataFrame):
+        return [_jsonable(r) for r in o.to_dict(orient="records")]
+    if isinstance(o, pd.Series):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (np.bool_, bool)):
+        return bool(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return _f(o)
+    return o
+
+
+@dataclass
+class Computed:
+    numbers: dict
+    objects: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+
+class _Context:
+    def __init__(self, spec: AnalysisSpec, progress):
+        self.spec = spec
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+        self.warnings: list[dict] = []
+        self.other_warnings: list[str] = []
+
+    @contextmanager
+    def section(self, name: str, label: str | None = None):
+        """Time a step (timings add up under ``name``) and collect its warnings (labelled
+        ``label`` or ``name``)."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+                for w in rec:
+                    msg = str(w.message).splitlines()[0] if str(w.message) else ""
+                    if issubclass(w.category, MlmetaWarning):
+                        item = {"section": label or name, "category": w.category.__name__,
+                                "message": msg}
+                        if item not in self.warnings:
+                            self.warnings.append(item)
+                    elif msg not in self.other_warnings:
+                        self.other_warnings.append(f"{w.category.__name__}: {msg}")
+
+    def note_failure(self, section: str, what: str, exc: Exception) -> dict:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        item = {"section": section, "category": "NotAvailable", "message": f"{what}: {msg}"}
+        self.warnings.append(item)
+        return {"available": False, "reason": msg}
+
+
+def _fit(spec: AnalysisSpec, ld: LoadedData, mods: str | None, data=None):
+    from mlmeta.model import rma_mv
+
+    kw = dict(random=spec.random, mods=mods, method=spec.method, test=spec.test, dfs=spec.dfs,
+              level=spec.level, measure=spec.measure)
+    if spec.rho is not None:
+        kw.update(rho=spec.rho, rho_cluster=spec.rho_cluster)
+    return rma_mv(ld.frame if data is None else data, ld.yi, ld.vi, **kw)
+
+
+def _rob_cluster(spec: AnalysisSpec, res) -> str | None:
+    """Cluster of the CR2 inference: model.cluster, else the outer level (None), else, for an
+    equal-effects model, data.study."""
+    return spec.cluster or (None if res.data.random else spec.study)
+
+
+def _can_robust(spec: AnalysisSpec, res) -> bool:
+    return bool(spec.analyses["robust"]) and (bool(res.data.random) or
+                                             _rob_cluster(spec, res) is not None)
+
+
+def _stat_name(res) -> str:
+    return "t" if res.test == "t" else "z"
+
+
+def _coef_rows(res, rob=None) -> list[dict]:
+    c = res.coefs
+    statcol = "tval" if res.test == "t" else "zval"
+    rows = []
+    for j, name in enumerate(res.coef_names):
+        r = {"name": name, "estimate": _f(c["estimate"].iloc[j]), "se": _f(c["se"].iloc[j]),
+             "stat": _f(c[statcol].iloc[j]),
+             "df": _f(c["df"].iloc[j]) if "df" in c.columns else None,
+             "pval": _f(c["pval"].iloc[j]), "ci_lb": _f(c["ci_lb"].iloc[j]),
+             "ci_ub": _f(c["ci_ub"].iloc[j])}
+        if rob is not None:
+            rc = rob.coefs
+            r["robust"] = {"se": _f(rc["se"].iloc[j]), "stat": _f(rc["tval"].iloc[j]),
+                           "df": _f(rc["df"].iloc[j]), "pval": _f(rc["pval"].iloc[j]),
+                           "ci_lb": _f(rc["ci_lb"].iloc[j]), "ci_ub": _f(rc["ci_ub"].iloc[j])}
+        rows.append(r)
+    return rows
+
+
+def _omnibus(res) -> dict:
+    df1, df2 = res.QM_df
+    name = "F" if res.test == "t" else "QM"
+    return {"stat_name": name, "stat": _f(res.QM), "df1": int(df1), "df2": _f(df2),
+            "pval": _f(res.QMp),
+            "apa": _omnibus_text(name, res.QM, df1, df2, res.QMp)}
+
+
+def _omnibus_text(name, stat, df1, df2, p) -> str:
+    if name == "F":
+        return f"F({fmt.df_text(df1)}, {fmt.df_text(df2)}) = {fmt.num(stat, 3)}, {fmt.p_text(p)}"
+    return f"QM({fmt.df_text(df1)}) = {fmt.num(stat, 3)}, {fmt.p_text(p)}"
+
+
+def _robust_omnibus(rob) -> dict:
+    df1, df2 = rob.QM_df
+    return {"stat_name": "F", "stat": _f(rob.QM), "df1": int(df1), "df2": _f(df2),
+            "pval": _f(rob.QMp), "type": rob.type, "cluster": rob.cluster,
+            "n_clusters": rob.n_clusters,
+            "apa": _omnibus_text("F", rob.QM, df1, df2, rob.QMp)}
+
+
+# ---------------------------------------------------------------- main entry
+def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = None) -> Computed:
+    """All numbers of the report. ``figures_hook(objects)`` is called as soon as the models
+    the figures need are fitted (the figures can then be drawn while the rest is computed)."""
+    from mlmeta.report.progress import Progress
+
+    ctx = _Context(spec, progress or Progress(False))
+    sc = _scale(spec)
+    out: dict[str, Any] = {}
+    obj: dict[str, Any] = {"scale": sc, "spec": spec}
+
+    with ctx.section("data"):
+        ld = load_data(spec)
+        obj["loaded"] = ld
+
+    with ctx.section("overall model"):
+        res = _fit(spec, ld, None)
+        obj["res"] = res
+        out["overall"] = _overall(spec, res, sc)
+        out["data"] = _data_summary(spec, ld, res)
+
+    out["moderators"] = _moderators(ctx, spec, ld, res, sc, obj)
+    with ctx.section("moderators", "joint moderator model"):
+        out["joint"] = _joint(ctx, spec, ld, obj) if spec.joint else None
+
+    if figures_hook is not None:
+        with ctx.section("figures (start)"):
+            figures_hook(obj)
+
+    out["heterogeneity"] = _heterogeneity(ctx, spec, res)
+
+    with ctx.section("robust"):
+        out["robust"] = _robust_overall(ctx, spec, res, sc, obj) if spec.analyses["robust"] \
+            else None
+
+    out["sensitivity"] = _sensitivity(ctx, spec, res, sc, obj)
+
+    with ctx.section("publication bias"):
+        out["bias"] = _bias(ctx, spec, res, sc) if spec.analyses["bias"] else None
+
+    out["che_sweep"] = _che_sweep(ctx, spec, res, sc) if spec.analyses["che_sweep"] else None
+
+    with ctx.section("diagnostics"):
+        d = res.diagnostics()
+        out["diagnostics"] = {**d.to_dict(), "verdict": d.verdict}
+
+    out["methods"] = None  # filled in by the document builder (needs the wording)
+    out["warnings"] = ctx.warnings
+    out["other_warnings"] = ctx.other_warnings
+    out["timings"] = ctx.timings
+    return Computed(_jsonable(out), obj, ctx.warnings)
+
+
+# ---------------------------------------------------------------- sections
+def _participants(res, col: str | None, study: str | None) -> dict | None:
+    if col is None:
+        return None
+    fr = res.data.frame
+    n = pd.to_numeric(fr[col], errors="coerce")
+    d = {"column": col, "sum": _f(n.sum()) if n.notna().any() else None,
+         "missing": int(n.isna().sum())}
+    if study is not None and study in fr.columns:
+        d["sum_of_study_max"] = _f(n.groupby(fr[study].to_numpy()).max().sum())
+    return d
+
+
+def _data_summary(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
+    study = spec.study or (res.data.random[0] if res.data.random else None)
+    fr = res.data.frame
+    n_st = int(fr[study].nunique()) if study is not None else None
+    return {
+        "source": ld.source_text, "example": spec.example,
+        "rows": int(len(ld.frame)), "k": int(res.k),
+        "rows_dropped": list(res.data.dropped),
+        "study_column": study, "n_studies": n_st,
+        "n_levels": [int(x) for x in res.n_levels], "levels": list(res.level_names),
+        "participants": _participants(res, spec.n, study),
+        "yi": ld.yi, "vi": ld.vi, "measure": spec.measure,
+        "escalc": dict(spec.escalc) or None,
+    }
+
+
+def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
+    c = res.coefs.iloc[0]
+    statcol = "tval" if res.test == "t" else "zval"
+    df = _f(c["df"]) if "df" in res.coefs.columns else None
+    z = {"estimate": _f(c["estimate"]), "se": _f(c["se"]), "ci_lb": _f(c["ci_lb"]),
+         "ci_ub": _f(c["ci_ub"])}
+    pr = res.predict()
+    z.update(pi_lb=_f(pr.pi_lb[0]), pi_ub=_f(pr.pi_ub[0]))
+    if sc.transform:
+        prr = res.predict(transf="ztor")
+        disp = {"estimate": _f(prr.pred[0]), "se": sc.se(z["estimate"], z["se"]),
+                "ci_lb": _f(prr.ci_lb[0]), "ci_ub": _f(prr.ci_ub[0]),
+                "pi_lb": _f(prr.pi_lb[0]), "pi_ub": _f(prr.pi_ub[0])}
+    else:
+        disp = dict(z)
+    stat, p = _f(c[statcol]), _f(c["pval"])
+    apa = fmt.apa_estimate(sc.label, disp["estimate"], disp["se"], disp["ci_lb"],
+                           disp["ci_ub"], _stat_name(res), df, stat, p, spec.level, sc.bounded)
+    pi = (f"{fmt.level_text(spec.level)} PI "
+          f"{fmt.ci_text(disp['pi_lb'], disp['pi_ub'], 3, sc.bounded)}")
+    return {"scale": sc.label, "transformed": sc.transform, "display": disp, "model_scale": z,
+            "stat_name": _stat_name(res), "stat": stat, "df": df, "pval": p,
+            "apa": apa, "pi_text": pi,
+            "model": res.to_dict()}
+
+
+def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
+    if not res.data.random:
+        return {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp), "levels": [],
+                "note": "equal-effects model: no variance components"}
+    from mlmeta.heterogeneity import i2
+
+    out: dict[str, Any] = {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp)}
+    out["QE_text"] = (f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}")
+    prof = None
+    i2res = None
+    L = len(res.core.sigma2)
+    if spec.analyses["profile"]:
+        with ctx.section("profile CIs"), ctx.progress.step("profile CIs", L + 1) as tick:
+            try:
+                tabs = []
+                for j in range(L):
+                    tabs.append(res.profile_ci(level=spec.level, components=[j]).table.iloc[j])
+                    tick()
+                prof = pd.DataFrame(tabs)
+                i2res = i2(res, ci=True, level=spec.level)
+                tick()
+            except MlmetaError as exc:
+                out["profile_error"] = ctx.note_failure("profile CIs", "profile CIs", exc)
+                prof = None
+    with ctx.section("heterogeneity"):
+        if i2res is None:
+            i2res = res.i2()
+        lrt = None
+        if spec.analyses["lrt"]:
+            try:
+                lrt = res.lrt_drop().table
+            except MlmetaError as exc:
+                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests",
+                                                    exc)
+        levels = []
+        for j, name in enumerate(res.level_names):
+            d = {"level": name, "column": res.data.random[j], "n_groups": int(res.n_levels[j]),
+                 "sigma2": _f(res.core.sigma2[j]), "fixed": bool(res.core.fixed[j]),
+                 "I2": _f(i2res.levels.iloc[j])}
+            if prof is not None:
+                d["sigma2_ci"] = [_f(prof["ci_lb"].iloc[j]), _f(prof["ci_ub"].iloc[j])]
+            if i2res.ci is not None:
+                d["I2_ci"] = [_f(i2res.ci["ci_lb"].iloc[j]), _f(i2res.ci["ci_ub"].iloc[j])]
+            if lrt is not None:
+                hit = lrt[lrt["dropped"] == res.data.random[j]]
+                if len(hit):
+                    r = hit.iloc[0]
+                    d["lrt"] = {"LRT": _f(r["LRT"]), "df": int(r["df"]), "pval": _f(r["pval"]),
+                                "pval_mixture": _f(r["pval_mixture"]),
+                                "sigma2_reduced": [_f(x) for x in r["sigma2_reduced"]],
+                                "logLik_reduced": _f(r["logLik_reduced"]),
+                                "text": f"χ²(1) = {fmt.num(r['LRT'], 3)}, "
+                                        f"{fmt.p_text(r['pval'])}"}
+            levels.append(d)
+        out["levels"] = levels
+        out["I2_total"] = _f(i2res.total)
+        out["I2_sampling"] = _f(i2res.sampling)
+        out["typical_v"] = _f(i2res.typical_v)
+        if i2res.ci is not None:
+            out["I2_total_ci"] = [_f(i2res.ci["ci_lb"].iloc[-1]), _f(i2res.ci["ci_ub"].iloc[-1])]
+    return out
+
+
+def _is_categorical(series: pd.Series, name: str, spec: AnalysisSpec) -> bool:
+    if name in spec.categorical:
+        return True
+    return not (pd.api.types.is_numeric_dtype(series) and
+                not pd.api.types.is_bool_dtype(series))
+
+
+def _mod_term(name: str, categorical: bool) -> str:
+    q = name if name.isidentifier() else f"`{name}`"
+    return f"factor({q})" if categorical else q
+
+
+def _moderators(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, res, sc: Scale,
+                obj: dict) -> list[dict]:
+    out = []
+    obj["moderators"] = {}
+    study = spec.study or (res.data.random[0] if res.data.random else None)
+    for m in spec.moderators:
+        with ctx.section("moderators", f"moderator {m}"):
+            entry = _moderator(ctx, spec, ld, sc, obj, m, study)
+        out.append(entry)
+    return out
+
+
+def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
+    col = ld.frame[m]
+    cat = _is_categorical(col, m, spec)
+    data = ld.frame
+    if cat and not (col.dtype == object or pd.api.types.is_string_dtype(col)):
+        data = ld.frame.copy()
+        data[m] = [None if pd.isna(x) else (str(int(x)) if isinstance(x, float) and
+                                             float(x).is_integer() else str(x))
+                   for x in col]
+    entry: dict[str, Any] = {"name": m, "type": "categorical" if cat else "continuous"}
+    term = m if m.isidentifier() else f"`{m}`"
+    entry["formula"] = f"~ {term}"
+    try:
+        if cat:
+            nlev = data[m].dropna().nunique()
+            if nlev < 2:
+                raise MlmetaError(f"moderator {m!r} has only {nlev} category")
+        rm = _fit(spec, ld, entry["formula"], data=data)
+    except MlmetaError as exc:
+        entry.update(ctx.note_failure(f"moderator {m}", f"moderator {m!r}", exc))
+        return entry
+    obj["moderators"][m] = {"res": rm, "data": data}
+    entry["k"] = int(rm.k)
+    entry["rows_dropped"] = len(rm.data.dropped)
+    fr = rm.data.frame
+    entry["n_studies"] = int(fr[study].nunique()) if study is not None else None
+    entry["omnibus"] = _omnibus(rm)
+    entry["sigma2"] = [_f(x) for x in rm.core.sigma2]
+    entry["model"] = rm.to_dict()
+    rob = None
+    if _can_robust(spec, rm):
+        try:
+            rob = rm.robust(cluster=_rob_cluster(spec, rm), type="CR2")
+            entry["robust_omnibus"] = _robust_omnibus(rob)
+        except MlmetaError as exc:
+            entry["robust_omnibus"] = ctx.note_failure(f"moderator {m}",
+                                                       f"CR2 test of {m!r}", exc)
+    if rm.data.random:
+        try:
+            r2 = rm.r2()
+            entry["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
+                           "total": _f(r2.total),
+                           "sigma2_null": [_f(x) for x in r2.sigma2_null]}
+        except MlmetaError as exc:
+            entry["R2"] = ctx.note_failure(f"moderator {m}", f"R2 of {m!r}", exc)
+    if cat:
+        entry["categories"] = _categories(ctx, spec, ld, data, m, rm, sc, study)
+    else:
+        entry["coefficients"] = _coef_rows(rm, rob)
+        slope = entry["coefficients"][-1]
+        dg = fmt.coef_digits(slope["se"])
+        entry["apa"] = (f"b = {fmt.num(slope['estimate'], dg)}, "
+                        f"{fmt.level_text(spec.level)} CI "
+                        f"{fmt.ci_text(slope['ci_lb'], slope['ci_ub'], dg)}, "
+                        f"{_stat_name(rm)}"
+                        f"{'(' + fmt.df_text(slope['df']) + ')' if slope['df'] else ''}"
+                        f" = {fmt.num(slope['stat'], 3)}, {fmt.p_text(slope['pval'])}")
+    return entry
+
+
+def _categories(ctx, spec, ld, data, m, rm, sc: Scale, study) -> list[dict]:
+    """Per category: k, studies, the estimate with CI from the cell-means model
+    (``~ 0 + factor(m)``), model-based and CR2."""
+    fr = rm.data.frame
+    cm = _fit(spec, ld, f"~ 0 + {_mod_term(m, True)}", data=data)
+    rob = None
+    if _can_robust(spec, cm):
+        try:
+            rob = cm.robust(cluster=_rob_cluster(spec, cm), type="CR2")
+        except MlmetaError as exc:
+            ctx.note_failure(f"moderator {m}", f"CR2 subgroup estimates of {m!r}", exc)
+    rows = _coef_rows(cm, rob)
+    prefix = f"{_mod_term(m, True)}"
+    out = []
+    for row in rows:
+        lev = row["name"][len(prefix):] if row["name"].startswith(prefix) else row["name"]
+        sub = fr[fr[m].astype(str) == lev]
+        d = {"level": lev, "k": int(len(sub)),
+             "n_studies": int(sub[study].nunique()) if study is not None else None,
+             "model_scale": {k: row[k] for k in ("estimate", "se", "ci_lb", "ci_ub")},
+             "estimate": sc.tr(row["estimate"]), "se": sc.se(row["estimate"], row["se"]),
+             "ci_lb": sc.tr(row["ci_lb"]), "ci_ub": sc.tr(row["ci_ub"]),
+             "stat": row["stat"], "df": row["df"], "pval": row["pval"]}
+        if "robust" in row:
+            rr = row["robust"]
+            d["robust"] = {"ci_lb": sc.tr(rr["ci_lb"]), "ci_ub": sc.tr(rr["ci_ub"]),
+                           "df": rr["df"], "pval": rr["pval"], "stat": rr["stat"],
+                           "se_model_scale": rr["se"]}
+        out.append(d)
+    return out
+
+
+def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict | None:
+    fitted = obj["moderators"]
+    names = [m for m in spec.moderators if m in fitted]
+    if len(names) < 2:
+        return None
+    data = ld.frame.copy()
+    terms = []
+    for m in names:
+        data[m] = fitted[m]["data"][m]
+        terms.append(m if m.isidentifier() else f"`{m}`")
+    formula = "~ " + " + ".join(terms)
+    out: dict[str, Any] = {"formula": formula, "moderators": names}
+    try:
+        rj = _fit(spec, ld, formula, data=data)
+    except MlmetaError as exc:
+        out.update(ctx.note_failure("moderators", "joint moderator model", exc))
+        return out
+    obj["joint"] = rj
+    rob = None
+    if _can_robust(spec, rj):
+        try:
+            rob = rj.robust(cluster=_rob_cluster(spec, rj), type="CR2")
+            out["robust_omnibus"] = _robust_omnibus(rob)
+        except MlmetaError as exc:
+            out["robust_omnibus"] = ctx.note_failure("moderators", "CR2 test of the joint model",
+                                                     exc)
+    out["k"] = int(rj.k)
+    out["rows_dropped"] = len(rj.data.dropped)
+    out["coefficients"] = _coef_rows(rj, rob)
+    out["omnibus"] = _omnibus(rj)
+    out["sigma2"] = [_f(x) for x in rj.core.sigma2]
+    if rj.data.random:
+        try:
+            r2 = rj.r2()
+            out["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
+                         "total": _f(r2.total), "sigma2_null": [_f(x) for x in r2.sigma2_null]}
+        except MlmetaError as exc:
+            out["R2"] = ctx.note_failure("moderators", "R2 of the joint model", exc)
+    out["model"] = rj.to_dict()
+    return out
+
+
+def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -> dict:
+    if not _can_robust(spec, res):
+        return {"available": False, "reason": "no cluster level (equal-effects model); set "
+                "model.cluster or data.study"}
+    try:
+        rob = res.robust(cluster=_rob_cluster(spec, res), type="CR2")
+    except MlmetaError as exc:
+        return ctx.note_failure("robust", "CR2 robust inference", exc)
+    obj["robust"] = rob
+    c = rob.coefs.iloc[0]
+    est = float(c["estimate"])
+    d = {"type": "CR2", "cluster": rob.cluster, "n_clusters": rob.n_clusters,
+         "model_scale": {"estimate": est, "se": _f(c["se"]), "ci_lb": _f(c["ci_lb"]),
+                         "ci_ub": _f(c["ci_ub"])},
+         "estimate": sc.tr(est), "se": sc.se(est, c["se"]), "ci_lb": sc.tr(c["ci_lb"]),
+         "ci_ub": sc.tr(c["ci_ub"]), "stat": _f(c["tval"]), "df": _f(c["df"]),
+         "pval": _f(c["pval"]), "block": rob.to_dict()}
+    d["apa"] = fmt.apa_estimate(sc.label, d["estimate"], d["se"], d["ci_lb"], d["ci_ub"], "t",
+                                d["df"], d["stat"], d["pval"], spec.level, sc.bounded)
+    return d
+
+
+def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -> dict:
+    out: dict[str, Any] = {}
+    cluster = spec.study if spec.study else None
+    has_cluster = bool(res.data.random) or cluster is not None
+    want_loo = spec.analyses["loo"] and has_cluster
+    want_cooks = spec.analyses["influence"] and has_cluster
+    if want_loo or want_cooks:
+        with ctx.section("leave-one-out"):
+            try:
+                codes, labels = res.cluster_codes(cluster)
+            except MlmetaError as exc:
+                out["loo"] = ctx.note_failure("leave-one-out", "leave-one-study-out", exc)
+                labels = None
+            if labels is not None:
+                from mlmeta.influence import cluster_refits
+
+                with ctx.progress.step("leave-one-out", len(labels)) as tick:
+                    loo, ck = cluster_refits(res, cluster, progress=tick)
+                loo_rows = []
+                for r in loo.itertuples():
+                    if not np.isfinite(np.ravel(r.beta)[0]):
+                        loo_rows.append({"left_out": _py(r.left_out), "estimate": None,
+                                         "model_scale": None})
+                        continue
+                    e, s_, lo, hi, pv = (float(np.ravel(x)[0]) for x in (r.beta, r.se, r.ci_lb,
+                                                                           r.ci_ub, r.pval))
+                    loo_rows.append({
+                        "left_out": _py(r.left_out),
+                        "model_scale": {"estimate": e, "se": s_, "ci_lb": lo, "ci_ub": hi,
+                                        "sigma2": [float(x) for x in r.sigma2]},
+                        "estimate": sc.tr(e), "ci_lb": sc.tr(lo), "ci_ub": sc.tr(hi),
+                        "pval": pv, "I2": _f(r.I2)})
+                cooks = ck["value"].to_numpy()
+                if want_loo:
+                    out["loo"] = _loo_summary(loo_rows, res, spec, sc,
+                                              cluster or res.data.random[0])
+                if want_cooks:
+                    v = np.array(cooks, dtype=float)
+                    fin = v[np.isfinite(v)]
+                    if fin.size:
+                        q1, med, q3 = np.percentile(fin, [25, 50, 75])
+                        flag = v > med + 3.0 * (q3 - q1)
+                        cut = float(med + 3.0 * (q3 - q1))
+                    else:
+                        flag, cut = np.zeros(len(v), dtype=bool), None
+                    rows = [{"cluster": _py(lab), "value": _f(x), "influential": bool(fl)}
+                            for lab, x, fl in zip(labels, v, flag)]
+                    out["cooks"] = {"rows": rows, "cutoff": cut,
+                                    "rule": "median + 3 × IQR of all studies' distances",
+                                    "influential": [r["cluster"] for r in rows
+                                                    if r["influential"]]}
+    if spec.analyses["influence"]:
+        with ctx.section("influence"):
+            rs = res.rstandard()
+            fr = res.data.frame
+            flagged = []
+            for pos in np.flatnonzero(rs["outlier"].to_numpy()):
+                d = {"row": _row_number(fr, pos), "z": _f(rs["z"].iloc[pos]),
+                     "yi": _f(res.data.y[pos]), "effect": sc.tr(res.data.y[pos])}
+                for col in res.data.random:
+                    d[col] = _py(fr[col].iloc[pos])
+                flagged.append(d)
+            out["outliers"] = {"rule": "|z| > 1.96 (standardized marginal residuals)",
+                               "n": len(flagged), "k": int(res.k), "rows": flagged,
+                               "z": [_f(x) for x in rs["z"]]}
+    return out
+
+
+def _row_number(fr: pd.DataFrame, pos: int):
+    idx = fr.index[pos]
+    return int(idx) + 1 if isinstance(idx, (int, np.integer)) else str(idx)
+
+
+def _loo_summary(rows, res, spec, sc: Scale, cname) -> dict:
+    ok = [r for r in rows if r["estimate"] is not None]
+    out = {"cluster": cname, "rows": rows, "n": len(rows), "failed": len(rows) - len(ok)}
+    if not ok:
+        return out
+    lo = min(ok, key=lambda r: r["estimate"])
+    hi = max(ok, key=lambda r: r["estimate"])
+    sig = [r for r in ok if r["pval"] is not None and r["pval"] < 1 - spec.level / 100.0]
+    out.update({"min": lo["estimate"], "min_left_out": lo["left_out"],
+                "max": hi["estimate"], "max_left_out": hi["left_out"],
+                "n_significant": len(sig),
+                "sign_changes": sum(1 for r in ok if np.sign(r["model_scale"]["estimate"]) !=
+                                    np.sign(res.core.beta[0]))})
+    return out
+
+
+def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
+    out: dict[str, Any] = {}
+    if not res.intercept_only:
+        return {"available": False, "reason": "bias tests need the intercept-only model"}
+    try:
+        eg = res.egger(robust=bool(res.data.random) and spec.analyses["robust"])
+        d = eg.to_dict()
+        d["apa"] = (f"b = {fmt.num(eg.coef, 3)}, SE = {fmt.num(eg.se, 3)}, "
+                    f"{_stat_name(res)}{'(' + fmt.df_text(eg.df) + ')' if eg.df else ''} = "
+                    f"{fmt.num(eg.stat, 3)}, {fmt.p_text(eg.pval)}")
+        if eg.robust:
+            rb = eg.robust
+            d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = {fmt.num(rb['stat'], 3)}, "
+                               f"{fmt.p_text(rb['pval'])}")
+        out["egger"] = d
+    except MlmetaError as exc:
+        out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
+    try:
+        from mlmeta.bias import pet_peese
+        pp = pet_peese(res)
+        d = {}
+        for name in ("PET", "PEESE"):
+            r = pp.loc[name]
+            d[name] = {"model_scale": {"estimate": _f(r["estimate"]), "se": _f(r["se"]),
+                                       "ci_lb": _f(r["ci_lb"]), "ci_ub": _f(r["ci_ub"])},
+                       "estimate": sc.tr(r["estimate"]), "ci_lb": sc.tr(r["ci_lb"]),
+                       "ci_ub": sc.tr(r["ci_ub"]), "pval": _f(r["pval"]),
+                       "slope": _f(r["slope"]), "slope_pval": _f(r["slope_pval"])}
+        # conditional PET-PEESE (Stanley & Doucouliagos 2014): PEESE when PET's intercept
+        # differs from 0 at the chosen level, else PET
+        alpha = 1 - spec.level / 100.0
+        d["chosen"] = "PEESE" if (d["PET"]["pval"] is not None and
+                                  d["PET"]["pval"] < alpha) else "PET"
+        out["pet_peese"] = d
+    except MlmetaError as exc:
+        out["pet_peese"] = ctx.note_failure("publication bias", "PET-PEESE", exc)
+    out["aggregated"] = _aggregated(ctx, spec, res, sc)
+    return out
+
+
+def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
+    try:
+        from mlmeta.bias import aggregated_bias
+    except ImportError:
+        try:
+            from mlmeta.pubbias import aggregated_bias
+        except ImportError:
+            return {"available": False,
+                    "reason": "this version of mlmeta has no aggregated_bias (rank test, "
+                              "trim-and-fill and selection model on study-aggregated effects)"}
+    if not res.data.random:
+        return {"available": False, "reason": "needs a study level to aggregate within"}
+    try:
+        ab = aggregated_bias(res, rho=spec.bias_rho)
+    except MlmetaError as exc:
+        return ctx.note_failure("publication bias", "aggregated bias tests", exc)
+    out: dict[str, Any] = {"available": True, "rho": spec.bias_rho}
+    agg = ab.get("aggregate") if isinstance(ab, dict) else None
+    if agg is not None:
+        out["n_aggregated"] = int(len(agg))
+        out["aggregate"] = _jsonable(agg)
+    for key in ("rma_agg", "ranktest", "trimfill", "selmodel"):
+        v = ab.get(key) if isinstance(ab, dict) else None
+        if v is None:
+            out[key] = None
+            continue
+        if hasattr(v, "to_dict") and not isinstance(v, pd.DataFrame):
+            v = v.to_dict()
+        v = {k: _jsonable(x) for k, x in dict(v).items()}
+        if key in ("rma_agg", "trimfill", "selmodel"):
+            for b in ("beta", "ci_lb", "ci_ub"):
+                if isinstance(v.get(b), (int, float)):
+                    v[f"{b}_display"] = sc.tr(v[b])
+        out[key] = v
+    return out
+
+
+def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
+    with ctx.section("CHE sweep"):
+        try:
+            from mlmeta.che import rho_sweep
+        except ImportError:
+            return {"available": False, "reason": "mlmeta.che is not available"}
+        try:
+            with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
+                tab = rho_sweep(res, rhos=spec.che_rhos, rho_cluster=spec.rho_cluster,
+                                progress=tick)
+        except TypeError:
+            tab = rho_sweep(res, rhos=spec.che_rhos)
+        except MlmetaError as exc:
+            return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
+        rows = []
+        for r in tab.to_dict(orient="records"):
+            d = {k: _py(v) for k, v in r.items()}
+            if "beta" in d:
+                d["estimate"] = sc.tr(d["beta"])
+                d["ci_lb_display"] = sc.tr(d.get("ci_lb"))
+                d["ci_ub_display"] = sc.tr(d.get("ci_ub"))
+            rows.append(d)
+        sig_cols = [c for c in tab.columns if str(c).startswith("sigma2_")]
+        return {"available": True, "rhos": list(spec.che_rhos), "rows": rows,
+                "sigma2_columns": sig_cols,
+                "rho_cluster": spec.rho_cluster or (res.data.random[0] if res.data.random
+                                                    else None)}
