@@ -407,7 +407,11 @@ EXTRA_MAP = {
 }
 
 
-@pytest.mark.skipif(not extra_cases(), reason="no reference_extra publication-bias cases")
+def test_reference_extra_cases_present():
+    assert {p.stem for p in extra_cases()} >= {"agg_alliance_like_z", "agg_assink2016_z",
+                                                "agg_konstantopoulos2011_z"}
+
+
 @pytest.mark.parametrize("path", extra_cases(), ids=ids)
 def test_reference_extra(path):
     c = json.loads(path.read_text())
