@@ -214,9 +214,14 @@ def _cmd_init(a) -> int:
 def main(argv=None) -> int:
     debug = bool(os.environ.get("MLMETA_DEBUG"))
 
+    held: list[str] = []
+
     def show(message, category, filename, lineno, file=None, line=None):
+        # held back and printed only when the command succeeds: a refused input gets exactly
+        # one line on stderr, its error
         first = str(message).splitlines()[0] if str(message) else category.__name__
-        print(f"mlmeta: warning: {first}", file=sys.stderr)
+        if first not in held:
+            held.append(first)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", MlmetaWarning)
@@ -240,6 +245,9 @@ def main(argv=None) -> int:
                   "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
             code = 1
     sys.stdout.flush()
+    if code == 0:
+        for w in held:
+            _echo(f"mlmeta: warning: {w}", file=sys.stderr)
     return code
 
 

@@ -5,25 +5,49 @@ Rules (each violation is an InputError naming the column, the row and the value)
 - Random-effect id columns may not have missing values (an effect size that belongs to no
   study cannot be placed in the hierarchy).
 - Rows with a missing ``yi``, ``vi`` or moderator are dropped, as metafor does, and counted: the
-  count is kept on the result and announced with a DataWarning, never silently lost.
+  count is kept on the result and announced with a DataWarning, never silently lost. If no
+  row is left, that is an error.
+- Moderators must give a design of full column rank: a constant moderator (next to the
+  intercept) or one perfectly collinear with others is refused naming the coefficient
+  (metafor drops such coefficients with a warning; refusing keeps the fitted model the one
+  that was asked for). There must be more rows than coefficients.
+- A categorical moderator level without rows (an unused pandas category, or a level whose rows
+  were all dropped for missing values) gets no coefficient; a DataWarning says so.
+
+Notes (DataWarning, the fit goes ahead, as in metafor):
+- a random-effect level with a single group (e.g. one study): its variance component is not
+  identified;
+- with two or more random-effect levels, rows that share every id with an earlier row (two
+  outcomes coded with the same effect-size id): the count and the first such rows. Only when
+  at most 20% of the innermost groups have more than one row (:data:`SHARED_ID_SHARE`), i.e.
+  when the innermost level looks like an effect-size id; an innermost level that groups
+  several rows on purpose (e.g. ``district/school`` with several effect sizes per school) is
+  a valid model, not a mistake. (The fit's diagnostics note repeated ids in every case.)
+
+Checks run before any warning is issued, so a refused input produces exactly one message.
 Rows are numbered from 1 in the order of the data (the data row, not the file line), or by the
 index label when the DataFrame has a non-default index.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from mlmeta.errors import DataWarning, InputError
-from mlmeta.formula import ModelFormula, parse_formula, required_variables
+from mlmeta.formula import ModelFormula, formula_variables, parse_formula
 
-__all__ = ["ModelData", "prepare", "parse_random", "row_label"]
+__all__ = ["SHARED_ID_SHARE", "ModelData", "parse_random", "prepare", "row_label"]
+
+#: rows sharing every random-effect id are flagged when at most this share of the innermost
+#: groups has more than one row (the innermost level then looks like an effect-size id)
+SHARED_ID_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -82,24 +106,137 @@ def parse_random(random) -> tuple[str, ...]:
 
 
 def _check_column(df: pd.DataFrame, col: str, role: str) -> None:
+    if not isinstance(col, str):
+        raise InputError(f"{role} must be a column name or a 1-d array, got {col!r}")
     if col not in df.columns:
-        near = get_close_matches(col, [str(c) for c in df.columns], n=1)
+        names = [str(c) for c in df.columns]
+        near = get_close_matches(col, names, n=1)
+        if not near:
+            near = [c for c in names if c.lower() == col.lower().strip()][:1]
         hint = f"; did you mean {near[0]!r}?" if near else ""
+        shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
         raise InputError(f"{role} column {col!r} not found in the data (columns: "
-                         f"{', '.join(map(str, df.columns))}){hint}")
+                         f"{shown}){hint}")
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
 
 def _numeric(df: pd.DataFrame, s: pd.Series, name: str) -> np.ndarray:
     """Numeric values of ``s``; non-numeric cells are an error naming the row."""
-    if pd.api.types.is_bool_dtype(s):
+    if pd.api.types.is_bool_dtype(s.dtype):
         raise InputError(f"column {name!r} must be numeric, got true/false values")
+    if pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype=float, na_value=np.nan)
     num = pd.to_numeric(s, errors="coerce")
     bad = num.isna() & s.notna()
     if bool(bad.any()):
         pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"column {name!r}, {row_label(df, pos)}: value {s.iloc[pos]!r} is not "
-                         "a number")
+        val = s.iloc[pos]
+        hint = ""
+        if isinstance(val, str) and _DECIMAL_COMMA.match(val):
+            hint = " (a decimal comma? write 0.35, or use ';' as the delimiter)"
+        elif isinstance(val, (bool, np.bool_)):
+            val = bool(val)
+        raise InputError(f"column {name!r}, {row_label(df, pos)}: value must be numeric, got "
+                         f"{val!r}{hint}")
     return num.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _fmt(x) -> str:
+    """A value for a message: ``-0.1``, ``0.0``, ``inf``, ``'S1'``, ``3``."""
+    if isinstance(x, (float, np.floating)):
+        return repr(float(x))
+    if isinstance(x, np.generic):
+        return repr(x.item())
+    return repr(x)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+class _Labels:
+    """Row names ('row 7') of selected rows of ``df``, computed on demand."""
+
+    def __init__(self, df: pd.DataFrame, positions: np.ndarray):
+        self.df, self.positions = df, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> str:
+        return row_label(self.df, int(self.positions[i]))
+
+
+def _check_design(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
+                  has_int: bool) -> None:
+    """Refuse constant or perfectly collinear moderators, naming the coefficient."""
+    p = X.shape[1]
+    if p == 0:
+        return
+    text = formula.text
+    norm = np.max(np.abs(X), axis=0)
+    raw = X
+    X = X / np.where(norm > 0, norm, 1.0)  # rank of the shape, not of the units
+    if np.linalg.matrix_rank(X) == p:
+        sign, _ = np.linalg.slogdet(raw.T @ raw)
+        if sign <= 0 or np.linalg.matrix_rank(raw) < p:
+            j = int(np.argmax(norm))
+            raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} reaches "
+                             f"{norm[j]:.3g}, so the moderators differ too much in scale to be "
+                             "estimated together; rescale it (e.g. scale() or divide by a "
+                             "constant)")
+        return
+    for j in range(p):
+        col = X[:, j]
+        if j == 0:
+            if not np.any(col):
+                raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 "
+                                 "in every row, so it cannot be estimated")
+            continue
+        if np.linalg.matrix_rank(X[:, : j + 1]) > j:
+            continue
+        if not np.any(col):
+            raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 in "
+                             "every row (a level without rows?), so it cannot be estimated")
+        if np.ptp(col) == 0 and has_int:
+            raise InputError(f"moderator formula {text!r}: moderator {names[j]!r} is constant "
+                             f"({col[0] * norm[j]:g} in every row), so its coefficient cannot be "
+                             "estimated alongside the intercept; remove it")
+        b = np.linalg.lstsq(X[:, :j], col, rcond=None)[0]
+        scale = max(float(np.max(np.abs(b))), 1e-300)
+        with_ = [repr(names[i]) for i in range(j) if abs(b[i]) > 1e-8 * scale]
+        shown = ", ".join(with_[:6]) + (f" and {len(with_) - 6} more" if len(with_) > 6 else "")
+        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is perfectly "
+                         f"collinear with {shown}, so the coefficients cannot be "
+                         "estimated separately; remove one of them")
+
+
+def _text_numbers(df: pd.DataFrame, c: str, factored) -> list[str]:
+    """A text moderator column that is almost all numbers: a typo would silently turn a
+    continuous moderator into a categorical one. Refused when some values are numbers and
+    others not (naming the first), noted when every value is a number stored as text."""
+    s = df[c]
+    if c in factored or pd.api.types.is_numeric_dtype(s.dtype) or \
+            pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype):
+        return []
+    vals = s.dropna()
+    if not len(vals):
+        return []
+    num = pd.to_numeric(vals.astype(str).str.strip(), errors="coerce")
+    ok = num.notna().to_numpy()
+    if ok.all():
+        return [(f"moderator {c!r} holds numbers stored as text; it is treated as categorical "
+                 f"({vals.nunique()} levels); convert it to numbers for a continuous moderator, "
+                 f"or write factor({c}) to keep it categorical")]
+    if ok.mean() >= 0.5:
+        pos = int(np.flatnonzero(s.notna().to_numpy())[np.flatnonzero(~ok)[0]])
+        raise InputError(f"moderator {c!r}, {row_label(df, pos)}: value {s.iloc[pos]!r} is not "
+                         f"a number, but most values of {c!r} are, so {c!r} would be treated "
+                         f"as categorical; fix the value, or write factor({c}) if it is "
+                         "categorical")
+    return []
 
 
 def prepare(
@@ -109,7 +246,12 @@ def prepare(
     random=None,
     mods: str | None = None,
 ) -> ModelData:
-    """Validate the inputs and return aligned model arrays (see the module docstring)."""
+    """Validate the inputs and return aligned model arrays (see the module docstring).
+
+    Problems that make a fit impossible raise InputError/FormulaError before any warning is
+    issued; the DataWarnings (dropped rows, levels left without rows, shared ids, a
+    random-effect level with one group) are issued together once the data passed every check.
+    """
     if data is None:
         data = pd.DataFrame()
     if not isinstance(data, pd.DataFrame):
@@ -123,6 +265,8 @@ def prepare(
         if isinstance(arg, str):
             _check_column(df, arg, role)
             return arg, df[arg]
+        if arg is None:
+            raise InputError(f"{role} must be a column name or a 1-d array, got None")
         arr = np.asarray(arg)
         if arr.ndim != 1:
             raise InputError(f"{role} must be a column name or a 1-d array")
@@ -136,50 +280,125 @@ def prepare(
         df = pd.DataFrame(index=ys.index)
     if len(df) == 0:
         raise InputError("the data has no rows")
-    y = _numeric(df, ys, yname)
-    v = _numeric(df, vs, vname)
     levels = parse_random(random)
     for c in levels:
         _check_column(df, c, "random-effect")
-    modvars = required_variables(mods, list(df.columns))
+    modvars, factored = formula_variables(mods, list(df.columns))
+    y = _numeric(df, ys, yname)
+    v = _numeric(df, vs, vname)
 
     for name, arr in ((yname, y), (vname, v)):
         inf = np.isinf(arr)
         if inf.any():
             pos = int(np.flatnonzero(inf)[0])
-            raise InputError(f"column {name!r}, {row_label(df, pos)}: value is infinite")
+            raise InputError(f"column {name!r}, {row_label(df, pos)}: value must be finite, "
+                             f"got {_fmt(arr[pos])}")
     badv = v <= 0
     if badv.any():
         pos = int(np.flatnonzero(badv)[0])
         raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance must be "
-                         f"> 0, got {v[pos]!r}")
+                         f"> 0, got {_fmt(v[pos])}")
     for c in levels:
         miss = df[c].isna().to_numpy()
         if miss.any():
             pos = int(np.flatnonzero(miss)[0])
             raise InputError(f"random-effect column {c!r}, {row_label(df, pos)}: missing id; "
                              "every effect size needs an id at every level")
-    keep = ~(np.isnan(y) | np.isnan(v))
+
+    notes: list[str] = []
     for c in modvars:
-        keep &= df[c].notna().to_numpy()
-    dropped = tuple(row_label(df, int(i)) for i in np.flatnonzero(~keep))
+        notes += _text_numbers(df, c, factored)
+
+    # rows with missing values: dropped (as metafor does), counted and announced
+    miss_cols = [(yname, np.isnan(y)), (vname, np.isnan(v))]
+    miss_cols += [(c, df[c].isna().to_numpy()) for c in modvars]
+    missing = np.zeros(len(df), dtype=bool)
+    for _, m in miss_cols:
+        missing |= m
+    keep = ~missing
+    dropped = tuple(row_label(df, int(i)) for i in np.flatnonzero(missing))
     if dropped:
-        what = ", ".join([yname, vname] + modvars)
-        warnings.warn(f"{len(dropped)} of {len(df)} rows dropped for missing values in "
-                      f"{what} ({', '.join(dropped[:5])}{', ...' if len(dropped) > 5 else ''})",
-                      DataWarning, stacklevel=3)
+        shown = []
+        for i in np.flatnonzero(missing)[:5]:
+            what = ", ".join(c for c, m in miss_cols if m[i])
+            shown.append(f"{row_label(df, int(i))} ({what})")
+        more = ", ..." if len(dropped) > 5 else ""
+        notes.append(f"{len(dropped)} of {len(df)} rows dropped for missing values: "
+                     f"{', '.join(shown)}{more}")
     if not keep.any():
-        raise InputError("no rows left after dropping rows with missing values")
+        counts = ", ".join(f"{c} in {int(m.sum())}" for c, m in miss_cols if m.any())
+        raise InputError(f"no rows left after dropping rows with missing values: all "
+                         f"{len(df)} rows have one (missing {counts})")
+
     frame = df.loc[keep].copy() if len(df.columns) else pd.DataFrame(index=df.index[keep])
     frame["_yi"] = y[keep]
     frame["_vi"] = v[keep]
     sub = frame.reset_index(drop=True)
-    X, formula = parse_formula(mods, sub)
+    labels = _Labels(df, np.flatnonzero(keep))  # names of the kept rows, for messages
+
+    # categorical moderator levels without rows: left out of the model, announced
+    for c in modvars:
+        col = df[c]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            sub[c] = sub[c].cat.remove_unused_categories()
+            gone = [x for x in col.cat.categories if x not in set(sub[c].cat.categories)]
+        elif c in factored or not (pd.api.types.is_numeric_dtype(col.dtype)
+                                   or pd.api.types.is_bool_dtype(col.dtype)):
+            if not dropped:
+                continue
+            gone = sorted(set(col.dropna().unique()) - set(sub[c].unique()), key=str)
+        else:
+            continue
+        if gone:
+            lv = ", ".join(_fmt(x) for x in gone[:5]) + (", ..." if len(gone) > 5 else "")
+            why = " (its rows were dropped for missing values)" if dropped else ""
+            notes.append(f"moderator {c!r}: level{'s' if len(gone) > 1 else ''} {lv} "
+                         f"{'have' if len(gone) > 1 else 'has'} no rows{why}, so "
+                         f"{'they get' if len(gone) > 1 else 'it gets'} no coefficient")
+
+    X, formula = parse_formula(mods, sub, rows=labels)
+    k, p = X.shape
+    if k <= p:
+        names = ", ".join(formula.columns[:8]) + (", ..." if p > 8 else "")
+        raise InputError(f"{_plural(k, 'effect size')} {'is' if k == 1 else 'are'} too few to "
+                         f"estimate {_plural(p, 'coefficient')} ({names}); more rows than "
+                         "coefficients are needed")
+    _check_design(X, formula.columns, formula, formula.has_intercept)
     factors = []
     for c in levels:
         col = sub[c]
         factors.append(col.astype(str).to_numpy() if col.dtype == object or
                        pd.api.types.is_string_dtype(col) else col.to_numpy())
+
+    # random-effect structure: a level with a single group; rows sharing every id
+    if levels and sub[levels[0]].nunique() == 1:
+        c = levels[0]
+        notes.append(f"random-effect level {c!r} has a single group ({_fmt(sub[c].iloc[0])}), "
+                     "so its variance component is not identified (it is fitted, as metafor "
+                     "does, but do not interpret it)")
+    if len(levels) >= 2:
+        # flagged when the innermost level looks like an effect-size id (at least 80% of its
+        # ids label a single row) yet some rows repeat an id; an innermost level that groups
+        # rows on purpose (e.g. district/school with several effect sizes per school) is a
+        # valid model and is not flagged
+        dup = sub.duplicated(subset=list(levels), keep="first").to_numpy()
+        if dup.any():
+            codes = sub.groupby(list(levels), sort=False, dropna=False).ngroup().to_numpy()
+            _, first_pos, sizes = np.unique(codes, return_index=True, return_counts=True)
+        if dup.any() and np.mean(sizes > 1) <= SHARED_ID_SHARE:
+            pairs = []
+            for i in np.flatnonzero(dup)[:3]:
+                j = int(first_pos[codes[i]])
+                ids = ", ".join(f"{c}={_fmt(sub[c].iloc[i])}" for c in levels)
+                pairs.append(f"{labels[i]} repeats {labels[j]} ({ids})")
+            n = int(dup.sum())
+            notes.append(f"{_plural(n, 'row')} share{'s' if n == 1 else ''} every random-effect "
+                         f"id ({'/'.join(levels)}) with an earlier row: "
+                         f"{'; '.join(pairs)}{'; ...' if n > 3 else ''}; metafor accepts this, "
+                         f"but a repeated {levels[-1]!r} id is usually a coding mistake")
+
+    for msg in notes:
+        warnings.warn(msg, DataWarning, stacklevel=3)
     return ModelData(
         y=y[keep], v=v[keep], X=X, coef_names=formula.columns, formula=formula,
         random=levels, factors=tuple(factors), frame=frame, k_all=len(df), dropped=dropped,

@@ -6,215 +6,612 @@ treatment-coded with the first (sorted) level as reference, and columns come in 
 ``model.matrix`` order with R's names (``intrcpt``, ``phaselate``, ``factor(class)science``),
 so coefficient tables line up with metafor's.
 
-Formulas are data, not code: formulaic evaluates Python expressions, so before anything is
-evaluated the formula is tokenised and only column names, numbers, the operators of the formula
-grammar and a short list of functions are allowed (see :data:`ALLOWED_FUNCTIONS`). Anything else
-(attribute access, dunder names, subscripts, keywords, strings) is refused with a FormulaError.
+Formulas are data, not code. formulaic evaluates the insides of function calls as Python, so
+before anything is evaluated the formula is tokenised and parsed here, and only this grammar
+is let through (anything else is a FormulaError naming the offending piece):
+
+- column names: plain identifiers (unicode letters allowed: ``année``) or back-quoted names
+  (```année de publication```, keywords such as ```class```). Every column reaches formulaic
+  under a generated identifier, so no user-written name is ever looked up as Python;
+- numbers: ``0`` and ``1`` as terms (intercept), whole-number exponents of ``^``/``**``
+  (interaction powers, ``(a + b)^2``), and any number inside function calls;
+- the formula operators ``+ - * / : ^ **`` and parentheses; ``~`` once, at the start;
+- the functions of :data:`ALLOWED_FUNCTIONS`: ``factor(col)`` and ``C(col)`` of one column;
+  ``poly(expr)`` / ``poly(expr, degree)`` with a whole-number degree 1..10; ``I``, ``log``,
+  ``log2``, ``log10``, ``exp``, ``sqrt``, ``abs``, ``scale``, ``center`` of one argument.
+  Inside a function only ``+ - * / ^ **``, parentheses, numbers, columns and the math
+  functions (log ... abs) may appear; ``^`` means power there, as in R.
+
+Refused, among others: strings and quotes, keyword arguments (``=``), attribute access
+(``x.__class__``), dunder names, subscripts (``[ ]``), braces (formulaic's ``{python}``),
+``lambda`` (it is neither a column nor an allowed function), argument unpacking (``*x``), calls
+of call results (``log(x)(y)``), ``%`` operators, commas outside ``poly()``, unbalanced
+parentheses, formulas longer than :data:`MAX_LENGTH` characters or nested deeper than
+:data:`MAX_DEPTH`, and formulas whose interaction expansion would exceed :data:`MAX_TERMS`
+terms. Integer literals inside functions are evaluated as floats (``I(2^n)`` cannot build a
+huge Python integer or wrap around), and integer columns are used as floats except inside
+``factor()``/``C()``.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from difflib import get_close_matches
 
 import numpy as np
 import pandas as pd
 
 from mlmeta.errors import FormulaError
 
-__all__ = ["ModelFormula", "parse_formula", "ALLOWED_FUNCTIONS"]
+__all__ = [
+    "ALLOWED_FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_TERMS",
+    "ModelFormula",
+    "formula_variables",
+    "parse_formula",
+    "required_variables",
+]
 
 #: functions a moderator formula may call
 ALLOWED_FUNCTIONS = ("factor", "C", "I", "poly", "log", "log2", "log10", "exp", "sqrt", "abs",
                      "scale", "center")
+#: functions that may appear inside another function call (they map numbers to numbers)
+_MATH_FUNCTIONS = ("log", "log2", "log10", "exp", "sqrt", "abs")
+#: longest formula accepted (characters)
+MAX_LENGTH = 2000
+#: deepest nesting of parentheses accepted
+MAX_DEPTH = 20
+#: most terms the formula may expand to (e.g. a*b*c*d*e*f*g*h*i has 511)
+MAX_TERMS = 500
+#: largest degree of poly()
+MAX_POLY_DEGREE = 10
+_MAX_EXPANSION = 20000  # work bound for an interaction power (terms ** exponent)
+_MAX_CELLS = 50_000_000  # design-matrix cells (rows x columns) formulaic may be asked to build
+_CAP = 10 ** 12
+
+_FLOAT = "mlmf_"  # context function that turns integer literals into floats
 
 _CONTEXT = {"log": np.log, "log2": np.log2, "log10": np.log10, "exp": np.exp,
-            "sqrt": np.sqrt, "abs": np.abs}
+            "sqrt": np.sqrt, "abs": np.abs, _FLOAT: float}
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<bq>`[^`]*`)
-  | (?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+  | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[^\W\d][\w.]*)
   | (?P<op>\*\*|[~+\-*/:^(),|])
   | (?P<bad>.)
-""", re.VERBOSE | re.UNICODE)
+""", re.VERBOSE | re.UNICODE | re.DOTALL)
+
+_HINTS = {
+    "=": " (keyword arguments are not supported; e.g. write poly(x, 2))",
+    "'": " (strings are not supported; back-quote column names: `my column`)",
+    '"': " (strings are not supported; back-quote column names: `my column`)",
+    "[": " (subscripts are not supported)",
+    "]": " (subscripts are not supported)",
+    "{": " (Python code blocks are not supported)",
+    "}": " (Python code blocks are not supported)",
+    "`": " (a back-quoted name is not closed)",
+    "%": " (operators such as %in% are not supported)",
+    ".": " ('.' for all columns is not supported; list the moderators)",
+}
 
 
 @dataclass(frozen=True)
 class ModelFormula:
-    """A parsed moderator formula: the user's text, formulaic's spec and R-style column names."""
+    """A parsed moderator formula: the user's text, formulaic's spec and R-style column names.
+
+    ``aliases`` holds ``(column, identifier, numeric)``: the identifier under which formulaic
+    sees the column, and whether integer values are converted to floats (all uses except
+    ``factor()``/``C()``).
+    """
 
     text: str
     spec: object  # formulaic.ModelSpec
     columns: tuple[str, ...]
     variables: tuple[str, ...]
     has_intercept: bool
-    aliases: tuple[tuple[str, str], ...] = ()
+    aliases: tuple[tuple[str, str, bool], ...] = ()
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """Model matrix for (new) data, with the encodings learned at fit time."""
-        frame = pd.DataFrame({al: np.asarray(data[orig]) for orig, al in self.aliases},
-                             index=range(len(data)))
-        mm = self.spec.get_model_matrix(frame, context=_CONTEXT)
+        for orig, _, _ in self.aliases:
+            if orig not in data.columns:
+                raise FormulaError(f"moderator formula {_show(self.text)}: column {orig!r} not "
+                                   "found in the new data")
+        frame = _frame(data, self.aliases)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                mm = self.spec.get_model_matrix(frame, context=_CONTEXT)
+            except Exception as exc:  # noqa: BLE001 -- formulaic raises many types
+                raise FormulaError(f"moderator formula {_show(self.text)} could not be evaluated "
+                                   f"for the new data: {_first_line(exc, self.aliases)}") \
+                    from None
         return np.asarray(mm, dtype=float)
 
 
-def _tokenise(text: str, columns: set[str]) -> tuple[str, set[str], set[str]]:
-    """Validate ``text`` and return (formulaic text, variables used, factor()-wrapped names)."""
-    out: list[str] = []
-    used: set[str] = set()
-    aliases: dict[str, str] = {}
+def _frame(data: pd.DataFrame, aliases) -> pd.DataFrame:
+    cols = {}
+    for orig, al, numeric in aliases:
+        s = data[orig]
+        if numeric and (pd.api.types.is_integer_dtype(s.dtype)
+                        and not pd.api.types.is_bool_dtype(s.dtype)):
+            cols[al] = s.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            cols[al] = s.to_numpy()
+    return pd.DataFrame(cols, index=range(len(data)))
 
-    def alias(name: str) -> str:
-        # formulaic evaluates Python: give every column a safe identifier (keywords such as
-        # 'class', spaces, dots and unicode in names are then harmless)
-        if name not in aliases:
-            aliases[name] = f"mlmv{len(aliases)}_"
-        return aliases[name]
 
-    factored: set[str] = set()
-    toks = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(text)]
-    toks = [t for t in toks if t[0] != "ws"]
-    for i, (kind, tok) in enumerate(toks):
-        nxt = toks[i + 1][1] if i + 1 < len(toks) else ""
-        if kind == "bad":
-            raise FormulaError(f"moderator formula {text!r}: character {tok!r} is not allowed; "
-                               "use column names, numbers, + - * / : ^ ( ) and the functions "
-                               f"{', '.join(ALLOWED_FUNCTIONS)}")
+def _show(text: str) -> str:
+    """The formula for a message (long ones shortened)."""
+    return repr(text if len(text) <= 80 else text[:60] + " ... " + text[-15:])
+
+
+def _first_line(exc: Exception, aliases=()) -> str:
+    msg = re.sub(r"\x1b\[[0-9;]*m|[⧛⧚]", "", str(exc)).strip()
+    msg = msg.splitlines()[0] if msg else type(exc).__name__
+    return _unalias(msg, aliases)
+
+
+def _unalias(s: str, aliases) -> str:
+    for orig, al, _ in sorted(aliases, key=lambda a: -len(a[1])):
+        s = s.replace(al, orig)
+    return re.sub(_FLOAT + r"\((\d+)\)", r"\1", s)
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenising and parsing
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    text: str  # formulaic text
+    terms: int  # upper bound of the number of terms
+    cols: int  # upper bound of the number of design columns
+    intercept_only: bool = False  # a bare number (0 / 1)
+
+
+def _sat(x: int) -> int:
+    return min(int(x), _CAP)
+
+
+class _Parser:
+    """Recursive descent over the tokens of ``~ ...``; builds formulaic's text and bounds."""
+
+    def __init__(self, text: str, columns: Sequence[str],
+                 levels: Callable[[str], int] | None = None):
+        self.text = text
+        self.columns = [str(c) for c in columns]
+        self.colset = set(self.columns)
+        self.levels = levels
+        self.used: set[str] = set()
+        self.factored: set[str] = set()
+        self.aliases: dict[tuple[str, bool], str] = {}
+        self.toks = self._tokens(text)
+        self.i = 0
+
+    # ---------------------------------------------------------------- helpers
+    def fail(self, msg: str):
+        raise FormulaError(f"moderator formula {_show(self.text)}: {msg}")
+
+    def _tokens(self, text):
+        if len(text) > MAX_LENGTH:
+            self.fail(f"is too long ({len(text)} characters; at most {MAX_LENGTH})")
+        toks = []
+        stack = []
+        for m in _TOKEN.finditer(text):
+            kind, tok, pos = m.lastgroup, m.group(), m.start()
+            if kind == "ws":
+                continue
+            if kind == "bad":
+                self.fail(f"character {tok!r} at position {pos + 1} is not allowed"
+                          f"{_HINTS.get(tok, '')}; use column names, numbers, + - * / : ^ ( ) "
+                          f"and the functions {', '.join(ALLOWED_FUNCTIONS)}")
+            if kind == "num" and len(tok) > 30:
+                self.fail(f"number {tok[:20]}... at position {pos + 1} is too long")
+            if tok == "(":
+                stack.append(pos)
+                if len(stack) > MAX_DEPTH:
+                    self.fail(f"parentheses are nested too deeply (more than {MAX_DEPTH} "
+                              "levels)")
+            elif tok == ")":
+                if not stack:
+                    self.fail(f"unbalanced parentheses: ')' at position {pos + 1} has no "
+                              "matching '('")
+                stack.pop()
+            toks.append((kind, tok, pos))
+        if stack:
+            self.fail(f"unbalanced parentheses: '(' at position {stack[-1] + 1} is never "
+                      "closed")
+        return toks
+
+    def peek(self, off: int = 0):
+        j = self.i + off
+        return self.toks[j] if j < len(self.toks) else (None, "", len(self.text))
+
+    def take(self):
+        t = self.peek()
+        self.i += 1
+        return t
+
+    def where(self, t) -> str:
+        return "at the end" if t[0] is None else f"at position {t[2] + 1}"
+
+    def expect(self, tok: str, context: str):
+        t = self.peek()
+        if t[1] != tok:
+            got = "the end of the formula" if t[0] is None else repr(t[1])
+            self.fail(f"expected {tok!r} {context}, got {got} {self.where(t)}")
+        self.take()
+
+    def alias(self, name: str, numeric: bool) -> str:
+        key = (name, numeric)
+        if key not in self.aliases:
+            self.aliases[key] = f"mlmv{len(self.aliases)}_"
+        self.used.add(name)
+        return self.aliases[key]
+
+    def n_levels(self, name: str, factor: bool = True) -> int:
+        """Upper bound of the design columns of ``name`` (its levels if categorical)."""
+        return max(1, int(self.levels(name, factor))) if self.levels else 1
+
+    def column(self, t) -> str:
+        """The column a NAME/BQ token refers to (validated)."""
+        kind, tok, _ = t
         if kind == "bq":
             name = tok[1:-1]
-            if name not in columns:
-                raise FormulaError(f"moderator formula {text!r}: column {name!r} not found")
-            used.add(name)
-            out.append(alias(name))
-            continue
-        if kind == "name":
-            if nxt == "(":
-                if tok not in ALLOWED_FUNCTIONS:
-                    raise FormulaError(
-                        f"moderator formula {text!r}: function {tok!r} is not allowed; allowed "
-                        f"are {', '.join(ALLOWED_FUNCTIONS)}")
-                if tok == "factor":
-                    # factor(x) -> C(x); remember x to restore R's names
-                    if i + 3 < len(toks) and toks[i + 3][1] == ")":
-                        inner = toks[i + 2][1]
-                        factored.add(inner[1:-1] if inner.startswith("`") else inner)
-                    out.append("C")
-                else:
-                    out.append(tok)
-                continue
-            if "__" in tok:
-                raise FormulaError(f"moderator formula {text!r}: name {tok!r} is not allowed")
-            if tok in columns:
-                used.add(tok)
-                out.append(alias(tok))
-                continue
-            if "." in tok and tok.split(".")[0] in columns | set(ALLOWED_FUNCTIONS):
-                raise FormulaError(f"moderator formula {text!r}: attribute access {tok!r} is "
-                                   "not allowed")
-            raise FormulaError(f"moderator formula {text!r}: column {tok!r} not found in the "
-                               f"data (columns: {', '.join(sorted(columns))})")
-        if kind == "op" and tok == "|":
-            raise FormulaError(f"moderator formula {text!r}: '|' is not allowed here; give "
-                               "random effects with random=")
-        out.append(tok)
-    # R's ^ inside I() is a power
-    s = " ".join(out)
-    s = re.sub(r"(\b(?:%s)) \(" % "|".join(ALLOWED_FUNCTIONS), r"\1(", s)
-    s = _power_inside_I(s)
-    return s, used, factored, aliases
+            if name not in self.colset:
+                self.not_found(name)
+            return name
+        if "__" in tok:
+            self.fail(f"name {tok!r} is not allowed")
+        if tok in self.colset:
+            return tok
+        if "." in tok and tok.split(".")[0] in self.colset | set(ALLOWED_FUNCTIONS):
+            self.fail(f"attribute access {tok!r} is not allowed")
+        self.not_found(tok)
+
+    def not_found(self, name: str):
+        near = get_close_matches(name, self.columns, n=1, cutoff=0.6)
+        if not near:
+            near = [c for c in self.columns if c.lower() == name.lower()][:1]
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        if " " in name and not hint:
+            hint = "; back-quote names with spaces: `my column`"
+        shown = ", ".join(self.columns[:30]) + (", ..." if len(self.columns) > 30 else "")
+        self.fail(f"column {name!r} not found in the data (columns: {shown}){hint}")
+
+    # ---------------------------------------------------------------- formula level
+    def parse(self) -> _Node:
+        self.expect("~", "at the start")
+        if self.peek()[0] is None:
+            self.fail("no terms after '~'; write '~ 1' for the intercept-only model")
+        node = self.f_sum()
+        t = self.peek()
+        if t[0] is not None:
+            if t[1] == "~":
+                self.fail("write it as '~ terms' with one '~'")
+            if t[1] == "|":
+                self.fail("'|' is not allowed here; give random effects with random=")
+            if t[1] == ",":
+                self.fail(f"',' {self.where(t)} is only allowed between the arguments of "
+                          "poly()")
+            if t[1] == ")":
+                self.fail(f"unbalanced parentheses: ')' {self.where(t)} has no matching '('")
+            self.fail(f"missing operator before {t[1]!r} {self.where(t)}")
+        if node.terms > MAX_TERMS:
+            self.fail(f"expands to more than {MAX_TERMS} terms; simplify the interactions")
+        return node
+
+    def f_sum(self) -> _Node:
+        left = self.f_prod()
+        while self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            right = self.f_prod()
+            if op == "+":
+                left = _Node(f"{left.text} + {right.text}", _sat(left.terms + right.terms),
+                             _sat(left.cols + right.cols))
+            else:
+                left = _Node(f"{left.text} - {right.text}", left.terms, left.cols)
+        return left
+
+    def f_prod(self) -> _Node:
+        left = self.f_inter()
+        while self.peek()[1] in ("*", "/"):
+            op = self.take()[1]
+            right = self.f_inter()
+            self.no_number(left, op)
+            self.no_number(right, op)
+            t = _sat(left.terms + right.terms + left.terms * right.terms)
+            c = _sat(left.cols + right.cols + left.cols * right.cols)
+            left = _Node(f"{left.text} {op} {right.text}", t, c)
+            if t > MAX_TERMS:
+                self.fail(f"expands to more than {MAX_TERMS} terms; simplify the interactions")
+        return left
+
+    def f_inter(self) -> _Node:
+        left = self.f_pow()
+        while self.peek()[1] == ":":
+            self.take()
+            right = self.f_pow()
+            self.no_number(left, ":")
+            self.no_number(right, ":")
+            left = _Node(f"{left.text}:{right.text}", _sat(left.terms * right.terms),
+                         _sat(left.cols * right.cols))
+        return left
+
+    def f_pow(self) -> _Node:
+        base = self.f_unary()
+        if self.peek()[1] in ("^", "**"):
+            op = self.take()
+            t = self.take()
+            if t[0] != "num" or not t[1].isdigit() or int(t[1]) < 1:
+                self.fail(f"the exponent of {op[1]!r} {self.where(op)} must be a whole number "
+                          ">= 1, as in (a + b)^2; for powers of a variable write I(x^2)")
+            self.no_number(base, op[1])
+            n = min(int(t[1]), max(base.terms, 1))
+            if n * math.log(max(base.terms, 1)) > math.log(_MAX_EXPANSION):
+                self.fail(f"the interaction power {op[1]}{t[1]} {self.where(op)} expands too "
+                          f"many terms; simplify the interactions")
+            terms = sum(math.comb(base.terms, j) for j in range(1, n + 1))
+            cols = (_CAP if n * math.log(base.cols + 1) > math.log(_CAP)
+                    else (base.cols + 1) ** n - 1)
+            if self.peek()[1] in ("^", "**"):
+                self.fail(f"chained exponents {self.where(self.peek())} are not allowed")
+            return _Node(f"{base.text} ** {n}", _sat(terms), cols)
+        return base
+
+    def no_number(self, node: _Node, op: str):
+        if node.intercept_only:
+            self.fail(f"a number cannot be an operand of {op!r}; numbers are only allowed "
+                      "as 0 / 1 (intercept) or inside functions, e.g. I(2 * x)")
+
+    def f_unary(self) -> _Node:
+        if self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            node = self.f_unary()
+            return _Node(f"{op} {node.text}", node.terms, node.cols, node.intercept_only)
+        return self.f_atom()
+
+    def f_atom(self) -> _Node:
+        t = self.peek()
+        kind, tok, _ = t
+        if kind == "num":
+            self.take()
+            if tok not in ("0", "1"):
+                self.fail(f"number {tok} {self.where(t)} is not a term; numbers are only "
+                          "allowed as 0 / 1 (intercept), as exponents, or inside functions, "
+                          "e.g. I(2 * x)")
+            return _Node(tok, 0, 1, intercept_only=True)
+        if kind == "name" and self.peek(1)[1] == "(":
+            return self.call(top=True)
+        if kind in ("name", "bq"):
+            self.take()
+            name = self.column(t)
+            return _Node(self.alias(name, True), 1, self.n_levels(name, factor=False))
+        if tok == "(":
+            self.take()
+            inner = self.f_sum()
+            self.expect(")", "to close '('")
+            return _Node(f"({inner.text})", inner.terms, inner.cols, inner.intercept_only)
+        self.unexpected(t, "a term")
+
+    def unexpected(self, t, what: str):
+        if t[0] is None:
+            self.fail(f"expected {what} at the end of the formula")
+        if t[1] == ",":
+            self.fail(f"',' {self.where(t)} is only allowed between the arguments of poly()")
+        if t[1] == "|":
+            self.fail("'|' is not allowed here; give random effects with random=")
+        if t[1] == "~":
+            self.fail("write it as '~ terms' with one '~'")
+        if t[1] in ("*", "**") and what.startswith("an argument"):
+            self.fail(f"argument unpacking {t[1]!r} {self.where(t)} is not allowed")
+        self.fail(f"expected {what} {self.where(t)}, got {t[1]!r}")
+
+    # ---------------------------------------------------------------- function calls
+    def call(self, top: bool) -> _Node:
+        ft = self.take()
+        fn = ft[1]
+        if fn not in ALLOWED_FUNCTIONS:
+            near = [f for f in ALLOWED_FUNCTIONS if f.lower() == fn.lower()]
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            self.fail(f"function {fn!r} is not allowed; allowed are "
+                      f"{', '.join(ALLOWED_FUNCTIONS)}{hint}")
+        if not top and fn not in _MATH_FUNCTIONS:
+            self.fail(f"{fn}() {self.where(ft)} cannot be used inside another function")
+        self.take()  # '('
+        if fn in ("factor", "C"):
+            t = self.take()
+            if t[0] not in ("name", "bq") or self.peek()[1] != ")":
+                self.fail(f"{fn}() takes one column name, e.g. {fn}(type)")
+            name = self.column(t)
+            self.take()
+            self.factored.add(name)
+            return _Node(f"C({self.alias(name, False)})", 1, self.n_levels(name))
+        arg = self.py_sum(fn)
+        degree = None
+        if self.peek()[1] == ",":
+            if fn != "poly":
+                self.fail(f"{fn}() takes one argument")
+            self.take()
+            d = self.take()
+            if d[0] != "num" or not d[1].isdigit() or not 1 <= int(d[1]) <= MAX_POLY_DEGREE:
+                self.fail(f"the degree of poly() must be a whole number from 1 to "
+                          f"{MAX_POLY_DEGREE}, got {d[1] or 'nothing'!s}")
+            degree = int(d[1])
+            if self.peek()[1] == ",":
+                self.fail("poly() takes a variable and a degree, e.g. poly(year, 2)")
+        t = self.peek()
+        if t[1] != ")":
+            self.unexpected(t, f"')' to close {fn}(")
+        self.take()
+        if self.peek()[1] == "(":
+            self.fail(f"calling the result of {fn}() is not allowed")
+        inner = arg if degree is None else f"{arg}, {degree}"
+        return _Node(f"{fn}({inner})", 1, degree or 1)
+
+    # ---------------------------------------------------------------- inside calls (Python)
+    def py_sum(self, fn: str) -> str:
+        out = self.py_prod(fn)
+        while self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            out += f" {op} {self.py_prod(fn)}"
+        return out
+
+    def py_prod(self, fn: str) -> str:
+        out = self.py_unary(fn)
+        while self.peek()[1] in ("*", "/"):
+            op = self.take()[1]
+            out += f" {op} {self.py_unary(fn)}"
+        return out
+
+    def py_unary(self, fn: str) -> str:
+        if self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            return f"{op}{self.py_unary(fn)}"
+        return self.py_power(fn)
+
+    def py_power(self, fn: str) -> str:
+        base = self.py_atom(fn)
+        if self.peek()[1] in ("^", "**"):
+            self.take()
+            return f"{base} ** {self.py_unary(fn)}"
+        return base
+
+    def py_atom(self, fn: str) -> str:
+        t = self.peek()
+        kind, tok, _ = t
+        if kind == "num":
+            self.take()
+            return f"{_FLOAT}({tok})" if tok.isdigit() else tok
+        if kind == "name" and self.peek(1)[1] == "(":
+            return self.call(top=False).text
+        if kind in ("name", "bq"):
+            self.take()
+            return self.alias(self.column(t), True)
+        if tok == "(":
+            self.take()
+            inner = self.py_sum(fn)
+            t2 = self.peek()
+            if t2[1] != ")":
+                self.unexpected(t2, f"')' inside {fn}()")
+            self.take()
+            return f"({inner})"
+        if tok == ":":
+            self.fail(f"':' {self.where(t)} is not allowed inside {fn}()")
+        self.unexpected(t, f"an argument of {fn}()")
 
 
-def _power_inside_I(s: str) -> str:
-    res = []
-    depth_I: list[int] = []
-    depth = 0
-    i = 0
-    while i < len(s):
-        ch = s[i]
-        if s.startswith("I (", i) or s.startswith("I(", i):
-            j = s.index("(", i)
-            res.append(s[i:j + 1])
-            depth += 1
-            depth_I.append(depth)
-            i = j + 1
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            if depth_I and depth_I[-1] == depth:
-                depth_I.pop()
-            depth -= 1
-        elif ch == "^" and depth_I:
-            res.append("**")
-            i += 1
-            continue
-        res.append(ch)
-        i += 1
-    return "".join(res)
+def _normalise(text) -> str:
+    if text is None:
+        return "~ 1"
+    if not isinstance(text, str):
+        raise FormulaError(f"moderator formula must be a string such as '~ year', got "
+                           f"{type(text).__name__}")
+    t = text.strip()
+    if t in ("", "~1", "~ 1", "1"):
+        return "~ 1"
+    if not t.startswith("~"):
+        t = "~ " + t
+    return t
 
 
-def _r_name(name: str, factored: set[str], aliases: dict[str, str]) -> str:
+def _parse(text: str, columns, levels=None) -> tuple[_Parser, _Node]:
+    p = _Parser(text, columns, levels)
+    node = p.parse()
+    return p, node
+
+
+def _r_name(name: str, factored: set[str], aliases) -> str:
     if name == "Intercept":
         return "intrcpt"
-    for orig, al in aliases.items():
-        name = name.replace(al, orig)
+    name = _unalias(name, aliases)
     parts = []
     for piece in name.split(":"):
         piece = re.sub(r"\[T\.(.*)\]$", r"\1", piece)
         piece = re.sub(r"\[(.*)\]$", r"\1", piece)
-        m = re.match(r"^C\(([^()]*)\)(.*)$", piece)
-        if m and m.group(1) in factored:
-            piece = f"factor({m.group(1)}){m.group(2)}"
+        for f in factored:
+            if piece.startswith(f"C({f})"):
+                piece = f"factor({f}){piece[len(f) + 3:]}"
+                break
         piece = piece.replace(" ** ", "^").replace("**", "^")
         parts.append(piece)
     return ":".join(parts)
 
 
-def parse_formula(text: str | None, data: pd.DataFrame) -> tuple[np.ndarray, ModelFormula]:
+def parse_formula(text: str | None, data: pd.DataFrame,
+                  rows: Sequence[str] | None = None) -> tuple[np.ndarray, ModelFormula]:
     """Parse ``text`` (R-style, leading ``~`` optional) against ``data``; return (X, formula).
 
     ``None`` or ``"~ 1"`` gives the intercept-only model. ``data`` must already be free of
-    missing values in the variables the formula uses.
+    missing values in the variables the formula uses. ``rows`` names the rows of ``data`` in
+    messages (default ``row 1``, ``row 2``, ...).
     """
     import formulaic
 
-    if text is None or str(text).strip() in ("", "~1", "~ 1", "1"):
-        text = "~ 1"
-    text = str(text).strip()
-    if not text.startswith("~"):
-        text = "~ " + text
-    if text.count("~") != 1:
-        raise FormulaError(f"moderator formula {text!r}: write it as '~ terms' with one '~'")
-    cols = {str(c) for c in data.columns}
-    ftext, used, factored, aliases = _tokenise(text, cols)
-    frame = pd.DataFrame({al: data[orig].to_numpy() for orig, al in aliases.items()},
-                         index=range(len(data)))
-    try:
-        mm = formulaic.model_matrix(ftext, frame, context=_CONTEXT, na_action="raise")
-    except Exception as exc:  # formulaic raises many types; report one line
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FormulaError(f"moderator formula {text!r} could not be evaluated: {msg}") from None
-    names = tuple(_r_name(str(c), factored, aliases) for c in mm.columns)
+    text = _normalise(text)
+
+    def levels(name: str, factor: bool) -> int:
+        s = data[name]
+        if factor or not (pd.api.types.is_numeric_dtype(s.dtype)
+                          or pd.api.types.is_bool_dtype(s.dtype)):
+            return int(s.nunique(dropna=True))
+        return 1
+
+    p, node = _parse(text, list(data.columns), levels)
+    aliases = tuple((orig, al, numeric) for (orig, numeric), al in p.aliases.items())
+    k = len(data)
+    cols = node.cols + 1
+    if cols * k > _MAX_CELLS and cols > min(k, 1000):
+        raise FormulaError(f"moderator formula {_show(text)} would give up to {cols} coefficients "
+                           f"for {k} rows; too many to estimate")
+    ftext = "~ " + node.text
+    frame = _frame(data, aliases)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            mm = formulaic.model_matrix(ftext, frame, context=_CONTEXT, na_action="ignore")
+        except RecursionError:
+            raise FormulaError(f"moderator formula {_show(text)} is nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 -- formulaic raises many types; one line
+            raise FormulaError(f"moderator formula {_show(text)} could not be evaluated: "
+                               f"{_first_line(exc, aliases)}") from None
+    names = tuple(_r_name(str(c), p.factored, aliases) for c in mm.columns)
     X = np.asarray(mm, dtype=float)
-    if X.ndim != 2 or X.shape[0] != len(data):
-        raise FormulaError(f"moderator formula {text!r} did not give one row per effect size")
-    if not np.all(np.isfinite(X)):
-        bad = int(np.argwhere(~np.isfinite(X))[0][0])
-        raise FormulaError(f"moderator formula {text!r} gives a non-finite value in row "
-                           f"{bad + 1} (e.g. log of a value <= 0)")
+    if X.ndim != 2 or X.shape[0] != k:
+        raise FormulaError(f"moderator formula {_show(text)} did not give one row per effect size")
+    if X.shape[1] == 0:
+        raise FormulaError(f"moderator formula {_show(text)} leaves no coefficient to estimate; "
+                           "remove the '0' / '- 1' or add moderators")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        i, j = (int(x) for x in np.argwhere(bad)[0])
+        where = rows[i] if rows is not None else f"row {i + 1}"
+        raise FormulaError(f"moderator formula {_show(text)}: coefficient {names[j]!r} is "
+                           f"{float(X[i, j])!r} in {where} (e.g. log or sqrt of a value <= 0, or an "
+                           "overflow)")
     has_int = "intrcpt" in names
-    return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(used)), has_int,
-                           tuple(aliases.items()))
+    return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases)
+
+
+def formula_variables(text: str | None, columns: Sequence) -> tuple[list[str], list[str]]:
+    """(columns the formula uses, columns it uses inside factor()/C()), validated."""
+    t = _normalise(text)
+    if t == "~ 1":
+        return [], []
+    p, _ = _parse(t, [str(c) for c in columns])
+    return sorted(p.used), sorted(p.factored)
 
 
 def required_variables(text: str | None, columns: list[str]) -> list[str]:
     """The data columns a formula uses (validated), for missing-value handling before parsing."""
-    if text is None:
-        return []
-    t = str(text).strip()
-    if not t.startswith("~"):
-        t = "~ " + t
-    _, used, _, _ = _tokenise(t, {str(c) for c in columns})
-    return sorted(used)
+    return formula_variables(text, columns)[0]

@@ -1,56 +1,261 @@
-"""Reading data files: CSV/TSV (delimiter sniffed), Excel and Parquet, with one-line errors."""
+"""Reading data files: CSV/TSV (delimiter sniffed), Excel and Parquet, with one-line errors.
+
+Every problem is an :class:`~mlmeta.errors.InputError` whose message names the file and, where
+it applies, the line, column or byte. Decisions:
+
+- The content decides, not only the extension: an Excel workbook, a Parquet file or a zip
+  archive named ``.csv`` is refused (and text named ``.xlsx`` too), with a hint to rename it.
+- Text must be UTF-8 (a BOM is allowed) or UTF-16 with a BOM (Excel's "Unicode text").
+  Anything else, e.g. Latin-1 bytes, is refused naming the line and the byte: guessing an
+  encoding would silently garble study ids and column names. NUL bytes mean "not text".
+- The delimiter is ``,`` ``;`` tab or ``|``: the one that occurs most often in the header line
+  (outside quotes); ``.tsv``/``.tab`` files are tab-separated.
+- Decimal commas: in a file separated by ``;`` or tab, a text column whose every value looks
+  like ``0,35`` (or an integer) is read with ``,`` as the decimal mark, with a DataWarning
+  naming the columns. In comma-separated files a quoted ``"0,35"`` is not a number (it is
+  refused where a number is needed, with a hint).
+- Header names are stripped of surrounding spaces; a name that occurs twice is refused (which
+  of the two columns is meant cannot be known). Empty header cells over empty columns (trailing
+  delimiters) are dropped.
+- A data line with more non-empty fields than the header is refused naming the line (pandas
+  would silently turn the first columns into an index and shift the others); empty extra
+  fields (trailing delimiters) are ignored, and short lines give missing cells.
+- Blank lines and rows with every cell empty are skipped (as pandas skips blank lines); rows
+  are numbered by data row, without them.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
+import warnings
 from pathlib import Path
 
-from mlmeta.errors import MlmetaError
+from mlmeta.errors import DataWarning, InputError
 
 __all__ = ["read_table"]
 
+_DELIMS = (",", ";", "\t", "|")
+_DELIM_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
+_COMMA_NUMBER = re.compile(r"^\s*[-+]?(?:\d+,\d+|\d+)(?:[eE][-+]?\d+)?\s*$")
 
-def read_table(path: str):
-    """Read CSV/TSV (any delimiter sniffed), Excel or Parquet into a DataFrame."""
+
+def _kind(raw: bytes) -> str:
+    """What the bytes look like: 'xlsx', 'zip', 'xls', 'parquet', 'binary' or 'text'."""
+    if raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "xlsx" if b"[Content_Types].xml" in raw[:4096] or b"xl/" in raw[:65536] \
+            else "zip"
+    if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "xls"
+    if raw.startswith(b"PAR1"):
+        return "parquet"
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "text"  # UTF-16 with BOM
+    if b"\x00" in raw[:65536]:
+        return "binary"
+    return "text"
+
+
+_KIND_TEXT = {"xlsx": "an Excel workbook (.xlsx)", "zip": "a zip archive",
+              "xls": "an Excel 97-2003 workbook (.xls)", "parquet": "a Parquet file",
+              "binary": "a binary file", "text": "text"}
+
+
+def _decode(raw: bytes, name: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(f"data file {name!r} starts with a UTF-16 byte-order mark but is "
+                             "not valid UTF-16; save it as UTF-8") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        b = raw[exc.start]
+        latin = bytes([b]).decode("latin-1")
+        seen = f", {latin!r} in Latin-1" if latin.isprintable() else ""
+        raise InputError(f"data file {name!r} is not UTF-8 text (line {line}: byte "
+                         f"0x{b:02x}{seen}); save it as UTF-8") from None
+
+
+def _header_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line
+    return ""
+
+
+def _delimiter(text: str, suffix: str) -> str:
+    if suffix in (".tsv", ".tab"):
+        return "\t"
+    head = re.sub(r'"[^"]*"', "", _header_line(text))  # ignore quoted delimiters
+    counts = {d: head.count(d) for d in _DELIMS}
+    best = max(_DELIMS, key=lambda d: (counts[d], -_DELIMS.index(d)))
+    return best if counts[best] else ","
+
+
+def _parser_message(exc: Exception) -> str:
+    msg = str(exc).strip()
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
+    if m:
+        return (f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)} "
+                "(a stray delimiter, or a text field that needs quotes?)")
+    m = re.search(r"EOF inside string starting (?:at|with) (?:row|line) (\d+)", msg)
+    if m:
+        return f"a quote opened on line {int(m.group(1)) + 1} is never closed"
+    return msg.splitlines()[0] if msg else type(exc).__name__
+
+
+def _check_fields(text: str, sep: str, name: str) -> None:
+    """Refuse a data line with more fields than the header, unless the extra ones are empty
+    (trailing delimiters). pandas would otherwise turn the first columns into an index and
+    shift every column silently."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    h = None
+    try:
+        for row in reader:
+            if not row:
+                continue
+            if h is None:
+                h = len(row)
+                continue
+            if len(row) > h and any(x.strip() for x in row[h:]):
+                raise InputError(f"cannot read data file {name!r}: line {reader.line_num} has "
+                                 f"{len(row)} fields but the header has {h} (a stray "
+                                 "delimiter, or a text field that needs quotes?)")
+    except csv.Error:
+        return  # left to pandas, which names the problem
+
+
+def _decimal_commas(df, name: str, sep: str):
+    """Read ``0,35`` as 0.35 in text columns where every value is such a number."""
     import pandas as pd
 
+    if sep == ",":
+        return df
+    converted = []
+    raw_values = {}
+    for c in df.columns:
+        s = df[c]
+        if not (s.dtype == object or pd.api.types.is_string_dtype(s.dtype)):
+            continue
+        vals = s.dropna()
+        if not len(vals) or not all(isinstance(x, str) for x in vals):
+            continue
+        strs = vals.astype(str)
+        if not strs.str.contains(",", regex=False).any():
+            continue
+        if not strs.str.match(_COMMA_NUMBER).all():
+            continue
+        raw_values[c] = s.to_numpy()
+        df[c] = pd.to_numeric(s.str.replace(",", ".", regex=False).str.strip())
+        converted.append(c)
+    if converted:
+        c0 = converted[0]
+        pos = int(df[c0].notna().to_numpy().argmax())
+        example = f"{float(df.loc[pos, c0])!r}"
+        cols = ", ".join(repr(c) for c in converted)
+        warnings.warn(f"data file {name!r}: read ',' as the decimal mark in column"
+                      f"{'s' if len(converted) > 1 else ''} {cols} (e.g. "
+                      f"{raw_values[c0][pos]!r} as {example})", DataWarning, stacklevel=3)
+    return df
+
+
+def _check_header(cols, name: str) -> list[str]:
+    out = [str(c).strip() for c in cols]
+    out = [c if c else f"Unnamed: {i}" for i, c in enumerate(out)]
+    seen: dict[str, int] = {}
+    for i, c in enumerate(out):
+        if c in seen:
+            raise InputError(f"data file {name!r}: column {c!r} appears more than once in the "
+                             f"header (columns {seen[c] + 1} and {i + 1}); rename one of them")
+        seen[c] = i
+    return out
+
+
+def read_table(path) -> pd.DataFrame:  # noqa: F821
+    """Read CSV/TSV (delimiter sniffed), Excel or Parquet into a DataFrame (see module doc)."""
+    import pandas as pd
+
+    name = str(path)
     p = Path(path)
-    if not p.exists():
-        raise MlmetaError(f"data file {path!r} not found")
-    if p.is_dir():
-        raise MlmetaError(f"data file {path!r} is a directory")
-    suf = p.suffix.lower()
     try:
-        if suf in (".xlsx", ".xls"):
-            return pd.read_excel(p)
-        if suf == ".parquet":
-            return pd.read_parquet(p)
+        if not p.exists():
+            raise InputError(f"data file {name!r} not found")
+        if p.is_dir():
+            raise InputError(f"data file {name!r} is a directory, not a file")
         raw = p.read_bytes()
-        if not raw.strip():
-            raise MlmetaError(f"data file {path!r} is empty")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise MlmetaError(f"data file {path!r} is not UTF-8 text (byte {exc.start}); "
-                              "save it as UTF-8") from None
-        import io
-        sep = "\t" if suf in (".tsv", ".tab") else ","
-        first = text.splitlines()[0] if text.splitlines() else ""
-        if sep == "," and "," not in first:
-            for cand in (";", "\t", "|"):
-                if cand in first:
-                    sep = cand
-                    break
-        df = pd.read_csv(io.StringIO(text), sep=sep)
-    except MlmetaError:
+    except OSError as exc:
+        raise InputError(f"cannot read data file {name!r}: {exc.strerror or exc}") from None
+    suf = p.suffix.lower()
+    kind = _kind(raw)
+    if not raw.strip():
+        raise InputError(f"data file {name!r} is empty")
+    try:
+        if suf in (".xlsx", ".xlsm", ".xls"):
+            if kind not in ("xlsx", "xls", "zip"):
+                raise InputError(f"data file {name!r} has an Excel extension but is "
+                                 f"{_KIND_TEXT[kind]}, not an Excel workbook; rename it "
+                                 f"(e.g. to .csv)" if kind == "text" else
+                                 f"data file {name!r} has an Excel extension but is "
+                                 f"{_KIND_TEXT[kind]}, not an Excel workbook")
+            header = pd.read_excel(io.BytesIO(raw), header=None, nrows=1)
+            cols = _check_header(["" if pd.isna(x) else x for x in header.iloc[0]], name) \
+                if len(header) else []
+            df = pd.read_excel(io.BytesIO(raw))
+            if len(cols) == df.shape[1]:
+                df.columns = cols
+        elif suf == ".parquet":
+            if kind != "parquet":
+                raise InputError(f"data file {name!r} has the .parquet extension but is "
+                                 f"{_KIND_TEXT[kind]}")
+            df = pd.read_parquet(io.BytesIO(raw))
+        else:
+            if kind != "text":
+                hint = {"xlsx": "; give it the .xlsx extension or save it as CSV",
+                        "xls": "; give it the .xls extension or save it as CSV",
+                        "parquet": "; give it the .parquet extension",
+                        "zip": "; unpack it", "binary": "; save it as UTF-8 CSV"}[kind]
+                raise InputError(f"data file {name!r} is {_KIND_TEXT[kind]}, not CSV "
+                                 f"text{hint}")
+            text = _decode(raw, name)
+            if not text.strip():
+                raise InputError(f"data file {name!r} is empty")
+            sep = _delimiter(text, suf)
+            first = next(csv.reader(io.StringIO(_header_line(text)), delimiter=sep), [])
+            cols = _check_header(first, name)
+            _check_fields(text, sep, name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ParserWarning for trailing delimiters
+                df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False,
+                                 skip_blank_lines=True, index_col=False)
+            if len(cols) == df.shape[1]:
+                df.columns = cols
+            else:
+                df.columns = _check_header(df.columns, name)
+            df = _decimal_commas(df, name, sep)
+    except InputError:
         raise
     except ImportError as exc:
-        raise MlmetaError(f"cannot read {path!r}: {exc}") from None
-    except Exception as exc:  # pandas parser errors and the like
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MlmetaError(f"cannot read data file {path!r}: {msg}") from None
-    if df.shape[1] < 2 and len(df) >= 0:
-        raise MlmetaError(f"data file {path!r} has {df.shape[1]} column(s); expected a header "
-                          "row and comma-separated columns")
+        msg = str(exc).splitlines()[0] if str(exc) else "a library is missing"
+        raise InputError(f"cannot read data file {name!r}: {msg}") from None
+    except Exception as exc:  # noqa: BLE001 -- pandas parser errors and the like
+        raise InputError(f"cannot read data file {name!r}: {_parser_message(exc)}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    # trailing delimiters give unnamed, empty columns; rows with every cell empty are blank lines
+    unnamed = [c for c in df.columns if c.startswith("Unnamed: ") and df[c].isna().all()]
+    if unnamed:
+        df = df.drop(columns=unnamed)
+    if df.shape[1] and len(df):
+        empty = df.isna().all(axis=1).to_numpy()
+        if empty.any():
+            df = df.loc[~empty].reset_index(drop=True)
+    if df.shape[1] < 2:
+        shown = repr(df.columns[0]) if df.shape[1] else "none"
+        raise InputError(f"data file {name!r} has only one column ({shown}); expected a "
+                         "header row and columns separated by ',', ';' or tabs")
     if len(df) == 0:
-        raise MlmetaError(f"data file {path!r} has a header but no data rows")
+        raise InputError(f"data file {name!r} has a header but no data rows")
     return df

@@ -72,7 +72,7 @@ def rma_mv(
     method : "REML" (default) or "ML".
     test : "z" (default) or "t"; dfs : "residual" (k - p) or "contain" (metafor's rule).
     sigma2 : per level, a value to fix the component at (0 allowed) or None to estimate it.
-    level : confidence level in percent.
+    level : confidence level in percent (a value below 1 is read as a proportion, as metafor).
     measure : the effect-size measure of ``yi`` (e.g. "ZCOR") for back-transformed output.
     rho, rho_cluster : correlated sampling errors, the "correlated and hierarchical effects"
         (CHE) working model: effect sizes in the same ``rho_cluster`` (default: the outer
@@ -94,13 +94,26 @@ def rma_mv(
     method = _choice("method", method, METHODS)
     test = _choice("test", test, TESTS)
     dfs = _choice("dfs", dfs, DFS)
-    if not (0 < float(level) < 100):
-        raise InputError(f"level must be a percentage between 0 and 100; got {level!r}")
+    level = _level(level)
     md = prepare(data, yi, vi, random, mods)
     if rho is not None:
         rho_cluster = _rho_cluster(md, rho_cluster)
     return fit_prepared(md, method=method, test=test, dfs=dfs, sigma2=sigma2,
                         level=float(level), measure=measure, rho=rho, rho_cluster=rho_cluster)
+
+
+def _level(level) -> float:
+    """Confidence level in percent; like metafor, a value below 1 is read as a proportion."""
+    try:
+        lv = float(level)
+    except (TypeError, ValueError):
+        raise InputError(f"level must be a number (e.g. 95); got {level!r}") from None
+    if 0 < lv < 1:
+        lv *= 100.0
+    if not (1 < lv < 100):
+        raise InputError(f"level must be a percentage between 0 and 100 (or a proportion "
+                         f"below 1); got {level!r}")
+    return lv
 
 
 def _rho_cluster(md: ModelData, rho_cluster: str | None) -> str:
