@@ -358,7 +358,7 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
         dup = next(m for m in mods if mods.count(m) > 1)
         raise AnalysisError(f"{src}: 'model.moderators' lists {dup!r} twice")
     for m in mods:
-        if not re.fullmatch(r"[^\W\d][\w.]*", m):
+        if not isinstance(m, str) or not m.strip() or m != m.strip():
             raise AnalysisError(f"{src}: 'model.moderators' entries are column names; got "
                                 f"{m!r}")
     joint = bool(model.get("joint", len(mods) > 1))

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlmeta.analysis import AnalysisSpec, LoadedData, load_data
-from mlmeta.errors import MlmetaError, MlmetaWarning
+from mlmeta.errors import InputError, MlmetaError, MlmetaWarning
 from mlmeta.report import fmt
 
 __all__ = ["compute", "Computed", "Scale"]
@@ -421,8 +421,10 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
         if cat:
             nlev = data[m].dropna().nunique()
             if nlev < 2:
-                raise MlmetaError(f"moderator {m!r} has only {nlev} category")
+                raise InputError(f"moderator {m!r} has only {nlev} category")
         rm = _fit(spec, ld, entry["formula"], data=data)
+    except InputError:
+        raise  # bad input (constant, collinear, non-numeric moderator): refuse the run
     except MlmetaError as exc:
         entry.update(ctx.note_failure(f"moderator {m}", f"moderator {m!r}", exc))
         return entry
@@ -511,6 +513,8 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
     out: dict[str, Any] = {"formula": formula, "moderators": names}
     try:
         rj = _fit(spec, ld, formula, data=data)
+    except InputError as exc:
+        raise InputError(f"joint moderator model {formula!r}: {exc}") from None
     except MlmetaError as exc:
         out.update(ctx.note_failure("moderators", "joint moderator model", exc))
         return out
