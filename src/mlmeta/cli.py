@@ -50,6 +50,9 @@ def _add_fit_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--test", default="z", choices=["z", "t"])
     ap.add_argument("--dfs", default="residual", choices=["residual", "contain"])
     ap.add_argument("--level", default=95.0, type=float, help="confidence level (percent)")
+    ap.add_argument("--sigma2", default=None,
+                    help="fix variance components, outer to inner: e.g. 'NA,0' estimates the "
+                         "first and fixes the second at 0")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--with", dest="with_", default="",
                     help="optional blocks, comma-separated: " + ",".join(BLOCKS))
@@ -101,8 +104,32 @@ def _fit_from_args(a):
                               "(e.g. --measure ZCOR --ri r --ni n)")
         yi, vi = a.yi, a.vi
     random = None if a.random in (None, "none", "") else a.random
-    return rma_mv(df, yi, vi, random=random, mods=a.mods, method=a.method, test=a.test,
+    sigma2 = _sigma2_arg(a.sigma2, random)
+    return rma_mv(df, yi, vi, random=random, mods=a.mods, method=a.method, test=a.test, sigma2=sigma2,
                   dfs=a.dfs, level=a.level, measure=measure)
+
+
+def _sigma2_arg(text, random):
+    """'NA,0' -> [None, 0.0]; the count must match the levels of --random."""
+    if text is None:
+        return None
+    from mlmeta.data import parse_random
+
+    n = len(parse_random(random))
+    out = []
+    for tok in text.split(","):
+        t = tok.strip()
+        if t.upper() in ("NA", "NONE", ""):
+            out.append(None)
+            continue
+        try:
+            out.append(float(t))
+        except ValueError:
+            raise MlmetaError(f"--sigma2: {t!r} is not a number or NA") from None
+    if len(out) != n:
+        raise MlmetaError(f"--sigma2 has {len(out)} value(s) but the model has {n} random-effect "
+                          "levels (give one per level, outer to inner, NA to estimate)")
+    return out
 
 
 def _blocks(s: str) -> tuple[str, ...]:

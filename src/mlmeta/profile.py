@@ -139,7 +139,10 @@ def check_profile_shape(res, j: int, n: int = 25) -> str | None:
     except ConvergenceError:
         return f"profile of {res.level_names[j]!r} could not be computed"
     ll = pr["logLik"].to_numpy()
-    if np.ptp(ll) < 1e-3:
+    # a ridge: moving sigma2_j by half its value either way costs no likelihood at all
+    near = profile(res, j, [0.5 * est, 1.5 * est]) if est > 0 else None
+    if np.ptp(ll) < 1e-3 or (near is not None and
+                             np.all(np.abs(near["logLik"] - res.core.ll) < 1e-7)):
         return f"profile likelihood of {res.level_names[j]!r} is flat: not identifiable"
     peaks = [i for i in range(1, n - 1) if ll[i] > ll[i - 1] + 1e-9 and ll[i] > ll[i + 1] + 1e-9]
     if len(peaks) > 1:
