@@ -113,7 +113,7 @@ class ModelFormula:
     """
 
     text: str
-    spec: object  # formulaic.ModelSpec
+    spec: object  # formulaic.ModelSpec (None for the intercept-only model)
     columns: tuple[str, ...]
     variables: tuple[str, ...]
     has_intercept: bool
@@ -121,6 +121,8 @@ class ModelFormula:
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """Model matrix for (new) data, with the encodings learned at fit time."""
+        if self.spec is None:  # intercept-only
+            return np.ones((len(data), 1))
         for orig, _, _ in self.aliases:
             if orig not in data.columns:
                 raise FormulaError(f"moderator formula {_show(self.text)}: column {orig!r} not "
@@ -556,9 +558,12 @@ def parse_formula(text: str | None, data: pd.DataFrame,
     missing values in the variables the formula uses. ``rows`` names the rows of ``data`` in
     messages (default ``row 1``, ``row 2``, ...).
     """
-    import formulaic
-
     text = _normalise(text)
+    if text == "~ 1":
+        # the intercept-only model needs no formula machinery (and no formulaic import)
+        return np.ones((len(data), 1)), ModelFormula(text, None, ("intrcpt",), (), True, ())
+
+    import formulaic
 
     def levels(name: str, factor: bool) -> int:
         s = data[name]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from mlmeta.core.dist import norm_isf, t_isf
 from mlmeta.core.fit import CoreFit
 from mlmeta.core.inference import CoefTests
 from mlmeta.data import ModelData
@@ -326,9 +326,9 @@ class MetaResults:
         if self.test == "t":
             df = np.array([np.min(self.tests.df[row != 0]) if np.any(row != 0) else self.k - self.p
                            for row in Xn])
-            crit = stats.t.isf((1 - lv) / 2, df)
+            crit = t_isf((1 - lv) / 2, df)
         else:
-            crit = np.full(len(pred), stats.norm.isf((1 - lv) / 2))
+            crit = np.full(len(pred), norm_isf((1 - lv) / 2))
         s2 = float(np.sum(self.core.sigma2))
         out = [pred, se, pred - crit * se, pred + crit * se,
                pred - crit * np.sqrt(se ** 2 + s2), pred + crit * np.sqrt(se ** 2 + s2)]

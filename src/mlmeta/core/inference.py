@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from mlmeta.core.dist import chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
 
 from mlmeta.core.likelihood import LOG2PI
 
@@ -76,12 +76,12 @@ def coef_tests(beta: np.ndarray, vcov: np.ndarray, df: np.ndarray | None,
     stat = beta / se
     a = 1.0 - level
     if df is None:
-        pval = 2.0 * stats.norm.sf(np.abs(stat))
-        crit = np.full(len(beta), stats.norm.isf(a / 2.0))
+        pval = 2.0 * norm_sf(np.abs(stat))
+        crit = np.full(len(beta), norm_isf(a / 2.0))
     else:
         df = np.asarray(df, dtype=float)
-        pval = 2.0 * stats.t.sf(np.abs(stat), df)
-        crit = stats.t.isf(a / 2.0, df)
+        pval = 2.0 * t_sf(np.abs(stat), df)
+        crit = t_isf(a / 2.0, df)
     return CoefTests(se, stat, None if df is None else df, pval, beta - crit * se,
                      beta + crit * se, crit)
 
@@ -97,10 +97,10 @@ def omnibus_test(beta: np.ndarray, vcov: np.ndarray, btt: np.ndarray,
     m = len(btt)
     QM = float(b @ np.linalg.solve(Vb, b))
     if df is None:
-        return QM, (m, None), float(stats.chi2.sf(QM, m))
+        return QM, (m, None), float(chi2_sf(QM, m))
     d2 = float(np.min(np.asarray(df)[btt]))
     QM /= m
-    return QM, (m, d2), float(stats.f.sf(QM, m, d2))
+    return QM, (m, d2), float(f_sf(QM, m, d2))
 
 
 def qe_test(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float, int, float]:
@@ -116,7 +116,7 @@ def qe_test(y: np.ndarray, v: np.ndarray, X: np.ndarray) -> tuple[float, int, fl
     b = np.linalg.solve(X.T @ Xw, Xw.T @ y) if p else np.zeros(0)
     r = y - X @ b
     QE = float(np.sum(w * r * r))
-    return QE, k - p, float(stats.chi2.sf(QE, k - p))
+    return QE, k - p, float(chi2_sf(QE, k - p))
 
 
 def qe_test_blocks(y: np.ndarray, X: np.ndarray, problem) -> tuple[float, int, float]:
@@ -132,7 +132,7 @@ def qe_test_blocks(y: np.ndarray, X: np.ndarray, problem) -> tuple[float, int, f
     ev = problem(np.zeros(L), 0)
     C = ev.C
     QE = float(C[p, p] - C[:p, p] @ np.linalg.solve(C[:p, :p], C[:p, p])) if p else float(C[0, 0])
-    return QE, k - p, float(stats.chi2.sf(QE, k - p))
+    return QE, k - p, float(chi2_sf(QE, k - p))
 
 
 def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy import optimize as _sopt
 
 from mlmeta.core.likelihood import Evaluation
 from mlmeta.errors import ConvergenceError
@@ -136,6 +135,8 @@ def _newton(fun, theta0, free, max_iter, tol):
 
 
 def _lbfgs(fun, theta0, free):
+    from scipy import optimize as _sopt
+
     base = np.array(theta0, dtype=float)
 
     def negll(x):
