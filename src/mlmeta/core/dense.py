@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmeta.core.likelihood import Evaluation, assemble
+from mlmeta.core.likelihood import Evaluation, ProblemShape, assemble
 from mlmeta.core.structure import NestedStructure
 
 __all__ = ["DenseProblem", "constant_rho_blocks", "block_codes"]
@@ -69,7 +69,7 @@ class _Batch:
     M: np.ndarray  # (m, n, q)
 
 
-class DenseProblem:
+class DenseProblem(ProblemShape):
     """Same interface as :class:`mlmeta.core.fit.Problem`, for block sampling covariances."""
 
     def __init__(self, st: NestedStructure, v_sorted: np.ndarray, M_sorted: np.ndarray,
@@ -96,14 +96,6 @@ class DenseProblem:
                 E[lv] = (c[:, :, None] == c[:, None, :])
             batches.append(_Batch(rows, R, E, M_sorted[rows]))
         self.batches = batches
-
-    @property
-    def p(self) -> int:
-        return self.M.shape[1] - 1
-
-    @property
-    def k(self) -> int:
-        return self.M.shape[0]
 
     def __call__(self, theta: np.ndarray, order: int = 2) -> Evaluation:
         theta = np.asarray(theta, dtype=float)

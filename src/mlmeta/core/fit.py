@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mlmeta.core.likelihood import Evaluation, evaluate
+from mlmeta.core.likelihood import Evaluation, ProblemShape, evaluate
 from mlmeta.core.optimize import OptimResult, maximize
 from mlmeta.core.structure import NestedStructure, build_structure
 from mlmeta.errors import InputError
@@ -25,7 +25,7 @@ METHODS = ("REML", "ML")
 
 
 @dataclass(frozen=True)
-class Problem:
+class Problem(ProblemShape):
     """A model ready for likelihood evaluation: sorted rows and the nested structure."""
 
     st: NestedStructure
@@ -33,14 +33,6 @@ class Problem:
     M: np.ndarray  # sorted [X, y]
     reml: bool
     logdet_xtx: float
-
-    @property
-    def p(self) -> int:
-        return self.M.shape[1] - 1
-
-    @property
-    def k(self) -> int:
-        return self.M.shape[0]
 
     def __call__(self, theta: np.ndarray, order: int = 2) -> Evaluation:
         return evaluate(theta, self.st, self.v, self.M, reml=self.reml, order=order,

@@ -31,7 +31,7 @@ import numpy as np
 
 from mlmeta.core.structure import NestedStructure
 
-__all__ = ["Evaluation", "evaluate", "assemble", "LOG2PI"]
+__all__ = ["Evaluation", "evaluate", "assemble", "LOG2PI", "ProblemShape"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -50,6 +50,20 @@ class Evaluation:
     @property
     def p(self) -> int:
         return self.C.shape[0] - 1
+
+
+class ProblemShape:
+    """k and p of a likelihood problem holding the sorted ``M = [X, y]``."""
+
+    M: np.ndarray
+
+    @property
+    def p(self) -> int:
+        return self.M.shape[1] - 1
+
+    @property
+    def k(self) -> int:
+        return self.M.shape[0]
 
 
 def _reduce(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
