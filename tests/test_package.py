@@ -41,3 +41,16 @@ def test_public_functions_have_docstrings(modname):
         obj = getattr(mod, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{modname}.{name} has no docstring"
+
+
+def test_notebook_display_shows_summary_and_coefficients():
+    import pandas as pd
+
+    from conftest import REF
+
+    d = pd.read_csv(REF / "data" / "konstantopoulos2011.csv")
+    res = mlmeta.rma_mv(d, random="district/school")
+    html = res._repr_html_()
+    assert html.startswith("<pre>Multivariate Meta-Analysis Model (k = 56; method: REML)")
+    assert "<table" in html and "0.1847" in html
+    assert "district/school" in repr(res)

@@ -396,6 +396,13 @@ class MetaResults:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """Notebook display: the metafor-style summary and the coefficient table."""
+        import html
+
+        return (f"<pre>{html.escape(self.summary())}</pre>"
+                + self.coefs.to_html(float_format=lambda x: f"{x:.4f}"))
+
     def __repr__(self) -> str:
         return (f"<MetaResults k={self.k} p={self.p} method={self.method} "
                 f"levels={'/'.join(self.data.random) or 'none'}>")
