@@ -269,7 +269,8 @@ def prepare(
             raise InputError(f"{role} must be a column name or a 1-d array, got None")
         arr = np.asarray(arg)
         if arr.ndim != 1:
-            raise InputError(f"{role} must be a column name or a 1-d array")
+            raise InputError(f"{role} must be a column name or a 1-d array, got an array of "
+                             f"shape {arr.shape}")
         if len(df.columns) and len(arr) != len(df):
             raise InputError(f"{role} has {len(arr)} values but the data has {len(df)} rows")
         return role, pd.Series(arr, index=df.index if len(df.columns) else None)

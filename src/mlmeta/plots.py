@@ -281,7 +281,7 @@ def forest(res, ax=None, *, transf=None, labels=None, study_labels=None, sort=Fa
                      for u in uniq]
         else:
             raise InputError("study_labels must be a column name or a mapping from the study "
-                             "id to its label")
+                             f"id to its label; got {type(study_labels).__name__}")
     else:
         groups = [np.arange(k)]
         heads = [None]
