@@ -1023,7 +1023,7 @@ def test_cli_sigma2_not_a_number():
 # ------------------------------------------------------------------------------------------------
 
 #: raise statements of mlmeta errors in src/mlmeta when the messages were last audited
-RAISE_SITES = 240
+RAISE_SITES = 242
 BASE_ERRORS = {"MlmetaError", "InputError", "FormulaError", "ConvergenceError"}
 
 

@@ -445,3 +445,16 @@ def test_reference_extra(path):
         rel, abs_ = max(REL, bt.get("rel", REL)), max(ABS, bt.get("abs", ABS))
         check(out["selmodel"]["delta"][1], sm["delta"], "selmodel.delta", rel, abs_)
         check(out["selmodel"]["se_delta"][1], sm["delta_se"], "selmodel.delta_se", rel, abs_)
+
+
+def test_trimfill_q0_undefined_is_a_clear_error():
+    # the Q0 estimator takes a square root that can be negative (R would return NaN and stop
+    # with "missing value where TRUE/FALSE needed"); mlmeta says what happened
+    from mlmeta.errors import ConvergenceError
+
+    y = [-0.103, 0.137, 0.152, 0.362, 0.264]
+    v = [0.038, 0.054, 0.09, 0.094, 0.042]
+    with pytest.raises(ConvergenceError, match=r"trim-and-fill Q0 estimator is undefined for "
+                                               r"these data .* use estimator='L0'"):
+        pb.trimfill(y, v, estimator="Q0")
+    assert pb.trimfill(y, v, estimator="L0")["k0"] >= 0

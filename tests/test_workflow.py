@@ -142,3 +142,15 @@ def test_cli_can_fix_variance_components(konst, capsys):
     assert code == 2
     assert "--sigma2 has 1 value(s) but the model has 2 random-effect levels" in \
         capsys.readouterr().err
+
+
+def test_predict_refuses_an_unseen_category(alliance):
+    res = fit(alliance, random="study/es", mods="~ rater")
+    got = res.predict(pd.DataFrame({"rater": ["patient", "observer"]}))
+    np.testing.assert_allclose(got.pred, [res.core.beta[0] + res.core.beta[1], res.core.beta[0]])
+    from mlmeta.errors import FormulaError
+
+    with pytest.raises(FormulaError, match=r"moderator 'rater': category 'nurse' was not in the "
+                                           r"data the model was fitted to \(categories: "
+                                           r"observer, patient, therapist\)"):
+        res.predict(pd.DataFrame({"rater": ["nurse"]}))

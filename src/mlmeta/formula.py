@@ -118,6 +118,7 @@ class ModelFormula:
     variables: tuple[str, ...]
     has_intercept: bool
     aliases: tuple[tuple[str, str, bool], ...] = ()
+    levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """Model matrix for (new) data, with the encodings learned at fit time."""
@@ -127,6 +128,12 @@ class ModelFormula:
             if orig not in data.columns:
                 raise FormulaError(f"moderator formula {_show(self.text)}: column {orig!r} not "
                                    "found in the new data")
+        for orig, seen in self.levels:
+            new = sorted({str(x) for x in pd.Series(np.asarray(data[orig])).dropna().unique()}
+                         - set(seen))
+            if new:
+                raise FormulaError(f"moderator {orig!r}: category {new[0]!r} was not in the data "
+                                   f"the model was fitted to (categories: {', '.join(seen)})")
         frame = _frame(data, self.aliases)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -605,7 +612,16 @@ def parse_formula(text: str | None, data: pd.DataFrame,
                            f"{float(X[i, j])!r} in {where} (e.g. log or sqrt of a value <= 0, or an "
                            "overflow)")
     has_int = "intrcpt" in names
-    return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases)
+    # the categories seen at fit time: a prediction for an unseen category is refused rather
+    # than silently treated as the reference level
+    levels = []
+    for orig, _, numeric in aliases:
+        col = data[orig]
+        if not numeric or not (pd.api.types.is_numeric_dtype(col.dtype)
+                               or pd.api.types.is_bool_dtype(col.dtype)):
+            levels.append((orig, tuple(sorted({str(x) for x in col.dropna().unique()}))))
+    return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases,
+                           tuple(levels))
 
 
 def formula_variables(text: str | None, columns: Sequence) -> tuple[list[str], list[str]]:

@@ -658,15 +658,23 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
             if est == "L0":
                 k0 = (4 * Sr - k * (k + 1)) / (2 * k - 1)
             else:
-                k0 = k - 0.5 - math.sqrt(2 * k ** 2 - 4 * Sr + 0.25)
+                disc = 2 * k ** 2 - 4 * Sr + 0.25
+                if disc < 0:
+                    raise ConvergenceError(
+                        f"trim-and-fill Q0 estimator is undefined for these data (2k^2 - 4 S_r "
+                        f"+ 1/4 = {disc:.4g} < 0 at iteration {it}); use estimator='L0'")
+                k0 = k - 0.5 - math.sqrt(disc)
             var_sr = (k * (k + 1) * (2 * k + 1) + 10 * k0 ** 3 + 27 * k0 ** 2 + 17 * k0
                       - 18 * k * k0 ** 2 - 18 * k * k0 + 6 * k ** 2 * k0) / 24
-            if est == "L0":
+            den = (k - 0.5) ** 2 - k0 * (2 * k - k0 - 1)
+            if var_sr < 0 or (est == "Q0" and den <= 0):
+                se_k0 = float("nan")  # the variance formula breaks down: no SE for k0
+            elif est == "L0":
                 se_k0 = 4 * math.sqrt(var_sr) / (2 * k - 1)
             else:
-                se_k0 = 2 * math.sqrt(var_sr) / math.sqrt((k - 0.5) ** 2 - k0 * (2 * k - k0 - 1))
+                se_k0 = 2 * math.sqrt(var_sr) / math.sqrt(den)
         k0 = int(max(0, round(float(k0))))  # R and Python both round half to even
-        se_k0 = max(0.0, float(se_k0))
+        se_k0 = max(0.0, float(se_k0)) if np.isfinite(se_k0) else float("nan")
         if k0 >= k:
             raise ConvergenceError(f"trim-and-fill estimated k0 = {k0} >= k = {k}")
 
