@@ -1,6 +1,6 @@
 # Reference values for workflow functions not covered by the per-case blocks:
 # HTZ Wald test of several coefficients, Egger with CR2, PET/PEESE, the integral
-# back-transform of a prediction, and model comparison by LRT with ML refits.
+# back-transform of a prediction, model comparison by LRT with ML refits, and formula features.
 # Writes tests/fixtures/workflow/workflow.json. Usage (repo root): Rscript scripts/make_workflow_reference.R
 suppressPackageStartupMessages({library(metafor); library(clubSandwich); library(jsonlite)})
 d <- read.csv("tests/fixtures/reference/data/alliance_like.csv")   # SIMULATED data
@@ -42,5 +42,13 @@ out$anova_rater_ml <- list(LRT = a$LRT, df = a$parms.f - a$parms.r, pval = a$pva
                            BIC = c(a$fit.stats.f[["BIC"]], a$fit.stats.r[["BIC"]]),
                            AICc = c(a$fit.stats.f[["AICc"]], a$fit.stats.r[["AICc"]]),
                            logLik = c(a$fit.stats.f[["ll"]], a$fit.stats.r[["ll"]]))
+# 6. R's model.matrix names and order for formula features (interactions, poly, I(), scale)
+out$formulas <- list()
+for (f in c("~ phase * rater", "~ poly(ni, 2)", "~ log(ni) + I(ni^2)", "~ 0 + phase:rater",
+            "~ rater:ni", "~ factor(phase) + scale(ni)")) {
+  m <- rma.mv(yi, vi, random = ~ 1 | study/es, mods = as.formula(f), data = d)
+  out$formulas[[f]] <- list(coef_names = rownames(m$beta), beta = as.vector(m$beta),
+                            se = m$se, logLik = as.numeric(logLik(m)))
+}
 writeLines(toJSON(out, auto_unbox = TRUE, digits = I(17), pretty = TRUE), "tests/fixtures/workflow/workflow.json")
 cat("wrote tests/fixtures/workflow/workflow.json\n")

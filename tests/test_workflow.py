@@ -154,3 +154,13 @@ def test_predict_refuses_an_unseen_category(alliance):
                                            r"data the model was fitted to \(categories: "
                                            r"observer, patient, therapist\)"):
         res.predict(pd.DataFrame({"rater": ["nurse"]}))
+
+
+@pytest.mark.parametrize("formula", list(W["formulas"]))
+def test_formula_features_match_r_model_matrix(alliance, formula):
+    res = fit(alliance, random="study/es", mods=formula, test="z", dfs="residual")
+    e = W["formulas"][formula]
+    assert list(res.coef_names) == e["coef_names"]
+    got = {"coef_names": e["coef_names"], "beta": list(res.core.beta), "se": list(res.tests.se),
+           "logLik": res.core.ll}
+    assert not compare(e, got, REL, ABS)
