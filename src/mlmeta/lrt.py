@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from mlmeta.core.dist import chi2_sf
 
 from mlmeta.errors import InputError
 
@@ -52,7 +52,7 @@ def lrt_drop(res) -> LRTDrop:
         fx[j] = 0.0
         red = refit(res, sigma2=fx)
         lrt = max(2.0 * (res.core.ll - red.core.ll), 0.0)
-        p = float(stats.chi2.sf(lrt, 1))
+        p = float(chi2_sf(lrt, 1))
         rows.append({"dropped": col, "level": res.level_names[j], "LRT": lrt, "df": 1,
                      "pval": p, "pval_mixture": 0.5 * p if lrt > 0 else 1.0,
                      "sigma2_reduced": red.core.sigma2.copy(),
@@ -97,7 +97,7 @@ def anova(full, reduced) -> Anova:
         full, reduced, par_f, par_r = reduced, full, par_r, par_f
     df = par_f - par_r
     lrt = max(2.0 * (full.core.ll - reduced.core.ll), 0.0)
-    p = float(stats.chi2.sf(lrt, df)) if df > 0 else float("nan")
+    p = float(chi2_sf(lrt, df)) if df > 0 else float("nan")
     tab = pd.DataFrame({
         "df": [par_f, par_r],
         "AIC": [full.fitstats["AIC"], reduced.fitstats["AIC"]],

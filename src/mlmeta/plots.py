@@ -40,7 +40,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from mlmeta.core.dist import chi2_isf, norm_isf
 
 from mlmeta.errors import InputError
 
@@ -235,7 +235,7 @@ def forest(res, ax=None, *, transf=None, labels=None, study_labels=None, sort=Fa
 
     f, to_r = _transform(res, transf)
     y, v, k = res.data.y, res.data.v, res.k
-    zc = stats.norm.isf((1 - res.level / 100.0) / 2)
+    zc = norm_isf((1 - res.level / 100.0) / 2)
     se = np.sqrt(v)
     est, lb, ub = f(y), f(y - zc * se), f(y + zc * se)
     w = res.weights()
@@ -489,11 +489,11 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
     sei = fd["sei"].to_numpy(dtype=float)
     center = float(res.core.beta[0]) if res.intercept_only else 0.0
     ymax = float(np.max(sei)) * 1.05
-    crit = stats.norm.isf((1 - level / 100.0) / 2)
+    crit = norm_isf((1 - level / 100.0) / 2)
     alphas = sorted({float(a) for a in (contours or ())}, reverse=True)
     if any(not 0 < a < 1 for a in alphas):
         raise InputError(f"contours must be significance levels between 0 and 1; got {contours!r}")
-    zs = [stats.norm.isf(a / 2) for a in alphas]
+    zs = [norm_isf(a / 2) for a in alphas]
     if shades is None:
         shades = [str(g) for g in np.linspace(0.9, 0.66, len(alphas))] if alphas else []
     shades = list(shades)
@@ -827,7 +827,7 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
             raise InputError(f"ax must hold {len(comps)} Axes (one per component); got "
                              f"{len(axes)}")
     ll_max = float(res.core.ll)
-    cut = ll_max - stats.chi2.isf(1 - level / 100.0, 1) / 2.0
+    cut = ll_max - chi2_isf(1 - level / 100.0, 1) / 2.0
     ylab = "Restricted log-likelihood" if res.method == "REML" else "Log-likelihood"
     for a, jj in zip(axes, comps):
         est = float(res.core.sigma2[jj])

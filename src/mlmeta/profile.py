@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from mlmeta.core.dist import chi2_isf
 
 from mlmeta.core.fit import fit_nested
 from mlmeta.errors import ConvergenceError, FitWarning, InputError
@@ -47,13 +47,46 @@ class _Profiler:
         self.est = res.core.sigma2
 
     def at(self, j: int, s: float, start=None):
+        return self.at_with_slope(j, s, start)[:2]
+
+    def at_with_slope(self, j: int, s: float, start=None):
+        """Profile log-likelihood at sigma2_j = s, the other components, and the slope
+        d ll_p / d s, which by the envelope theorem is the partial derivative of ll in
+        sigma2_j at the profiled optimum (exact from the likelihood's gradient)."""
         fx = list(self.base_fixed)
         fx[j] = float(s)
         st = self.est if start is None else start
         fit = fit_nested(self.md.y, self.md.v, self.md.X, self.md.factors,
                          method=self.res.method, sigma2_fixed=fx,
                          start=np.where(np.arange(len(st)) == j, s, st), problem=self.pr)
-        return fit.ll, fit.sigma2
+        return fit.ll, fit.sigma2, float(fit.optim.evaluation.grad[j])
+
+
+def _bracketed_newton(fd, x, fx, gx, other, f_other, xtol):
+    """Root of f between ``x`` and ``other`` (f(x), f(other) of opposite signs) by Newton's
+    method on the exact slope, falling back to bisection when a step leaves the bracket or
+    stalls; converges quadratically, so ~4-6 profile refits per limit instead of Brent's ~12.
+    """
+    a, fa = x, fx
+    b, fb = other, f_other
+    for _ in range(200):
+        step = fx / gx if gx != 0 and np.isfinite(gx) else np.inf
+        new = x - step
+        lo, hi = min(a, b), max(a, b)
+        if not (lo < new < hi) or not np.isfinite(new):
+            new = 0.5 * (a + b)
+            step = x - new
+        if abs(step) <= xtol or hi - lo <= xtol:
+            return float(new)
+        fn, gn = fd(new)
+        if fn == 0.0:
+            return float(new)
+        if (fn > 0) == (fa > 0):
+            a, fa = new, fn
+        else:
+            b, fb = new, fn
+        x, fx, gx = new, fn, gn
+    return float(x)
 
 
 def profile(res, j: int, values) -> pd.DataFrame:
@@ -72,7 +105,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
     """Profile-likelihood CIs for the estimated variance components (fixed ones give NaN)."""
     pf = _Profiler(res)
     L = len(pf.est)
-    cut = pf.ll_max - stats.chi2.isf(1 - level / 100.0, 1) / 2.0
+    cut = pf.ll_max - chi2_isf(1 - level / 100.0, 1) / 2.0
     comps = range(L) if components is None else components
     rows, flags = [], []
     others = {"ci_lb": [], "ci_ub": []}
@@ -84,27 +117,28 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
             others["ci_ub"].append(np.full(L - 1, np.nan))
             continue
         cache = {}
+        last = [pf.est]
 
-        def f(s, j=j, cache=cache):
-            ll, s2 = pf.at(j, s)
+        def fd(s, j=j, cache=cache, last=last):
+            ll, s2, g = pf.at_with_slope(j, s, last[0])
             cache[s] = s2
-            return ll - cut
+            last[0] = s2  # warm start the next point from this one
+            return ll - cut, g
 
+        scale = max(est, float(np.sum(pf.est)), 1e-4 * float(np.mean(res.data.v)))
         # lower limit
-        f0 = f(0.0)
+        f0, g0 = fd(0.0)
         if f0 >= 0 or est <= 0:
             lb = 0.0
         else:
-            lb = optimize.brentq(f, 0.0, est, xtol=xtol * max(est, 1e-300), rtol=1e-15,
-                                 maxiter=500)
+            lb = _bracketed_newton(fd, 0.0, f0, g0, est, pf.ll_max - cut, xtol * scale)
         # upper limit: expand until below the cut-off
-        scale = max(est, float(np.sum(pf.est)), 1e-4 * float(np.mean(res.data.v)))
         hi = est + scale
-        fhi = f(hi)
+        fhi, ghi = fd(hi)
         n = 0
         while fhi > 0 and n < 60:
             hi *= 2.0
-            fhi = f(hi)
+            fhi, ghi = fd(hi)
             n += 1
         if fhi > 0:
             ub = np.inf
@@ -112,8 +146,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
                          "up to very large values: the component is not identified by the data")
         else:
             lo = est if est > 0 else 0.0
-            ub = optimize.brentq(f, lo, hi, xtol=xtol * max(est, scale), rtol=1e-15,
-                                 maxiter=500)
+            ub = _bracketed_newton(fd, hi, fhi, ghi, lo, pf.ll_max - cut, xtol * scale)
         rows.append((est, lb, ub))
         for bound, s in (("ci_lb", lb), ("ci_ub", ub)):
             if np.isfinite(s):

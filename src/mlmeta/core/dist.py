@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-__all__ = ["norm_sf", "norm_isf", "t_sf", "t_isf", "chi2_sf", "f_sf"]
+__all__ = ["norm_sf", "norm_isf", "t_sf", "t_isf", "chi2_sf", "chi2_isf", "f_sf"]
 
 
 def norm_sf(x):
@@ -42,3 +42,8 @@ def f_sf(x, df1, df2):
     """P(F > x) for F ~ F(df1, df2)."""
     return special.fdtrc(np.asarray(df1, dtype=float), np.asarray(df2, dtype=float),
                          np.asarray(x, dtype=float))
+
+
+def chi2_isf(q, df):
+    """x with P(X > x) = q for X ~ chi-square(df)."""
+    return special.chdtri(np.asarray(df, dtype=float), np.asarray(q, dtype=float))
