@@ -436,14 +436,7 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
     entry["omnibus"] = _omnibus(rm)
     entry["sigma2"] = [_f(x) for x in rm.core.sigma2]
     entry["model"] = rm.to_dict()
-    rob = None
-    if _can_robust(spec, rm):
-        try:
-            rob = rm.robust(cluster=_rob_cluster(spec, rm), type="CR2")
-            entry["robust_omnibus"] = _robust_omnibus(rob)
-        except MlmetaError as exc:
-            entry["robust_omnibus"] = ctx.note_failure(f"moderator {m}",
-                                                       f"CR2 test of {m!r}", exc)
+    rob = _robust_omnibus_into(ctx, spec, rm, entry, f"moderator {m}", f"CR2 test of {m!r}")
     if rm.data.random:
         try:
             r2 = rm.r2()
@@ -499,6 +492,20 @@ def _categories(ctx, spec, ld, data, m, rm, sc: Scale, study) -> list[dict]:
     return out
 
 
+def _robust_omnibus_into(ctx, spec, model, into: dict, section: str, what: str):
+    """CR2 robust fit of ``model`` (None if not applicable); its omnibus test, or the reason it
+    is unavailable, goes to ``into["robust_omnibus"]``."""
+    if not _can_robust(spec, model):
+        return None
+    try:
+        rob = model.robust(cluster=_rob_cluster(spec, model), type="CR2")
+    except MlmetaError as exc:
+        into["robust_omnibus"] = ctx.note_failure(section, what, exc)
+        return None
+    into["robust_omnibus"] = _robust_omnibus(rob)
+    return rob
+
+
 def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict | None:
     fitted = obj["moderators"]
     names = [m for m in spec.moderators if m in fitted]
@@ -519,14 +526,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
         out.update(ctx.note_failure("moderators", "joint moderator model", exc))
         return out
     obj["joint"] = rj
-    rob = None
-    if _can_robust(spec, rj):
-        try:
-            rob = rj.robust(cluster=_rob_cluster(spec, rj), type="CR2")
-            out["robust_omnibus"] = _robust_omnibus(rob)
-        except MlmetaError as exc:
-            out["robust_omnibus"] = ctx.note_failure("moderators", "CR2 test of the joint model",
-                                                     exc)
+    rob = _robust_omnibus_into(ctx, spec, rj, out, "moderators", "CR2 test of the joint model")
     out["k"] = int(rj.k)
     out["rows_dropped"] = len(rj.data.dropped)
     out["coefficients"] = _coef_rows(rj, rob)
