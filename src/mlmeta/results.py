@@ -219,9 +219,16 @@ class MetaResults:
         return out
 
     # ------------------------------------------------------------------ analyses
-    def diagnostics(self, *, profile: bool = False, robust=None):
-        """Whether the fit can be trusted (see :mod:`mlmeta.diagnostics`)."""
+    def diagnostics(self, *, profile: bool | None = None, robust=None):
+        """Whether the fit can be trusted (see :mod:`mlmeta.diagnostics`).
+
+        ``profile`` checks the shape of each component's profile likelihood (flat or several
+        peaks) with ~30 warm-started refits per component; by default it is done when
+        k <= 2,000. ``robust`` (a RobustResults) adds the few-clusters check.
+        """
         from mlmeta.diagnostics import diagnose
+        if profile is None:
+            profile = bool(self.data.random) and self.k <= 2000
         key = ("diagnostics", profile, id(robust))
         if key not in self._cache:
             self._cache[key] = diagnose(self, profile=profile, robust=robust)

@@ -253,7 +253,9 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
     out["che_sweep"] = _che_sweep(ctx, spec, res, sc) if spec.analyses["che_sweep"] else None
 
     with ctx.section("diagnostics"):
-        d = res.diagnostics()
+        # the full check: profile shape (flat / several peaks) and the robust df as well
+        d = res.diagnostics(profile=bool(spec.analyses["profile"] and res.data.random),
+                            robust=obj.get("robust"))
         out["diagnostics"] = {**d.to_dict(), "verdict": d.verdict}
 
     out["methods"] = None  # filled in by the document builder (needs the wording)
