@@ -447,17 +447,7 @@ def _moderator_blocks(m: dict, s: _S, numbers: dict) -> list[dict]:
         facts.append(f"{m['n_studies']} studies")
     if m.get("rows_dropped"):
         facts.append(f"{m['rows_dropped']} rows with missing {m['name']} dropped")
-    om = m["omnibus"]
-    txt = f"Omnibus test: {om['apa']}"
-    rob = m.get("robust_omnibus")
-    if rob and rob.get("apa"):
-        txt += f"; CR2: {rob['apa']}"
-    r2 = m.get("R2")
-    if r2 and r2.get("levels"):
-        parts = [f"{k} {fmt.pct(100 * v) if v is not None else 'NA'}"
-                 for k, v in r2["levels"].items()]
-        txt += (f". R² per level: {', '.join(parts)}; total "
-                f"{fmt.pct(100 * r2['total']) if r2['total'] is not None else 'NA'}")
+    txt = f"Omnibus test: {m['omnibus']['apa']}" + _robust_and_r2_text(m)
     out.append(_p(f"{txt} ({', '.join(facts)}).", "omnibus"))
     if m["type"] == "categorical":
         has_rob = any("robust" in c for c in m["categories"])
@@ -508,19 +498,26 @@ def _coef_table(coefs, caption, lv, id_, stat="t"):
     return _table(caption, head, rows, id_=id_)
 
 
-def _joint_blocks(j: dict, numbers: dict) -> list[dict]:
-    lv = numbers["settings"]["level_text"]
-    out = [_h(3, "All moderators together", "mod-joint")]
-    txt = f"Model {j['formula']} (k = {j['k']}): omnibus test {j['omnibus']['apa']}"
-    rob = j.get("robust_omnibus")
+def _robust_and_r2_text(m: dict) -> str:
+    """'; CR2: F(...)' and '. R² per level: ...; total ...' for a moderator model's entry."""
+    txt = ""
+    rob = m.get("robust_omnibus")
     if rob and rob.get("apa"):
         txt += f"; CR2: {rob['apa']}"
-    r2 = j.get("R2")
+    r2 = m.get("R2")
     if r2 and r2.get("levels"):
         parts = [f"{k} {fmt.pct(100 * v) if v is not None else 'NA'}"
                  for k, v in r2["levels"].items()]
         txt += (f". R² per level: {', '.join(parts)}; total "
                 f"{fmt.pct(100 * r2['total']) if r2['total'] is not None else 'NA'}")
+    return txt
+
+
+def _joint_blocks(j: dict, numbers: dict) -> list[dict]:
+    lv = numbers["settings"]["level_text"]
+    out = [_h(3, "All moderators together", "mod-joint")]
+    txt = (f"Model {j['formula']} (k = {j['k']}): omnibus test {j['omnibus']['apa']}"
+           + _robust_and_r2_text(j))
     out.append(_p(txt + ".", "omnibus"))
     scale = "Fisher z" if numbers["overall"]["transformed"] else numbers["overall"]["scale"]
     out.append(_coef_table(j["coefficients"], f"Joint model coefficients ({scale} scale; "
