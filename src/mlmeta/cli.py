@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import warnings
+from importlib import import_module
 from pathlib import Path
 
 from mlmeta.errors import MlmetaError, MlmetaWarning
@@ -29,6 +30,11 @@ BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egg
           "loo_cluster", "cooks_cluster", "rstandard")
 ESCALC_ARGS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
 MEASURES = ("ZCOR", "COR", "SMD", "OR")
+
+
+#: sub-commands that live in their own modules: each module defines
+#: ``add_parser(subparsers, name)`` (argparse only, imports nothing heavy) and ``run(args) -> int``.
+COMMANDS: dict[str, str] = {}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", default=None,
                    help="write the template to this file (default: print it)")
     i.add_argument("--force", action="store_true", help="overwrite --output if it exists")
+    for name, modname in COMMANDS.items():
+        import_module(modname).add_parser(sub, name)
     ap.add_argument("--version", action="store_true", help="print the version")
     return ap
 
@@ -165,6 +173,8 @@ def _run(argv) -> int:
         else:
             print(res.summary(), end="")
         return 0
+    if a.cmd in COMMANDS:
+        return int(import_module(COMMANDS[a.cmd]).run(a))
     if a.cmd == "run":
         return _cmd_run(a)
     if a.cmd == "init":
