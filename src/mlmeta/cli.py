@@ -34,7 +34,7 @@ MEASURES = ("ZCOR", "COR", "SMD", "OR")
 
 #: sub-commands that live in their own modules: each module defines
 #: ``add_parser(subparsers, name)`` (argparse only, imports nothing heavy) and ``run(args) -> int``.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {"power": "mlmeta.power.cli"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -22,8 +22,18 @@ from __future__ import annotations
 
 from importlib import import_module
 
-__all__ = ["power", "mdes", "min_studies", "power_curve", "PowerResult", "MdesResult",
-           "StudiesResult", "power_curve_plot", "traffic_light_plot", "power_section"]
+__all__ = [
+    "MdesResult",
+    "PowerResult",
+    "StudiesResult",
+    "mdes",
+    "min_studies",
+    "power",
+    "power_curve",
+    "power_curve_plot",
+    "power_section",
+    "traffic_light_plot",
+]
 
 _LAZY = {
     "power": "mlmeta.power.api", "mdes": "mlmeta.power.api",

@@ -35,16 +35,26 @@ empirical distributions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import optimize, stats
 
 __all__ = [
-    "MODELS", "VAR_DFS", "HARD_MIN_STUDIES", "Moments", "satt_df", "che_satt_df",
-    "mlma_working_variances", "moments", "power_t", "design_power", "Design",
-    "solve_mdes", "solve_min_studies",
+    "HARD_MIN_STUDIES",
+    "MODELS",
+    "VAR_DFS",
+    "Design",
+    "Moments",
+    "che_satt_df",
+    "design_power",
+    "mlma_working_variances",
+    "moments",
+    "power_t",
+    "satt_df",
+    "solve_mdes",
+    "solve_min_studies",
 ]
 
 MODELS = ("CHE", "MLMA", "CE")
@@ -410,9 +420,9 @@ class Design:
     def arrays(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         """(sigma2, k) as (iterations, J) arrays for J studies."""
         if self.kind == "balanced":
-            s = float(np.asarray(self.sigma2, dtype=float).reshape(-1)[0])
-            kk = float(np.asarray(self.k, dtype=float).reshape(-1)[0])
-            return np.full((1, j), s), np.full((1, j), kk)
+            s0 = float(np.asarray(self.sigma2, dtype=float).reshape(-1)[0])
+            k0 = float(np.asarray(self.k, dtype=float).reshape(-1)[0])
+            return np.full((1, j), s0), np.full((1, j), k0)
         if self.kind == "fixed":
             s = np.broadcast_to(np.asarray(self.sigma2, dtype=float).reshape(-1), (j,))
             kk = np.broadcast_to(np.asarray(self.k, dtype=float).reshape(-1), (j,))

@@ -23,8 +23,9 @@ working ``model`` (CHE, MLMA, CE) and ``var_df`` (model, satt, rve).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,9 +33,19 @@ from mlmeta.errors import InputError
 from mlmeta.power import analytic as A
 
 __all__ = [
-    "PowerResult", "MdesResult", "StudiesResult", "Inputs", "check_inputs",
-    "power", "mdes", "min_studies", "power_curve",
-    "evaluate_power", "evaluate_mdes", "evaluate_min_studies", "API_NAMES",
+    "API_NAMES",
+    "Inputs",
+    "MdesResult",
+    "PowerResult",
+    "StudiesResult",
+    "check_inputs",
+    "evaluate_mdes",
+    "evaluate_min_studies",
+    "evaluate_power",
+    "mdes",
+    "min_studies",
+    "power",
+    "power_curve",
 ]
 
 #: how each input is called in error messages raised by the Python functions
@@ -167,7 +178,7 @@ def check_inputs(*, J=None, mu=None, tau, omega, rho, sigma2, k, model="CHE", va
         if math.floor(jv) < 2:
             raise InputError(f"{n['J']} (number of studies) must be at least 2 (a non-integer "
                              f"is rounded down); got {J!r}")
-        J = int(math.floor(jv))
+        J = math.floor(jv)
     if fixed_design:
         for key, v in (("sigma2", sigma2), ("k", k)):
             if callable(v):
