@@ -27,7 +27,7 @@ import os
 
 from mlmeta.errors import InputError
 
-__all__ = ["add_parser", "run", "read_values", "CLI_NAMES"]
+__all__ = ["CLI_NAMES", "add_parser", "read_values", "run"]
 
 #: how each input of :func:`mlmeta.power.api.check_inputs` is called on the command line
 CLI_NAMES = {
