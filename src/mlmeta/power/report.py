@@ -179,7 +179,7 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
     sentence = (f"With J = {j} studies and on average {es_per_study:.1f} effect sizes per study"
                 f"{design_txt}, the power of the {res.label} test (\u03b1 = "
                 f"{_apa(pw_in.alpha, 2, True)}, \u03c4 = {tau:.3f}, \u03c9 = {omega:.3f}, "
-                f"\u03c1 = {rho:g}) to detect {eff_txt} is {power_txt}; ")
+                f"\u03c1 = {pw_in.rho:g}) to detect {eff_txt} is {power_txt}; ")
     if needed is None:
         sentence += f"no number of studies reaches {_pct(target)} power for this effect."
     else:
@@ -195,7 +195,7 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
     return {
         "studies": j, "effect": mu, "effect_display": shown,
         "effect_label": "r" if as_r else "effect", "effect_source": source,
-        "tau": tau, "omega": omega, "rho": float(rho), "alpha": pw_in.alpha,
+        "tau": tau, "omega": omega, "rho": pw_in.rho, "alpha": pw_in.alpha,
         "model": pw_in.model, "var_df": pw_in.var_df, "label": res.label,
         "design": res.design, "mean_vi": mean_vi, "es_per_study": es_per_study,
         "power": res.power, "df": res.df, "var_b": res.var_b, "target": target,
