@@ -36,7 +36,7 @@ def fitted(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             _FITS[path] = (case, rma_mv(case_data(case), case["yi"], case["vi"],
-                                        random=case["random"] or None, mods=case["mods"],
+                                        random="/".join(case["random"]) or None, mods=case["mods"],
                                         method=case["method"], test=case["test"],
                                         dfs=case["dfs"]))
     return _FITS[path]

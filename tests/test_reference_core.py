@@ -14,7 +14,7 @@ CASES = case_files()
 def fit_case(case, df):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return rma_mv(df, case["yi"], case["vi"], random=case["random"] or None,
+        return rma_mv(df, case["yi"], case["vi"], random="/".join(case["random"]) or None,
                       mods=case["mods"], method=case["method"], test=case["test"],
                       dfs=case["dfs"], measure=(case.get("escalc") or {}).get("measure"))
 

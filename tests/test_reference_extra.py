@@ -20,7 +20,7 @@ def fit_case(case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return rma_mv(case_data(case, REF_EXTRA), case["yi"], case["vi"],
-                      random=case["random"] or None, mods=case["mods"], method=case["method"],
+                      random="/".join(case["random"]) or None, mods=case["mods"], method=case["method"],
                       test=case["test"], dfs=case["dfs"], rho=V.get("rho"),
                       rho_cluster=V.get("cluster"),
                       measure=_measure(case))
@@ -59,7 +59,7 @@ def test_extra_case_matches_metafor(path):
 def test_rho_sweep_matches_metafor():
     case = load_case(REF_EXTRA / "cases" / "che_alliance_like_t.json")
     exp = case["expect"]["rho_sweep"]
-    res = rma_mv(case_data(case, REF_EXTRA), case["yi"], case["vi"], random=case["random"],
+    res = rma_mv(case_data(case, REF_EXTRA), case["yi"], case["vi"], random="/".join(case["random"]) or None,
                  test=case["test"], dfs=case["dfs"])
     tab = rho_sweep(res, rhos=[e["rho"] for e in exp])
     rel, abs_ = tolerance(case)

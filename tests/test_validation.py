@@ -96,9 +96,10 @@ def _set(df, col, pos, val):
      ("random-effect column 'studdy' not found in the data (columns: study, es, yi, vi, year, "
      "n, type, x); did you mean 'study'?")),
     (lambda d: d, {"random": "study/study"}, "a column appears twice in the nesting"),
-    (lambda d: d, {"random": "x | study"}, "only random intercepts '~ 1 | a/b' are supported"),
-    (lambda d: d, {"level": 150},
-     "level must be a percentage between 0 and 100 (or a proportion below 1); got 150"),
+    (lambda d: d, {"random": "x | study"},
+     "a random-effects formula starts with '~', e.g. '~ 1 | study/es'"),
+    (lambda d: d, {"level": 150}, "level must be a percentage between 1 and 100, e.g. 95; got 150"),
+    (lambda d: d, {"level": 0.95}, "level is a percentage: write 95 for a 95% interval; got 0.95"),
     (lambda d: d, {"method": "FOO"}, "method must be one of REML, ML; got 'FOO'"),
     (lambda d: d.set_axis(["study", "es", "yi", "vi", "year", "n", "yi", "x"], axis=1), {},
      "column 'yi' appears more than once in the data"),

@@ -58,7 +58,6 @@ any clone or installation (the bundled ``examples/*.toml`` use it).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
@@ -66,8 +65,16 @@ from typing import Any
 
 from mlmeta.errors import MlmetaError
 
-__all__ = ["AnalysisSpec", "AnalysisError", "load_analysis", "parse_analysis", "load_data",
-           "init_template", "ANALYSES_DEFAULTS", "DEFAULT_RHOS"]
+__all__ = [
+    "ANALYSES_DEFAULTS",
+    "DEFAULT_RHOS",
+    "AnalysisError",
+    "AnalysisSpec",
+    "init_template",
+    "load_analysis",
+    "load_data",
+    "parse_analysis",
+]
 
 MEASURES = ("ZCOR", "COR", "SMD", "OR")
 ESCALC_COLUMNS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
@@ -226,8 +233,21 @@ class AnalysisSpec:
 
     @property
     def random_levels(self) -> tuple[str, ...]:
-        from mlmeta.data import parse_random
-        return parse_random(self.random)
+        """The nesting outer to inner (the columns of the random terms for other structures)."""
+        from mlmeta.spec import parse_random
+
+        out: list[str] = []
+        for t in parse_random(self.random):
+            out += [c for c in t.outer if c not in out]
+        return tuple(out)
+
+    def model_spec(self, yi: str, vi: str, mods: str | None = None):
+        """The :class:`~mlmeta.spec.ModelSpec` of this analysis for a moderator formula."""
+        from mlmeta.spec import ModelSpec
+
+        return ModelSpec.build(yi=yi, vi=vi, random=self.random, mods=mods, method=self.method,
+                               test=self.test, dfs=self.dfs, level=self.level, rho=self.rho,
+                               rho_cluster=self.rho_cluster, measure=self.measure)
 
     def to_dict(self) -> dict:
         """The settings as run (for results.json and the report's methods section)."""
@@ -337,18 +357,17 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     test = _choice("model.test", model.get("test", "t"), ("z", "t"), src)
     dfs = _choice("model.dfs", model.get("dfs", "contain" if test == "t" else "residual"),
                   ("residual", "contain"), src)
-    level = float(model.get("level", 95))
-    if not 0 < level < 100:
-        raise AnalysisError(f"{src}: 'model.level' must be a percentage between 0 and 100; "
-                            f"got {model['level']!r}")
-    rho = model.get("rho")
-    if rho is not None and not -1 < rho < 1:
-        raise AnalysisError(f"{src}: 'model.rho' must be strictly between -1 and 1; got {rho!r}")
+    from mlmeta.spec import check_rho, parse_random, to_fraction
+
+    try:
+        level = to_fraction(model.get("level", 95), "'model.level'") * 100.0
+        rho = check_rho(model.get("rho"), "'model.rho'")
+    except MlmetaError as exc:
+        raise AnalysisError(f"{src}: {exc}") from None
     if "rho_cluster" in model and rho is None:
         raise AnalysisError(f"{src}: 'model.rho_cluster' given without 'model.rho'")
     random = model.get("random")
     if random is not None:
-        from mlmeta.data import parse_random
         try:
             parse_random(random)
         except MlmetaError as exc:
@@ -368,14 +387,12 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     rhos = tuple(float(x) for x in a_raw.get("che_rhos", DEFAULT_RHOS))
     if not rhos:
         raise AnalysisError(f"{src}: 'analyses.che_rhos' is empty")
-    for r in rhos:
-        if not -1 < r < 1:
-            raise AnalysisError(f"{src}: 'analyses.che_rhos' values must be strictly between "
-                                f"-1 and 1; got {r!r}")
-    bias_rho = float(a_raw.get("bias_rho", 0.5))
-    if not -1 < bias_rho < 1:
-        raise AnalysisError(f"{src}: 'analyses.bias_rho' must be strictly between -1 and 1; "
-                            f"got {bias_rho!r}")
+    try:
+        for r in rhos:
+            check_rho(r, "'analyses.che_rhos' values")
+        bias_rho = check_rho(a_raw.get("bias_rho", 0.5), "'analyses.bias_rho'")
+    except MlmetaError as exc:
+        raise AnalysisError(f"{src}: {exc}") from None
     simulated = bool(raw.get("simulated", False))
     if example is not None:
         from mlmeta.examples import EXAMPLES
@@ -414,7 +431,7 @@ def _bundled_simulated(path: Path | None) -> bool:
 # ---------------------------------------------------------------- data
 @dataclass(frozen=True)
 class LoadedData:
-    frame: "Any"  # pandas DataFrame with columns yi and vi (named by LoadedData.yi / .vi)
+    frame: Any  # pandas DataFrame with columns yi and vi (named by LoadedData.yi / .vi)
     yi: str
     vi: str
     source_text: str  # "bundled example 'x'" or the file path
@@ -623,8 +640,8 @@ def init_template(data_path: str, out_path: str | None = None) -> str:
         'test = "t"                 # t or z',
         'dfs = "contain"            # contain or residual',
         "level = 95",
-        f"moderators = [{', '.join(_toml_str(m) for m in mods)}]"
-        "   # each tested alone and (joint) together",
+        (f"moderators = [{', '.join(_toml_str(m) for m in mods)}]"
+        "   # each tested alone and (joint) together"),
         f"joint = {'true' if len(mods) > 1 else 'false'}",
         "# rho = 0.6                # CHE working model: correlated sampling errors in a study",
         "",

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlmeta.data import with_design
 from mlmeta.errors import InputError
 
 __all__ = ["egger", "pet_peese", "funnel_data", "aggregated_bias", "EggerResult"]
@@ -44,11 +43,8 @@ def _int(x):
 
 
 def _with_moderator(res, values: np.ndarray, name: str):
-    from mlmeta.model import refit
-
     X = np.column_stack([res.data.X, values])
-    md = with_design(res.data, X, list(res.coef_names) + [name])
-    return refit(res, md, warm=True)
+    return res.refit(design=(X, list(res.coef_names) + [name]))
 
 
 def egger(res, robust: bool = False) -> EggerResult:

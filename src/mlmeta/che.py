@@ -50,17 +50,11 @@ def rho_sweep(res, rhos: Sequence[float] = DEFAULT_RHOS, rho_cluster: str | None
     Returns one row per rho: rho, beta (first coefficient for moderator models: all in
     columns named by coefficient), se, ci_lb, ci_ub, and sigma2 per level (``sigma2_<level>``).
     """
-    from mlmeta.model import _rho_cluster, fit_prepared
-
-    rc = _rho_cluster(res.data, rho_cluster or res.rho_cluster)
+    rc = rho_cluster or res.rho_cluster or res.spec.cluster
     rows = []
     start = res.core.sigma2
     for i, r in enumerate(rhos):
-        f = fit_prepared(res.data, method=res.method, test=res.test, dfs=res.dfs,
-                         sigma2=[float(s) if fx else None
-                                 for s, fx in zip(res.core.sigma2, res.core.fixed)],
-                         level=res.level, measure=res.measure, start=start, rho=float(r),
-                         rho_cluster=rc)
+        f = res.refit(rho=float(r), rho_cluster=rc, start=start)
         start = f.core.sigma2
         row = {"rho": float(r)}
         if f.p == 1:

@@ -35,6 +35,7 @@ MEASURES = ("ZCOR", "COR", "SMD", "OR")
 #: sub-commands that live in their own modules: each module defines
 #: ``add_parser(subparsers, name)`` (argparse only, imports nothing heavy) and ``run(args) -> int``.
 COMMANDS: dict[str, str] = {"power": "mlmeta.power.cli"}
+COMMANDS["app"] = "mlmeta.app.cli"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,9 +122,9 @@ def _sigma2_arg(text, random):
     """'NA,0' -> [None, 0.0]; the count must match the levels of --random."""
     if text is None:
         return None
-    from mlmeta.data import parse_random
+    from mlmeta.spec import parse_random
 
-    n = len(parse_random(random))
+    n = sum(len(t.outer) for t in parse_random(random) if t.nested)
     out = []
     for tok in text.split(","):
         t = tok.strip()

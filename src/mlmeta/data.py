@@ -43,7 +43,7 @@ import pandas as pd
 from mlmeta.errors import DataWarning, InputError
 from mlmeta.formula import ModelFormula, formula_variables, parse_formula
 
-__all__ = ["SHARED_ID_SHARE", "ModelData", "parse_random", "prepare", "row_label"]
+__all__ = ["SHARED_ID_SHARE", "ModelData", "prepare", "row_label"]
 
 #: rows sharing every random-effect id are flagged when at most this share of the innermost
 #: groups has more than one row (the innermost level then looks like an effect-size id)
@@ -78,31 +78,19 @@ def row_label(df: pd.DataFrame, pos: int) -> str:
     return f"row {idx[pos]!s}"
 
 
-def parse_random(random) -> tuple[str, ...]:
-    """Normalise a random-effects spec to column names, outer to inner.
+def _nesting(random) -> tuple[str, ...]:
+    """The nesting (outer to inner) of a single ``~ 1 | a/b`` term, parsed by
+    :func:`mlmeta.spec.parse_random`; a tuple of names is taken as it is."""
+    if isinstance(random, tuple) and all(isinstance(x, str) for x in random):
+        return random
+    from mlmeta.spec import parse_random
 
-    Accepts ``"study/es"``, ``"~ 1 | study/es"``, ``["study", "es"]``, ``None`` or ``"none"``
-    (no random effects: the equal-effects model).
-    """
-    if random is None:
+    terms = parse_random(random)
+    if not terms:
         return ()
-    if isinstance(random, str):
-        s = random.strip()
-        if s.lower() in ("", "none"):
-            return ()
-        if "|" in s:
-            lhs, s = s.split("|", 1)
-            if lhs.replace("~", "").strip() not in ("1", ""):
-                raise InputError(f"random={random!r}: only random intercepts '~ 1 | a/b' "
-                                 "are supported")
-        parts = [x.strip() for x in s.split("/")]
-    else:
-        parts = [str(x).strip() for x in random]
-    if any(not x for x in parts):
-        raise InputError(f"random={random!r}: empty level name; write e.g. 'study/es'")
-    if len(set(parts)) != len(parts):
-        raise InputError(f"random={random!r}: a column appears twice in the nesting")
-    return tuple(parts)
+    if len(terms) > 1 or not terms[0].nested:
+        raise InputError(f"random={random!r}: prepare() takes one '~ 1 | a/b' term")
+    return terms[0].outer
 
 
 def _check_column(df: pd.DataFrame, col: str, role: str) -> None:
@@ -281,7 +269,7 @@ def prepare(
         df = pd.DataFrame(index=ys.index)
     if len(df) == 0:
         raise InputError("the data has no rows")
-    levels = parse_random(random)
+    levels = _nesting(random)
     for c in levels:
         _check_column(df, c, "random-effect")
     modvars, factored = formula_variables(mods, list(df.columns))
@@ -426,5 +414,7 @@ def with_design(md: ModelData, X: np.ndarray, names: Sequence[str]) -> ModelData
     """The same rows with another design matrix (e.g. Egger's test adds sqrt(vi))."""
     from dataclasses import replace
 
-    form = replace(md.formula, columns=tuple(names))
+    X = np.asarray(X, dtype=float)
+    has_int = bool(len(names)) and names[0] == "intrcpt" and bool(np.all(X[:, 0] == 1.0))
+    form = replace(md.formula, columns=tuple(names), has_intercept=has_int)
     return replace(md, X=np.asarray(X, dtype=float), coef_names=tuple(names), formula=form)

@@ -126,16 +126,11 @@ class R2Result:
 
 def r2(res) -> R2Result:
     """Pseudo-R^2 per level and in total against the intercept-only model on the same rows."""
-    from mlmeta.data import with_design
-    from mlmeta.model import refit
-
     if not res.data.random:
         raise InputError("R2 needs random effects; the equal-effects model has none")
     if res.intercept_only:
         raise InputError("R2 needs moderators; this is the intercept-only model")
-    md0 = with_design(res.data, np.ones((res.k, 1)), ["intrcpt"])
-    md0 = _intercept_formula(md0)
-    null = refit(res, md0, warm=False)
+    null = res.refit(design=(np.ones((res.k, 1)), ["intrcpt"]), mods=None, warm=False)
     s0 = null.core.sigma2
     s1 = res.core.sigma2
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -159,8 +154,3 @@ def sampling_blocks(res):
 
     return vcalc(res.data.v, res.data.frame[res.rho_cluster].astype(str).to_numpy(), res.rho)
 
-
-def _intercept_formula(md):
-    from dataclasses import replace
-
-    return replace(md, formula=replace(md.formula, has_intercept=True, columns=("intrcpt",)))

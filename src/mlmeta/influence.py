@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlmeta.data import subset
 from mlmeta.errors import ConvergenceError, InputError
 
 __all__ = ["rstandard", "loo_cluster", "cooks_cluster", "cluster_refits"]
@@ -35,13 +34,11 @@ def rstandard(res) -> pd.DataFrame:
 
 
 def _refits(res, cluster, progress=None):
-    from mlmeta.model import refit
-
     codes, labels = res.cluster_codes(cluster)
     for c, lab in enumerate(labels):
         keep = codes != c
         try:
-            r = refit(res, subset(res.data, keep))
+            r = res.refit(rows=keep)
         except (InputError, ConvergenceError, np.linalg.LinAlgError):
             r = None
         if progress is not None:

@@ -40,8 +40,6 @@ class LRTDrop:
 
 def lrt_drop(res) -> LRTDrop:
     """Test each estimated variance component against 0 by refitting without it."""
-    from mlmeta.model import refit
-
     if not res.data.random:
         raise InputError("the equal-effects model has no variance component to test")
     rows = []
@@ -50,7 +48,7 @@ def lrt_drop(res) -> LRTDrop:
             continue
         fx = [float(s) if f else None for s, f in zip(res.core.sigma2, res.core.fixed)]
         fx[j] = 0.0
-        red = refit(res, sigma2=fx)
+        red = res.refit(sigma2=fx)
         lrt = max(2.0 * (res.core.ll - red.core.ll), 0.0)
         p = float(chi2_sf(lrt, 1))
         rows.append({"dropped": col, "level": res.level_names[j], "LRT": lrt, "df": 1,
@@ -77,8 +75,6 @@ class Anova:
 
 def anova(full, reduced) -> Anova:
     """Likelihood-ratio comparison of two nested models fitted to the same rows."""
-    from mlmeta.model import refit
-
     if full.k != reduced.k or not np.allclose(full.data.y, reduced.data.y):
         raise InputError("the two models must be fitted to the same effect sizes")
     note = ""
@@ -86,8 +82,8 @@ def anova(full, reduced) -> Anova:
     same_fixed = full.coef_names == reduced.coef_names and np.allclose(full.data.X,
                                                                          reduced.data.X)
     if not same_fixed and (full.method == "REML" or reduced.method == "REML"):
-        full = refit(full, method="ML", warm=False)
-        reduced = refit(reduced, method="ML", warm=False)
+        full = full.refit(method="ML", warm=False)
+        reduced = reduced.refit(method="ML", warm=False)
         refitted = True
         note = ("The models differ in their fixed effects, so both were refitted by ML: "
                 "REML likelihoods of different fixed effects are not comparable.")

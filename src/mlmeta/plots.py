@@ -43,6 +43,7 @@ import pandas as pd
 from mlmeta.core.dist import chi2_isf, norm_isf
 
 from mlmeta.errors import InputError
+from mlmeta.spec import to_fraction
 
 __all__ = ["forest", "funnel", "orchard", "bubble", "profile_plot", "loo_plot", "save_figure"]
 
@@ -150,11 +151,7 @@ def _quote(name: str) -> str:
 
 
 def _refit(res, mods: str):
-    from mlmeta.model import rma_mv
-
-    return rma_mv(res.data.frame, "_yi", "_vi", random=list(res.data.random), mods=mods,
-                  method=res.method, test=res.test, dfs=res.dfs, level=res.level,
-                  measure=res.measure)
+    return res.refit(mods=mods)
 
 
 def _style_spines(ax, keep=("bottom", "left")):
@@ -235,7 +232,7 @@ def forest(res, ax=None, *, transf=None, labels=None, study_labels=None, sort=Fa
 
     f, to_r = _transform(res, transf)
     y, v, k = res.data.y, res.data.v, res.k
-    zc = norm_isf((1 - res.level / 100.0) / 2)
+    zc = norm_isf((1 - res.level) / 2)
     se = np.sqrt(v)
     est, lb, ub = f(y), f(y - zc * se), f(y + zc * se)
     w = res.weights()
@@ -346,7 +343,8 @@ def forest(res, ax=None, *, transf=None, labels=None, study_labels=None, sort=Fa
     x_w = 12.0 + max(_text_width("Weight %", fs, "bold"), max(_text_width(s, fs) for s in w_strs))
     x0 = (x_w + 14.0) if show_weights else 10.0
     x_e = [x0 + cw[0], x0 + cw[0] + 5.0 + cw[1], x0 + cw[0] + 5.0 + cw[1] + 4.0 + cw[2]]
-    lab_r = f"r [{res.level:g}% CI]" if to_r else f"Estimate [{res.level:g}% CI]"
+    pct = res.spec.level_percent
+    lab_r = f"r [{pct:g}% CI]" if to_r else f"Estimate [{pct:g}% CI]"
     x_e_end = max(x_e[2], x0 + _text_width(lab_r, fs, "bold"))  # the header may be wider
 
     n_rows = bottom - top
@@ -489,7 +487,7 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
     sei = fd["sei"].to_numpy(dtype=float)
     center = float(res.core.beta[0]) if res.intercept_only else 0.0
     ymax = float(np.max(sei)) * 1.05
-    crit = norm_isf((1 - level / 100.0) / 2)
+    crit = norm_isf((1 - to_fraction(level)) / 2)
     alphas = sorted({float(a) for a in (contours or ())}, reverse=True)
     if any(not 0 < a < 1 for a in alphas):
         raise InputError(f"contours must be significance levels between 0 and 1; got {contours!r}")
@@ -827,7 +825,7 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
             raise InputError(f"ax must hold {len(comps)} Axes (one per component); got "
                              f"{len(axes)}")
     ll_max = float(res.core.ll)
-    cut = ll_max - chi2_isf(1 - level / 100.0, 1) / 2.0
+    cut = ll_max - chi2_isf(1 - to_fraction(level), 1) / 2.0
     ylab = "Restricted log-likelihood" if res.method == "REML" else "Log-likelihood"
     for a, jj in zip(axes, comps):
         est = float(res.core.sigma2[jj])

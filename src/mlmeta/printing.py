@@ -106,7 +106,7 @@ def format_summary(res: "MetaResults", digits: int = 4) -> str:
     if res.intercept_only and res.measure == "ZCOR":
         pr = res.predict(transf="ztor")
         out.append("")
-        out.append(f"Back-transformed to r: {pr.pred[0]:.3f}, {res.level:g}% CI "
+        out.append(f"Back-transformed to r: {pr.pred[0]:.3f}, {res.spec.level_percent:g}% CI "
                    f"[{pr.ci_lb[0]:.3f}, {pr.ci_ub[0]:.3f}], prediction interval "
                    f"[{pr.pi_lb[0]:.3f}, {pr.pi_ub[0]:.3f}]")
     dg = res.diagnostics()

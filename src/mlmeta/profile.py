@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from mlmeta.core.dist import chi2_isf
 
-from mlmeta.core.fit import fit_nested
 from mlmeta.errors import ConvergenceError, FitWarning, InputError
+from mlmeta.spec import to_fraction
 
 __all__ = ["profile_ci", "profile", "ProfileCI"]
 
@@ -56,9 +56,7 @@ class _Profiler:
         fx = list(self.base_fixed)
         fx[j] = float(s)
         st = self.est if start is None else start
-        fit = fit_nested(self.md.y, self.md.v, self.md.X, self.md.factors,
-                         method=self.res.method, sigma2_fixed=fx,
-                         start=np.where(np.arange(len(st)) == j, s, st), problem=self.pr)
+        fit = self.res.refit(sigma2=fx, start=np.where(np.arange(len(st)) == j, s, st)).core
         return fit.ll, fit.sigma2, float(fit.optim.evaluation.grad[j])
 
 
@@ -105,7 +103,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
     """Profile-likelihood CIs for the estimated variance components (fixed ones give NaN)."""
     pf = _Profiler(res)
     L = len(pf.est)
-    cut = pf.ll_max - chi2_isf(1 - level / 100.0, 1) / 2.0
+    cut = pf.ll_max - chi2_isf(1 - to_fraction(level), 1) / 2.0
     comps = range(L) if components is None else components
     rows, flags = [], []
     others = {"ci_lb": [], "ci_ub": []}

@@ -19,6 +19,7 @@ from mlmeta.core.dist import norm_isf, t_isf
 from mlmeta.core.fit import CoreFit
 from mlmeta.core.inference import CoefTests
 from mlmeta.data import ModelData
+from mlmeta.spec import ModelSpec
 
 __all__ = ["MetaResults", "Prediction"]
 
@@ -52,11 +53,7 @@ class MetaResults:
 
     data: ModelData
     core: CoreFit
-    method: str
-    test: str
-    dfs: str
-    level: float
-    measure: str | None
+    spec: ModelSpec
     level_names: tuple[str, ...]
     tests: CoefTests
     btt: np.ndarray
@@ -67,9 +64,69 @@ class MetaResults:
     QE_df: int
     QEp: float
     fitstats: dict[str, float]
-    rho: float | None = None
-    rho_cluster: str | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ the specification
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def test(self) -> str:
+        return self.spec.test
+
+    @property
+    def dfs(self) -> str:
+        return self.spec.dfs
+
+    @property
+    def level(self) -> float:
+        """Confidence level as a fraction (0.95); ``spec.level_percent`` for display."""
+        return self.spec.level
+
+    @property
+    def measure(self) -> str | None:
+        return self.spec.measure
+
+    @property
+    def rho(self) -> float | None:
+        return self.spec.rho
+
+    @property
+    def rho_cluster(self) -> str | None:
+        return self.spec.rho_cluster
+
+    def refit(self, *, rows=None, design=None, start=None, warm: bool = True,
+              **changes) -> MetaResults:
+        """The same model refitted with some settings changed: the one way analyses refit.
+
+        ``changes`` are :class:`~mlmeta.spec.ModelSpec` fields (``sigma2``, ``method``,
+        ``mods``, ``rho``, ``rho_cluster``, ``test``, ``dfs``, ``level`` as a fraction, ...);
+        every setting not named is kept, ρ and fixed variance components included. ``rows``
+        (boolean, one per used row) refits to a subset (leave-one-out); ``design=(X, names)``
+        replaces the design matrix (e.g. Egger's test adds sqrt(vi)); a new ``mods`` formula is
+        applied to the same rows. The refit is warm-started from this fit's variance components
+        unless ``warm=False``; when only fixed variance components change, the sorted problem is
+        reused, so a profile-likelihood step costs one likelihood optimisation.
+        """
+        from mlmeta.model import fit_prepared, prepare_spec
+
+        spec = self.spec.replace(**changes) if changes else self.spec
+        md = self.data
+        if ("mods" in changes or "random" in changes) and design is None:
+            md = prepare_spec(md.frame, spec, yi="_yi", vi="_vi")
+        if rows is not None:
+            from mlmeta.data import subset
+            md = subset(md, np.asarray(rows, dtype=bool))
+        if design is not None:
+            from mlmeta.data import with_design
+            md = with_design(md, design[0], design[1])
+        same_problem = md is self.data and spec.method == self.spec.method and \
+            spec.rho == self.spec.rho and spec.rho_cluster == self.spec.rho_cluster
+        if start is None and warm and len(self.core.sigma2) == len(md.random):
+            start = self.core.sigma2
+        return fit_prepared(md, spec, start=start,
+                            problem=self.core.problem if same_problem else None)
 
     # ------------------------------------------------------------------ basic numbers
     @property
@@ -311,7 +368,9 @@ class MetaResults:
         the mean r of the distribution of true effects (closer to 0 than tanh of the mean z).
         ``newmods`` is a DataFrame (columns as in the formula), a dict, or a design row.
         """
-        lv = (self.level if level is None else float(level)) / 100.0
+        from mlmeta.spec import to_fraction
+
+        lv = self.level if level is None else to_fraction(level)
         if newmods is None:
             if not self.intercept_only:
                 Xn = self.data.X

@@ -223,12 +223,12 @@ add("formula_unknown_function.csv", base(), YV + ["--mods", "~ foo(year)"], "ref
 add("unknown_method.csv", base(), YV + ["--method", "FOO"], "refused",
     "argument --method: invalid choice: 'FOO'", api_message="method must be one of REML, ML; got 'FOO'")
 add("level_150.csv", base(), YV + ["--level", "150"], "refused",
-    "level must be a percentage between 0 and 100 (or a proportion below 1); got 150.0")
+    "level must be a percentage between 1 and 100, e.g. 95; got 150.0")
 add("cor_r_equal_1.csv", zedit(2, "r", 1), ["--measure", "COR", "--ri", "r", "--ni", "n"], "refused",
     "column 'vi', row 3: sampling variance must be > 0, got 0.0")
-# metafor reads a level below 1 as a proportion (level = 0.95 is a 95% interval); so does mlmeta
-add("level_proportion.csv", base(), YV + ["--level", "0.95", "--json"], "accepted", None,
-    json_check={"k": 12})
+# a level is a percentage everywhere; 0.95 is ambiguous (95 % or 0.95 %) and refused
+add("level_proportion.csv", base(), YV + ["--level", "0.95", "--json"], "refused",
+    "level is a percentage: write 95 for a 95% interval; got 0.95")
 add("ok_baseline.csv", base(), YV + ["--random", "study/es", "--mods", "~ year + factor(type)", "--json"],
     "accepted", None, json_check={"k": 12, "rows_dropped": 0, "coef_names": ["intrcpt", "year", "factor(type)b"]})
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mlmeta.analysis import AnalysisSpec, LoadedData, load_data
+from mlmeta.spec import to_fraction
 from mlmeta.errors import InputError, MlmetaError, MlmetaWarning
 from mlmeta.report import fmt
 
@@ -145,13 +146,9 @@ class _Context:
 
 
 def _fit(spec: AnalysisSpec, ld: LoadedData, mods: str | None, data=None):
-    from mlmeta.model import rma_mv
+    from mlmeta.model import fit_spec
 
-    kw = dict(random=spec.random, mods=mods, method=spec.method, test=spec.test, dfs=spec.dfs,
-              level=spec.level, measure=spec.measure)
-    if spec.rho is not None:
-        kw.update(rho=spec.rho, rho_cluster=spec.rho_cluster)
-    return rma_mv(ld.frame if data is None else data, ld.yi, ld.vi, **kw)
+    return fit_spec(ld.frame if data is None else data, spec.model_spec(ld.yi, ld.vi, mods))
 
 
 def _rob_cluster(spec: AnalysisSpec, res) -> str | None:
@@ -647,7 +644,7 @@ def _loo_summary(rows, res, spec, sc: Scale, cname) -> dict:
         return out
     lo = min(ok, key=lambda r: r["estimate"])
     hi = max(ok, key=lambda r: r["estimate"])
-    sig = [r for r in ok if r["pval"] is not None and r["pval"] < 1 - spec.level / 100.0]
+    sig = [r for r in ok if r["pval"] is not None and r["pval"] < 1 - to_fraction(spec.level)]
     out.update({"min": lo["estimate"], "min_left_out": lo["left_out"],
                 "max": hi["estimate"], "max_left_out": hi["left_out"],
                 "n_significant": len(sig),
@@ -686,7 +683,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
                        "slope": _f(r["slope"]), "slope_pval": _f(r["slope_pval"])}
         # conditional PET-PEESE (Stanley & Doucouliagos 2014): PEESE when PET's intercept
         # differs from 0 at the chosen level, else PET
-        alpha = 1 - spec.level / 100.0
+        alpha = 1 - to_fraction(spec.level)
         d["chosen"] = "PEESE" if (d["PET"]["pval"] is not None and
                                   d["PET"]["pval"] < alpha) else "PET"
         out["pet_peese"] = d
@@ -735,16 +732,12 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
 
 def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     with ctx.section("CHE sweep"):
-        try:
-            from mlmeta.che import rho_sweep
-        except ImportError:
-            return {"available": False, "reason": "mlmeta.che is not available"}
+        from mlmeta.che import rho_sweep
+
         try:
             with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
                 tab = rho_sweep(res, rhos=spec.che_rhos, rho_cluster=spec.rho_cluster,
                                 progress=tick)
-        except TypeError:
-            tab = rho_sweep(res, rhos=spec.che_rhos)
         except MlmetaError as exc:
             return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
         rows = []
