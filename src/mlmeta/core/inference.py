@@ -136,12 +136,13 @@ def qe_test_blocks(y: np.ndarray, X: np.ndarray, problem) -> tuple[float, int, f
 
 
 def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
-                   v: np.ndarray) -> dict[str, float]:
+                   v: np.ndarray | None, logdet_v: float | None = None) -> dict[str, float]:
     """logLik, deviance, AIC, BIC and AICc exactly as metafor's ``fitstats`` for rma.mv.
 
     parms = p + number of *estimated* variance components. For REML the sample size in BIC and
     AICc is k - p and the deviance is -2 ll; for ML the deviance is relative to the saturated
-    model, -2 (ll - ll_sat) with ll_sat = -k/2 log(2 pi) - 1/2 sum log v.
+    model, -2 (ll - ll_sat) with ll_sat = -k/2 log(2 pi) - 1/2 sum log v (``logdet_v``, when
+    given, replaces ``sum log v``: log|V| of a non-diagonal sampling covariance).
     """
     parms = p + n_par_var
     if method == "REML":
@@ -149,7 +150,8 @@ def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
         dev = -2.0 * ll
     else:
         n = k
-        ll_sat = -0.5 * k * LOG2PI - 0.5 * float(np.sum(np.log(v)))
+        ld = float(np.sum(np.log(v))) if logdet_v is None else float(logdet_v)
+        ll_sat = -0.5 * k * LOG2PI - 0.5 * ld
         dev = -2.0 * (ll - ll_sat)
     aic = -2.0 * ll + 2.0 * parms
     bic = -2.0 * ll + parms * np.log(n)
