@@ -1,0 +1,32 @@
+"""The library functions the web page uses, imported in this one place.
+
+The page is a thin shell over the same API as ``mlmeta run``: the analysis file is validated by
+:func:`parse_analysis` / :func:`load_analysis`, data files are read by :func:`read_table` (so
+errors have the command line's words), and :func:`run_report` writes the report folder whose
+``results.json`` and ``figures/`` the page shows through :func:`build_document` (the report's
+own blocks).
+"""
+
+from __future__ import annotations
+
+from mlmeta.io.analysis import load_analysis, parse_analysis
+from mlmeta.errors import InputError, MlmetaError
+from mlmeta.examples import EXAMPLES, load_example
+from mlmeta.io import read_table
+
+__all__ = ["load_analysis", "parse_analysis", "read_table", "EXAMPLES", "load_example",
+           "MlmetaError", "InputError", "run_report", "build_document"]
+
+
+def run_report(spec, out_dir, *, progress=None, command=None):
+    """:func:`mlmeta.report.run_report` (imported when first used: it pulls in matplotlib)."""
+    from mlmeta.report import run_report as _run_report
+
+    return _run_report(spec, out_dir, progress=progress, command=command)
+
+
+def build_document(numbers: dict) -> list[dict]:
+    """The report's blocks (headings, paragraphs, tables, figures) built from results.json."""
+    from mlmeta.report.document import build_document as _build
+
+    return _build(numbers)

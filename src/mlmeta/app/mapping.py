@@ -1,0 +1,409 @@
+"""The web page's controls and the analysis-file keys they stand for: one table, both ways.
+
+:data:`CONTROLS` lists every control of the page with the analysis-file key it sets (the keys of
+:mod:`mlmeta.io.analysis`'s schema). :func:`controls_to_raw` turns the page's values into the
+analysis file's dict (what ``tomllib`` would read), :func:`raw_to_controls` fills the controls
+back from an analysis file, and :func:`dumps` writes the dict as TOML text that
+``mlmeta run`` reads back to the same dict (floats are written with ``repr``, so they round-trip
+exactly).
+
+A few keys are built from two controls, and the table says which: ``model.random`` is
+``"<study>/<effect-size id>"`` (the study column alone for a two-level model); the effect-size
+columns a file gives (``effect.ri`` ... ``effect.di``) follow the *effect-size input* control;
+``model.rho`` is written only when the CHE box is ticked; ``data.categorical`` collects the
+numeric moderators whose *type* is set to categorical.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from mlmeta.errors import MlmetaError
+
+__all__ = ["Control", "CONTROLS", "CONTROL_BY_ID", "ANALYSIS_SWITCHES", "MEASURE_CHOICES",
+           "controls_to_raw", "raw_to_controls", "dumps", "default_values", "mode_of",
+           "format_numbers", "parse_numbers", "MODERATOR_TYPE_KEY", "MODERATOR_REF_KEY"]
+
+#: the analysis switches of the file's [analyses] table, with the page's words
+ANALYSIS_SWITCHES: dict[str, str] = {
+    "profile": "Profile-likelihood CIs of the variance components and I²",
+    "lrt": "Likelihood-ratio test of each level",
+    "robust": "CR2 cluster-robust inference",
+    "loo": "Leave one study out",
+    "influence": "Influential studies (Cook's distance) and outliers",
+    "bias": "Publication bias (Egger, PET-PEESE, funnel plot, ...)",
+    "che_sweep": "Sensitivity to the sampling correlation ρ (CHE sweep)",
+    "figures": "Figures (forest, funnel, orchard, profile, ...)",
+}
+ANALYSES_DEFAULT = {"profile": True, "lrt": True, "robust": True, "loo": True,
+                    "influence": True, "bias": True, "che_sweep": False, "figures": True}
+DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
+
+#: measures offered for each effect-size input ("" = yi as given, no scale named)
+MEASURE_CHOICES: dict[str, tuple[str, ...]] = {
+    "r": ("ZCOR", "COR"),
+    "yi": ("", "ZCOR", "COR", "SMD", "OR"),
+    "smd": ("SMD",),
+    "or": ("OR",),
+}
+MODE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "r": ("ri", "ni"),
+    "yi": ("yi", "vi"),
+    "smd": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
+    "or": ("ai", "bi", "ci", "di"),
+}
+ESCALC_COLUMNS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
+
+#: per-moderator controls (``mtype_<j>``, ``mref_<j>``, j = column position) and their keys
+MODERATOR_TYPE_KEY = "data.categorical"
+MODERATOR_REF_KEY = "model.reference"
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control of the page: input id, the analysis-file key it sets, its label."""
+
+    id: str
+    key: str
+    label: str
+    kind: str  # text | bool | number | choice | column | columns | numbers
+    default: Any = None
+    note: str = ""
+
+
+def _col(key: str, label: str, note: str = "") -> Control:
+    return Control(f"eff_{key}", f"effect.{key}", label, "column", None, note)
+
+
+CONTROLS: tuple[Control, ...] = (
+    Control("title", "title", "Title of the report", "text", ""),
+    Control("simulated", "simulated", "The data are simulated (say so in the report)", "bool",
+            False),
+    Control("notice", "notice", "A sentence under the title (optional, e.g. the data's source)",
+            "text", ""),
+    Control("example", "data.example", "Bundled example data set", "choice", ""),
+    Control("effect_mode", "effect", "The effect sizes are given as", "choice", "r",
+            "which escalc columns [effect] names: r | yi | smd | or (see MODE_COLUMNS)"),
+    Control("measure", "effect.measure", "Effect-size measure", "choice", "ZCOR"),
+    _col("ri", "Correlation column (r)"),
+    _col("ni", "Sample-size column (n)"),
+    _col("yi", "Effect-size column (yi)"),
+    _col("vi", "Sampling-variance column (vi)"),
+    _col("m1i", "Mean, group 1"),
+    _col("sd1i", "SD, group 1"),
+    _col("n1i", "Size, group 1"),
+    _col("m2i", "Mean, group 2"),
+    _col("sd2i", "SD, group 2"),
+    _col("n2i", "Size, group 2"),
+    _col("ai", "Group 1, events (a)"),
+    _col("bi", "Group 1, non-events (b)"),
+    _col("ci", "Group 2, events (c)"),
+    _col("di", "Group 2, non-events (d)"),
+    Control("label", "effect.label", "Symbol of the effect in the report (optional)", "text",
+            ""),
+    Control("study", "data.study", "Study column", "column", None,
+            "also the outer level of model.random"),
+    Control("es_id", "model.random", "Effect-size id column (effects nested in studies)",
+            "column", None, "model.random = '<study>/<es_id>', or '<study>' when empty"),
+    Control("participants", "data.n", "Participants per effect size (optional)", "column",
+            None),
+    Control("moderators", "model.moderators", "Moderators (each tested alone)", "columns", ()),
+    Control("joint", "model.joint", "Also test all moderators together", "bool", True),
+    Control("method", "model.method", "Estimation method", "choice", "REML"),
+    Control("test", "model.test", "Test statistic", "choice", "t"),
+    Control("dfs", "model.dfs", "Degrees of freedom of t tests", "choice", "contain"),
+    Control("level", "model.level", "Confidence level (%)", "number", 95.0),
+    Control("cluster", "model.cluster", "Cluster of the CR2 robust inference", "column", None,
+            "empty: the outer level"),
+    Control("che", "model.rho", "Correlated sampling errors within studies (CHE model)",
+            "bool", False, "model.rho is written only when ticked"),
+    Control("rho", "model.rho", "Assumed sampling correlation ρ", "number", 0.6),
+    *(Control(f"an_{k}", f"analyses.{k}", v, "bool", ANALYSES_DEFAULT[k])
+      for k, v in ANALYSIS_SWITCHES.items()),
+    Control("che_rhos", "analyses.che_rhos", "ρ values of the CHE sweep", "numbers",
+            DEFAULT_RHOS),
+    Control("bias_rho", "analyses.bias_rho",
+            "ρ used to aggregate effects within studies for the bias tests", "number", 0.5),
+)
+CONTROL_BY_ID = {c.id: c for c in CONTROLS}
+_SECTIONS = ("data", "effect", "model", "analyses")
+
+
+def default_values() -> dict[str, Any]:
+    """Every control at its default."""
+    return {c.id: c.default for c in CONTROLS}
+
+
+def mode_of(effect: dict) -> str:
+    """The effect-size input (r, yi, smd, or) of an [effect] table."""
+    if "yi" in effect or "vi" in effect:
+        return "yi"
+    if "m1i" in effect:
+        return "smd"
+    if "ai" in effect:
+        return "or"
+    return "r"
+
+
+def format_numbers(xs) -> str:
+    return ", ".join(f"{float(x):g}" for x in xs)
+
+
+def parse_numbers(text: str, label: str) -> tuple[float, ...]:
+    """'0, 0.2, 0.4' -> (0.0, 0.2, 0.4); a one-line error naming the control otherwise."""
+    out = []
+    for tok in str(text).replace(";", ",").split(","):
+        t = tok.strip()
+        if not t:
+            continue
+        try:
+            v = float(t)
+        except ValueError:
+            raise MlmetaError(f"{label}: {t!r} is not a number") from None
+        if not math.isfinite(v):
+            raise MlmetaError(f"{label}: {t!r} is not a finite number")
+        out.append(v)
+    return tuple(out)
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
+                    moderator_types: dict[str, str] | None = None,
+                    numeric_columns: set[str] | frozenset[str] = frozenset(),
+                    references: dict[str, str] | None = None) -> dict:
+    """The analysis file (as a dict) that the page's control ``values`` stand for.
+
+    ``data_file`` is the data file's name (written as ``data.file``, relative to the analysis
+    file) unless ``values["example"]`` names a bundled example. ``moderator_types`` maps each
+    moderator to "categorical"/"continuous"; numeric columns (``numeric_columns``) set to
+    categorical go to ``data.categorical``. ``references`` (moderator -> reference level) is
+    written as ``model.reference`` only for levels that are not the default.
+    """
+    v = {**default_values(), **values}
+    raw: dict[str, Any] = {}
+    if not _blank(v["title"]):
+        raw["title"] = str(v["title"]).strip()
+    if v["simulated"]:
+        raw["simulated"] = True
+    if not _blank(v["notice"]):
+        raw["notice"] = str(v["notice"]).strip()
+    data: dict[str, Any] = {}
+    if not _blank(v["example"]):
+        data["example"] = v["example"]
+    elif data_file:
+        data["file"] = data_file
+    else:
+        raise MlmetaError("no data: upload a data file or choose an example")
+    if not _blank(v["study"]):
+        data["study"] = v["study"]
+    if not _blank(v["participants"]):
+        data["n"] = v["participants"]
+    mods = [m for m in (v["moderators"] or ())]
+    types = moderator_types or {}
+    cats = [m for m in mods if types.get(m) == "categorical" and m in numeric_columns]
+    if cats:
+        data["categorical"] = cats
+    raw["data"] = data
+
+    mode = v["effect_mode"]
+    if mode not in MODE_COLUMNS:
+        raise MlmetaError(f"effect-size input must be one of {', '.join(MODE_COLUMNS)}; "
+                          f"got {mode!r}")
+    effect: dict[str, Any] = {}
+    measure = v["measure"] or ""
+    if measure not in MEASURE_CHOICES[mode]:
+        measure = MEASURE_CHOICES[mode][0]
+    if measure:
+        effect["measure"] = measure
+    for name in MODE_COLUMNS[mode]:
+        col = v[f"eff_{name}"]
+        if _blank(col):
+            raise MlmetaError(f"choose the column of {CONTROL_BY_ID['eff_' + name].label}")
+        effect[name] = col
+    if not _blank(v["label"]):
+        effect["label"] = str(v["label"]).strip()
+    raw["effect"] = effect
+
+    model: dict[str, Any] = {}
+    if _blank(v["study"]):
+        if not _blank(v["es_id"]):
+            raise MlmetaError("an effect-size id needs a study column (effects nested in "
+                              "studies)")
+        model["random"] = "none"
+    elif _blank(v["es_id"]):
+        model["random"] = v["study"]
+    else:
+        if v["es_id"] == v["study"]:
+            raise MlmetaError("the study column and the effect-size id column must differ; "
+                              f"both are {v['study']!r}")
+        model["random"] = f"{v['study']}/{v['es_id']}"
+    model["method"] = v["method"]
+    model["test"] = v["test"]
+    if v["test"] == "t":
+        model["dfs"] = v["dfs"]
+    model["level"] = float(v["level"]) if v["level"] is not None else 95.0
+    if not _blank(v["cluster"]):
+        model["cluster"] = v["cluster"]
+    if v["che"]:
+        if v["rho"] is None:
+            raise MlmetaError(f"{CONTROL_BY_ID['rho'].label}: give a number between -1 and 1")
+        model["rho"] = float(v["rho"])
+    model["moderators"] = mods
+    if len(mods) > 1:
+        model["joint"] = bool(v["joint"])
+    refs = {m: r for m, r in (references or {}).items() if m in mods and not _blank(r)}
+    if refs:
+        model["reference"] = refs
+    raw["model"] = model
+
+    an: dict[str, Any] = {k: bool(v[f"an_{k}"]) for k in ANALYSIS_SWITCHES}
+    rhos = v["che_rhos"]
+    if isinstance(rhos, str):
+        rhos = parse_numbers(rhos, CONTROL_BY_ID["che_rhos"].label)
+    an["che_rhos"] = [float(x) for x in rhos]
+    an["bias_rho"] = float(v["bias_rho"]) if v["bias_rho"] is not None else 0.5
+    raw["analyses"] = an
+    return raw
+
+
+def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
+    """Control values from an analysis file's dict (inverse of :func:`controls_to_raw`).
+
+    Returns ``(values, moderator_types, references)``; moderator types are "categorical" for
+    ``data.categorical`` entries and "" (the column's own type) for the others. Keys the page has
+    no control for are refused with a one-line error naming them.
+    """
+    v = default_values()
+    known_top = {"title", "simulated", "notice", *_SECTIONS}
+    for k in raw:
+        if k not in known_top:
+            raise MlmetaError(f"the page has no control for the key {k!r}")
+    v["title"] = raw.get("title", "")
+    v["simulated"] = bool(raw.get("simulated", False))
+    v["notice"] = raw.get("notice", "")
+    data = dict(raw.get("data", {}))
+    v["example"] = data.get("example", "")
+    v["study"] = data.get("study")
+    v["participants"] = data.get("n")
+    effect = dict(raw.get("effect", {}))
+    mode = mode_of(effect)
+    v["effect_mode"] = mode
+    v["measure"] = effect.get("measure", MEASURE_CHOICES[mode][0])
+    for name in ESCALC_COLUMNS + ("yi", "vi"):
+        if name in effect and name in MODE_COLUMNS[mode]:
+            v[f"eff_{name}"] = effect[name]
+    if mode == "yi" and "ni" in effect and v["participants"] is None:
+        v["participants"] = effect["ni"]
+    v["label"] = effect.get("label", "")
+    model = dict(raw.get("model", {}))
+    random = model.get("random")
+    if random is not None and random.strip().lower() not in ("", "none"):
+        levels = [x.strip() for x in random.replace("~ 1 |", "").split("/")]
+        if len(levels) > 2:
+            raise MlmetaError(f"model.random = {random!r} has {len(levels)} levels; the page "
+                              "offers two (study/effect size): run this file with mlmeta run")
+        if v["study"] is None:
+            v["study"] = levels[0]
+        elif v["study"] != levels[0]:
+            raise MlmetaError(f"data.study = {v['study']!r} is not the outer level of "
+                              f"model.random = {random!r}; the page uses the study column as "
+                              "the outer level")
+        v["es_id"] = levels[1] if len(levels) == 2 else None
+    elif v["study"] is not None:
+        raise MlmetaError("data.study without model.random (an equal-effects model): the page "
+                          "always makes the study a random level; run this file with mlmeta "
+                          "run")
+    for key, cid in (("method", "method"), ("test", "test"), ("dfs", "dfs"),
+                     ("cluster", "cluster")):
+        if key in model:
+            v[cid] = model[key]
+    if "level" in model:
+        v["level"] = float(model["level"])
+    if model.get("rho") is not None:
+        v["che"] = True
+        v["rho"] = float(model["rho"])
+    if "rho_cluster" in model:
+        raise MlmetaError("model.rho_cluster: the page uses the outer level; run this file "
+                          "with mlmeta run")
+    mods = list(model.get("moderators", ()))
+    v["moderators"] = tuple(mods)
+    v["joint"] = bool(model.get("joint", len(mods) > 1))
+    refs = dict(model.get("reference", {}) or {})
+    cats = set(data.get("categorical", ()))
+    types = {m: ("categorical" if m in cats else "") for m in mods}
+    an = dict(raw.get("analyses", {}))
+    for k in ANALYSIS_SWITCHES:
+        if k in an:
+            v[f"an_{k}"] = bool(an[k])
+    if "che_rhos" in an:
+        v["che_rhos"] = tuple(float(x) for x in an["che_rhos"])
+    if "bias_rho" in an:
+        v["bias_rho"] = float(an["bias_rho"])
+    return v, types, refs
+
+
+# ---------------------------------------------------------------- TOML writer
+def _toml_str(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\u{o:04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(k: str) -> str:
+    if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k):
+        return k
+    return _toml_str(k)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise MlmetaError(f"cannot write the non-finite number {v!r} to an analysis file")
+        return repr(v)
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise MlmetaError(f"cannot write {type(v).__name__} to an analysis file")
+
+
+def dumps(raw: dict, header: str = "") -> str:
+    """TOML text of an analysis-file dict (top-level keys, then the tables in schema order)."""
+    lines = [f"# {x}" if x else "#" for x in header.splitlines()]
+    if lines:
+        lines.append("")
+    for k, val in raw.items():
+        if not isinstance(val, dict):
+            lines.append(f"{_toml_key(k)} = {_toml_value(val)}")
+    order = [s for s in _SECTIONS if s in raw] + [k for k, val in raw.items()
+                                                  if isinstance(val, dict) and k not in _SECTIONS]
+    for sec in order:
+        lines += ["", f"[{_toml_key(sec)}]"]
+        for k, val in raw[sec].items():
+            lines.append(f"{_toml_key(k)} = {_toml_value(val)}")
+    return "\n".join(lines) + "\n"
