@@ -67,9 +67,10 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
     if s > 0:
         g = float(np.sum(d**3) / (K * s**3))
         kurt = float(np.sum(d**4) / (K * s**4))
-        out["var_mcse"] = s2 * np.sqrt((kurt - 1) / K)
-        out["mse_mcse"] = float(np.sqrt((s**4 * (kurt - 1) + 4 * s**3 * g * bias
-                                         + 4 * s2 * bias**2) / K))
+        with np.errstate(invalid="ignore"):  # NaN, as simhelpers, if rounding makes k < 1
+            out["var_mcse"] = s2 * np.sqrt((kurt - 1) / K)
+            out["mse_mcse"] = float(np.sqrt((s**4 * (kurt - 1) + 4 * s**3 * g * bias
+                                             + 4 * s2 * bias**2) / K))
     else:
         out["var_mcse"] = out["mse_mcse"] = 0.0
     if K > 2:
@@ -87,10 +88,12 @@ def _relative(a: dict[str, float], theta: float) -> dict[str, float]:
         nan = float("nan")
         return dict.fromkeys(("rel_bias", "rel_bias_mcse", "rel_mse", "rel_mse_mcse",
                               "rel_rmse", "rel_rmse_mcse"), nan)
-    at = abs(theta)
-    return {"rel_bias": 1.0 + a["bias"] / theta, "rel_bias_mcse": a["bias_mcse"] / at,
-            "rel_mse": a["mse"] / theta**2, "rel_mse_mcse": a["mse_mcse"] / theta**2,
-            "rel_rmse": a["rmse"] / at, "rel_rmse_mcse": a["rmse_mcse"] / at}
+    at = np.float64(abs(theta))
+    theta = np.float64(theta)
+    with np.errstate(all="ignore"):
+        return {"rel_bias": 1.0 + a["bias"] / theta, "rel_bias_mcse": a["bias_mcse"] / at,
+                "rel_mse": a["mse"] / theta**2, "rel_mse_mcse": a["mse_mcse"] / theta**2,
+                "rel_rmse": a["rmse"] / at, "rel_rmse_mcse": a["rmse_mcse"] / at}
 
 
 def _rejection(p: np.ndarray, alpha: float) -> dict[str, float]:
