@@ -274,7 +274,7 @@ def worker_extra(name: str, k: int) -> dict:
         # one refit per cluster, each O(k): time a sample of refits and extrapolate
         from itertools import islice
 
-        from mlmeta.influence import _refits
+        from mlmeta.analyses.influence import _refits
 
         n = LOO_SAMPLE
         t0 = time.perf_counter()

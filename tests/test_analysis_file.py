@@ -164,7 +164,7 @@ def test_relative_data_path_and_default_out_dir(project, tmp_path_factory, monke
 
 
 def test_bundled_simulated_data_read_by_path_is_flagged(project):
-    from mlmeta.analysis import load_analysis
+    from mlmeta.io.analysis import load_analysis
 
     toml = write(project, QUICK.replace('file = "data/alliance.csv"',
                                         f'file = "{DATA / "alliance_like.csv"}"'))

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REF
 from mlmeta import rma_mv
-from mlmeta.che import rho_sweep, vcalc
+from mlmeta.analyses.che import rho_sweep, vcalc
 from mlmeta.core.fit import make_problem
 from mlmeta.errors import InputError
 

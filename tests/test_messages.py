@@ -25,8 +25,11 @@ import pandas as pd
 import pytest
 
 import mlmeta
-from mlmeta import analysis, bias, effects, pubbias
-from mlmeta.analysis import AnalysisError
+from mlmeta import effects
+from mlmeta.pubbias import aggregated as pubbias
+from mlmeta.io import analysis
+from mlmeta.pubbias import egger as bias
+from mlmeta.io.analysis import AnalysisError
 from mlmeta.cli import main
 from mlmeta.errors import ConvergenceError, DataWarning, FormulaError, InputError, MlmetaError
 from mlmeta.io import read_table
@@ -122,7 +125,7 @@ def test_refit_with_as_many_coefficients_as_rows(konst):
 
 
 # ------------------------------------------------------------------------------------------------
-# mlmeta.data
+# mlmeta.io.prepare
 # ------------------------------------------------------------------------------------------------
 
 
@@ -170,14 +173,14 @@ def test_later_coefficient_zero_in_every_row(konst):
 
 def test_check_column_needs_a_name(konst):
     # unreachable through the API (only strings get here); the check itself, directly
-    from mlmeta.data import _check_column
+    from mlmeta.io.prepare import _check_column
 
     with pytest.raises(InputError, match=exact("yi must be a column name or a 1-d array, got 3")):
         _check_column(konst, 3, "yi")
 
 
 # ------------------------------------------------------------------------------------------------
-# mlmeta.formula
+# mlmeta.io.formula
 # ------------------------------------------------------------------------------------------------
 
 
@@ -419,7 +422,7 @@ def test_core_robust_input_errors(kw, msg):
 
 
 # ------------------------------------------------------------------------------------------------
-# mlmeta.results, mlmeta.robust
+# mlmeta.results, mlmeta.analyses.robust
 # ------------------------------------------------------------------------------------------------
 
 
@@ -483,7 +486,7 @@ def test_robust_btt_out_of_range(res_year):
 
 
 # ------------------------------------------------------------------------------------------------
-# mlmeta.bias, mlmeta.heterogeneity, mlmeta.lrt, mlmeta.profile, mlmeta.examples
+# mlmeta.pubbias.egger, mlmeta.analyses.heterogeneity, mlmeta.analyses.lrt, mlmeta.analyses.profile, mlmeta.examples
 # ------------------------------------------------------------------------------------------------
 
 
@@ -643,7 +646,7 @@ def test_trimfill_k0_as_large_as_k(monkeypatch):
     # two estimates: after trimming one, the fit of the remaining one can round to just below
     # it (e.g. trimfill([0.274, 0.551], [0.003, 0.115], side="left", method="EE") here), so
     # both centred values are positive and L0 gives k0 = 2; simulate that rounding portably
-    pb = pubbias
+    from mlmeta.pubbias import aggregated as pb
     real = pb._fit_uni
 
     def fit_uni(y, v, X, *a, **k):
@@ -659,7 +662,7 @@ def test_trimfill_k0_as_large_as_k(monkeypatch):
 
 def test_selmodel_likelihood_not_maximised(monkeypatch):
     # defensive: the optimiser returning a non-finite minimum is simulated
-    pb = pubbias
+    from mlmeta.pubbias import aggregated as pb
     monkeypatch.setattr(pb, "_minimize",
                         lambda fun, x0: (np.asarray(x0), float("inf"), np.zeros(len(x0))))
     with pytest.raises(ConvergenceError, match=exact(
@@ -858,7 +861,7 @@ def test_save_figure_no_formats(plots, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# mlmeta.analysis (analysis files)
+# mlmeta.io.analysis (analysis files)
 # ------------------------------------------------------------------------------------------------
 
 

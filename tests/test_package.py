@@ -25,9 +25,9 @@ def test_lazy_entry_points():
         mlmeta.nope  # noqa: B018
 
 
-MODULES = ["mlmeta.model", "mlmeta.results", "mlmeta.effects", "mlmeta.heterogeneity",
-           "mlmeta.profile", "mlmeta.lrt", "mlmeta.robust", "mlmeta.influence", "mlmeta.bias",
-           "mlmeta.pubbias", "mlmeta.che", "mlmeta.diagnostics", "mlmeta.plots",
+MODULES = ["mlmeta.model", "mlmeta.results", "mlmeta.effects", "mlmeta.analyses.heterogeneity",
+           "mlmeta.analyses.profile", "mlmeta.analyses.lrt", "mlmeta.analyses.robust", "mlmeta.analyses.influence", "mlmeta.pubbias.egger",
+           "mlmeta.pubbias", "mlmeta.analyses.che", "mlmeta.analyses.diagnostics", "mlmeta.plots",
            "mlmeta.core.fit", "mlmeta.core.likelihood", "mlmeta.core.optimize",
            "mlmeta.core.inference", "mlmeta.core.robust", "mlmeta.core.dense",
            "mlmeta.core.structure"]

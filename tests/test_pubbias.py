@@ -37,7 +37,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlmeta import pubbias as pb
+from mlmeta.pubbias import aggregated as pb
 from mlmeta import rma_mv
 from mlmeta.errors import InputError
 

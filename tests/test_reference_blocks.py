@@ -16,7 +16,7 @@ import pytest
 
 from conftest import HERE, case_data, case_files, compare, load_case, tolerance
 from mlmeta import rma_mv
-from mlmeta.blocks import compute_blocks
+from mlmeta.analyses.blocks import compute_blocks
 
 BLOCKS = ["I2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger", "loo_cluster",
           "cooks_cluster", "rstandard"]

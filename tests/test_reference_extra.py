@@ -10,7 +10,7 @@ import pytest
 
 from conftest import CORE_KEYS, REF_EXTRA, case_data, case_files, compare, load_case, tolerance
 from mlmeta import rma_mv
-from mlmeta.che import rho_sweep
+from mlmeta.analyses.che import rho_sweep
 
 CASES = case_files(REF_EXTRA)
 

@@ -54,7 +54,7 @@ def test_level_is_the_same_rule_in_api_cli_and_analysis_file(tmp_path, capsys):
     d.to_csv(p, index=False)
     assert main(["fit", str(p), "--yi", "yi", "--vi", "vi", "--level", "0.95"]) == 2
     assert "level is a percentage: write 95 for a 95% interval; got 0.95" in capsys.readouterr().err
-    from mlmeta.analysis import AnalysisError, parse_analysis
+    from mlmeta.io.analysis import AnalysisError, parse_analysis
     raw = {"data": {"file": str(p)}, "effect": {"yi": "yi", "vi": "vi"},
            "model": {"random": "district/school", "level": 0.95}}
     with pytest.raises(AnalysisError, match="'model.level' is a percentage"):

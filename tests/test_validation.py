@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import mlmeta
-from mlmeta.data import prepare
+from mlmeta.io.prepare import prepare
 from mlmeta.errors import DataWarning, FormulaError, InputError, MlmetaError, MlmetaWarning
-from mlmeta.formula import MAX_DEPTH, MAX_LENGTH, parse_formula
+from mlmeta.io.formula import MAX_DEPTH, MAX_LENGTH, parse_formula
 from mlmeta.io import read_table
 
 

@@ -7,8 +7,9 @@ The main entry points are loaded on first use, so ``import mlmeta`` stays fast::
     print(res)
 
 ``rma_mv``/``fit`` (the estimator), ``escalc`` (effect sizes), ``load_example`` (bundled data),
-``anova`` (model comparison), ``rho_sweep`` (CHE sensitivity); submodules ``plots``,
-``effects``, ``heterogeneity``, ``bias``, ``pubbias``, ``che``, ``robust``.
+``anova`` (model comparison), ``rho_sweep`` (CHE sensitivity); subpackages ``analyses``
+(heterogeneity, lrt, profile, influence, robust, che, diagnostics), ``pubbias``, ``effects``,
+``plots``, ``io``, ``power``, ``sim``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ _LAZY = {
     "fit": ("mlmeta.model", "fit"),
     "escalc": ("mlmeta.effects", "escalc"),
     "load_example": ("mlmeta.examples", "load_example"),
-    "anova": ("mlmeta.lrt", "anova"),
-    "rho_sweep": ("mlmeta.che", "rho_sweep"),
+    "anova": ("mlmeta.analyses.lrt", "anova"),
+    "rho_sweep": ("mlmeta.analyses.che", "rho_sweep"),
     "MetaResults": ("mlmeta.results", "MetaResults"),
 }
-_SUBMODULES = {"plots", "effects", "heterogeneity", "bias", "pubbias", "che", "robust",
-               "influence", "profile", "lrt", "diagnostics", "model", "results", "examples"}
+_SUBMODULES = {"plots", "effects", "pubbias", "analyses", "io", "spec", "model", "results",
+               "examples", "power", "sim", "report"}
 
 __all__ = ["__version__", "MlmetaError", "InputError", "FormulaError", "ConvergenceError",
            "MlmetaWarning", "DataWarning", "FitWarning", *_LAZY]

@@ -2,7 +2,7 @@
 and ``mlmeta demo``.
 
 ``mlmeta run analysis.toml [--out DIR] [--quiet]`` runs a whole analysis described in a TOML file
-(see :mod:`mlmeta.analysis` for the keys) and writes a report folder (default
+(see :mod:`mlmeta.io.analysis` for the keys) and writes a report folder (default
 ``./<analysis-file-stem>-report/``; see :mod:`mlmeta.report`). ``mlmeta init DATA.csv [-o FILE]``
 writes a commented analysis-file template guessed from the data file's columns.
 
@@ -208,7 +208,7 @@ def _echo(text: str, file=None) -> None:
 
 
 def _cmd_run(a) -> int:
-    from mlmeta.analysis import load_analysis
+    from mlmeta.io.analysis import load_analysis
     from mlmeta.report import run_report
     from mlmeta.report.progress import Progress
 
@@ -236,7 +236,7 @@ def _cmd_run(a) -> int:
 
 
 def _cmd_init(a) -> int:
-    from mlmeta.analysis import init_template
+    from mlmeta.io.analysis import init_template
 
     if a.output and os.path.exists(a.output) and not a.force:
         raise MlmetaError(f"{a.output!r} exists; use --force to overwrite it")

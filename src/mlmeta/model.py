@@ -26,7 +26,7 @@ from mlmeta.core.inference import (
     qe_test,
     qe_test_blocks,
 )
-from mlmeta.data import ModelData, level_names, prepare
+from mlmeta.io.prepare import ModelData, level_names, prepare
 from mlmeta.errors import InputError
 from mlmeta.results import MetaResults
 from mlmeta.spec import DFS, METHODS, TESTS, ModelSpec

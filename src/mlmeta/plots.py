@@ -456,7 +456,7 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
     lines the pseudo-confidence region estimate -+ z sqrt(vi) (metafor's ``funnel.rma``).
 
     With dependent effect sizes the SEs ignore the multilevel structure, so asymmetry is only
-    a descriptive signal; test it with :func:`mlmeta.bias.egger` (robust=True).
+    a descriptive signal; test it with :func:`mlmeta.pubbias.egger.egger` (robust=True).
 
     Parameters
     ----------
@@ -480,7 +480,7 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
     """
     from matplotlib.patches import Patch
 
-    from mlmeta.bias import funnel_data
+    from mlmeta.pubbias.egger import funnel_data
 
     fd = funnel_data(res)
     x = fd["yi"].to_numpy(dtype=float)
@@ -795,7 +795,7 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
     -------
     matplotlib.axes.Axes, or a numpy array of Axes when ``j`` is None.
     """
-    from mlmeta.profile import profile
+    from mlmeta.analyses.profile import profile
 
     if not res.data.random:
         raise InputError("the profile plot needs a model with random effects")

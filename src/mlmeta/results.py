@@ -18,7 +18,7 @@ import pandas as pd
 from mlmeta.core.dist import norm_isf, t_isf
 from mlmeta.core.fit import CoreFit
 from mlmeta.core.inference import CoefTests
-from mlmeta.data import ModelData
+from mlmeta.io.prepare import ModelData
 from mlmeta.spec import ModelSpec
 
 __all__ = ["MetaResults", "Prediction"]
@@ -116,10 +116,10 @@ class MetaResults:
         if ("mods" in changes or "random" in changes) and design is None:
             md = prepare_spec(md.frame, spec, yi="_yi", vi="_vi")
         if rows is not None:
-            from mlmeta.data import subset
+            from mlmeta.io.prepare import subset
             md = subset(md, np.asarray(rows, dtype=bool))
         if design is not None:
-            from mlmeta.data import with_design
+            from mlmeta.io.prepare import with_design
             md = with_design(md, design[0], design[1])
         same_problem = md is self.data and spec.method == self.spec.method and \
             spec.rho == self.spec.rho and spec.rho_cluster == self.spec.rho_cluster
@@ -277,13 +277,13 @@ class MetaResults:
 
     # ------------------------------------------------------------------ analyses
     def diagnostics(self, *, profile: bool | None = None, robust=None):
-        """Whether the fit can be trusted (see :mod:`mlmeta.diagnostics`).
+        """Whether the fit can be trusted (see :mod:`mlmeta.analyses.diagnostics`).
 
         ``profile`` checks the shape of each component's profile likelihood (flat or several
         peaks) with ~30 warm-started refits per component; by default it is done when
         k <= 2,000. ``robust`` (a RobustResults) adds the few-clusters check.
         """
-        from mlmeta.diagnostics import diagnose
+        from mlmeta.analyses.diagnostics import diagnose
         if profile is None:
             profile = bool(self.data.random) and self.k <= 2000
         key = ("diagnostics", profile, id(robust))
@@ -292,48 +292,48 @@ class MetaResults:
         return self._cache[key]
 
     def i2(self):
-        """Multilevel I^2 per level and total (see :func:`mlmeta.heterogeneity.i2`)."""
-        from mlmeta.heterogeneity import i2
+        """Multilevel I^2 per level and total (see :func:`mlmeta.analyses.heterogeneity.i2`)."""
+        from mlmeta.analyses.heterogeneity import i2
         return i2(self)
 
     def r2(self):
         """Proportional reduction of each sigma2 against the intercept-only model."""
-        from mlmeta.heterogeneity import r2
+        from mlmeta.analyses.heterogeneity import r2
         return r2(self)
 
     def profile_ci(self, level: float = 95, **kw):
         """Profile-likelihood confidence intervals of the variance components."""
-        from mlmeta.profile import profile_ci
+        from mlmeta.analyses.profile import profile_ci
         return profile_ci(self, level=level, **kw)
 
     def lrt_drop(self):
         """Likelihood-ratio test of each variance component against 0."""
-        from mlmeta.lrt import lrt_drop
+        from mlmeta.analyses.lrt import lrt_drop
         return lrt_drop(self)
 
     def robust(self, cluster: str | None = None, type: str = "CR2", btt=None):
         """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust)."""
-        from mlmeta.robust import robust
+        from mlmeta.analyses.robust import robust
         return robust(self, cluster=cluster, type=type, btt=btt)
 
     def rstandard(self) -> pd.DataFrame:
         """Standardized marginal residuals (metafor's ``rstandard``)."""
-        from mlmeta.influence import rstandard
+        from mlmeta.analyses.influence import rstandard
         return rstandard(self)
 
     def loo_cluster(self, cluster: str | None = None) -> pd.DataFrame:
         """Leave-one-cluster-out refits."""
-        from mlmeta.influence import loo_cluster
+        from mlmeta.analyses.influence import loo_cluster
         return loo_cluster(self, cluster=cluster)
 
     def cooks_cluster(self, cluster: str | None = None) -> pd.DataFrame:
         """Cook's distance per cluster (metafor's ``cooks.distance(cluster=)``)."""
-        from mlmeta.influence import cooks_cluster
+        from mlmeta.analyses.influence import cooks_cluster
         return cooks_cluster(self, cluster=cluster)
 
     def egger(self, robust: bool = False):
         """Multilevel Egger test: sqrt(vi) as an added moderator."""
-        from mlmeta.bias import egger
+        from mlmeta.pubbias.egger import egger
         return egger(self, robust=robust)
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
@@ -447,7 +447,7 @@ class MetaResults:
         d["converged"] = self.converged
         d["diagnostics"] = self.diagnostics().to_dict()
         if blocks:
-            from mlmeta.blocks import compute_blocks
+            from mlmeta.analyses.blocks import compute_blocks
             d.update(compute_blocks(self, blocks))
         return d
 

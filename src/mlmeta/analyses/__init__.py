@@ -1,1 +1,20 @@
-"""Analyses of a fitted model: each takes a result and returns a new object or a dict."""
+"""Analyses of a fitted model: each takes a results object, refits through ``res.refit`` when
+it needs another model, and returns a new object or a dict.
+
+:mod:`.heterogeneity` (I², R²), :mod:`.lrt` (likelihood-ratio tests, anova), :mod:`.profile`
+(profile-likelihood CIs), :mod:`.influence` (residuals, leave-one-out, Cook's distances),
+:mod:`.robust` (cluster-robust inference), :mod:`.che` (correlated sampling errors, ρ sweep),
+:mod:`.diagnostics` (is the fit trustworthy), :mod:`.cwb` (cluster wild bootstrap),
+:mod:`.blocks` (the optional JSON blocks of ``mlmeta fit --with``).
+"""
+
+from importlib import import_module
+
+_MODULES = {"heterogeneity", "lrt", "profile", "influence", "robust", "che", "diagnostics",
+            "cwb", "blocks"}
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return import_module(f"mlmeta.analyses.{name}")
+    raise AttributeError(f"module 'mlmeta.analyses' has no attribute {name!r}")

@@ -80,7 +80,7 @@ def diagnose(res, *, profile: bool = False, robust=None) -> Diagnostics:
         warns.append(f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a few "
                      "effect sizes dominate the weights")
     if profile and res.data.random:
-        from mlmeta.profile import check_profile_shape
+        from mlmeta.analyses.profile import check_profile_shape
         for j in range(len(s2)):
             if not res.core.fixed[j]:
                 msg = check_profile_shape(res, j)

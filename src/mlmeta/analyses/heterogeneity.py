@@ -150,7 +150,7 @@ def sampling_blocks(res):
     independent)."""
     if res.rho is None:
         return None
-    from mlmeta.che import vcalc
+    from mlmeta.analyses.che import vcalc
 
     return vcalc(res.data.v, res.data.frame[res.rho_cluster].astype(str).to_numpy(), res.rho)
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from mlmeta.errors import DataWarning, InputError
-from mlmeta.formula import ModelFormula, formula_variables, parse_formula
+from mlmeta.io.formula import ModelFormula, formula_variables, parse_formula
 
 __all__ = ["SHARED_ID_SHARE", "ModelData", "prepare", "row_label"]
 

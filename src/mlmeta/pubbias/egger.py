@@ -91,6 +91,6 @@ def funnel_data(res) -> pd.DataFrame:
 def aggregated_bias(res, rho: float = 0.5, **kw) -> dict:
     """Rank test, trim-and-fill and the three-parameter selection model on study-aggregated
     effects (see :func:`mlmeta.pubbias.aggregated_bias`)."""
-    from mlmeta.pubbias import aggregated_bias as _agg
+    from mlmeta.pubbias.aggregated import aggregated_bias as _agg
 
     return _agg(res, rho=rho, **kw)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlmeta.analysis import AnalysisSpec
+from mlmeta.io.analysis import AnalysisSpec
 from mlmeta.errors import MlmetaError
 
 __all__ = ["run_report", "ReportOutcome", "default_out_dir", "REPORT_FILES"]

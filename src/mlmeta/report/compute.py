@@ -1,4 +1,4 @@
-"""Every number of the report, computed once from an :class:`~mlmeta.analysis.AnalysisSpec`.
+"""Every number of the report, computed once from an :class:`~mlmeta.io.analysis.AnalysisSpec`.
 
 :func:`compute` returns a :class:`Computed`: ``numbers`` (a JSON-ready dict, written as
 results.json and the only source the HTML and Markdown renderers read) and ``objects`` (the
@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from mlmeta.analysis import AnalysisSpec, LoadedData, load_data
+from mlmeta.io.analysis import AnalysisSpec, LoadedData, load_data
 from mlmeta.spec import to_fraction
 from mlmeta.errors import InputError, MlmetaError, MlmetaWarning
 from mlmeta.report import fmt
@@ -321,7 +321,7 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
     if not res.data.random:
         return {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp), "levels": [],
                 "note": "equal-effects model: no variance components"}
-    from mlmeta.heterogeneity import i2
+    from mlmeta.analyses.heterogeneity import i2
 
     out: dict[str, Any] = {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp)}
     out["QE_text"] = (f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}")
@@ -578,7 +578,7 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
                 out["loo"] = ctx.note_failure("leave-one-out", "leave-one-study-out", exc)
                 labels = None
             if labels is not None:
-                from mlmeta.influence import cluster_refits
+                from mlmeta.analyses.influence import cluster_refits
 
                 with ctx.progress.step("leave-one-out", len(labels)) as tick:
                     loo, ck = cluster_refits(res, cluster, progress=tick)
@@ -671,7 +671,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     except MlmetaError as exc:
         out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
     try:
-        from mlmeta.bias import pet_peese
+        from mlmeta.pubbias.egger import pet_peese
         pp = pet_peese(res)
         d = {}
         for name in ("PET", "PEESE"):
@@ -695,7 +695,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
 
 def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     try:
-        from mlmeta.bias import aggregated_bias
+        from mlmeta.pubbias.egger import aggregated_bias
     except ImportError:
         try:
             from mlmeta.pubbias import aggregated_bias
@@ -732,7 +732,7 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
 
 def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     with ctx.section("CHE sweep"):
-        from mlmeta.che import rho_sweep
+        from mlmeta.analyses.che import rho_sweep
 
         try:
             with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
