@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   - runs the main job on the bundled example
 #   make test   - runs the test suite
+#   make app    - opens the web page (upload data, run, download the report)
 # Each builds the local virtual environment from pyproject.toml when needed.
 PY ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean app
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +24,10 @@ demo: $(STAMP)
 	$(BIN)/mlmeta run examples/alliance_like.toml
 	@echo "The report folder is ./alliance_like-report/: open report.html in a browser (offline);"
 	@echo "report.md, results.json and figures/ (PNG + SVG) are next to it. The data are SIMULATED."
+
+# the web page on http://127.0.0.1:8765/ (or a free port); Ctrl-C stops it
+app: $(STAMP)
+	$(BIN)/mlmeta app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
