@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+from mlmeta.cli import main as cli_main
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -285,9 +287,12 @@ def _download(drv, button_id: str, pattern: str, timeout: float = 30) -> Path:
 
     d: Path = drv.downloads
     before = set(d.iterdir())
-    link = _wait(drv, lambda: (lambda e: e if e.get_attribute("href") and "disabled" not in
-                               (e.get_attribute("class") or "") else None)(
-        drv.find_element(By.ID, button_id)), 20, f"{button_id} ready")
+    def ready():
+        e = drv.find_element(By.ID, button_id)
+        return e if e.get_attribute("href") and "disabled" not in (e.get_attribute("class")
+                                                                   or "") else None
+
+    link = _wait(drv, ready, 20, f"{button_id} ready")
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
     link.click()
 
@@ -325,7 +330,10 @@ def _close(a, b, path="") -> None:
 
 
 # ---------------------------------------------------------------- tests
-def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path):
+def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, monkeypatch,
+                                                 capsys):
+    from selenium.webdriver.common.by import By
+
     drv = browser
     _open(drv, app_url)
     _shot(drv, "01-start")
@@ -343,9 +351,9 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path):
     labels = _text(drv, "#moderators")
     assert "phase (categorical, 2 levels)" in labels and "yi" not in labels.split()
     _tick_moderator(drv, "phase")
-    _wait(drv, lambda: _value(drv, [i for i in drv.execute_script(
+    _wait(drv, lambda: _value(drv, next(i for i in drv.execute_script(
         "return Array.from(document.querySelectorAll('#moderator_details select'))"
-        ".map(e => e.id)") if i.startswith("mtype_")][0]) == "categorical", 10,
+        ".map(e => e.id)") if i.startswith("mtype_"))) == "categorical", 10,
         "moderator type")
     _shot(drv, "02-data-and-guesses")
     _open_step(drv, "analyses")
@@ -397,10 +405,8 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path):
     work.mkdir()
     shutil.copy(DATA / "alliance_like.csv", work / "alliance_like.csv")
     shutil.copy(toml, work / "alliance_like.toml")
-    r = subprocess.run([sys.executable, "-m", "mlmeta.cli", "run", "alliance_like.toml",
-                        "--out", "out", "--quiet"], cwd=work, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    monkeypatch.chdir(work)
+    assert cli_main(["run", "alliance_like.toml", "--out", "out", "--quiet"]) == 0
     cli = json.loads((work / "out" / "results.json").read_text(encoding="utf-8"))
     with zipfile.ZipFile(report) as z:
         page = json.loads(z.read("alliance_like-report/results.json").decode("utf-8"))
@@ -408,21 +414,40 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path):
     _close(_strip(page), _strip(cli))
     assert page["overall"]["apa"] == apa
 
+    # a long run shows its progress, leaves the page responsive and can be cancelled
+    assert drv.find_element(By.ID, "cancel").get_attribute("disabled") is not None
+    _open_step(drv, "analyses")
+    for k in ("profile", "loo", "bias", "figures"):
+        _set_checkbox(drv, f"an_{k}", True)
+    _start_run(drv)
+    _wait(drv, lambda: _text(drv, "#run-progress"), 20, "the progress indicator")
+    _shot(drv, "08-running")
+    drv.find_element(By.CSS_SELECTOR, "#main_tabs a[data-value='data']").click()
+    _wait(drv, lambda: drv.find_element(By.ID, "data-facts").is_displayed(), 5,
+          "the Data tab while running")
+    cancel = drv.find_element(By.ID, "cancel")
+    assert cancel.get_attribute("disabled") is None
+    cancel.click()
+    _wait(drv, lambda: "cancelled" in _text(drv, "#messages"), 20, "the cancellation")
+    _wait(drv, lambda: drv.find_element(By.ID, "cancel").get_attribute("disabled") is not None,
+          5, "Cancel disabled again")
+    assert not _text(drv, "#run-progress")
 
-def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path):
+
+def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, monkeypatch,
+                                                   capsys):
     drv = browser
     _open(drv, app_url)
     bad = tmp_path / "bad.csv"
     bad.write_text("only_one_column\n1\n2\n", encoding="utf-8")
-    r = subprocess.run([sys.executable, "-m", "mlmeta.cli", "fit", "bad.csv", "--yi", "a",
-                        "--vi", "b"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2
-    cli_msg = r.stderr.strip().removeprefix("mlmeta: error: ")
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["fit", "bad.csv", "--yi", "a", "--vi", "b"]) == 2
+    cli_msg = capsys.readouterr().err.strip().removeprefix("mlmeta: error: ")
     _upload(drv, "data_file", bad)
     _wait(drv, lambda: _text(drv, "#messages .mlmeta-error-text"), 20, "the error")
     assert _text(drv, "#messages .mlmeta-error-text") == cli_msg
     assert "only one column" in cli_msg
-    _shot(drv, "08-invalid-file")
+    _shot(drv, "09-invalid-file")
     # nothing crashed: the session still works
     _upload(drv, "data_file", DATA / "konstantopoulos2011.csv")
     _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 20, "data read after error")
@@ -443,7 +468,7 @@ def test_oversized_upload_is_refused_before_sending(app_url, browser, tmp_path):
     # the browser never started the upload (no progress bar shown)
     assert not drv.execute_script("var b = document.querySelector('#data_file_progress');"
                                   "return b && b.style.visibility === 'visible';")
-    _shot(drv, "09-oversized-refused")
+    _shot(drv, "10-oversized-refused")
     # the server refuses on its own too: a declared length over the limit is answered 413
     req = urllib.request.Request(app_url + "session/x/upload/y?w=", data=b"x" * (LIMIT + 1),
                                  method="POST",
@@ -479,6 +504,6 @@ def test_two_sessions_keep_their_own_data(app_url, browser):
     assert "assink2016.csv" in _text(drv, ".mlmeta-facts")
     assert "konstantopoulos" not in _text(drv, "body")
     assert apa_a != apa_b
-    _shot(drv, "10-second-session")
+    _shot(drv, "11-second-session")
     drv.close()
     drv.switch_to.window(first)

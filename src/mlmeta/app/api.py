@@ -9,13 +9,22 @@ own blocks).
 
 from __future__ import annotations
 
-from mlmeta.io.analysis import load_analysis, parse_analysis
 from mlmeta.errors import InputError, MlmetaError
 from mlmeta.examples import EXAMPLES, load_example
 from mlmeta.io import read_table
+from mlmeta.io.analysis import load_analysis, parse_analysis
 
-__all__ = ["load_analysis", "parse_analysis", "read_table", "EXAMPLES", "load_example",
-           "MlmetaError", "InputError", "run_report", "build_document"]
+__all__ = [
+    "EXAMPLES",
+    "InputError",
+    "MlmetaError",
+    "build_document",
+    "load_analysis",
+    "load_example",
+    "parse_analysis",
+    "read_table",
+    "run_report",
+]
 
 
 def run_report(spec, out_dir, *, progress=None, command=None):

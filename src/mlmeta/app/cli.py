@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_parser", "run", "DEFAULT_PORT", "has_display"]
+__all__ = ["DEFAULT_PORT", "add_parser", "has_display", "run"]
 
 DEFAULT_PORT = 8765
 

@@ -28,8 +28,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["ColumnInfo", "Guess", "guess_columns", "column_info", "simulated_example",
-           "EFFECT_MODES", "MODE_COLUMNS", "MAX_INTEGER_LEVELS"]
+__all__ = [
+    "EFFECT_MODES",
+    "MAX_INTEGER_LEVELS",
+    "MODE_COLUMNS",
+    "ColumnInfo",
+    "Guess",
+    "column_info",
+    "guess_columns",
+    "simulated_example",
+]
 
 #: numeric columns of whole numbers with at most this many distinct values are guessed categorical
 MAX_INTEGER_LEVELS = 6
@@ -134,8 +142,8 @@ def _ok(role: str, s: pd.Series) -> bool:
 
 def _find(df: pd.DataFrame, role: str, taken: set[str]) -> str | None:
     by_norm: dict[str, str] = {}
-    for c in df.columns:
-        by_norm.setdefault(_norm(c), c)
+    for col in df.columns:
+        by_norm.setdefault(_norm(col), col)
     for cand in _NAMES[role]:
         c = by_norm.get(cand)
         if c is not None and c not in taken and _ok(role, df[c]):
@@ -147,8 +155,8 @@ def _ids(df: pd.DataFrame, taken: set[str]) -> tuple[str | None, str | None]:
     k = len(df)
     studies = []
     by_norm: dict[str, str] = {}
-    for c in df.columns:
-        by_norm.setdefault(_norm(c), c)
+    for col in df.columns:
+        by_norm.setdefault(_norm(col), col)
     for cand in _NAMES["study"]:
         c = by_norm.get(cand)
         if c is not None and c not in taken and _ok("study", df[c]) and c not in studies:

@@ -22,9 +22,22 @@ from typing import Any
 
 from mlmeta.errors import MlmetaError
 
-__all__ = ["Control", "CONTROLS", "CONTROL_BY_ID", "ANALYSIS_SWITCHES", "MEASURE_CHOICES",
-           "controls_to_raw", "raw_to_controls", "dumps", "default_values", "mode_of",
-           "format_numbers", "parse_numbers", "MODERATOR_TYPE_KEY", "MODERATOR_REF_KEY"]
+__all__ = [
+    "ANALYSIS_SWITCHES",
+    "CONTROLS",
+    "CONTROL_BY_ID",
+    "MEASURE_CHOICES",
+    "MODERATOR_REF_KEY",
+    "MODERATOR_TYPE_KEY",
+    "Control",
+    "controls_to_raw",
+    "default_values",
+    "dumps",
+    "format_numbers",
+    "mode_of",
+    "parse_numbers",
+    "raw_to_controls",
+]
 
 #: the analysis switches of the file's [analyses] table, with the page's words
 ANALYSIS_SWITCHES: dict[str, str] = {

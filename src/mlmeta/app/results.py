@@ -18,8 +18,14 @@ from pathlib import Path
 
 from htmltools import Tag, TagList, tags
 
-__all__ = ["RunResult", "load_result", "result_view", "blocks_view", "zip_folder",
-           "SECTION_TITLES"]
+__all__ = [
+    "SECTION_TITLES",
+    "RunResult",
+    "blocks_view",
+    "load_result",
+    "result_view",
+    "zip_folder",
+]
 
 #: short tab titles for the report's sections (by the heading's id); others keep their heading
 SECTION_TITLES = {"overall": "Overall effect", "heterogeneity": "Heterogeneity",
@@ -70,7 +76,7 @@ def zip_folder(folder: Path, arcname: str) -> bytes:
 
 
 # ---------------------------------------------------------------- blocks -> HTML
-def _table(b: dict) -> Tag:
+def _table(b: dict) -> TagList:
     align = b.get("align") or ""
 
     def cell(tag, text, j):

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Job", "JobState", "warm_up", "context", "cancel_all"]
+__all__ = ["Job", "JobState", "cancel_all", "context", "warm_up"]
 
 _CTX = None
 _LOCK = threading.Lock()
-_LIVE: set["Job"] = set()  # started and not yet finished: ended by cancel_all at shutdown
+_LIVE: set[Job] = set()  # started and not yet finished: ended by cancel_all at shutdown
 
 
 def cancel_all() -> None:
@@ -55,7 +55,7 @@ def warm_up() -> None:
             p = context().Process(target=worker.noop)
             p.start()
             p.join(60)
-        except Exception:  # noqa: BLE001 -- only an optimisation
+        except Exception:  # noqa: BLE001, S110 -- only an optimisation: runs start it anyway
             pass
 
     threading.Thread(target=go, daemon=True, name="mlmeta-app-warm-up").start()

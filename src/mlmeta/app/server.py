@@ -34,14 +34,21 @@ from shiny.types import SilentException
 
 from mlmeta.app import api
 from mlmeta.app.guess import Guess, column_info, guess_columns, simulated_example
-from mlmeta.app.mapping import (CONTROLS, MEASURE_CHOICES, MODE_COLUMNS, controls_to_raw,
-                                dumps, format_numbers, raw_to_controls)
+from mlmeta.app.mapping import (
+    CONTROLS,
+    MEASURE_CHOICES,
+    MODE_COLUMNS,
+    controls_to_raw,
+    dumps,
+    format_numbers,
+    raw_to_controls,
+)
 from mlmeta.app.results import RunResult, load_result, result_view, zip_folder
 from mlmeta.app.runner import Job
 from mlmeta.app.ui import MEASURE_LABELS, RADIO_IDS
 from mlmeta.app.upload import too_large_message
 
-__all__ = ["make_server", "Dataset", "reference_supported", "safe_file_name"]
+__all__ = ["Dataset", "make_server", "reference_supported", "safe_file_name"]
 
 
 @dataclass
@@ -98,7 +105,7 @@ def _first_line(exc: BaseException) -> str:
 def make_server(root: Path, examples: dict):
     """The Shiny server function; session folders go under ``root``."""
 
-    def server(input, output, session):  # noqa: C901 -- one closure per session, by design
+    def server(input, output, session):
         sdir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
         work = sdir / "work"
         work.mkdir()
@@ -506,7 +513,7 @@ def make_server(root: Path, examples: dict):
                 if ds is None:
                     raise api.InputError("no data: choose a data file or an example first "
                                          "(1 · Data)")
-                toml_name, text, raw = build_analysis(ds)
+                toml_name, text, _raw = build_analysis(ds)
                 (work / toml_name).write_text(text, encoding="utf-8")
                 state["run_no"] += 1
                 job = Job(work, toml_name, f"report-{state['run_no']}")

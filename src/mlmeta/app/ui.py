@@ -9,13 +9,13 @@ has a visible label (a ``<label for=...>``); the ids are those of
 
 from __future__ import annotations
 
-from htmltools import tags
+from htmltools import TagChild, tags
 from shiny import ui
 
 from mlmeta.app.mapping import ANALYSIS_SWITCHES, CONTROL_BY_ID, format_numbers
 from mlmeta.app.upload import client_check_js, max_upload_bytes
 
-__all__ = ["app_ui", "EFFECT_MODE_LABELS", "MEASURE_LABELS", "RADIO_IDS", "DATA_ACCEPT"]
+__all__ = ["DATA_ACCEPT", "EFFECT_MODE_LABELS", "MEASURE_LABELS", "RADIO_IDS", "app_ui"]
 
 EFFECT_MODE_LABELS = {
     "r": "Correlations r with sample sizes n",
@@ -168,7 +168,7 @@ def app_ui(examples: dict[str, str]):
         ),
         width=400, id="sidebar", title=None, open="always",
     )
-    main = [
+    main: list[TagChild] = [
         tags.div(
             tags.div(
                 ui.input_task_button("run", "Run analysis", label_busy="Running…",

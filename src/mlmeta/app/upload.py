@@ -14,8 +14,14 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["UploadLimit", "max_upload_bytes", "DEFAULT_MAX_UPLOAD", "ENV_MAX_UPLOAD",
-           "too_large_message", "client_check_js"]
+__all__ = [
+    "DEFAULT_MAX_UPLOAD",
+    "ENV_MAX_UPLOAD",
+    "UploadLimit",
+    "client_check_js",
+    "max_upload_bytes",
+    "too_large_message",
+]
 
 DEFAULT_MAX_UPLOAD = 100 * 1024 * 1024
 #: environment variable overriding the limit (bytes), e.g. for tests

@@ -22,15 +22,15 @@ try:  # preload what a run needs (a fork server imports this module once)
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
 
-    import mlmeta.report  # noqa: F401
-    import mlmeta.report.compute  # noqa: F401
+    import mlmeta.report
+    import mlmeta.report.compute
     import mlmeta.report.document  # noqa: F401
 except ImportError:  # pragma: no cover - run_report reports what is missing
     pass
 
-__all__ = ["run_analysis", "PipeProgress", "noop"]
+__all__ = ["PipeProgress", "noop", "run_analysis"]
 
 
 class Cancelled(BaseException):
