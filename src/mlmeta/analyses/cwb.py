@@ -59,6 +59,7 @@ __all__ = [
     "TYPES",
     "WEIGHTS",
     "CWBResult",
+    "bootstrap_parts",
     "cwb_block",
     "cwb_test",
     "draw_weights",
@@ -280,6 +281,27 @@ def _adjust(res0, groups: tuple[_Group, ...], resid: np.ndarray) -> np.ndarray:
     return out
 
 
+def _null_parts(res, C: np.ndarray, sel: np.ndarray | None, groups: tuple[_Group, ...],
+                adjust: bool) -> tuple[np.ndarray, np.ndarray]:
+    res0 = null_model(res, C if sel is None else [int(i) for i in sel])
+    fitted0 = np.asarray(res0.data.X, dtype=float) @ np.asarray(res0.core.beta, dtype=float) \
+        if res0.data.X.shape[1] else np.zeros(res.k)
+    resid0 = np.asarray(res.data.y, dtype=float) - fitted0
+    if adjust:
+        resid0 = _adjust(res0, groups, resid0)
+    return fitted0, resid0
+
+
+def bootstrap_parts(res, constraints: Any = None, *, adjust: bool = True,
+                    cluster: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The null model's fitted values ``f`` and the residuals the bootstrap multiplies
+    (CR2-adjusted when ``adjust``), in data row order: replicate ``b`` is
+    ``f + eta_b[cluster] * e`` (module docstring, steps 1-3)."""
+    C, sel, _ = _constraints(res, constraints)
+    codes, _ = res.cluster_codes(cluster)
+    return _null_parts(res, C, sel, _structure(res, codes), adjust)
+
+
 def _wald(b: np.ndarray, V: np.ndarray) -> float:
     try:
         cf_ = np.linalg.cholesky(0.5 * (V + V.T))
@@ -415,12 +437,7 @@ def cwb_test(res, constraints: Any = None, *, R: int = 1999, weights: Any = "rad
         wname = "user"
 
     groups = _structure(res, codes)
-    res0 = null_model(res, C if sel is None else [int(i) for i in sel])
-    fitted0 = np.asarray(res0.data.X, dtype=float) @ np.asarray(res0.core.beta, dtype=float) \
-        if res0.data.X.shape[1] else np.zeros(res.k)
-    resid0 = np.asarray(res.data.y, dtype=float) - fitted0
-    if adjust:
-        resid0 = _adjust(res0, groups, resid0)
+    fitted0, resid0 = _null_parts(res, C, sel, groups, adjust)
     st = _State(res=res, groups=groups, n_clusters=n_cl, cluster=cluster, C=C, sel=sel,
                 type=typ, test=tst, fitted=fitted0, resid=resid0, codes=codes)
     F = _statistic(st, res)
