@@ -26,7 +26,7 @@ import pytest
 
 import mlmeta
 from mlmeta import effects
-from mlmeta.pubbias import aggregated as pubbias
+from mlmeta import pubbias
 from mlmeta.io import analysis
 from mlmeta.pubbias import egger as bias
 from mlmeta.io.analysis import AnalysisError
@@ -646,8 +646,8 @@ def test_trimfill_k0_as_large_as_k(monkeypatch):
     # two estimates: after trimming one, the fit of the remaining one can round to just below
     # it (e.g. trimfill([0.274, 0.551], [0.003, 0.115], side="left", method="EE") here), so
     # both centred values are positive and L0 gives k0 = 2; simulate that rounding portably
-    from mlmeta.pubbias import aggregated as pb
-    real = pb._fit_uni
+    from mlmeta.pubbias import trim_fill, univariate
+    real = univariate.fit_uni
 
     def fit_uni(y, v, X, *a, **k):
         out = real(y, v, X, *a, **k)
@@ -655,14 +655,14 @@ def test_trimfill_k0_as_large_as_k(monkeypatch):
             out["beta"] = out["beta"] - 1e-12
         return out
 
-    monkeypatch.setattr(pb, "_fit_uni", fit_uni)
+    monkeypatch.setattr(univariate, "fit_uni", fit_uni)
     with pytest.raises(ConvergenceError, match=exact("trim-and-fill estimated k0 = 2 >= k = 2")):
-        pb.trimfill([0.274, 0.551], [0.003, 0.115], side="left", method="EE")
+        trim_fill.trimfill([0.274, 0.551], [0.003, 0.115], side="left", method="EE")
 
 
 def test_selmodel_likelihood_not_maximised(monkeypatch):
     # defensive: the optimiser returning a non-finite minimum is simulated
-    from mlmeta.pubbias import aggregated as pb
+    from mlmeta.pubbias import selection as pb
     monkeypatch.setattr(pb, "_minimize",
                         lambda fun, x0: (np.asarray(x0), float("inf"), np.zeros(len(x0))))
     with pytest.raises(ConvergenceError, match=exact(

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +37,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mlmeta.pubbias import aggregated as pb
+from mlmeta import pubbias as pb
 from mlmeta import rma_mv
 from mlmeta.errors import InputError
+from mlmeta.pubbias import rank, selection
 
 HERE = Path(__file__).parent
 FIX = HERE / "fixtures"
@@ -72,7 +73,7 @@ def ids(path):
     return path.stem
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict:
     return json.loads((PUB / f"{name}.json").read_text())
 
@@ -113,7 +114,7 @@ def check_block(got: dict, exp: dict, keys, what: str, **kw):
         check(got[key], exp[key], f"{what}.{key}", **kk)
 
 
-@lru_cache(maxsize=None)
+@cache
 def case_yv(name: str) -> tuple[np.ndarray, np.ndarray]:
     """The (aggregated) estimates of a case, computed by mlmeta."""
     c = load(name)
@@ -124,7 +125,7 @@ def case_yv(name: str) -> tuple[np.ndarray, np.ndarray]:
     return agg["yi"].to_numpy(), agg["vi"].to_numpy()
 
 
-@lru_cache(maxsize=None)
+@cache
 def run(name: str, mode: str) -> dict:
     """mlmeta's blocks; mode 'tight' = default thresholds, 'metafor' = threshold 1e-5."""
     y, v = case_yv(name)
@@ -211,12 +212,12 @@ def test_ranktest_exact_distribution_matches_scipy():
     for n in (5, 12, 30):
         x = rng.normal(size=n)
         y = x + rng.normal(size=n)
-        tau = pb._kendall_tau_b(x, y)
+        tau = rank._kendall_tau_b(x, y)
         res = stats.kendalltau(x, y, method="exact")
         assert tau == pytest.approx(res.statistic, rel=1e-12)
-        p, used = pb._kendall_pvalue(tau, x, y, exact=True)
+        p, used = rank._kendall_pvalue(tau, x, y, exact=True)
         assert used and p == pytest.approx(res.pvalue, rel=1e-10)
-    pmf = pb._mahonian_pmf(6)
+    pmf = rank._mahonian_pmf(6)
     assert pmf.sum() == pytest.approx(1.0) and pmf.size == 16
     assert pmf[0] == pytest.approx(1 / math.factorial(6))
 
@@ -265,9 +266,9 @@ def test_trimfill_fills_the_biased_set():
         assert tf["beta"] < run(name, "tight")["rma_agg"]["beta"]
 
 
-EXTRA_TF = {"trimfill_R0": dict(estimator="R0"), "trimfill_Q0": dict(estimator="Q0"),
-            "trimfill_right": dict(side="right"), "trimfill_ML": dict(method="ML"),
-            "trimfill_DL": dict(method="DL"), "trimfill_EE": dict(method="EE")}
+EXTRA_TF = {"trimfill_R0": {"estimator": "R0"}, "trimfill_Q0": {"estimator": "Q0"},
+            "trimfill_right": {"side": "right"}, "trimfill_ML": {"method": "ML"},
+            "trimfill_DL": {"method": "DL"}, "trimfill_EE": {"method": "EE"}}
 
 
 @pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
@@ -321,9 +322,9 @@ def test_selmodel_detects_selection():
         assert sm["pval"] < 0.01 and sm["LRT_df"] == 1
 
 
-EXTRA_SEL = {"selmodel_3step": dict(steps=(0.025, 0.5, 1)),
-             "selmodel_twosided": dict(steps=(0.05, 1), alternative="two.sided"),
-             "selmodel_EE": dict(method="EE")}
+EXTRA_SEL = {"selmodel_3step": {"steps": (0.025, 0.5, 1)},
+             "selmodel_twosided": {"steps": (0.05, 1), "alternative": "two.sided"},
+             "selmodel_EE": {"method": "EE"}}
 
 
 @pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
@@ -345,7 +346,7 @@ def test_selmodel_empty_interval_is_an_error():
 
 def test_genD_hessian_of_a_quadratic():
     A = np.array([[2.0, 0.3], [0.3, 1.0]])
-    H = pb._genD_hessian(lambda x: 0.5 * x @ A @ x + x[0] ** 3, np.array([0.7, -1.2]))
+    H = selection._genD_hessian(lambda x: 0.5 * x @ A @ x + x[0] ** 3, np.array([0.7, -1.2]))
     assert np.allclose(H, A + np.array([[6 * 0.7, 0], [0, 0]]), rtol=1e-8)
 
 

@@ -1,21 +1,47 @@
 """Publication bias and small-study effects.
 
+Modules, one method each:
+
 * :mod:`.egger` — multilevel Egger test (model-based and CR2), PET-PEESE, funnel data;
-* :mod:`.aggregated` — tests on study-aggregated effects: rank test, trim-and-fill and the
-  three-parameter selection model.
+* :mod:`.aggregation` — study-aggregated effects under a working within-study correlation rho;
+* :mod:`.univariate` — the two-level random-effects model fitted to them (``rma_uni``);
+* :mod:`.rank` — Begg & Mazumdar's rank correlation test (``ranktest``);
+* :mod:`.trim_fill` — Duval & Tweedie's trim-and-fill (``trimfill``);
+* :mod:`.selection` — step-function selection models (``selmodel_stepfun``, 3PSM);
+* :mod:`.aggregated` — ``aggregated_bias``: all of the above on a fitted multilevel model.
+
+Every public function is available as ``mlmeta.pubbias.<name>`` (loaded on first use). The
+name ``egger`` is the module :mod:`mlmeta.pubbias.egger`; its test is
+``mlmeta.pubbias.egger.egger``.
 """
 
 from importlib import import_module
 
-__all__ = ["egger", "pet_peese", "funnel_data", "aggregated_bias"]
+_WHERE = {
+    "EggerResult": "egger",
+    "aggregate": "aggregation",
+    "aggregated_bias": "aggregated",
+    "funnel_data": "egger",
+    "pet_peese": "egger",
+    "ranktest": "rank",
+    "rma_uni": "univariate",
+    "selmodel_stepfun": "selection",
+    "trimfill": "trim_fill",
+}
+_MODULES = ("aggregated", "aggregation", "egger", "rank", "selection", "trim_fill",
+            "univariate")
 
-_WHERE = {"egger": "egger", "pet_peese": "egger", "funnel_data": "egger",
-          "aggregated_bias": "aggregated"}
+__all__ = ["EggerResult", "aggregate", "aggregated_bias", "egger", "funnel_data", "pet_peese",
+           "ranktest", "rma_uni", "selmodel_stepfun", "trimfill"]
 
 
 def __getattr__(name: str):
-    mod = import_module(f"mlmeta.pubbias.{_WHERE.get(name, 'aggregated')}")
-    try:
-        return getattr(mod, name)
-    except AttributeError:
-        raise AttributeError(f"module 'mlmeta.pubbias' has no attribute {name!r}") from None
+    if name in _MODULES:
+        return import_module(f"mlmeta.pubbias.{name}")
+    if name in _WHERE:
+        return getattr(import_module(f"mlmeta.pubbias.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'mlmeta.pubbias' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(_WHERE) | set(_MODULES))
