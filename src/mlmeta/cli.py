@@ -39,8 +39,9 @@ COMMANDS["app"] = "mlmeta.app.cli"
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        raise MlmetaError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, exit 2 (main adds the "mlmeta: error: " prefix)
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise MlmetaError(f"{sub}: {message}" if sub else message)
 
 
 def _add_fit_args(ap: argparse.ArgumentParser) -> None:
@@ -172,7 +173,7 @@ def _run(argv) -> int:
         if a.json:
             print(json.dumps(_clean(res.to_dict(blocks))))
         else:
-            print(res.summary(), end="")
+            sys.stdout.write(_safe(res.summary()))
         return 0
     if a.cmd in COMMANDS:
         return int(import_module(COMMANDS[a.cmd]).run(a))
@@ -196,9 +197,22 @@ def _run(argv) -> int:
     return 2
 
 
+_CONTROL = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def _safe(text: str) -> str:
+    """Text from the data made harmless for a terminal: control characters other than newline
+    and tab (escape sequences among them) are shown as ``\\xNN``."""
+    if not any(ord(ch) in _CONTROL for ch in text):
+        return text
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) in _CONTROL else ch for ch in text)
+
+
 def _echo(text: str, file=None) -> None:
-    """Print, replacing the typographic minus when the stream cannot encode it."""
+    """Print (control characters escaped), replacing the typographic minus when the stream
+    cannot encode it."""
     stream = sys.stdout if file is None else file
+    text = _safe(text)
     enc = getattr(stream, "encoding", None) or "utf-8"
     try:
         text.encode(enc)
@@ -249,6 +263,75 @@ def _cmd_init(a) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C (temporary files are removed on the way)
+    and exit with 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum, frame):
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut
+        signal.signal(sig, signal.SIG_IGN)                      # the clean-up short
+    raise Terminated(signum)
+
+
+def _install_signals() -> dict:
+    import signal
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            old[sig] = signal.signal(sig, _on_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass
+    return old
+
+
+def _restore_signals(old: dict) -> None:
+    import signal
+
+    for sig, handler in old.items():
+        try:
+            signal.signal(sig, handler)
+        except (ValueError, OSError, TypeError):
+            pass
+
+
+def _user_message(exc: BaseException) -> str | None:
+    """The one line for a failure the user's input or machine can cause (exit 2), or None for
+    a genuine internal error (exit 1)."""
+    def first(e) -> str:
+        return str(e).splitlines()[0].strip() if str(e).strip() else type(e).__name__
+
+    if isinstance(exc, MlmetaError):
+        msg = first(exc)
+        while msg.startswith("mlmeta: "):  # never "mlmeta: error: mlmeta: ..."
+            msg = msg[len("mlmeta: "):].removeprefix("error: ")
+        return msg
+    if isinstance(exc, RecursionError):
+        return ("the input is nested too deeply to process (maximum recursion depth "
+                "exceeded); simplify it")
+    if isinstance(exc, MemoryError):
+        return ("not enough memory for this input; use a smaller data file or fewer "
+                "moderators or analyses")
+    if isinstance(exc, OSError):
+        what = exc.strerror or first(exc)
+        where = f": {exc.filename!s}" if getattr(exc, "filename", None) else ""
+        return f"{what}{where}"
+    if type(exc).__name__ == "LinAlgError":  # numpy.linalg, not imported on the fast path
+        return (f"a matrix of this model is singular or not positive definite ({first(exc)}); "
+                "check for constant, duplicated or collinear columns and equal effect sizes")
+    return None
+
+
 def main(argv=None) -> int:
     debug = bool(os.environ.get("MLMETA_DEBUG"))
 
@@ -256,37 +339,67 @@ def main(argv=None) -> int:
 
     def show(message, category, filename, lineno, file=None, line=None):
         # held back and printed only when the command succeeds: a refused input gets exactly
-        # one line on stderr, its error
+        # one line on stderr, its error. Only mlmeta's own warnings reach the user; numpy's
+        # (overflow, invalid value) are for MLMETA_DEBUG=1.
+        if not (issubclass(category, MlmetaWarning) or debug):
+            return
         first = str(message).splitlines()[0] if str(message) else category.__name__
         if first not in held:
             held.append(first)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", MlmetaWarning)
-        warnings.showwarning = show
+    old_signals = _install_signals()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MlmetaWarning)
+            warnings.showwarning = show
+            try:
+                code = _run(sys.argv[1:] if argv is None else argv)
+            except KeyboardInterrupt:
+                _echo("mlmeta: interrupted", file=sys.stderr)
+                code = 130
+            except Terminated as exc:
+                _echo(f"mlmeta: stopped by signal {exc.signum}", file=sys.stderr)
+                code = 128 + exc.signum
+            except BrokenPipeError:
+                code = _closed_stdout()
+            except Exception as exc:
+                if debug:
+                    raise
+                msg = _user_message(exc)
+                if msg is not None:
+                    _echo(f"mlmeta: error: {msg}", file=sys.stderr)
+                    code = 2
+                else:  # last resort: one line, no traceback
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    _echo(f"mlmeta: internal error ({type(exc).__name__}: {first}); "
+                          "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
+                    code = 1
         try:
-            code = _run(sys.argv[1:] if argv is None else argv)
-        except MlmetaError as exc:
-            if debug:
-                raise
-            msg = str(exc).splitlines()[0] if str(exc) else repr(exc)
-            _echo(f"mlmeta: error: {msg}", file=sys.stderr)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            code = _closed_stdout()
+        except OSError as exc:  # e.g. a full disk behind a redirected stdout
+            _echo(f"mlmeta: error: cannot write the output: {exc.strerror or exc}",
+                  file=sys.stderr)
             code = 2
-        except KeyboardInterrupt:
-            _echo("mlmeta: interrupted", file=sys.stderr)
-            code = 130
-        except Exception as exc:  # last resort: one line, no traceback
-            if debug:
-                raise
-            msg = str(exc).splitlines()[0] if str(exc) else ""
-            _echo(f"mlmeta: internal error ({type(exc).__name__}: {msg}); "
-                  "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
-            code = 1
-    sys.stdout.flush()
-    if code == 0:
-        for w in held:
-            _echo(f"mlmeta: warning: {w}", file=sys.stderr)
+        if code == 0:
+            for w in held:
+                _echo(f"mlmeta: warning: {w}", file=sys.stderr)
+    finally:
+        _restore_signals(old_signals)
     return code
+
+
+def _closed_stdout() -> int:
+    """The reader of stdout went away (``mlmeta fit ... --json | head -c 10``): end quietly.
+    stdout is pointed at /dev/null so that the interpreter's final flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -139,7 +139,15 @@ class _Context:
                         self.other_warnings.append(f"{w.category.__name__}: {msg}")
 
     def note_failure(self, section: str, what: str, exc: Exception) -> dict:
+        """An optional analysis that failed: the reason goes into the report's notes (and the
+        section's ``reason``) instead of taking the whole report down."""
+        import os
+        if os.environ.get("MLMETA_DEBUG"):
+            import traceback
+            traceback.print_exception(exc)
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not isinstance(exc, MlmetaError):  # a numerical failure (singular matrix, overflow)
+            msg = f"{type(exc).__name__}: {msg}"
         item = {"section": section, "category": "NotAvailable", "message": f"{what}: {msg}"}
         self.warnings.append(item)
         return {"available": False, "reason": msg}
@@ -236,24 +244,41 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
         with ctx.section("figures (start)"):
             figures_hook(obj)
 
-    out["heterogeneity"] = _heterogeneity(ctx, spec, res)
+    # optional analyses: one that fails is noted in the report, never fatal
+    def guarded(section: str, what: str, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001
+            return ctx.note_failure(section, what, exc)
+
+    out["heterogeneity"] = guarded("heterogeneity", "heterogeneity statistics", _heterogeneity,
+                                   ctx, spec, res)
 
     with ctx.section("robust"):
-        out["robust"] = _robust_overall(ctx, spec, res, sc, obj) if spec.analyses["robust"] \
-            else None
+        out["robust"] = guarded("robust", "CR2 robust inference", _robust_overall, ctx, spec,
+                                res, sc, obj) if spec.analyses["robust"] else None
 
-    out["sensitivity"] = _sensitivity(ctx, spec, res, sc, obj)
+    out["sensitivity"] = guarded("sensitivity", "sensitivity analyses", _sensitivity, ctx,
+                                 spec, res, sc, obj)
 
     with ctx.section("publication bias"):
-        out["bias"] = _bias(ctx, spec, res, sc) if spec.analyses["bias"] else None
+        out["bias"] = guarded("publication bias", "publication-bias analyses", _bias, ctx, spec,
+                              res, sc) if spec.analyses["bias"] else None
 
-    out["che_sweep"] = _che_sweep(ctx, spec, res, sc) if spec.analyses["che_sweep"] else None
+    out["che_sweep"] = guarded("CHE sweep", "CHE sensitivity analysis", _che_sweep, ctx, spec,
+                               res, sc) if spec.analyses["che_sweep"] else None
 
     with ctx.section("diagnostics"):
         # the full check: profile shape (flat / several peaks) and the robust df as well
-        d = res.diagnostics(profile=bool(spec.analyses["profile"] and res.data.random),
-                            robust=obj.get("robust"))
-        out["diagnostics"] = {**d.to_dict(), "verdict": d.verdict}
+        try:
+            d = res.diagnostics(profile=bool(spec.analyses["profile"] and res.data.random),
+                                robust=obj.get("robust"))
+            out["diagnostics"] = {**d.to_dict(), "verdict": d.verdict}
+        except Exception as exc:  # noqa: BLE001
+            why = ctx.note_failure("diagnostics", "fit diagnostics", exc)
+            out["diagnostics"] = {"notes": [], **why,
+                                  "verdict": f"the diagnostics could not be computed "
+                                             f"({why['reason']})"}
 
     out["methods"] = None  # filled in by the document builder (needs the wording)
     out["warnings"] = ctx.warnings
@@ -338,7 +363,7 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
                 prof = pd.DataFrame(tabs)
                 i2res = i2(res, ci=True, level=spec.level)
                 tick()
-            except MlmetaError as exc:
+            except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
                 out["profile_error"] = ctx.note_failure("profile CIs", "profile CIs", exc)
                 prof = None
     with ctx.section("heterogeneity"):
@@ -348,7 +373,7 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
         if spec.analyses["lrt"]:
             try:
                 lrt = res.lrt_drop().table
-            except MlmetaError as exc:
+            except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
                 out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests",
                                                     exc)
         levels = []
@@ -424,7 +449,7 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
         rm = _fit(spec, ld, entry["formula"], data=data)
     except InputError:
         raise  # bad input (constant, collinear, non-numeric moderator): refuse the run
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         entry.update(ctx.note_failure(f"moderator {m}", f"moderator {m!r}", exc))
         return entry
     obj["moderators"][m] = {"res": rm, "data": data}
@@ -442,7 +467,7 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
             entry["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
                            "total": _f(r2.total),
                            "sigma2_null": [_f(x) for x in r2.sigma2_null]}
-        except MlmetaError as exc:
+        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             entry["R2"] = ctx.note_failure(f"moderator {m}", f"R2 of {m!r}", exc)
     if cat:
         entry["categories"] = _categories(ctx, spec, ld, data, m, rm, sc, study)
@@ -468,7 +493,7 @@ def _categories(ctx, spec, ld, data, m, rm, sc: Scale, study) -> list[dict]:
     if _can_robust(spec, cm):
         try:
             rob = cm.robust(cluster=_rob_cluster(spec, cm), type="CR2")
-        except MlmetaError as exc:
+        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             ctx.note_failure(f"moderator {m}", f"CR2 subgroup estimates of {m!r}", exc)
     rows = _coef_rows(cm, rob)
     prefix = f"{_mod_term(m, True)}"
@@ -498,7 +523,7 @@ def _robust_omnibus_into(ctx, spec, model, into: dict, section: str, what: str):
         return None
     try:
         rob = model.robust(cluster=_rob_cluster(spec, model), type="CR2")
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         into["robust_omnibus"] = ctx.note_failure(section, what, exc)
         return None
     into["robust_omnibus"] = _robust_omnibus(rob)
@@ -521,7 +546,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
         rj = _fit(spec, ld, formula, data=data)
     except InputError as exc:
         raise InputError(f"joint moderator model {formula!r}: {exc}") from None
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out.update(ctx.note_failure("moderators", "joint moderator model", exc))
         return out
     obj["joint"] = rj
@@ -536,7 +561,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
             r2 = rj.r2()
             out["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
                          "total": _f(r2.total), "sigma2_null": [_f(x) for x in r2.sigma2_null]}
-        except MlmetaError as exc:
+        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             out["R2"] = ctx.note_failure("moderators", "R2 of the joint model", exc)
     out["model"] = rj.to_dict()
     return out
@@ -548,7 +573,7 @@ def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict
                 "model.cluster or data.study"}
     try:
         rob = res.robust(cluster=_rob_cluster(spec, res), type="CR2")
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         return ctx.note_failure("robust", "CR2 robust inference", exc)
     obj["robust"] = rob
     c = rob.coefs.iloc[0]
@@ -574,7 +599,7 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
         with ctx.section("leave-one-out"):
             try:
                 codes, labels = res.cluster_codes(cluster)
-            except MlmetaError as exc:
+            except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
                 out["loo"] = ctx.note_failure("leave-one-out", "leave-one-study-out", exc)
                 labels = None
             if labels is not None:
@@ -668,7 +693,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
             d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = {fmt.num(rb['stat'], 3)}, "
                                f"{fmt.p_text(rb['pval'])}")
         out["egger"] = d
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
     try:
         from mlmeta.pubbias.egger import pet_peese
@@ -687,7 +712,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
         d["chosen"] = "PEESE" if (d["PET"]["pval"] is not None and
                                   d["PET"]["pval"] < alpha) else "PET"
         out["pet_peese"] = d
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["pet_peese"] = ctx.note_failure("publication bias", "PET-PEESE", exc)
     out["aggregated"] = _aggregated(ctx, spec, res, sc)
     return out
@@ -707,7 +732,7 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
         return {"available": False, "reason": "needs a study level to aggregate within"}
     try:
         ab = aggregated_bias(res, rho=spec.bias_rho)
-    except MlmetaError as exc:
+    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         return ctx.note_failure("publication bias", "aggregated bias tests", exc)
     out: dict[str, Any] = {"available": True, "rho": spec.bias_rho}
     agg = ab.get("aggregate") if isinstance(ab, dict) else None
@@ -738,7 +763,7 @@ def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
             with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
                 tab = rho_sweep(res, rhos=spec.che_rhos, rho_cluster=spec.rho_cluster,
                                 progress=tick)
-        except MlmetaError as exc:
+        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
         rows = []
         for r in tab.to_dict(orient="records"):

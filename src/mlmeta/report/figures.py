@@ -1,6 +1,6 @@
 """The report's figures, drawn with :mod:`mlmeta.plots` on matplotlib's Agg backend.
 
-Each figure is saved as ``figures/<name>.png`` and ``figures/<name>.svg``. Drawing is the
+Each figure is saved as ``figures/<name>.png`` (300 dpi) and ``figures/<name>.pdf`` (vector). Drawing is the
 slowest part of a report, so on Linux (``fork`` available) and with more than one CPU the
 figures are drawn in worker processes started as soon as the models they need are fitted,
 while the main process computes the remaining numbers. ``MLMETA_REPORT_WORKERS=1`` (or a
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["FigureJob", "FigureRenderer", "figure_jobs", "DPI"]
+__all__ = ["DPI", "FigureJob", "FigureRenderer", "figure_jobs", "file_stem"]
 
-DPI = 150
-RC = {"svg.fonttype": "none", "svg.hashsalt": "mlmeta-report", "figure.max_open_warning": 0}
+DPI = 300  # journals ask for 300 dpi; the PDF next to each PNG is vector
+RC = {"pdf.fonttype": 42, "figure.max_open_warning": 0}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,19 @@ def figure_jobs(obj: dict) -> list[FigureJob]:
                                   lambda o, m=m: _plots().bubble(o["moderators"][m]["res"], m),
                                   1.0))
     return sorted(jobs, key=lambda j: -j.cost)
+
+
+def file_stem(name: str) -> str:
+    """A safe file name for a figure named ``name`` (which may hold a data column's name):
+    letters, digits, ``_`` and ``-`` only, at most 60 characters; a name that had to be
+    changed gets 8 hex digits of its SHA-256, so two columns never share a file."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "figure"
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe
 
 
 def _plots():
@@ -106,10 +119,14 @@ def _render_one(i: int) -> dict:
             ax = job.draw(obj)
             fig = _figure_of(ax)
             plots = _plots()
-            stem = figdir / job.name
+            safe = file_stem(job.name)
+            stem = figdir / safe
+            if stem.resolve().parent != figdir.resolve():  # never write outside figures/
+                raise RuntimeError(f"figure file name {safe!r} leaves the figures folder")
             plots.save_figure(fig, stem, formats=("png",), dpi=DPI)
-            plots.save_figure(fig, stem, formats=("svg",), metadata={"Date": None})
-            out["files"] = [f"figures/{job.name}.png", f"figures/{job.name}.svg"]
+            plots.save_figure(fig, stem, formats=("pdf",),
+                              metadata={"CreationDate": None, "Creator": "mlmeta"})
+            out["files"] = [f"figures/{safe}.png", f"figures/{safe}.pdf"]
         out["warnings"] = sorted({str(w.message).splitlines()[0] for w in rec
                                   if issubclass(w.category, MlmetaWarning)})
     except Exception as exc:  # a figure that fails must not sink the whole report
@@ -158,6 +175,8 @@ def _claim(counter, n: int) -> int | None:
 def _worker_loop(counter, queue, n: int) -> None:  # pragma: no cover - runs in a child
     import signal
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # not the parent's handlers: just stop
+        signal.signal(sig, signal.SIG_DFL)
     try:
         while (i := _claim(counter, n)) is not None:
             queue.put(_render_one(i))
