@@ -41,7 +41,8 @@ __all__ = ["aggregated_bias"]
 
 
 def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1.0),
-                    level: float = 95, threshold: float = 1e-10) -> dict:
+                    alternative: str = "greater", level: float = 95,
+                    threshold: float = 1e-10) -> dict:
     r"""Publication-bias checks of a multilevel model on per-cluster aggregated estimates.
 
     The estimates of ``res`` (``res.data.y``, ``res.data.v``) are aggregated within the
@@ -62,6 +63,11 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
         values, e.g. 0.5 and 0.8).
     steps : sequence of float
         Cut-points of the selection model's step function.
+    alternative : {"greater", "less", "two.sided", "auto"}
+        Side of the one-sided p-values of the selection model: "greater" (metafor's default)
+        assumes selection favours significant positive effects, "less" negative ones; "auto"
+        takes the side of the pooled estimate of the aggregated effects ("less" when it is
+        negative), i.e. selection favouring the direction the data show.
     level : float
         Confidence level in percent.
     threshold : float
@@ -72,19 +78,23 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
     dict
         ``aggregate`` (DataFrame: cluster, yi, vi), ``rma_agg`` (beta, se, zval, pval, ci_lb,
         ci_ub, tau2, ...), ``ranktest``, ``trimfill``, ``selmodel`` (the dicts of the
-        functions above), and ``rho``.
+        functions above; ``selmodel["alternative"]`` is the side used), and ``rho``.
     """
     codes, labels = res.cluster_codes(None)
     # codes are 0..C-1 in the order of the sorted labels, so the aggregated rows line up
     agg = aggregate(res.data.y, res.data.v, codes, rho)
     agg["cluster"] = labels
     y, v = agg["yi"].to_numpy(), agg["vi"].to_numpy()
+    fit = rma_uni(y, v, "REML", level=level, threshold=threshold)
+    alt = str(alternative).lower()
+    if alt == "auto":
+        alt = "less" if fit["beta"] < 0 else "greater"
     return {
         "rho": float(rho),
         "aggregate": agg,
-        "rma_agg": rma_uni(y, v, "REML", level=level, threshold=threshold),
+        "rma_agg": fit,
         "ranktest": ranktest(y, v),
         "trimfill": trimfill(y, v, method="REML", level=level, threshold=threshold),
-        "selmodel": selmodel_stepfun(y, v, steps, method="REML", level=level,
+        "selmodel": selmodel_stepfun(y, v, steps, method="REML", alternative=alt, level=level,
                                      threshold=threshold),
     }
