@@ -750,7 +750,7 @@ def plots(plotres):
 
 def test_forest_transf(plots, plotres):
     with pytest.raises(InputError, match=exact(
-            "transf must be None, 'ztor', 'none' or a function; got 'log'")):
+            "transf must be None, 'ztor', 'exp', 'none' or a function; got 'log'")):
         plots.forest(plotres, transf="log")
 
 

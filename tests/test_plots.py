@@ -155,7 +155,10 @@ def test_forest_rows_grouped_under_study(res):
     for i, (_, yv) in enumerate(off):
         y_of.setdefault(study[i], []).append(yv)
     for s, h0, h1 in zip(order, heads, heads[1:] + [np.inf]):
-        assert all(h0 < yv < h1 for yv in y_of[s])
+        if len(y_of[s]) == 1:  # a study with one effect size is one row, labelled by the study
+            assert y_of[s] == [h0] and h0 < h1
+        else:  # a heading row, the effect sizes below it
+            assert all(h0 < yv < h1 for yv in y_of[s])
 
 
 def test_forest_sorted_and_labels(molloy):
@@ -324,12 +327,14 @@ def test_loo_plot(res, tmp_path):
 
 
 # --------------------------------------------------------------------------- saving
-def test_save_figure_png_and_svg(res, tmp_path):
+def test_save_figure_png_and_pdf(res, tmp_path):
     ax = draw(plots.funnel, res)
     paths = plots.save_figure(ax.figure, tmp_path / "sub" / "funnel.png", dpi=60)
-    assert [p.name for p in paths] == ["funnel.png", "funnel.svg"]
+    assert [p.name for p in paths] == ["funnel.png", "funnel.pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
-    assert paths[1].read_text().lstrip().startswith("<?xml")
+    assert paths[1].read_bytes().startswith(b"%PDF")
+    svg = plots.save_figure(ax.figure, tmp_path / "f", formats=("svg",))
+    assert svg[0].read_text().lstrip().startswith("<?xml")
 
 
 def test_draw_into_given_axes(res):
