@@ -90,11 +90,25 @@ def _shots() -> Path:
 
 
 # ---------------------------------------------------------------- fixtures
+class AppServer(str):
+    """The app's address (a str), with the folder its temporary files go to."""
+
+    def __new__(cls, url: str, tmp: Path):
+        obj = super().__new__(cls, url)
+        obj.tmp = tmp
+        return obj
+
+    def sessions(self) -> list[Path]:
+        return sorted(self.tmp.glob("mlmeta-app-*/session-*"))
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     _tools()
     port = _free_port()
-    env = {**os.environ, "MLMETA_APP_MAX_UPLOAD": str(LIMIT), "PYTHONUNBUFFERED": "1"}
+    tmp = tmp_path_factory.mktemp("apptmp")  # the app's temporary folders go here
+    env = {**os.environ, "MLMETA_APP_MAX_UPLOAD": str(LIMIT), "PYTHONUNBUFFERED": "1",
+           "TMPDIR": str(tmp)}
     env.pop("DISPLAY", None)
     log = tmp_path_factory.mktemp("applog") / "app.log"
     with open(log, "w") as fh:
@@ -114,7 +128,7 @@ def app_url(tmp_path_factory):
             proc.kill()
             pytest.fail(f"mlmeta app did not start: {log.read_text()[-2000:]}")
         time.sleep(0.2)
-    yield url
+    yield AppServer(url, tmp)
     proc.terminate()
     try:
         code = proc.wait(15)
@@ -122,6 +136,7 @@ def app_url(tmp_path_factory):
         proc.kill()
         code = None
     assert code == 0, f"mlmeta app exited with {code}: {log.read_text()[-2000:]}"
+    assert not list(tmp.glob("mlmeta-app-*")), "the app left its temporary folder behind"
 
 
 @pytest.fixture(scope="module")
@@ -303,6 +318,22 @@ def _download(drv, button_id: str, pattern: str, timeout: float = 30) -> Path:
     return _wait(drv, done, timeout, f"download {pattern}")
 
 
+def _unlabelled(drv) -> list[str]:
+    """Form controls without a label (a <label for>, an enclosing label or an aria label)."""
+    return drv.execute_script("""
+        return Array.from(document.querySelectorAll('input, select, textarea'))
+          .filter(e => e.type !== 'hidden')
+          .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                       && !e.getAttribute('aria-labelledby'))
+          .map(e => e.outerHTML.slice(0, 120));""")
+
+
+def _positive_tabindex(drv) -> list[str]:
+    return drv.execute_script(
+        "return Array.from(document.querySelectorAll('[tabindex]'))"
+        ".filter(e => parseInt(e.getAttribute('tabindex')) > 0).map(e => e.id);")
+
+
 def _shot(drv, name: str) -> None:
     drv.save_screenshot(str(_shots() / f"{name}.png"))
 
@@ -336,6 +367,7 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
 
     drv = browser
     _open(drv, app_url)
+    assert _unlabelled(drv) == [] and _positive_tabindex(drv) == []
     _shot(drv, "01-start")
     _upload(drv, "data_file", DATA / "alliance_like.csv")
     _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 30, "data read")
@@ -355,6 +387,7 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
         "return Array.from(document.querySelectorAll('#moderator_details select'))"
         ".map(e => e.id)") if i.startswith("mtype_"))) == "categorical", 10,
         "moderator type")
+    assert _unlabelled(drv) == []  # the moderator's own controls too
     _shot(drv, "02-data-and-guesses")
     _open_step(drv, "analyses")
     for k in ("loo", "che_sweep"):
@@ -436,6 +469,9 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
 
 def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, monkeypatch,
                                                    capsys):
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+
     drv = browser
     _open(drv, app_url)
     bad = tmp_path / "bad.csv"
@@ -452,6 +488,31 @@ def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, m
     _upload(drv, "data_file", DATA / "konstantopoulos2011.csv")
     _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 20, "data read after error")
     assert not _text(drv, "#messages .alert-danger")
+    # an analysis file fills the controls back
+    toml = tmp_path / "k.toml"
+    toml.write_text('[data]\nfile = "konstantopoulos2011.csv"\nstudy = "district"\n'
+                    '[effect]\nyi = "yi"\nvi = "vi"\n[model]\nrandom = "district/school"\n'
+                    'method = "ML"\ntest = "z"\nmoderators = ["year"]\n'
+                    '[analyses]\nbias = false\n', encoding="utf-8")
+    _upload(drv, "analysis_file", toml)
+    _wait(drv, lambda: "Settings filled in from k.toml" in _text(drv, "#messages"), 20,
+          "settings from the analysis file")
+    _wait(drv, lambda: drv.execute_script(
+        "return document.querySelector(\"#moderators input[value='year']\").checked"), 10,
+        "moderator year ticked")
+    checked = drv.execute_script(
+        "return ['method', 'test', 'effect_mode'].map(n => "
+        "document.querySelector('input[name=' + n + ']:checked').value)")
+    assert checked == ["ML", "z", "yi"]
+    assert [_value(drv, i) for i in ("eff_yi", "eff_vi", "study", "es_id")] == [
+        "yi", "vi", "district", "school"]
+    assert not drv.find_element(By.ID, "an_bias").is_selected()
+    # an Excel file is read by the same reader; the simulated example is recognised in it
+    xlsx = tmp_path / "alliance.xlsx"
+    pd.read_csv(DATA / "alliance_like.csv").to_excel(xlsx, index=False)
+    _upload(drv, "data_file", xlsx)
+    _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 20, "Excel data read")
+    assert "SIMULATED" in _text(drv, "#data-simulated")
 
 
 def test_oversized_upload_is_refused_before_sending(app_url, browser, tmp_path):
@@ -505,5 +566,9 @@ def test_two_sessions_keep_their_own_data(app_url, browser):
     assert "konstantopoulos" not in _text(drv, "body")
     assert apa_a != apa_b
     _shot(drv, "11-second-session")
-    drv.close()
+    n_sessions = len(app_url.sessions())
+    assert n_sessions >= 2  # one folder per open page
+    drv.close()  # the session ends: its folder goes
     drv.switch_to.window(first)
+    _wait(drv, lambda: len(app_url.sessions()) == n_sessions - 1, 20,
+          "the closed session's folder removed")

@@ -522,6 +522,10 @@ def make_server(root: Path, examples: dict):
                                      "data_name": None if ds.example else ds.name}
                 ui.update_action_button("cancel", disabled=False)
                 run_task.invoke(job)
+                with reactive.isolate():
+                    if result.get() is not None:
+                        say("info", "Running; the results below are those of the previous run "
+                                    "until this one finishes.")
             except Exception as exc:  # noqa: BLE001
                 say_error(exc)
 
@@ -585,7 +589,7 @@ def make_server(root: Path, examples: dict):
             import time as _time
 
             secs = _time.monotonic() - st.started
-            step = "starting" if st.label == "starting" else st.label
+            step = "fitting the models" if st.label == "starting" else st.label
             bar = (tags.progress(value=str(st.done), max=str(st.total),
                                  aria_label=f"{step}: {st.done} of {st.total}")
                    if st.total else tags.progress(aria_label="working"))

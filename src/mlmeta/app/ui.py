@@ -44,12 +44,29 @@ CSS = """
 .mlmeta-summary { background: var(--bs-light); border-radius: .4rem; padding: .6rem .8rem; }
 .mlmeta-table caption { caption-side: top; color: var(--bs-body-color); font-weight: 600; }
 .mlmeta-table { font-size: 0.88rem; }
-.mlmeta-figure { max-height: 560px; border: 1px solid var(--bs-border-color); }
+.mlmeta-figure { max-width: 100%; height: auto; border: 1px solid var(--bs-border-color); }
 .mlmeta-figure-box { display: block; margin: .5rem 0 1rem 0; }
 .mlmeta-runbar { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; }
 .mlmeta-progress progress { width: 16rem; height: 1rem; vertical-align: middle; }
 .shiny-file-input-progress .progress-bar { white-space: normal; }
+.btn-file:focus-within { outline: 3px solid var(--bs-primary); outline-offset: 2px; }
 """
+
+
+def _file_input(fid: str, label: str, **kw):
+    """Shiny's file input, with its read-only file-name box labelled and out of the tab order
+    (the file button itself is what the keyboard reaches)."""
+    tag = ui.input_file(fid, label, **kw)
+
+    def walk(t):
+        for ch in getattr(t, "children", ()):
+            if getattr(ch, "name", None) == "input" and ch.attrs.get("type") == "text":
+                ch.attrs["aria-label"] = f"{label}: chosen file"
+                ch.attrs["tabindex"] = "-1"
+            walk(ch)
+
+    walk(tag)
+    return tag
 
 
 def _col(cid: str, **kw):
@@ -133,14 +150,14 @@ def _data_panel(examples: dict[str, str]):
     mb = limit / (1024 * 1024)
     size = f"{mb:.0f} MB" if mb >= 1 else f"{limit / 1024:.0f} KB"
     return [
-        ui.input_file("data_file", "Data file (CSV, TSV or Excel)", accept=DATA_ACCEPT,
+        _file_input("data_file", "Data file (CSV, TSV or Excel)", accept=DATA_ACCEPT,
                       button_label="Choose file…", placeholder="no file chosen"),
         tags.p(f"One row per effect size; up to {size}.", class_="small text-muted mt-n2"),
         ui.input_select("example", CONTROL_BY_ID["example"].label,
                         choices={"": "(none)", **examples}, selected=""),
         ui.input_action_button("use_example", "Use this example",
                                class_="btn-outline-secondary btn-sm mb-3"),
-        ui.input_file("analysis_file", "Analysis file (.toml) to fill in the settings",
+        _file_input("analysis_file", "Analysis file (.toml) to fill in the settings",
                       accept=[".toml"], button_label="Choose file…",
                       placeholder="no file chosen"),
     ]
