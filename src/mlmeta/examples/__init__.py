@@ -2,8 +2,9 @@
 
 ``alliance_like`` is SIMULATED: shaped like Iovoli et al. (2024) — 27 studies, 48 correlations
 between patients' interpersonal problems and the therapeutic alliance, moderators phase, rater,
-measure and treatment — because the real per-study data are not public. It is not real study
-data. The others are published data sets as distributed with R's metadat package:
+measure and treatment — because the real per-study data are not public. It is generated
+(``scripts/make_alliance_like.py``) to tell that paper's story: a negative association that is
+stronger when the alliance is measured early in therapy. It is not real study data. The others are published data sets as distributed with R's metadat package:
 Credé et al. (2010), Konstantopoulos (2011), Assink & Wibbelink (2016), Molloy et al. (2014).
 """
 
@@ -31,9 +32,10 @@ class Example:
 EXAMPLES = {
     "alliance_like": (
         "Interpersonal problems and therapeutic alliance (SIMULATED, shaped like Iovoli et al. 2024)",
-        "SIMULATED DATA: generated to resemble the design of Iovoli et al. (2024) — 27 studies, "
-        "48 correlations, about 6,300 patients. The real per-study data are not public; these "
-        "numbers are not the published results.",
+        "SIMULATED DATA: generated (scripts/make_alliance_like.py) to resemble the design and "
+        "story of Iovoli et al. (2024) — 27 studies, 48 correlations, about 6,200 patients, an "
+        "association that is stronger early in therapy. The real per-study data are not public; "
+        "these numbers are not the published results.",
         True,
     ),
     "crede2010": ("Class attendance and grades (Credé, Roch & Kieszczynka, 2010)",
