@@ -37,6 +37,7 @@ Schema (every key optional unless marked *required*)::
     rho_cluster = "study"        #   (default: outer level); omit rho for the plain model
     moderators = ["phase"]       # each tested alone (subgroups, omnibus F, R2, CR2) ...
     joint = true                 # ... and all together in one model
+    inference = "model"          # primary inference: "model" (model-based t/z tests) or "CR2"
 
     [analyses]                   # true/false switches (defaults in ANALYSES_DEFAULTS)
     profile = true               # profile-likelihood CIs of variance components and I2
@@ -49,6 +50,19 @@ Schema (every key optional unless marked *required*)::
     figures = true               # forest, funnel, orchard/bubble, profile, leave-one-out plots
     che_rhos = [0, 0.2, 0.4, 0.6, 0.8, 0.9]
     bias_rho = 0.5               # rho used to aggregate effects within studies for bias tests
+                                 #   (default: the model's rho; 0 when it has none)
+    selection_side = "auto"      # selection model favours "positive" or "negative" effects;
+                                 #   "auto": the direction of the pooled estimate
+    selection_steps = [0.025]    # one-sided p-value cut points of the selection model
+    egger_predictor = "auto"     # "se" (sqrt(vi)), "sqrt_inv_n" (sqrt(1/n~)); auto: sqrt_inv_n
+                                 #   for SMD and OR (their SE depends on the estimate), else se
+    outlier_rule = "bonferroni"  # |studentized residual| > z(1 - .05/(2k)); or "z1.96"
+
+    [report]
+    forest_level = "auto"        # "effect", "study" (one row per study) or "auto" (study level
+                                 #   when the effect-level forest is taller than one page)
+    forest_sort = "data"         # "data", "effect" or "weight"
+    templates = "templates/"     # folder with report.html.j2 / report.md.j2 overriding ours
 
 Paths: ``data.file`` is relative to the TOML file, so an analysis folder can be moved as a
 whole; ``data.example`` loads a data set shipped inside the package and therefore works from
@@ -88,6 +102,12 @@ DEFAULT_LABELS = {"ZCOR": "r", "COR": "r", "SMD": "g", "OR": "log OR"}
 DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 ANALYSES_DEFAULTS = {"profile": True, "lrt": True, "robust": True, "loo": True,
                      "influence": True, "bias": True, "che_sweep": False, "figures": True}
+INFERENCES = ("model", "CR2")
+SELECTION_SIDES = ("auto", "positive", "negative")
+EGGER_PREDICTORS = ("auto", "se", "sqrt_inv_n")
+OUTLIER_RULES = ("bonferroni", "z1.96")
+FOREST_LEVELS = ("auto", "effect", "study")
+FOREST_SORTS = ("data", "effect", "weight")
 
 
 class AnalysisError(MlmetaError):
@@ -104,8 +124,11 @@ SCHEMA: dict[str, Any] = {
                **{c: _STR for c in ESCALC_COLUMNS}},
     "model": {"random": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
               "cluster": _STR, "rho": _NUM, "rho_cluster": _STR, "moderators": _LSTR,
-              "joint": _BOOL},
-    "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM},
+              "joint": _BOOL, "inference": _STR},
+    "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM,
+                 "selection_side": _STR, "selection_steps": _LNUM, "egger_predictor": _STR,
+                 "outlier_rule": _STR},
+    "report": {"forest_level": _STR, "forest_sort": _STR, "templates": _STR},
 }
 
 _KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
@@ -217,7 +240,23 @@ class AnalysisSpec:
     joint: bool = False
     analyses: dict = field(default_factory=lambda: dict(ANALYSES_DEFAULTS))
     che_rhos: tuple[float, ...] = DEFAULT_RHOS
-    bias_rho: float = 0.5
+    bias_rho: float | None = None  # None: the model's rho (0 without one)
+    inference: str = "model"
+    selection_side: str = "auto"
+    selection_steps: tuple[float, ...] = (0.025,)
+    egger_predictor: str = "auto"
+    outlier_rule: str = "bonferroni"
+    forest_level: str = "auto"
+    forest_sort: str = "data"
+    templates: Path | None = None
+
+    @property
+    def bias_rho_used(self) -> float:
+        """The within-study correlation of the aggregated bias analyses: ``bias_rho`` when
+        given, else the model's rho (0: a model without rho assumes independent errors)."""
+        if self.bias_rho is not None:
+            return self.bias_rho
+        return self.rho if self.rho is not None else 0.0
 
     @property
     def stem(self) -> str:
@@ -262,9 +301,19 @@ class AnalysisSpec:
             "model": {"random": self.random, "method": self.method, "test": self.test,
                       "dfs": self.dfs, "level": self.level, "cluster": self.cluster,
                       "rho": self.rho, "rho_cluster": self.rho_cluster,
-                      "moderators": list(self.moderators), "joint": self.joint},
+                      "moderators": list(self.moderators), "joint": self.joint,
+                      "inference": self.inference},
             "analyses": {**self.analyses, "che_rhos": list(self.che_rhos),
-                         "bias_rho": self.bias_rho},
+                         "bias_rho": self.bias_rho_used,
+                         "bias_rho_from": "analysis file" if self.bias_rho is not None else
+                         ("model" if self.rho is not None else
+                          "model (no rho: independent sampling errors)"),
+                         "selection_side": self.selection_side,
+                         "selection_steps": list(self.selection_steps),
+                         "egger_predictor": self.egger_predictor,
+                         "outlier_rule": self.outlier_rule},
+            "report": {"forest_level": self.forest_level, "forest_sort": self.forest_sort,
+                       "templates": None if self.templates is None else str(self.templates)},
         }
 
 
@@ -390,9 +439,34 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     try:
         for r in rhos:
             check_rho(r, "'analyses.che_rhos' values")
-        bias_rho = check_rho(a_raw.get("bias_rho", 0.5), "'analyses.bias_rho'")
+        bias_rho = (check_rho(a_raw["bias_rho"], "'analyses.bias_rho'")
+                    if "bias_rho" in a_raw else None)
     except MlmetaError as exc:
         raise AnalysisError(f"{src}: {exc}") from None
+    inference = _choice("model.inference", model.get("inference", "model"), INFERENCES, src)
+    side = _choice("analyses.selection_side", a_raw.get("selection_side", "auto"),
+                   SELECTION_SIDES, src)
+    steps = tuple(float(x) for x in a_raw.get("selection_steps", (0.025,)))
+    bad = [x for x in steps if not 0 < x < 1]
+    if not steps or bad or len(set(steps)) != len(steps):
+        raise AnalysisError(f"{src}: 'analyses.selection_steps' must be distinct one-sided "
+                            f"p-values between 0 and 1 (exclusive); got {list(steps)!r}")
+    egger_pred = _choice("analyses.egger_predictor", a_raw.get("egger_predictor", "auto"),
+                         EGGER_PREDICTORS, src)
+    outlier_rule = _choice("analyses.outlier_rule", a_raw.get("outlier_rule", "bonferroni"),
+                           OUTLIER_RULES, src)
+    rep_raw = raw.get("report", {})
+    forest_level = _choice("report.forest_level", rep_raw.get("forest_level", "auto"),
+                           FOREST_LEVELS, src)
+    forest_sort = _choice("report.forest_sort", rep_raw.get("forest_sort", "data"),
+                          FOREST_SORTS, src)
+    templates = None
+    if "templates" in rep_raw:
+        base = source.parent if source is not None else Path.cwd()
+        templates = (base / rep_raw["templates"]).resolve()
+        if not templates.is_dir():
+            raise AnalysisError(f"{src}: 'report.templates' {rep_raw['templates']!r} is not a "
+                                f"folder (looked for {templates})")
     simulated = bool(raw.get("simulated", False))
     if example is not None:
         from mlmeta.examples import EXAMPLES
@@ -409,7 +483,10 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
         random=random, method=method, test=test, dfs=dfs, level=level,
         cluster=model.get("cluster"), rho=None if rho is None else float(rho),
         rho_cluster=model.get("rho_cluster"), moderators=mods, joint=joint and len(mods) > 1,
-        analyses=an, che_rhos=rhos, bias_rho=bias_rho,
+        analyses=an, che_rhos=rhos, bias_rho=None if bias_rho is None else float(bias_rho),
+        inference=inference, selection_side=side, selection_steps=tuple(sorted(steps)),
+        egger_predictor=egger_pred, outlier_rule=outlier_rule, forest_level=forest_level,
+        forest_sort=forest_sort, templates=templates,
     )
 
 
