@@ -77,7 +77,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from mlmeta.errors import MlmetaError
+from mlmeta.errors import InputError, MlmetaError
 
 __all__ = [
     "ANALYSES_DEFAULTS",
@@ -324,21 +324,34 @@ def load_analysis(path: str | Path) -> AnalysisSpec:
     except ImportError:  # Python 3.10
         raise AnalysisError("analysis files need Python >= 3.11 (tomllib)") from None
 
+    from mlmeta.io.read import check_regular_file
+
     p = Path(path)
     src = str(path)
     if not p.exists():
         raise AnalysisError(f"analysis file {src!r} not found")
     if p.is_dir():
         raise AnalysisError(f"analysis file {src!r} is a directory")
+    try:  # a FIFO or a device would block or never end
+        size = check_regular_file(p, "analysis file").st_size
+    except InputError as exc:
+        raise AnalysisError(str(exc)) from None
+    if size > 10_000_000:
+        raise AnalysisError(f"analysis file {src!r} has {size:,} bytes; an analysis file is a "
+                            "short TOML text (the data go in their own file)")
     try:
         text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
         raise AnalysisError(f"{src}: not UTF-8 text") from None
+    except OSError as exc:
+        raise AnalysisError(f"cannot read analysis file {src!r}: {exc.strerror}") from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise AnalysisError(f"{src}: invalid TOML: {msg}") from None
+    except RecursionError:
+        raise AnalysisError(f"{src}: arrays or tables nested too deeply to read") from None
     return parse_analysis(raw, source=p.resolve(), name=src)
 
 

@@ -232,6 +232,7 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
         numbers["timings"]["figures (wait)"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         _finish_numbers(numbers, spec, comp, figs, why, command)
+        _relative_paths(numbers, target)
         from mlmeta.report.document import build_document, figure_captions
         blocks = build_document(numbers)
         caps = figure_captions(numbers)
@@ -278,6 +279,36 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
         _remove_empty(made, parent)
         raise
     return ReportOutcome(target, numbers, numbers["figures"], time.perf_counter() - t_start)
+
+
+def _relative_paths(numbers: dict, target: Path) -> None:
+    """Paths in the settings, the data source and the command, relative to the report folder:
+    a shared report must not reveal the user's folder names (``/home/ana/thesis/...``)."""
+    def rel(v: str) -> str:
+        if not os.path.isabs(v):
+            return v
+        try:
+            return Path(os.path.relpath(v, target)).as_posix()
+        except ValueError:  # another drive (Windows)
+            return Path(v).name
+
+    def walk(o):
+        if isinstance(o, dict):
+            return {k: walk(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [walk(v) for v in o]
+        return rel(o) if isinstance(o, str) else o
+
+    if isinstance(numbers.get("settings"), dict):
+        numbers["settings"] = walk(numbers["settings"])
+    if isinstance(numbers.get("data"), dict) and isinstance(numbers["data"].get("source"), str):
+        numbers["data"]["source"] = rel(numbers["data"]["source"])
+    if isinstance(numbers.get("command"), str):
+        import shlex
+        try:
+            numbers["command"] = shlex.join(rel(t) for t in shlex.split(numbers["command"]))
+        except ValueError:
+            pass
 
 
 def _remove_empty(made: Path | None, parent: Path) -> None:
