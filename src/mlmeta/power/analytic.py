@@ -107,7 +107,9 @@ def che_satt_df(w: np.ndarray, k: np.ndarray, within: np.ndarray) -> np.ndarray:
     t = y^2 + sum w^2/k^2 + sum (k - 1)/e^2 - 2 sum w^3/k^2 / W,
     u = x y + W y - 2 sum w^3/k / W, where e_j is the working within-study variance
     (omega^2 + (1 - rho) sigma2_j for CHE, omega~^2 + sigma2_j for MLMA). When e_j = 0 for a
-    study with k_j > 1 (omega = 0 and rho = 1) t is infinite and the df is its limit s / x^2.
+    study with k_j > 1 (omega = 0 and rho = 1) t is infinite and the df is its limit s / x^2;
+    when every k_j = 1 (where POMADE returns NaN) the two variance components are one and the
+    df is the same limit.
     """
     big_w = w.sum(axis=-1)
     w2, w3 = w * w, w * w * w
@@ -119,7 +121,10 @@ def che_satt_df(w: np.ndarray, k: np.ndarray, within: np.ndarray) -> np.ndarray:
     t = (y * y + (w2 / k**2).sum(axis=-1) + extra.sum(axis=-1)
          - 2.0 * (w3 / k**2).sum(axis=-1) / big_w)
     u = x * y + big_w * y - 2.0 * (w3 / k).sum(axis=-1) / big_w
-    finite = np.isfinite(t)
+    # one effect size in every study: tau^2 and omega^2 are not separately identified and
+    # eq. 12 is 0/0 (and cancels catastrophically for k_j within 1e-9 of 1); its limit, which
+    # is continuous in k, is the one-component df s / x^2 (as for infinite t)
+    finite = np.isfinite(t) & ~np.all(k - 1.0 <= 1e-9, axis=-1)
     tt = np.where(finite, t, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = (s * tt - u * u) / (s * y * y + tt * x * x - 2.0 * u * x * y)
@@ -191,28 +196,25 @@ def _kl_derivatives(ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: n
 def _newton_step(x: np.ndarray, g: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Projected Newton direction per row for min f(a, b) subject to a, b >= 0.
 
-    A variable at its bound whose gradient pushes outwards is held; Newton on the others when
-    their Hessian block is positive definite, else a diagonally scaled gradient step.
+    A variable at its bound whose gradient pushes outwards is held. The Hessian of the free
+    variables is made positive definite by taking the absolute values of its eigenvalues
+    (floored at 1e-10 of the largest), so that an indefinite or nearly singular Hessian (the
+    two variances are nearly unidentified when k_j is close to 1) still gives a descent
+    direction that follows the valley.
     """
     free = ~((x <= 0.0) & (g > 0.0))
-    h00, h01, h11 = h[:, 0, 0], h[:, 0, 1], h[:, 1, 1]
-    det = h00 * h11 - h01 * h01
     tiny = np.finfo(float).tiny
     step = np.zeros_like(x)
     both = free[:, 0] & free[:, 1]
-    pd2 = both & (h00 > 0) & (det > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        n0 = -(h11 * g[:, 0] - h01 * g[:, 1]) / det
-        n1 = -(h00 * g[:, 1] - h01 * g[:, 0]) / det
-        step[:, 0] = np.where(pd2, n0, 0.0)
-        step[:, 1] = np.where(pd2, n1, 0.0)
-        for i, hii in ((0, h00), (1, h11)):
-            single = free[:, i] & ~pd2
-            newton = single & (hii > 0) & ~both
-            grad = single & ~newton
-            step[:, i] = np.where(newton, -g[:, i] / np.where(hii > 0, hii, 1.0), step[:, i])
-            step[:, i] = np.where(grad, -g[:, i] / np.maximum(np.abs(hii), tiny + np.abs(g[:, i])),
-                                  step[:, i])
+    if both.any():
+        lam, vec = np.linalg.eigh(h[both])
+        mag = np.abs(lam)
+        mag = np.maximum(mag, 1e-10 * mag.max(axis=1, keepdims=True) + tiny)
+        vg = np.einsum("nij,ni->nj", vec, g[both])
+        step[both] = -np.einsum("nij,nj->ni", vec, vg / mag)
+    for i in range(2):
+        one = free[:, i] & ~both
+        step[one, i] = -g[one, i] / np.maximum(np.abs(h[one, i, i]), tiny)
     return step
 
 
@@ -262,7 +264,11 @@ def mlma_working_variances(tau: float, omega: float, rho: float, sigma2: np.ndar
             t[idx[~ok]] *= 0.5
         moved = np.abs(x_new - xs).max(axis=1)
         x[rows] = x_new
-        done = (moved <= 1e-15 * np.maximum(np.abs(xs).max(axis=1), scale[rows, 0])) | ~accepted
+        # converged: the step no longer moves x, or the Newton decrement -g.step (twice the
+        # predicted decrease) is at the rounding level of f
+        decrement = -(g * step).sum(axis=1)
+        done = ((moved <= 1e-15 * np.maximum(np.abs(xs).max(axis=1), scale[rows, 0]))
+                | ~accepted | ((t == 1.0) & (decrement <= 1e-15 * (1.0 + np.abs(f)))))
         active_rows[rows[done]] = False
     return x[:, 0], x[:, 1]
 
@@ -359,7 +365,7 @@ class Design:
     ``kind`` is ``balanced`` (one value each), ``fixed`` (arrays of length J, the studies
     themselves), or, for a value of each that is an array of several values (an empirical
     distribution) or a callable ``f(rng, n)`` returning n draws (a stylised distribution),
-    ``empirical``: every iteration draws J studies with replacement from the arrays; two arrays
+    ``empirical`` (``stylised`` when a callable is involved): every iteration draws J studies with replacement from the arrays; two arrays
     of the same length are drawn by rows, i.e. as (sigma2_j, k_j) pairs (POMADE's
     ``empirical_combi``). Draws are made once and kept, and the design with J studies is the
     first J columns of the design with more: every mu and every J is evaluated on the same
@@ -379,10 +385,12 @@ class Design:
             self.kind = "fixed"
         elif not s_many and not k_many:
             self.kind = "balanced"
+        elif callable(sigma2) or callable(k):
+            self.kind = "stylised"
         else:
             self.kind = "empirical"
-        self.paired = (self.kind == "empirical" and not callable(sigma2) and not callable(k)
-                       and s_many and k_many and np.size(sigma2) == np.size(k))
+        self.paired = (self.kind == "empirical" and s_many and k_many
+                       and np.size(sigma2) == np.size(k))
         self.iterations = 1 if self.kind in ("balanced", "fixed") else int(iterations)
         self._rng = np.random.default_rng(seed)
         self._s = np.empty((self.iterations, 0))
@@ -391,7 +399,7 @@ class Design:
     @property
     def sampled(self) -> bool:
         """True when the design is drawn at random (Monte Carlo over iterations)."""
-        return self.kind == "empirical"
+        return self.kind in ("empirical", "stylised")
 
     def _draw(self, dist, n: int) -> np.ndarray:
         if callable(dist):

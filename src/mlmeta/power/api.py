@@ -88,9 +88,9 @@ def _choice(name: str, value: Any, allowed: Sequence[str], fold=str.upper) -> st
 
 def _values(name: str, value: Any, what: str, minimum: float, strict: bool):
     """A number, an array of values (one a study) or a callable; checked against the rule."""
-    if callable(value):
-        return value
     rule = f"{'>' if strict else '>='} {minimum:g}"
+    if callable(value):
+        return _checked_sampler(name, value, what, rule, minimum, strict)
     if isinstance(value, (str, bytes, bool)) or value is None:
         raise InputError(f"{name} must be a number or a sequence of numbers ({what} {rule}); "
                          f"got {value!r}")
@@ -105,8 +105,21 @@ def _values(name: str, value: Any, what: str, minimum: float, strict: bool):
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         where = "" if arr.size == 1 else f" (value {i + 1} of {arr.size})"
-        raise InputError(f"{name}: {what} must be {rule}{where}; got {arr[i]!r}")
+        raise InputError(f"{name}: {what} must be {rule}{where}; got {float(arr[i])!r}")
     return float(arr[0]) if arr.size == 1 else arr
+
+
+def _checked_sampler(name, f, what, rule, minimum, strict):
+    """A stylised distribution ``f(rng, n)`` whose draws are checked like given values."""
+    def draw(rng, n):
+        arr = np.asarray(f(rng, n), dtype=float).reshape(-1)
+        bad = ~np.isfinite(arr) | ((arr <= minimum) if strict else (arr < minimum))
+        if arr.size < n or bad.any():
+            got = f"{arr.size} values" if arr.size < n else repr(float(arr[np.flatnonzero(bad)[0]]))
+            raise InputError(f"{name}: the distribution f(rng, n) must return n = {n} values, "
+                             f"each a {what} {rule}; got {got}")
+        return arr[:n]
+    return draw
 
 
 @dataclass(frozen=True)
@@ -213,8 +226,8 @@ def _label(model: str, var_df: str) -> str:
 
 
 def _design_text(r) -> str:
-    if r.design == "empirical":
-        return f"empirical distribution, {r.iterations} iterations"
+    if r.design in ("empirical", "stylised"):
+        return f"{r.design} distribution, {r.iterations} iterations"
     return f"{r.design} design"
 
 

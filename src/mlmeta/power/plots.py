@@ -51,7 +51,7 @@ def _strip_colours(name: str, spec, values: list, palette) -> list[str]:
     if isinstance(spec, Mapping):
         missing = [v for v in values if v not in spec]
         if missing:
-            raise InputError(f"{name} has no assumption for {missing[0]!r}; give one for each "
+            raise InputError(f"{name} has no assumption for {_fmt(missing[0])}; give one for each "
                              f"of {', '.join(_fmt(v) for v in values)}")
         labels = [spec[v] for v in values]
     else:
