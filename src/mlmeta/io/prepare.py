@@ -345,6 +345,16 @@ def prepare(
                          f"{'have' if len(gone) > 1 else 'has'} no rows{why}, so "
                          f"{'they get' if len(gone) > 1 else 'it gets'} no coefficient")
 
+    # a categorical moderator with a single level in the rows used adds no coefficient: said,
+    # and never replaced by a test of the intercept (see the check after the design below)
+    single = {}
+    for c in modvars:
+        col = sub[c]
+        if (c in factored or isinstance(col.dtype, pd.CategoricalDtype)
+                or not (pd.api.types.is_numeric_dtype(col.dtype)
+                        or pd.api.types.is_bool_dtype(col.dtype))) and col.nunique() == 1:
+            single[c] = col.dropna().iloc[0]
+
     X, formula = parse_formula(mods, sub, rows=labels)
     k, p = X.shape
     if k <= p:
@@ -353,6 +363,17 @@ def prepare(
                          f"estimate {_plural(p, 'coefficient')} ({names}); more rows than "
                          "coefficients are needed")
     _check_design(X, formula.columns, formula, formula.has_intercept)
+    for c, val in single.items():
+        text = (f"moderator {c!r} has a single level ({_fmt(val)}) in the {len(sub)} rows used, "
+                "so it cannot be tested")
+        if formula.has_intercept and X.shape[1] == 1:
+            raise InputError(f"{text}; the model would have no moderator left and its omnibus "
+                             "test would test the intercept instead; remove it from the formula")
+        notes.append(f"{text}: it adds no coefficient and is not part of the moderator test")
+    if modvars and formula.has_intercept and X.shape[1] == 1:
+        raise InputError(f"moderator formula {mods!r} leaves no moderator once constant or "
+                         "redundant columns are dropped, so there is nothing to test (the "
+                         "omnibus test would test the intercept); remove the moderator")
     factors = []
     for c in levels:
         col = sub[c]
