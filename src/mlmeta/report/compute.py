@@ -444,8 +444,13 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
     try:
         if cat:
             nlev = data[m].dropna().nunique()
-            if nlev < 2:
-                raise InputError(f"moderator {m!r} has only {nlev} category")
+            if nlev < 2:  # said in the report; the other analyses go on
+                one = f" ({data[m].dropna().iloc[0]!r})" if nlev else ""
+                entry.update(ctx.note_failure(
+                    f"moderator {m}", f"moderator {m!r}",
+                    MlmetaError(f"it has a single category{one} in the data, so it cannot be "
+                                "tested")))
+                return entry
         rm = _fit(spec, ld, entry["formula"], data=data)
     except InputError:
         raise  # bad input (constant, collinear, non-numeric moderator): refuse the run
