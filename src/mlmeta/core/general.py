@@ -301,13 +301,20 @@ class _Batch:
 
 @dataclass
 class _Wood:
-    """One Woodbury term: its slice of the q random effects and how Gamma is built."""
+    """A block of the q random effects of the Woodbury layer and how Gamma is built on it:
+    either one ``~ inner | outer`` term (``gidx``) or every ``~ 1 | f`` term with the same
+    grouping (``members``: term index and R or None; e.g. species and phylogeny share the
+    species as columns, Gamma = s1 I + s2 R)."""
 
-    term: int
     start: int
     stop: int
-    R: np.ndarray | None  # FactorTerm: correlation (or None = identity)
+    members: list  # [(term, R or None)] of factor terms
     gidx: np.ndarray | None  # InnerOuterTerm: (q_w, q_w) index into G.ravel(), -1 = 0
+    io_term: int = -1
+
+    @property
+    def terms(self) -> list[int]:
+        return [self.io_term] if self.gidx is not None else [t for t, _ in self.members]
 
 
 def _neg_inf(theta, n, c):
@@ -396,9 +403,14 @@ class GeneralProblem(ProblemShape):
         for ti in self.wood_terms:
             t = self.terms[ti]
             if isinstance(t, FactorTerm):
+                shared = [w for w in self.wood if w.gidx is None and np.array_equal(
+                    self.terms[w.members[0][0]].codes, t.codes)]
+                if shared:
+                    shared[0].members.append((ti, t.R))
+                    continue
                 col = t.codes
                 qw = t.n_levels
-                self.wood.append(_Wood(ti, q, q + qw, t.R, None))
+                self.wood.append(_Wood(q, q + qw, [(ti, t.R)], None))
             else:
                 m = t.cov.m
                 key = t.outer * m + t.inner
@@ -408,7 +420,7 @@ class GeneralProblem(ProblemShape):
                 o, inn = uk // m, uk % m
                 same = o[:, None] == o[None, :]
                 gidx = np.where(same, inn[:, None] * m + inn[None, :], -1)
-                self.wood.append(_Wood(ti, q, q + qw, None, gidx))
+                self.wood.append(_Wood(q, q + qw, [], gidx, ti))
             cols.append(col.astype(np.int64) + q)
             q += qw
         self.q = q
@@ -507,6 +519,15 @@ class GeneralProblem(ProblemShape):
         return np.bincount(self._dest_all, weights=w, minlength=self.q * self.q).reshape(
             self.q, self.q)
 
+    def _scatter_sparse(self, mats: list[np.ndarray]):
+        """``U' X U`` as a sparse matrix for the block-diagonal ``X`` given per batch."""
+        from scipy.sparse import csr_matrix
+
+        T2 = self.ucols.shape[1] ** 2
+        w = np.concatenate([np.broadcast_to(A[None], (T2,) + A.shape).ravel() for A in mats])
+        return csr_matrix((w, (self._dest_all // self.q, self._dest_all % self.q)),
+                          shape=(self.q, self.q))
+
     def _pullback(self, K: np.ndarray) -> list[np.ndarray]:
         """Row-space blocks of ``U K U'`` (within-block entries only)."""
         Kf = K.ravel()
@@ -530,19 +551,24 @@ class GeneralProblem(ProblemShape):
         q = self.q
         Gam = np.zeros((q, q))
         for w in self.wood:
-            G = mats[w.term][0]
             sl = slice(w.start, w.stop)
             if w.gidx is None:
-                s2 = G[0, 0]
-                Gam[sl, sl] = s2 * w.R if w.R is not None else s2 * np.eye(w.stop - w.start)
+                for ti, R in w.members:
+                    s2 = mats[ti][0][0, 0]
+                    if R is not None:
+                        Gam[sl, sl] += s2 * R
+                    else:
+                        Gam[sl, sl] += s2 * np.eye(w.stop - w.start)
             else:
-                Gam[sl, sl] = np.r_[G.ravel(), 0.0][w.gidx]
+                Gam[sl, sl] = np.r_[mats[w.io_term][0].ravel(), 0.0][w.gidx]
         return Gam
 
-    def _dgamma(self, w: _Wood, dG: np.ndarray) -> np.ndarray:
+    def _dgamma(self, w: _Wood, dG: np.ndarray, term: int) -> np.ndarray:
+        """Derivative of Gamma on the block ``w`` for a parameter of ``term``."""
         if w.gidx is None:
+            R = dict(w.members)[term]
             val = dG[0, 0]
-            return val * w.R if w.R is not None else val * np.eye(w.stop - w.start)
+            return val * R if R is not None else val * np.eye(w.stop - w.start)
         return np.r_[dG.ravel(), 0.0][w.gidx]
 
     # ---- evaluation ------------------------------------------------------------------------
@@ -587,8 +613,15 @@ class GeneralProblem(ProblemShape):
             if not sign > 0:
                 return _neg_inf(theta, n, c)
             logdet += float(np.sum(np.log(np.abs(dA))))
-            Ainv = lu_solve((lu, piv), np.eye(q), check_finite=False)
-            K = Ainv @ Gam
+            Ainv = Omega = None
+            if order >= 2:
+                Ainv = lu_solve((lu, piv), np.eye(q), check_finite=False)
+                K = Ainv @ Gam  # A^{-1} Gamma
+                Omega = W @ Ainv
+            else:
+                K = lu_solve((lu, piv), Gam, check_finite=False)
+                if order == 1:
+                    Omega = lu_solve((lu, piv), W, trans=1, check_finite=False).T  # W A^{-1}
             K = 0.5 * (K + K.T)
             t_ = K @ UBM
             C = self.M.T @ BM - UBM.T @ t_
@@ -603,25 +636,24 @@ class GeneralProblem(ProblemShape):
         lh = np.zeros((n, n))
         if order >= 1 and n:
             self._derivatives(theta, order, mats, Bis, N, Cg, Ch, lg, lh,
-                              (W, Ainv, K, Gam) if q else None)
+                              (Omega, Ainv, K) if q else None)
         return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=self.k, reml=self.reml, order=order,
                         logdet_xtx=self.logdet_xtx)
 
     def _derivatives(self, theta, order, mats, Bis, N, Cg, Ch, lg, lh, wood) -> None:
         c = self.M.shape[1]
         block_params = [i for i, pi in enumerate(self.params) if pi.term in self.block_terms]
-        wood_of_term = {w.term: w for w in self.wood}
+        wood_of_term = {ti: w for w in self.wood for ti in w.terms}
         if wood is not None:
-            W, Ainv, K, _ = wood
+            Omega, Ainv, K = wood
             Kr = self._pullback(K)
             UN = self.U.T @ N  # = A^{-T} U' V_B^{-1} M
-            Omega = W @ Ainv
             Omega = 0.5 * (Omega + Omega.T)
         a: dict[int, np.ndarray] = {}
         F: dict[int, list] = {}
         E: dict[int, list] = {}
         KrF: dict[int, list] = {}
-        Tq: dict[int, np.ndarray] = {}
+        XT: dict[int, np.ndarray] = {}  # T_i K with T_i = U' V_B^-1 D_i V_B^-1 U (sparse)
         # ---- block parameters: D_i = Z dG_i Z' within blocks
         for i in block_params:
             pi = self.params[i]
@@ -651,7 +683,7 @@ class GeneralProblem(ProblemShape):
             if order >= 2:
                 a[i], F[i], E[i], KrF[i] = ai, Fi, Ei, Ki
                 if wood is not None:
-                    Tq[i] = self._scatter(Ei)
+                    XT[i] = np.asarray(self._scatter_sparse(Ei) @ K)
         # ---- Woodbury parameters: V_i = U dGamma_i U'
         OG: dict[int, np.ndarray] = {}
         dGam: dict[int, np.ndarray] = {}
@@ -660,13 +692,16 @@ class GeneralProblem(ProblemShape):
                 continue
             w = wood_of_term[pi.term]
             sl = slice(w.start, w.stop)
-            Gi = self._dgamma(w, mats[pi.term][1][pi.local])
+            Gi = self._dgamma(w, mats[pi.term][1][pi.local], pi.term)
             dGam[i] = Gi
             lg[i] = float(np.sum(Omega[sl, sl] * Gi))
             UNw = UN[sl]
             Cg[:, :, i] = -(UNw.T @ Gi @ UNw)
             if order >= 2:
-                OG[i] = Omega[:, sl] @ Gi
+                if w.gidx is None and dict(w.members)[pi.term] is None:
+                    OG[i] = Omega[:, sl] * Gi[0, 0]  # Gi is a multiple of I
+                else:
+                    OG[i] = Omega[:, sl] @ Gi
                 ai = np.asarray(self.U[:, sl] @ (Gi @ UNw))
                 a[i] = ai
         if order < 2:
@@ -681,7 +716,14 @@ class GeneralProblem(ProblemShape):
             return self._bapply(Bis, Z - self.U @ (K @ (self.U.T @ BZ)))
 
         Pa = {i: applyP(a[i]) for i in range(n)}
-        KT = {i: K @ Tq[i] for i in Tq}
+        Zr: dict[int, list] = {}  # row-space blocks of A^-1 dGamma_j A^-T, Woodbury params j
+
+        def zr(j: int) -> list:
+            if j not in Zr:
+                w = wood_of_term[self.params[j].term]
+                Ai = Ainv[:, w.start:w.stop]
+                Zr[j] = self._pullback(Ai @ dGam[j] @ Ai.T)
+            return Zr[j]
         for i in range(n):
             pi = self.params[i]
             for j in range(i, n):
@@ -701,7 +743,7 @@ class GeneralProblem(ProblemShape):
                                     for A1, B1 in zip(KrF[j], E[i]))
                         lhij += sum(float(np.sum(A1 * np.swapaxes(B1, 1, 2)))
                                     for A1, B1 in zip(KrF[i], E[j]))
-                        lhij -= float(np.sum(KT[i] * KT[j].T))
+                        lhij -= float(np.sum(XT[i] * XT[j].T))
                     if has_d2:
                         d2e = np.r_[d2.ravel(), 0.0]
                         for bi, b in enumerate(self.batches):
@@ -717,16 +759,13 @@ class GeneralProblem(ProblemShape):
                     si, sj = slice(wi.start, wi.stop), slice(wj.start, wj.stop)
                     lhij -= float(np.sum(OG[i][sj, :] * OG[j][si, :].T))
                     if has_d2:
-                        G2 = self._dgamma(wi, d2)
+                        G2 = self._dgamma(wi, d2, pi.term)
                         lhij += float(np.sum(Omega[si, si] * G2))
                         chij -= UN[si].T @ G2 @ UN[si]
                 else:
+                    # tr(P D_b P U dGamma_w U') = tr(T_b A^-1 dGamma_w A^-T)
                     bp, wp = (i, j) if ib else (j, i)
-                    w = wood_of_term[self.params[wp].term]
-                    sl = slice(w.start, w.stop)
-                    Ai = Ainv[:, sl]
-                    Theta = Ai.T @ Tq[bp] @ Ai
-                    lhij -= float(np.sum(Theta * dGam[wp]))
+                    lhij -= sum(float(np.sum(Eb * Zb)) for Eb, Zb in zip(E[bp], zr(wp)))
                 Ch[:, :, i, j] = Ch[:, :, j, i] = chij
                 lh[i, j] = lh[j, i] = lhij
         return
@@ -754,6 +793,72 @@ class GeneralProblem(ProblemShape):
             K = solve(np.eye(self.q) + Gam @ W, Gam)
             BZ = self._bapply(Bis, Z2 - self.U @ (K @ (self.U.T @ BZ)))
         return BZ.ravel() if vec else BZ
+
+    def covariance_components(self) -> np.ndarray:
+        """Label per row of the connected components of the non-zero pattern of the full
+        marginal covariance ``V`` (sampling covariance, every term, levels linked by ``R``)."""
+        groupings = [self.block_labels]
+        for t in self.terms:
+            if isinstance(t, FactorTerm) and t.R is not None:
+                lev = _components(t.n_levels, [], np.nonzero(t.R))
+                groupings.append(lev[t.codes])
+            else:
+                groupings.append(_term_groups(t))
+        return _components(self.k, groupings)
+
+    def marginal_blocks(self, theta: np.ndarray, labels: np.ndarray
+                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Dense blocks ``(rows, V_c)`` of ``V(theta)`` for the groups ``labels`` (codes
+        0..C-1), rows in increasing order. Entries of ``V`` between different groups are
+        ignored: the caller checks that ``V`` is block-diagonal by ``labels`` (e.g. with
+        :meth:`covariance_components`)."""
+        theta = np.asarray(theta, dtype=float)
+        labels = np.asarray(labels, dtype=np.int64)
+        mats = self.term_matrices(theta, 0)
+        C = int(labels.max()) + 1 if labels.size else 0
+        order = np.argsort(labels, kind="stable")
+        sizes = np.bincount(labels, minlength=C)
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        out: list = [None] * C
+        blk = np.empty(self.k, dtype=np.int64)
+        pos = np.empty(self.k, dtype=np.int64)
+        S = self.S
+        for n in np.unique(sizes):
+            ids = np.flatnonzero(sizes == n)
+            rows = order[starts[ids][:, None] + np.arange(n)[None, :]]
+            nb = rows.shape[0]
+            blk[rows] = np.arange(nb)[:, None]
+            pos[rows] = np.arange(n)[None, :]
+            Vb = np.zeros((nb, n, n))
+            Vb[:, np.arange(n), np.arange(n)] = S.diag[rows]
+            if S.rows.size:
+                m = (sizes[labels[S.rows]] == n) & (labels[S.rows] == labels[S.cols])
+                r, c = S.rows[m], S.cols[m]
+                Vb[blk[r], pos[r], pos[c]] = S.vals[m]
+            for t, (G, _, _) in zip(self.terms, mats):
+                if isinstance(t, FactorTerm):
+                    cd = t.codes[rows]
+                    if t.R is not None:
+                        Vb += G[0, 0] * t.R[cd[:, :, None], cd[:, None, :]]
+                    else:
+                        Vb += G[0, 0] * (cd[:, :, None] == cd[:, None, :])
+                else:
+                    o, inn = t.outer[rows], t.inner[rows]
+                    Vb += G[inn[:, :, None], inn[:, None, :]] * (o[:, :, None] == o[:, None, :])
+            for j, cid in enumerate(ids):
+                out[int(cid)] = (rows[j], Vb[j])
+        return out
+
+    def marginal_diag(self, theta: np.ndarray) -> np.ndarray:
+        """Diagonal of ``V(theta)``: sampling variance plus every term's variance per row."""
+        mats = self.term_matrices(np.asarray(theta, dtype=float), 0)
+        d = self.S.diag.copy()
+        for t, (G, _, _) in zip(self.terms, mats):
+            if isinstance(t, FactorTerm):
+                d += G[0, 0] * (1.0 if t.R is None else np.diag(t.R)[t.codes])
+            else:
+                d += np.diag(G)[t.inner]
+        return d
 
     def sampling_qe(self) -> tuple[float, float]:
         """``QE = y' (S^-1 - S^-1 X (X' S^-1 X)^-1 X' S^-1) y`` and ``log|S|`` (metafor's
