@@ -126,9 +126,14 @@ def fit_spec(data: pd.DataFrame, spec: ModelSpec) -> MetaResults:
     return fit_prepared(prepare_spec(data, spec), spec)
 
 
-def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None) -> MetaResults:
+def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
+                 same_as: MetaResults | None = None) -> MetaResults:
     """Fit ``spec`` to already prepared data (refits: leave-one-out, profiles, LRTs go through
-    :meth:`MetaResults.refit`, which calls this)."""
+    :meth:`MetaResults.refit`, which calls this).
+
+    ``same_as``: a fit to the same rows, design and sampling covariance, whose quantities that
+    do not depend on the variance components (QE, the containment df) are reused.
+    """
     k, p = md.X.shape
     if k <= p:
         raise InputError(f"{k} effect sizes are too few for {p} coefficients")
@@ -141,7 +146,9 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None) ->
                       rho_codes=rho_codes, problem=problem)
     st = core.problem.st
     test, dfs = spec.test, spec.dfs
-    if dfs == "contain" and test == "t":
+    if same_as is not None and (same_as.test, same_as.dfs) == (test, dfs):
+        ddf = same_as.tests.df
+    elif dfs == "contain" and test == "t":
         inv = np.argsort(st.order)
         codes = [c[inv] for c in st.codes]
         ddf = contain_df(md.X, codes, list(st.n_groups))
@@ -152,7 +159,9 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None) ->
     ct = coef_tests(core.beta, core.vcov, ddf, spec.level)
     btt = default_btt(md.coef_names, md.formula.has_intercept)
     QM, QM_df, QMp = omnibus_test(core.beta, core.vcov, btt, ddf)
-    if spec.rho is None:
+    if same_as is not None:
+        QE, QE_df, QEp = same_as.QE, same_as.QE_df, same_as.QEp
+    elif spec.rho is None:
         QE, QE_df, QEp = qe_test(md.y, md.v, md.X)
     else:
         QE, QE_df, QEp = qe_test_blocks(md.y, md.X, core.problem)

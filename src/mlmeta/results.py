@@ -126,7 +126,8 @@ class MetaResults:
         if start is None and warm and len(self.core.sigma2) == len(md.random):
             start = self.core.sigma2
         return fit_prepared(md, spec, start=start,
-                            problem=self.core.problem if same_problem else None)
+                            problem=self.core.problem if same_problem else None,
+                            same_as=self if same_problem else None)
 
     # ------------------------------------------------------------------ basic numbers
     @property

@@ -171,31 +171,38 @@ def evaluate(
             if order >= 1:
                 lg += np.sum(dg * iv[:, None], axis=0)
             if order >= 2:
-                lh += np.sum(dh * iv[:, None, None], axis=0) - np.einsum(
-                    "gi,gj,g->ij", dg, dg, iv * iv
-                )
+                lh += np.tensordot(iv, dh, axes=(0, 0)) - np.tensordot(
+                    dg * (iv * iv)[:, None], dg, axes=(0, 0))
             # f = s / den
             fv = s * iv
             fg = u[None, :] * iv[:, None] + s * ig
             fh = (
                 u[None, :, None] * ig[:, None, :] + ig[:, :, None] * u[None, None, :] + s * ih
             )
-            # C -= sum_g f b b'
-            C -= np.einsum("g,gm,gn->mn", fv, bv, bv)
+            # C -= sum_g f b b' (sums over the groups g as BLAS products: tensordot over g)
+            fb = bv * fv[:, None]
+            C -= fb.T @ bv
             if order >= 1:
-                t1 = np.einsum("gi,gm,gn->mni", fg, bv, bv)
-                t2 = np.einsum("g,gmi,gn->mni", fv, bg, bv)
+                bb = bv[:, :, None] * bv[:, None, :]  # G x m x m
+                t1 = np.tensordot(bb, fg, axes=(0, 0))  # m x n x i
+                t2 = np.tensordot(bg * fv[:, None, None], bv, axes=(0, 0))  # m x i x n
+                t2 = t2.transpose(0, 2, 1)
                 Cg -= t1 + t2 + t2.transpose(1, 0, 2)
             if order >= 2:
-                h1 = np.einsum("gij,gm,gn->mnij", fh, bv, bv)
-                h2 = np.einsum("gi,gmj,gn->mnij", fg, bg, bv)
+                h1 = np.tensordot(bb, fh, axes=(0, 0))  # m n i j
+                h2 = np.tensordot(bg, fg[:, None, :] * bv[:, :, None], axes=(0, 0))  # m j n i
+                h2 = h2.transpose(0, 2, 3, 1)
                 h2 = h2 + h2.transpose(1, 0, 2, 3)
                 h2 = h2 + h2.transpose(0, 1, 3, 2)
-                h3 = np.einsum("g,gmij,gn->mnij", fv, bh, bv)
+                h3 = np.tensordot(bh * fv[:, None, None, None], bv, axes=(0, 0))  # m i j n
+                h3 = h3.transpose(0, 3, 1, 2)
                 h3 = h3 + h3.transpose(1, 0, 2, 3)
-                h4 = np.einsum("g,gmi,gnj->mnij", fv, bg, bg)
+                h4 = np.tensordot(bg * fv[:, None, None], bg, axes=(0, 0))  # m i n j
+                h4 = h4.transpose(0, 2, 1, 3)
                 h4 = h4 + h4.transpose(0, 1, 3, 2)
                 Ch -= h1 + h2 + h3 + h4
+            if idx == 0:
+                break  # the top level has no parent: its a, b are not needed
             # new a, b: a/den, b/den
             if order >= 2:
                 av, ag, ah = _mul(av, ag, ah, iv, ig, ih)
