@@ -9,7 +9,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from mlmeta.results import MetaResults
 
-__all__ = ["format_summary", "format_p", "stars"]
+__all__ = ["format_p", "format_structured_components", "format_summary", "stars"]
 
 
 def format_p(p: float, digits: int = 4) -> str:
@@ -44,8 +44,9 @@ def _table(rows: list[list[str]], header: list[str], index: list[str] | None = N
 def format_summary(res: "MetaResults", digits: int = 4) -> str:
     f = f"{{:.{digits}f}}"
     out = []
+    structured = getattr(res, "is_structured", False)
     L = len(res.level_names)
-    title = "Multivariate Meta-Analysis Model" if L else "Equal-Effects Model"
+    title = "Multivariate Meta-Analysis Model" if L or structured else "Equal-Effects Model"
     out.append(f"{title} (k = {res.k}; method: {res.method})")
     if res.data.dropped:
         out.append(f"({len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
@@ -56,7 +57,9 @@ def format_summary(res: "MetaResults", digits: int = 4) -> str:
     vals = [f.format(fs[x]) for x in ("logLik", "deviance", "AIC", "BIC", "AICc")]
     out.append(_table([vals], hdr))
     out.append("")
-    if L:
+    if structured:
+        out += format_structured_components(res, digits)
+    elif L:
         out.append("Variance Components:")
         out.append("")
         rows = []
@@ -121,3 +124,87 @@ def format_summary(res: "MetaResults", digits: int = 4) -> str:
 def _peq(p: float, digits: int) -> str:
     s = format_p(p, digits)
     return s if s.startswith("<") else "= " + s
+
+
+def _abbrev(x: str, n: int = 4) -> str:
+    return x if len(x) <= n else x[:n]
+
+
+def format_structured_components(res, digits: int = 4) -> list[str]:
+    """The 'Variance Components' section of metafor's ``print.rma.mv`` for crossed terms,
+    ``R`` matrices and ``~ inner | outer`` terms (tau^2/rho and gamma^2/phi tables with the
+    number of levels, rows per inner level and, for UN, the pairs' co-occurrence counts)."""
+    from mlmeta.structures import co_occurrence, k_per_level
+
+    f = f"{{:.{digits}f}}"
+    out = ["Variance Components:" + ("" if res.data.info else " none"), ""]
+    est = res.core.estimates()
+    sig = [(e, i) for e, i in zip(est, res.data.info) if e.kind == "sigma2"]
+    if sig:
+        with_R = any(i.has_R for _, i in sig)
+        rows = []
+        for e, i in sig:
+            r = [f.format(e.sigma2), f.format(np.sqrt(e.sigma2)), str(e.n_levels[0]),
+                 "yes" if e.tau2_fixed[0] else "no", i.name]
+            if with_R:
+                r.append("yes" if i.has_R else "no")
+            rows.append(r)
+        hdr = ["estim", "sqrt", "nlvls", "fixed", "factor"] + (["R"] if with_R else [])
+        idx = ["sigma^2"] if len(sig) == 1 else [f"sigma^2.{j + 1}" for j in range(len(sig))]
+        out.append(_table(rows, hdr, idx))
+        out.append("")
+    terms = [t for t in res.data.terms if not hasattr(t, "codes")]
+    io = [(e, i) for e, i in zip(est, res.data.info) if e.kind == "inner_outer"]
+    for j, ((e, info), term) in enumerate(zip(io, terms)):
+        vsym, rsym = ("tau^2", "rho") if j == 0 else ("gamma^2", "phi")
+        w = max(len(info.inner), len(info.outer))
+        out.append(f"outer factor: {info.outer.ljust(w)} (nlvls = {e.n_levels[1]})")
+        out.append(f"inner factor: {info.inner.ljust(w)} (nlvls = {len(info.levels)})")
+        out.append("")
+        lv = [str(x) for x in info.levels]
+        kl = k_per_level(term.inner, len(lv))
+        yn = ["yes" if x else "no" for x in e.tau2_fixed]
+        ryn = ["yes" if x else "no" for x in e.rho_fixed]
+        if info.struct in ("CS", "AR", "ID"):
+            rows = [[f.format(e.tau2[0]), f.format(np.sqrt(e.tau2[0])), yn[0]]]
+            idx = [vsym]
+            if info.struct != "ID":
+                rows.append([f.format(e.rho[0]), "", ryn[0]])
+                idx.append(rsym)
+            out.append(_table(rows, ["estim", "sqrt", "fixed"], idx))
+        elif info.struct in ("HCS", "HAR", "DIAG"):
+            rows = [[f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
+                    for a, t in enumerate(e.tau2)]
+            idx = [f"{vsym}.{a + 1}" for a in range(len(e.tau2))] if len(e.tau2) > 1 else [vsym]
+            if info.struct != "DIAG":
+                rows.append([f.format(e.rho[0]), "", "", ryn[0], ""])
+                idx.append(rsym)
+            out.append(_table(rows, ["estim", "sqrt", "k.lvl", "fixed", "level"], idx))
+        else:  # UN
+            rows = [[f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
+                    for a, t in enumerate(e.tau2)]
+            idx = [f"{vsym}.{a + 1}" for a in range(len(e.tau2))] if len(e.tau2) > 1 else [vsym]
+            out.append(_table(rows, ["estim", "sqrt", "k.lvl", "fixed", "level"], idx))
+            if len(lv) > 1:
+                out.append("")
+                m = len(lv)
+                occ = co_occurrence(term)
+                cor = np.eye(m)
+                fixed = np.zeros((m, m), dtype=bool)
+                pairs = [(a, b) for a in range(m) for b in range(a + 1, m)]
+                for q, (a, b) in enumerate(pairs):
+                    cor[a, b] = cor[b, a] = e.rho[q]
+                    fixed[a, b] = fixed[b, a] = e.rho_fixed[q]
+                rows = []
+                for r in range(m):
+                    cells = [("1" if c == r else f.format(cor[r, c])) if c <= r else ""
+                             for c in range(m)]
+                    info_cells = ["-" if c == r else
+                                  (("yes" if fixed[r, c] else "no") if c < r
+                                   else str(int(occ[r, c]))) for c in range(m)]
+                    rows.append(cells + [""] + info_cells)
+                hdr = [f"{rsym}.{_abbrev(x)}" for x in lv] + [""] + [_abbrev(x) for x in lv]
+                out.append(_table(rows, hdr, lv))
+        out.append("")
+    return out
+

@@ -47,9 +47,9 @@ __all__ = [
     "TermInfo",
     "needs_general",
     "prepare_structured",
+    "r_sorted_levels",
     "read_R_csv",
     "read_V_csv",
-    "r_sorted_levels",
     "subset_structured",
 ]
 
@@ -206,7 +206,7 @@ def _sampling_V(V: Any, k_all: int, df: pd.DataFrame) -> SamplingCov:
                                      row_labels=labels)
     import scipy.sparse as sp
 
-    if sp.issparse(V) or isinstance(V, np.ndarray) or isinstance(V, list):
+    if sp.issparse(V) or isinstance(V, (np.ndarray, list)):
         shape = V.shape if hasattr(V, "shape") else np.asarray(V).shape
         if len(shape) != 2 or shape[0] != shape[1]:
             raise InputError(f"V must be a square matrix; got shape {tuple(shape)}")
