@@ -110,10 +110,40 @@ def _check_column(df: pd.DataFrame, col: str, role: str) -> None:
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
 
+#: sampling variances and |effect sizes| mlmeta fits: beyond them the likelihood's derivatives
+#: over- or underflow in double precision (vi = 5e-324 gives Q = nan; yi ~ 1e150 stopped the
+#: optimiser at its start values). Inside them a rescaled data set gives the same fit.
+V_RANGE = (1e-60, 1e60)
+Y_MAX = 1e30
+
+
+def _check_range(df: pd.DataFrame, y, v, yname: str, vname: str) -> None:
+    with np.errstate(invalid="ignore"):
+        bad_v = (v < V_RANGE[0]) | (v > V_RANGE[1])
+        bad_y = np.abs(y) > Y_MAX
+    if not (bad_v.any() or bad_y.any()):
+        return
+    c = float(np.sqrt(np.nanmedian(v))) if bad_v.any() else float(np.nanmedian(np.abs(y)))
+    fix = (f"; rescale the data (e.g. divide {yname} by {_fmt(c)} and {vname} by "
+           f"{_fmt(c * c)})" if np.isfinite(c) and c > 0 and np.isfinite(c * c) else "")
+    if bad_v.any():
+        pos = int(np.flatnonzero(bad_v)[0])
+        raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance "
+                         f"{_fmt(v[pos])} is outside the range that can be fitted in double "
+                         f"precision ({_fmt(V_RANGE[0])} to {_fmt(V_RANGE[1])}){fix}")
+    pos = int(np.flatnonzero(bad_y)[0])
+    raise InputError(f"column {yname!r}, {row_label(df, pos)}: effect size {_fmt(y[pos])} is "
+                     f"outside the range that can be fitted in double precision (|{yname}| <= "
+                     f"{_fmt(Y_MAX)}){fix}")
+
+
 def _numeric(df: pd.DataFrame, s: pd.Series, name: str) -> np.ndarray:
     """Numeric values of ``s``; non-numeric cells are an error naming the row."""
     if pd.api.types.is_bool_dtype(s.dtype):
         raise InputError(f"column {name!r} must be numeric, got true/false values")
+    if pd.api.types.is_complex_dtype(s.dtype) or (
+            s.dtype == object and any(isinstance(x, complex) for x in s)):
+        raise InputError(f"column {name!r} must hold real numbers, got complex values")
     if pd.api.types.is_numeric_dtype(s.dtype):
         return s.to_numpy(dtype=float, na_value=np.nan)
     num = pd.to_numeric(s, errors="coerce")
@@ -287,6 +317,7 @@ def prepare(
         pos = int(np.flatnonzero(badv)[0])
         raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance must be "
                          f"> 0, got {_fmt(v[pos])}")
+    _check_range(df, y, v, yname, vname)
     for c in levels:
         miss = df[c].isna().to_numpy()
         if miss.any():
