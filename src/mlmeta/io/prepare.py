@@ -123,9 +123,12 @@ def _check_range(df: pd.DataFrame, y, v, yname: str, vname: str) -> None:
         bad_y = np.abs(y) > Y_MAX
     if not (bad_v.any() or bad_y.any()):
         return
-    c = float(np.sqrt(np.nanmedian(v))) if bad_v.any() else float(np.nanmedian(np.abs(y)))
-    fix = (f"; rescale the data (e.g. divide {yname} by {_fmt(c)} and {vname} by "
-           f"{_fmt(c * c)})" if np.isfinite(c) and c > 0 and np.isfinite(c * c) else "")
+    med_v, med_y = float(np.nanmedian(v)), float(np.nanmedian(np.abs(y)))
+    typical = not (V_RANGE[0] <= med_v <= V_RANGE[1] and med_y <= Y_MAX)  # the whole scale
+    c = float(np.sqrt(med_v)) if bad_v.any() else med_y
+    fix = (f"; rescale the data (e.g. divide {yname} by {c:.3g} and {vname} by {c * c:.3g})"
+           if typical and np.isfinite(c) and c > 0 and np.isfinite(c * c)
+           else "; check this value")
     if bad_v.any():
         pos = int(np.flatnonzero(bad_v)[0])
         raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance "
