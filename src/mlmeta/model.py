@@ -102,11 +102,19 @@ _SPEC = object()  # prepare_spec: take the column from the specification
 
 
 def prepare_spec(data, spec: ModelSpec, *, yi=_SPEC, vi=_SPEC) -> ModelData:
-    """Validate ``data`` against ``spec`` and return the aligned model arrays."""
+    """Validate ``data`` against ``spec`` and return the aligned model arrays.
+
+    Crossed terms, ``~ inner | outer`` terms, ``R`` matrices and a known ``V`` are prepared by
+    :func:`mlmeta.io.structures.prepare_structured` (the general engine); one nesting
+    ``~ 1 | a/b`` with ``vi`` (and ``rho``) keeps the exact O(k) nested engine.
+    """
+    from mlmeta.io.structures import needs_general, prepare_structured
+
+    if needs_general(spec):
+        return prepare_structured(data, spec, yi=spec.yi if yi is _SPEC else yi,
+                                  vi=spec.vi if vi is _SPEC else vi)
     nesting = spec.nesting
-    if nesting is None:
-        raise InputError(f"random={spec.random_formulas!r}: crossed and '~ inner | outer' terms "
-                         "are not supported by this fitting path")
+    assert nesting is not None  # needs_general() is True otherwise
     md = prepare(data, spec.yi if yi is _SPEC else yi, spec.vi if vi is _SPEC else vi,
                  nesting, spec.mods)
     if spec.rho_cluster is not None:
@@ -134,6 +142,11 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
     ``same_as``: a fit to the same rows, design and sampling covariance, whose quantities that
     do not depend on the variance components (QE, the containment df) are reused.
     """
+    from mlmeta.io.structures import StructuredData
+
+    if isinstance(md, StructuredData):
+        from mlmeta.structures import fit_structured
+        return fit_structured(md, spec, start=start, problem=problem)
     k, p = md.X.shape
     if k <= p:
         raise InputError(f"{k} effect sizes are too few for {p} coefficients")
