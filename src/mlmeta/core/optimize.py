@@ -243,6 +243,10 @@ def maximize(
         except np.linalg.LinAlgError as exc:  # pragma: no cover - defensive
             out, it, why = None, 0, f"linear algebra failure ({exc})"
         label = f"Newton from start {i + 1} ({_fmt(np.asarray(s)[free])})"
+        if out is not None and (bad := _not_a_maximum(out[1], out[0], free, box)):
+            attempts.append(label + f": stopped where {bad}")
+            out = None
+            continue
         if out is not None:
             th, ev = out
             attempts.append(label + f": converged in {it} iterations")
@@ -253,6 +257,8 @@ def maximize(
         th, r = _lbfgs(fun, first, free, box)
         attempts.append(f"L-BFGS-B on sqrt(sigma2): {r.message}")
         out, it, why = _newton(fun, th, free, max_iter, tol, box)
+        if out is not None and (bad := _not_a_maximum(out[1], out[0], free, box)):
+            out, why = None, f"stopped where {bad}"
         if out is not None:
             th, ev = out
             attempts.append(f"Newton polish: converged in {it} iterations")
@@ -260,7 +266,8 @@ def maximize(
                                "lbfgsb+newton", tuple(attempts))
         attempts.append(f"Newton polish: {why}")
         ev = fun(th, 2)
-        if r.success and np.isfinite(ev.ll) and _gnorm(ev, th, free, box) < 1e-6:
+        if (r.success and np.isfinite(ev.ll) and _gnorm(ev, th, free, box) < 1e-6
+                and not _not_a_maximum(ev, th, free, box)):
             return OptimResult(th, ev, r.nit, True, _gnorm(ev, th, free, box), "lbfgsb",
                                tuple(attempts))
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
@@ -268,6 +275,41 @@ def maximize(
     raise ConvergenceError(
         "the likelihood could not be maximised; tried: " + "; ".join(attempts)
     )
+
+
+#: the log-likelihood one more Newton step may still gain at a reported optimum (relative to
+#: max(1, |logLik|)): far above the rounding noise the polishing steps reach (~1e-12)
+GAIN_TOL = 1e-6
+
+
+def _not_a_maximum(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None) -> str | None:
+    """None when ``theta`` is a maximum (the Karush-Kuhn-Tucker conditions within the box):
+    the gradient of the components not held at a bound predicts a gain of the log-likelihood
+    below ``GAIN_TOL`` (relative) else a reason.
+
+    The predicted gain of a Newton step, g' (-H)^{-1} g / 2, does not depend on the units of the
+    components, so this check also holds for data on any scale."""
+    box = _box_for(box, free)
+    g = ev.grad[free].copy()
+    if not (np.isfinite(ev.ll) and np.all(np.isfinite(g))):
+        return "the log-likelihood or its gradient is not finite"
+    act = ~box.held(theta[free], g)
+    if not act.any():
+        return None
+    ga = g[act]
+    H = ev.hess[np.ix_(free, free)][np.ix_(act, act)]
+    if not np.all(np.isfinite(H)):
+        return "the Hessian is not finite"
+    w, U = np.linalg.eigh(-0.5 * (H + H.T))
+    tol = GAIN_TOL * max(1.0, abs(float(ev.ll)))
+    z = U.T @ ga
+    w = np.abs(w)
+    wf = np.maximum(w, 1e-12 * (float(np.max(w)) if w.size else 0.0) + 1e-300)
+    gain = 0.5 * float(np.sum(z * z / wf))
+    if gain > tol:
+        return (f"the gradient is not zero (max |gradient| {np.max(np.abs(ga)):.2g}; one more "
+                f"Newton step would raise the log-likelihood by {gain:.2g})")
+    return None
 
 
 def _scaled_gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None) -> float:
