@@ -7,7 +7,13 @@ library's warnings raised in it are collected with the section's name.
 
 Scale: when the effect sizes are Fisher-z correlations (measure ZCOR) every estimate and
 interval is reported back-transformed to r = tanh(z); the SE of r comes from the delta method,
-se_r = (1 - tanh(z)^2) se_z; test statistics, df and p-values are those of the z-scale model.
+se_r = (1 - tanh(z)^2) se_z; log odds ratios (measure OR) are reported as odds ratios
+OR = exp(log OR) with their CI limits exponentiated (no SE: it belongs to the log scale); test
+statistics, df and p-values are those of the model scale.
+
+Every estimate of the model scale is stored under a key the mirror test knows (estimate, beta,
+ci_lb/ci_ub, ...): replacing yi by -yi flips each estimate's sign and swaps each interval's
+limits while every p-value stays (tests/test_report_mirror.py).
 """
 
 from __future__ import annotations
@@ -15,19 +21,20 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlmeta.io.analysis import AnalysisSpec, LoadedData, load_data
-from mlmeta.spec import to_fraction
 from mlmeta.errors import InputError, MlmetaError, MlmetaWarning
+from mlmeta.io.analysis import AnalysisSpec, LoadedData, load_data
 from mlmeta.report import fmt
+from mlmeta.spec import to_fraction
 
-__all__ = ["compute", "Computed", "Scale"]
+__all__ = ["Computed", "Scale", "compute"]
 
 
 # ---------------------------------------------------------------- scale
@@ -39,6 +46,7 @@ class Scale:
     transform: bool  # Fisher z -> r
     bounded: bool  # |value| <= 1: APA drops the leading zero
     measure: str | None
+    exp: bool = False  # log odds ratio -> odds ratio
 
     def tr(self, x):
         if x is None:
@@ -46,10 +54,12 @@ class Scale:
         x = float(x)
         if not math.isfinite(x):
             return x
+        if self.exp:
+            return math.exp(x) if x < 700 else math.inf
         return math.tanh(x) if self.transform else x
 
     def se(self, est, se):
-        if se is None or not math.isfinite(float(se)):
+        if se is None or not math.isfinite(float(se)) or self.exp:
             return None
         if self.transform:
             return (1.0 - math.tanh(float(est)) ** 2) * float(se)
@@ -59,7 +69,10 @@ class Scale:
 def _scale(spec: AnalysisSpec) -> Scale:
     m = spec.measure
     label = spec.effect_label
-    return Scale(label=label, transform=(m == "ZCOR"), bounded=m in ("ZCOR", "COR"), measure=m)
+    if m == "OR" and not spec.label:
+        label = "OR"  # reported back-transformed, as r is from Fisher z
+    return Scale(label=label, transform=(m == "ZCOR"), bounded=m in ("ZCOR", "COR"), measure=m,
+                 exp=(m == "OR"))
 
 
 # ---------------------------------------------------------------- helpers
@@ -207,12 +220,34 @@ def _omnibus_text(name, stat, df1, df2, p) -> str:
     return f"QM({fmt.df_text(df1)}) = {fmt.num(stat, 3)}, {fmt.p_text(p)}"
 
 
+#: Satterthwaite df below this: the small-sample test is unreliable (Tipton & Pustejovsky 2015)
+SMALL_DF = 4.0
+
+
+def df_status(df) -> str:
+    """"ok", "small" (1 <= df < 4: unreliable) or "undefined" (df < 1, not finite or None)."""
+    if df is None or not math.isfinite(float(df)) or float(df) < 1.0:
+        return "undefined"
+    return "small" if float(df) < SMALL_DF else "ok"
+
+
 def _robust_omnibus(rob) -> dict:
     df1, df2 = rob.QM_df
-    return {"stat_name": "F", "stat": _f(rob.QM), "df1": int(df1), "df2": _f(df2),
-            "pval": _f(rob.QMp), "type": rob.type, "cluster": rob.cluster,
-            "n_clusters": rob.n_clusters,
-            "apa": _omnibus_text("F", rob.QM, df1, df2, rob.QMp)}
+    status = df_status(df2)
+    if not (rob.QM is not None and math.isfinite(float(rob.QM)) and float(rob.QM) >= 0):
+        status = "undefined"
+    d = {"stat_name": "F", "stat": _f(rob.QM), "df1": int(df1), "df2": _f(df2),
+         "pval": _f(rob.QMp), "type": rob.type, "cluster": rob.cluster,
+         "n_clusters": rob.n_clusters, "df_status": status}
+    if status == "undefined":
+        d["pval"] = None
+        d["apa"] = None
+        d["why_undefined"] = (f"the Satterthwaite denominator df ({fmt.df_text(df2)}) is below 1"
+                              if _f(df2) is not None else
+                              "the Satterthwaite denominator df cannot be computed")
+    else:
+        d["apa"] = _omnibus_text("F", rob.QM, df1, df2, rob.QMp)
+    return d
 
 
 # ---------------------------------------------------------------- main entry
@@ -258,12 +293,15 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
         out["robust"] = guarded("robust", "CR2 robust inference", _robust_overall, ctx, spec,
                                 res, sc, obj) if spec.analyses["robust"] else None
 
+    out["inference"] = _inference(spec, out, res)
+    out["studies"] = guarded("studies", "table of included studies", _studies, spec, ld, res)
+
     out["sensitivity"] = guarded("sensitivity", "sensitivity analyses", _sensitivity, ctx,
                                  spec, res, sc, obj)
 
     with ctx.section("publication bias"):
         out["bias"] = guarded("publication bias", "publication-bias analyses", _bias, ctx, spec,
-                              res, sc) if spec.analyses["bias"] else None
+                              res, sc, ld) if spec.analyses["bias"] else None
 
     out["che_sweep"] = guarded("CHE sweep", "CHE sensitivity analysis", _che_sweep, ctx, spec,
                                res, sc) if spec.analyses["che_sweep"] else None
@@ -306,7 +344,7 @@ def _data_summary(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
     n_st = int(fr[study].nunique()) if study is not None else None
     return {
         "source": ld.source_text, "example": spec.example,
-        "rows": int(len(ld.frame)), "k": int(res.k),
+        "rows": len(ld.frame), "k": int(res.k),
         "rows_dropped": list(res.data.dropped),
         "study_column": study, "n_studies": n_st,
         "n_levels": [int(x) for x in res.n_levels], "levels": list(res.level_names),
@@ -471,7 +509,8 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
             r2 = rm.r2()
             entry["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
                            "total": _f(r2.total),
-                           "sigma2_null": [_f(x) for x in r2.sigma2_null]}
+                           "sigma2_null": [_f(x) for x in r2.sigma2_null],
+                           "applicable": _r2_applicable(rm, [m])}
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             entry["R2"] = ctx.note_failure(f"moderator {m}", f"R2 of {m!r}", exc)
     if cat:
@@ -504,9 +543,9 @@ def _categories(ctx, spec, ld, data, m, rm, sc: Scale, study) -> list[dict]:
     prefix = f"{_mod_term(m, True)}"
     out = []
     for row in rows:
-        lev = row["name"][len(prefix):] if row["name"].startswith(prefix) else row["name"]
+        lev = row["name"].removeprefix(prefix)
         sub = fr[fr[m].astype(str) == lev]
-        d = {"level": lev, "k": int(len(sub)),
+        d = {"level": lev, "k": len(sub),
              "n_studies": int(sub[study].nunique()) if study is not None else None,
              "model_scale": {k: row[k] for k in ("estimate", "se", "ci_lb", "ci_ub")},
              "estimate": sc.tr(row["estimate"]), "se": sc.se(row["estimate"], row["se"]),
@@ -565,11 +604,82 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
         try:
             r2 = rj.r2()
             out["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
-                         "total": _f(r2.total), "sigma2_null": [_f(x) for x in r2.sigma2_null]}
+                         "total": _f(r2.total), "sigma2_null": [_f(x) for x in r2.sigma2_null],
+                         "applicable": _r2_applicable(rj, names)}
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             out["R2"] = ctx.note_failure("moderators", "R2 of the joint model", exc)
     out["model"] = rj.to_dict()
     return out
+
+
+def _r2_applicable(rm, mods: list[str]) -> dict:
+    """Per level: can the moderators explain variance there? A moderator that is constant
+    within every group of level l-1 (e.g. a study-level moderator) cannot explain the variance
+    among units of level l within those groups (e.g. effect sizes within a study), so R² at
+    level l is not meaningful; the outer level is always applicable."""
+    fr = rm.data.frame
+    codes = rm.level_codes()
+    out = {}
+    for j, name in enumerate(rm.level_names):
+        if j == 0:
+            out[name] = True
+            continue
+        parent = codes[j - 1]
+        varies = False
+        for m in mods:
+            col = fr[m].astype(str).to_numpy()
+            per = pd.Series(col).groupby(parent).nunique()
+            if (per > 1).any():
+                varies = True
+                break
+        out[name] = varies
+    return out
+
+
+def _inference(spec: AnalysisSpec, out: dict, res) -> dict:
+    """The primary inference (model-based by default, CR2 when the analysis file says so) and
+    whether the model-based and CR2 tests of the pooled effect reach the same conclusion."""
+    alpha = 1 - to_fraction(spec.level)
+    o = out["overall"]
+    rb = out.get("robust") or {}
+    d: dict[str, Any] = {"primary": spec.inference, "alpha": alpha,
+                         "model_significant": o["pval"] is not None and o["pval"] < alpha}
+    if rb.get("pval") is not None or rb.get("df") is not None:
+        st = df_status(rb.get("df"))
+        d["cr2_df_status"] = st
+        d["cr2_significant"] = (st != "undefined" and rb.get("pval") is not None
+                                and rb["pval"] < alpha)
+        d["differ"] = st != "undefined" and d["cr2_significant"] != d["model_significant"]
+    elif spec.inference == "CR2":
+        d["primary_unavailable"] = True
+    return d
+
+
+def _studies(spec: AnalysisSpec, ld: LoadedData, res) -> dict | None:
+    """One row per study: its label, number of effect sizes, participants (largest sample of
+    the study) and the values of each moderator (several values joined)."""
+    study = spec.study or (res.data.random[0] if res.data.random else None)
+    if study is None:
+        return None
+    fr = res.data.frame
+    mods = [m for m in spec.moderators if m in ld.frame.columns]
+    rows = []
+    for sid, g in fr.groupby(study, sort=False):
+        r: dict[str, Any] = {"study": _py(sid), "k": len(g)}
+        if spec.n is not None and spec.n in g.columns:
+            n = pd.to_numeric(g[spec.n], errors="coerce")
+            r["n"] = _f(n.max()) if n.notna().any() else None
+        src = ld.frame.loc[g.index] if set(g.index) <= set(ld.frame.index) else g
+        vals = {}
+        for m in mods:
+            col = src[m] if m in src.columns else g.get(m)
+            if col is None:
+                continue
+            u = [str(_py(x)) for x in pd.unique(col.dropna())]
+            vals[m] = ", ".join(u) if u else None
+        r["moderators"] = vals
+        rows.append(r)
+    return {"study_column": study, "n_column": spec.n, "moderators": mods, "rows": rows}
 
 
 def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -> dict:
@@ -603,7 +713,7 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
     if want_loo or want_cooks:
         with ctx.section("leave-one-out"):
             try:
-                codes, labels = res.cluster_codes(cluster)
+                _, labels = res.cluster_codes(cluster)
             except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
                 out["loo"] = ctx.note_failure("leave-one-out", "leave-one-study-out", exc)
                 labels = None
@@ -631,33 +741,45 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
                     out["loo"] = _loo_summary(loo_rows, res, spec, sc,
                                               cluster or res.data.random[0])
                 if want_cooks:
+                    from mlmeta.core.dist import chi2_isf
                     v = np.array(cooks, dtype=float)
-                    fin = v[np.isfinite(v)]
-                    if fin.size:
-                        q1, med, q3 = np.percentile(fin, [25, 50, 75])
-                        flag = v > med + 3.0 * (q3 - q1)
-                        cut = float(med + 3.0 * (q3 - q1))
-                    else:
-                        flag, cut = np.zeros(len(v), dtype=bool), None
+                    # Viechtbauer & Cheung (2010), metafor's influence(): D > chi2_{p}(.50)
+                    cut = float(chi2_isf(0.5, res.p))
+                    flag = np.isfinite(v) & (v > cut)
                     rows = [{"cluster": _py(lab), "value": _f(x), "influential": bool(fl)}
                             for lab, x, fl in zip(labels, v, flag)]
-                    out["cooks"] = {"rows": rows, "cutoff": cut,
-                                    "rule": "median + 3 × IQR of all studies' distances",
+                    out["cooks"] = {"rows": rows, "cutoff": cut, "p": int(res.p),
+                                    "rule": f"the median of the χ² distribution with {res.p} df",
                                     "influential": [r["cluster"] for r in rows
                                                     if r["influential"]]}
     if spec.analyses["influence"]:
         with ctx.section("influence"):
+            from mlmeta.core.dist import norm_isf
             rs = res.rstandard()
             fr = res.data.frame
+            alpha = 0.05
+            if spec.outlier_rule == "bonferroni":
+                crit = float(norm_isf(alpha / (2 * res.k)))
+                rule = (f"|studentized residual| > {crit:.2f}, the two-sided Bonferroni critical "
+                        f"value for {res.k} effect sizes at α = .05")
+            else:
+                crit = float(norm_isf(alpha / 2))
+                rule = ("|studentized residual| > 1.96 (no correction for multiplicity: about 5% "
+                        "of effect sizes exceed it by chance alone)")
+            zz = rs["z"].to_numpy()
+            flag = np.isfinite(zz) & (np.abs(zz) > crit)
             flagged = []
-            for pos in np.flatnonzero(rs["outlier"].to_numpy()):
+            for pos in np.flatnonzero(flag):
                 d = {"row": _row_number(fr, pos), "z": _f(rs["z"].iloc[pos]),
                      "yi": _f(res.data.y[pos]), "effect": sc.tr(res.data.y[pos])}
                 for col in res.data.random:
                     d[col] = _py(fr[col].iloc[pos])
                 flagged.append(d)
-            out["outliers"] = {"rule": "|z| > 1.96 (standardized marginal residuals)",
+            out["outliers"] = {"rule": rule, "rule_name": spec.outlier_rule,
+                               "critical": crit, "alpha": alpha,
                                "n": len(flagged), "k": int(res.k), "rows": flagged,
+                               "n_above_1_96": int(np.sum(np.abs(zz[np.isfinite(zz)]) >
+                                                          1.959963984540054)),
                                "z": [_f(x) for x in rs["z"]]}
     return out
 
@@ -683,39 +805,104 @@ def _loo_summary(rows, res, spec, sc: Scale, cname) -> dict:
     return out
 
 
-def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
+def _small_study_predictor(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
+    """The Egger/PET predictor: sqrt(vi) ("se"), or sqrt(1/n~) ("sqrt_inv_n", n~ = n1 n2 /
+    (n1 + n2), or N/4 from a total sample size) which, unlike the SE of a standardized mean
+    difference or a log odds ratio, does not depend on the estimate itself (Pustejovsky &
+    Rodgers, 2019). "auto": sqrt_inv_n for SMD and OR when sample sizes are known, else se."""
+    want = spec.egger_predictor
+    artefact = spec.measure in ("SMD", "OR")
+    if want == "auto":
+        want = "sqrt_inv_n" if artefact else "se"
+    out: dict[str, Any] = {"requested": spec.egger_predictor, "artefact": artefact}
+    if want == "sqrt_inv_n":
+        fr = res.data.frame
+        esc = spec.escalc or {}
+        ntilde = None
+        try:
+            if "n1i" in esc and "n2i" in esc:
+                n1 = pd.to_numeric(fr[esc["n1i"]]).to_numpy(float)
+                n2 = pd.to_numeric(fr[esc["n2i"]]).to_numpy(float)
+                ntilde, how = n1 * n2 / (n1 + n2), "n1·n2/(n1 + n2)"
+            elif all(c in esc for c in ("ai", "bi", "ci", "di")):
+                n1 = (pd.to_numeric(fr[esc["ai"]]) + pd.to_numeric(fr[esc["bi"]])).to_numpy(float)
+                n2 = (pd.to_numeric(fr[esc["ci"]]) + pd.to_numeric(fr[esc["di"]])).to_numpy(float)
+                ntilde, how = n1 * n2 / (n1 + n2), "n1·n2/(n1 + n2)"
+            elif spec.n is not None and spec.n in fr.columns:
+                ntilde, how = pd.to_numeric(fr[spec.n]).to_numpy(float) / 4.0, "N/4"
+        except (KeyError, ValueError, TypeError):
+            ntilde = None
+        if ntilde is not None and np.all(np.isfinite(ntilde)) and np.all(ntilde > 0):
+            out.update(name="sqrt_inv_n", label="√(1/ñ)", values=np.sqrt(1.0 / ntilde),
+                       ntilde=how)
+            return out
+        out["fallback"] = "no sample sizes per group or in total (data.n) to compute ñ"
+    out.update(name="se", label="√vi (the standard error)", values=np.sqrt(res.data.v))
+    return out
+
+
+def _with_predictor(res, values: np.ndarray, name: str):
+    X = np.column_stack([res.data.X, values])
+    return res.refit(design=(X, [*res.coef_names, name]))
+
+
+def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> dict:
     out: dict[str, Any] = {}
     if not res.intercept_only:
         return {"available": False, "reason": "bias tests need the intercept-only model"}
+    pred = _small_study_predictor(spec, ld, res)
+    out["predictor"] = {k: v for k, v in pred.items() if k != "values"}
+    robust = bool(res.data.random) and spec.analyses["robust"]
     try:
-        eg = res.egger(robust=bool(res.data.random) and spec.analyses["robust"])
-        d = eg.to_dict()
-        d["apa"] = (f"b = {fmt.num(eg.coef, 3)}, SE = {fmt.num(eg.se, 3)}, "
-                    f"{_stat_name(res)}{'(' + fmt.df_text(eg.df) + ')' if eg.df else ''} = "
-                    f"{fmt.num(eg.stat, 3)}, {fmt.p_text(eg.pval)}")
-        if eg.robust:
-            rb = eg.robust
-            d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = {fmt.num(rb['stat'], 3)}, "
-                               f"{fmt.p_text(rb['pval'])}")
+        if pred["name"] == "se":  # the library's multilevel Egger test (metafor parity)
+            eg = res.egger(robust=robust)
+            d = eg.to_dict()
+        else:
+            fit = _with_predictor(res, pred["values"], "sqrt(1/n)")
+            j = fit.p - 1
+            t = fit.tests
+            d = {"coef": float(fit.core.beta[j]), "se": float(t.se[j]),
+                 "stat": float(t.stat[j]), "df": None if t.df is None else _py(t.df[j]),
+                 "pval": float(t.pval[j])}
+            if robust:
+                rb = fit.robust(cluster=_rob_cluster(spec, fit), type="CR2", btt=[j])
+                d["robust"] = {"se": _f(rb.coefs["se"].iloc[j]),
+                               "stat": _f(rb.coefs["tval"].iloc[j]),
+                               "df": _f(rb.coefs["df"].iloc[j]),
+                               "pval": _f(rb.coefs["pval"].iloc[j])}
+        d["predictor"] = pred["name"]
+        d["apa"] = (f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
+                    f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "
+                    f"{fmt.num(d['stat'], 3)}, {fmt.p_text(d['pval'])}")
+        rb = d.get("robust")
+        if rb:
+            rb["df_status"] = df_status(rb.get("df"))
+            if rb["df_status"] == "undefined":
+                rb["pval"] = None
+                d["robust_apa"] = None
+            else:
+                d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = "
+                                   f"{fmt.num(rb['stat'], 3)}, {fmt.p_text(rb['pval'])}")
         out["egger"] = d
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
     try:
-        from mlmeta.pubbias.egger import pet_peese
-        pp = pet_peese(res)
         d = {}
-        for name in ("PET", "PEESE"):
-            r = pp.loc[name]
-            d[name] = {"model_scale": {"estimate": _f(r["estimate"]), "se": _f(r["se"]),
-                                       "ci_lb": _f(r["ci_lb"]), "ci_ub": _f(r["ci_ub"])},
-                       "estimate": sc.tr(r["estimate"]), "ci_lb": sc.tr(r["ci_lb"]),
-                       "ci_ub": sc.tr(r["ci_ub"]), "pval": _f(r["pval"]),
-                       "slope": _f(r["slope"]), "slope_pval": _f(r["slope_pval"])}
+        p1 = pred["values"]
+        for name, vals, lab in (("PET", p1, "pet"), ("PEESE", p1 ** 2, "peese")):
+            f = _with_predictor(res, vals, lab)
+            t = f.tests
+            d[name] = {"model_scale": {"estimate": _f(f.core.beta[0]), "se": _f(t.se[0]),
+                                       "ci_lb": _f(t.ci_lb[0]), "ci_ub": _f(t.ci_ub[0])},
+                       "estimate": sc.tr(f.core.beta[0]), "ci_lb": sc.tr(t.ci_lb[0]),
+                       "ci_ub": sc.tr(t.ci_ub[0]), "pval": _f(t.pval[0]),
+                       "slope": _f(f.core.beta[1]), "slope_pval": _f(t.pval[1])}
         # conditional PET-PEESE (Stanley & Doucouliagos 2014): PEESE when PET's intercept
         # differs from 0 at the chosen level, else PET
         alpha = 1 - to_fraction(spec.level)
         d["chosen"] = "PEESE" if (d["PET"]["pval"] is not None and
                                   d["PET"]["pval"] < alpha) else "PET"
+        d["predictor"] = pred["name"]
         out["pet_peese"] = d
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["pet_peese"] = ctx.note_failure("publication bias", "PET-PEESE", exc)
@@ -724,62 +911,90 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
 
 
 def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
-    try:
-        from mlmeta.pubbias.egger import aggregated_bias
-    except ImportError:
-        try:
-            from mlmeta.pubbias import aggregated_bias
-        except ImportError:
-            return {"available": False,
-                    "reason": "this version of mlmeta has no aggregated_bias (rank test, "
-                              "trim-and-fill and selection model on study-aggregated effects)"}
+    from mlmeta.pubbias import aggregated_bias
+
     if not res.data.random:
         return {"available": False, "reason": "needs a study level to aggregate within"}
+    rho = spec.bias_rho_used
+    alt = {"auto": "auto", "positive": "greater", "negative": "less"}[spec.selection_side]
+    steps = (*spec.selection_steps, 1.0)
     try:
-        ab = aggregated_bias(res, rho=spec.bias_rho)
+        ab = aggregated_bias(res, rho=rho, steps=steps, alternative=alt, level=spec.level)
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         return ctx.note_failure("publication bias", "aggregated bias tests", exc)
-    out: dict[str, Any] = {"available": True, "rho": spec.bias_rho}
-    agg = ab.get("aggregate") if isinstance(ab, dict) else None
+    out: dict[str, Any] = {"available": True, "rho": rho,
+                           "rho_from": spec.to_dict()["analyses"]["bias_rho_from"],
+                           "selection_side_requested": spec.selection_side}
+    agg = ab.get("aggregate")
     if agg is not None:
-        out["n_aggregated"] = int(len(agg))
+        out["n_aggregated"] = len(agg)
         out["aggregate"] = _jsonable(agg)
     for key in ("rma_agg", "ranktest", "trimfill", "selmodel"):
-        v = ab.get(key) if isinstance(ab, dict) else None
+        v = ab.get(key)
         if v is None:
             out[key] = None
             continue
-        if hasattr(v, "to_dict") and not isinstance(v, pd.DataFrame):
-            v = v.to_dict()
-        v = {k: _jsonable(x) for k, x in dict(v).items()}
+        v = {k: _jsonable(x) for k, x in dict(v).items() if k != "hessian"}
         if key in ("rma_agg", "trimfill", "selmodel"):
             for b in ("beta", "ci_lb", "ci_ub"):
                 if isinstance(v.get(b), (int, float)):
                     v[f"{b}_display"] = sc.tr(v[b])
         out[key] = v
+    sm = out.get("selmodel")
+    if sm:
+        # effects per p-value interval: (0, s1], (s1, s2], ..., one-sided on the side used
+        st = list(sm.get("steps") or [])
+        counts = list(sm.get("ptable") or [])
+        lows = [0.0, *st[:-1]]
+        sm["bins"] = [{"p_from": a, "p_to": b, "k": int(c)} for a, b, c in zip(lows, st, counts)]
+        sm["side"] = {"greater": "positive", "less": "negative"}.get(sm.get("alternative"),
+                                                                      "two-sided")
     return out
 
 
 def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
+    """The model refitted under the CHE working model for each rho (``res.refit(rho=...)``),
+    with model-based and CR2 inference for the pooled effect (first coefficient)."""
     with ctx.section("CHE sweep"):
-        from mlmeta.analyses.che import rho_sweep
-
-        try:
-            with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
-                tab = rho_sweep(res, rhos=spec.che_rhos, rho_cluster=spec.rho_cluster,
-                                progress=tick)
-        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
-            return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
+        rc = spec.rho_cluster or res.rho_cluster or (res.data.random[0] if res.data.random
+                                                     else None)
+        if rc is None:
+            return {"available": False, "reason": "no cluster within which sampling errors "
+                    "could correlate (set model.rho_cluster)"}
         rows = []
-        for r in tab.to_dict(orient="records"):
-            d = {k: _py(v) for k, v in r.items()}
-            if "beta" in d:
-                d["estimate"] = sc.tr(d["beta"])
-                d["ci_lb_display"] = sc.tr(d.get("ci_lb"))
-                d["ci_ub_display"] = sc.tr(d.get("ci_ub"))
-            rows.append(d)
-        sig_cols = [c for c in tab.columns if str(c).startswith("sigma2_")]
+        start = res.core.sigma2
+        with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
+            for r in spec.che_rhos:
+                try:
+                    f = res.refit(rho=float(r), rho_cluster=rc, start=start)
+                except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
+                    return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
+                start = f.core.sigma2
+                t = f.tests
+                d: dict[str, Any] = {"rho": float(r), "beta": _f(f.core.beta[0]),
+                                     "se": _f(t.se[0]), "ci_lb": _f(t.ci_lb[0]),
+                                     "ci_ub": _f(t.ci_ub[0]), "pval": _f(t.pval[0]),
+                                     "estimate": sc.tr(f.core.beta[0]),
+                                     "ci_lb_display": sc.tr(t.ci_lb[0]),
+                                     "ci_ub_display": sc.tr(t.ci_ub[0])}
+                for j, n in enumerate(f.level_names):
+                    d[f"sigma2_{n}"] = _f(f.core.sigma2[j])
+                if _can_robust(spec, f):
+                    try:
+                        rb = f.robust(cluster=_rob_cluster(spec, f), type="CR2")
+                        c = rb.coefs.iloc[0]
+                        d["robust"] = {"se": _f(c["se"]), "df": _f(c["df"]),
+                                       "pval": _f(c["pval"]), "ci_lb": _f(c["ci_lb"]),
+                                       "ci_ub": _f(c["ci_ub"]),
+                                       "ci_lb_display": sc.tr(c["ci_lb"]),
+                                       "ci_ub_display": sc.tr(c["ci_ub"]),
+                                       "df_status": df_status(_f(c["df"]))}
+                    except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
+                        d["robust"] = {"available": False,
+                                       "reason": str(exc).splitlines()[0] if str(exc) else
+                                       type(exc).__name__}
+                rows.append(d)
+                tick()
+        sig_cols = [f"sigma2_{n}" for n in res.level_names]
         return {"available": True, "rhos": list(spec.che_rhos), "rows": rows,
-                "sigma2_columns": sig_cols,
-                "rho_cluster": spec.rho_cluster or (res.data.random[0] if res.data.random
-                                                    else None)}
+                "sigma2_columns": sig_cols, "rho_cluster": rc}

@@ -1,5 +1,6 @@
 """Numbers in APA style: the minus sign "−", no leading zero for quantities bounded by 1
-(r, p, SE of r), "p < .001" below .001, three decimals by default."""
+(r, p, SE of r), "p < .001" below .001, three decimals by default. A number that is not
+defined (None, NaN) is written "not defined": never "NA" or "nan"."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ __all__ = ["MINUS", "num", "coef_digits", "pval", "p_text", "df_text", "ci_text"
            "count", "apa_estimate", "pct"]
 
 MINUS = "\u2212"
+UNDEFINED = "not defined"
 
 
 def _finite(x) -> bool:
@@ -21,8 +23,9 @@ def _finite(x) -> bool:
 def num(x, digits: int = 3, bounded: bool = False) -> str:
     """``x`` rounded to ``digits`` with a true minus sign; ``bounded``: no leading zero."""
     if not _finite(x):
-        return "NA" if x is None or not (isinstance(x, float) and math.isinf(x)) else \
-            ("∞" if x > 0 else MINUS + "∞")
+        if isinstance(x, (int, float)) and math.isinf(x):
+            return "∞" if x > 0 else MINUS + "∞"
+        return UNDEFINED
     s = f"{float(x):.{digits}f}"
     if float(s) == 0:
         s = s.lstrip("-")
@@ -45,7 +48,7 @@ def coef_digits(se, minimum: int = 3, maximum: int = 8) -> int:
 def pval(p, digits: int = 3) -> str:
     """The p-value without 'p': '< .001', '= .035', '> .999'."""
     if not _finite(p):
-        return "= NA"
+        return UNDEFINED
     p = float(p)
     small = 10 ** -digits
     if p < small:
@@ -56,12 +59,13 @@ def pval(p, digits: int = 3) -> str:
 
 
 def p_text(p, digits: int = 3) -> str:
+    """'p = .034', 'p < .001'; 'p not defined' when there is none."""
     return "p " + pval(p, digits)
 
 
 def df_text(df) -> str:
     if not _finite(df):
-        return "NA"
+        return UNDEFINED
     df = float(df)
     if abs(df - round(df)) < 1e-8:
         return str(int(round(df)))

@@ -1,17 +1,22 @@
-"""Render the report's blocks to a self-contained HTML page and to Markdown.
+"""Render the report's document model through Jinja2 templates: a self-contained HTML page
+and Markdown.
 
-The HTML page has its CSS inline, no scripts, no web fonts, and every figure embedded as a
-base64 PNG (``data:`` URL), so it opens offline from anywhere; the Markdown file links the PNGs
-in ``figures/``.
+The templates are ``templates/report.html.j2`` and ``templates/report.md.j2`` inside this
+package. A user or a journal overrides either by putting a file of the same name in a folder
+and naming it in the analysis file (``[report] templates = "folder"``); such a template can
+reuse ours with ``{% extends "mlmeta/report.html.j2" %}`` and override its ``css`` or
+``content`` blocks. The HTML page has its CSS inline, no scripts, no web fonts, and every figure
+embedded as a base64 PNG (``data:`` URL), so it opens offline from anywhere; the Markdown file
+links the PNGs and PDFs in ``figures/``.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import struct
+from pathlib import Path
 
-__all__ = ["render_html", "render_markdown", "png_size"]
+__all__ = ["CSS", "environment", "png_size", "render_html", "render_markdown"]
 
 CSS = """
 :root { color-scheme: light; }
@@ -24,24 +29,31 @@ h3 { font-size: 1.08rem; margin-top: 1.6rem; }
 p.facts { color: #555; font-size: .92rem; }
 p.apa { font-size: 1.15rem; font-weight: 600; background: #f3f6fa; border-left: 4px solid #3c6e9f;
         padding: .6rem .9rem; }
+p.summary { margin: .45rem 0; }
+p.disagree { border-left: 4px solid #c77c02; padding-left: .7rem; }
 .notice { padding: .7rem 1rem; margin: 1rem 0; border-radius: 4px; }
 .notice.simulated { background: #fff1f0; border: 2px solid #c0392b; color: #7b1d13;
                     font-weight: 700; letter-spacing: .01em; }
 .notice.info { background: #f6f6f6; border: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .8rem 0 .3rem; font-size: .9rem;
-        font-variant-numeric: tabular-nums; }
-caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: .3rem; }
-th, td { padding: .25rem .6rem; border-bottom: 1px solid #e4e4e4; vertical-align: top; }
-th { border-bottom: 2px solid #999; text-align: left; }
+table { border-collapse: collapse; margin: 1.2rem 0 .3rem; font-size: .88rem;
+        font-variant-numeric: tabular-nums; border-top: 2px solid #333;
+        border-bottom: 2px solid #333; }
+caption { caption-side: top; text-align: left; padding-bottom: .4rem; }
+caption .tnum { display: block; font-weight: 700; }
+caption .ttitle { display: block; font-style: italic; }
+th, td { padding: .22rem .6rem; vertical-align: top; }
+th { border-bottom: 1px solid #333; text-align: left; font-weight: 600; }
 td.r, th.r { text-align: right; white-space: nowrap; }
-p.note { font-size: .82rem; color: #555; margin-top: .2rem; }
-figure { margin: 1.2rem 0; }
+p.note { font-size: .82rem; color: #444; margin-top: .2rem; max-width: 58rem; }
+figure { margin: 1.4rem 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .85rem; color: #444; margin-top: .3rem; }
+figcaption .fnum { font-weight: 700; }
 pre { background: #f6f6f6; padding: .7rem; overflow-x: auto; font-size: .85rem; }
+ol#reference-list li { margin-bottom: .35rem; padding-left: .2rem; }
 footer { margin-top: 3rem; font-size: .8rem; color: #777; border-top: 1px solid #ddd;
          padding-top: .6rem; }
-@media print { body { max-width: none; } figure { page-break-inside: avoid; } }
+@media print { body { max-width: none; } figure, table { page-break-inside: avoid; } }
 """
 
 
@@ -53,113 +65,47 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _e(s) -> str:
-    return html.escape("" if s is None else str(s), quote=True)
+def environment(templates: str | Path | None = None, html: bool = True):
+    """The Jinja2 environment: the user's ``templates`` folder first, then ours (also under
+    the prefix ``mlmeta/``); HTML templates autoescape."""
+    import jinja2
+
+    ours = jinja2.PackageLoader("mlmeta.report", "templates")
+    loaders: list = []
+    if templates is not None:
+        loaders.append(jinja2.FileSystemLoader(str(templates)))
+    loaders += [ours, jinja2.PrefixLoader({"mlmeta": ours})]
+    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=False, lstrip_blocks=False)
 
 
-def render_html(blocks: list[dict], figures: dict, title: str, footer: str) -> str:
-    """``figures``: name -> {"png_bytes", "png", "svg", "caption", "number", "dpi"}."""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           '<link rel="icon" href="data:,">',
-           f"<title>{_e(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-           "<main>"]
-    for b in blocks:
-        t = b["t"]
-        if t == "h":
-            idp = f' id="{_e(b["id"])}"' if b.get("id") else ""
-            out.append(f"<h{b['level']}{idp}>{_e(b['text'])}</h{b['level']}>")
-        elif t == "p":
-            cls = f' class="{_e(b["cls"])}"' if b.get("cls") else ""
-            idp = ' id="apa-overall"' if b.get("cls") == "apa" else ""
-            out.append(f"<p{cls}{idp}>{_e(b['text'])}</p>")
-        elif t == "notice":
-            idp = f' id="{_e(b["id"])}"' if b.get("id") else ""
-            out.append(f'<div class="notice {_e(b["cls"])}"{idp} role="note">{_e(b["text"])}'
-                       "</div>")
-        elif t == "table":
-            out.append(_html_table(b))
-        elif t == "figure":
-            f = figures.get(b["name"])
-            if f is None:
-                continue
-            w, h = png_size(f["png_bytes"])
-            dpi = f.get("dpi") or 96
-            cw = int(round(w * 96.0 / dpi)) if w else None
-            ch = int(round(h * 96.0 / dpi)) if h else None
-            size = f' width="{cw}" height="{ch}"' if cw and ch else ""
-            src = "data:image/png;base64," + base64.b64encode(f["png_bytes"]).decode("ascii")
-            cap = f"Figure {f['number']}. {f['caption']}"
-            out.append(f'<figure id="fig-{_e(b["name"])}"><img src="{src}" alt="{_e(cap)}"'
-                       f"{size}><figcaption>{_e(cap)} Files: {_e(f['png'])}, {_e(f['svg'])}."
-                       "</figcaption></figure>")
-        elif t == "list":
-            out.append("<ul>" + "".join(f"<li>{_e(x)}</li>" for x in b["items"]) + "</ul>")
-        elif t == "code":
-            out.append(f"<pre><code>{_e(b['text'])}</code></pre>")
-    out += ["</main>", f"<footer>{_e(footer)}</footer>", "</body>", "</html>", ""]
-    return "\n".join(out)
+def _html_figures(figures: dict) -> dict:
+    out = {}
+    for name, f in figures.items():
+        w, h = png_size(f["png_bytes"])
+        dpi = f.get("dpi") or 96
+        # displayed at about 0.7 of the printed size (a 6.5-in figure fills the text column)
+        scale = 96.0 / dpi * 0.7
+        out[name] = {**{k: v for k, v in f.items() if k != "png_bytes"},
+                     "src": "data:image/png;base64," +
+                            base64.b64encode(f["png_bytes"]).decode("ascii"),
+                     "width": int(round(w * scale)) if w else None,
+                     "height": int(round(h * scale)) if h else None}
+    return out
 
 
-def _html_table(b: dict) -> str:
-    al = b["align"]
-    idp = f' id="{_e(b["id"])}"' if b.get("id") else ""
-    rows = [f"<table{idp}>"]
-    if b.get("caption"):
-        rows.append(f"<caption>{_e(b['caption'])}</caption>")
-    rows.append("<thead><tr>" + "".join(
-        f'<th{" class=r" if al[min(i, len(al) - 1)] == "r" else ""}>{_e(h)}</th>'
-        for i, h in enumerate(b["head"])) + "</tr></thead>")
-    rows.append("<tbody>")
-    for r in b["rows"]:
-        rows.append("<tr>" + "".join(
-            f'<td{" class=r" if al[min(i, len(al) - 1)] == "r" else ""}>{_e(c)}</td>'
-            for i, c in enumerate(r)) + "</tr>")
-    rows.append("</tbody></table>")
-    if b.get("note"):
-        rows.append(f'<p class="note">{_e(b["note"])}</p>')
-    return "\n".join(rows)
+def render_html(ctx: dict, templates: str | Path | None = None) -> str:
+    """The self-contained HTML page of the render context (see
+    :func:`mlmeta.report.document.render_context`)."""
+    env = environment(templates, html=True)
+    tpl = env.get_template("report.html.j2")
+    return tpl.render(**{**ctx, "figures": _html_figures(ctx["figures"]), "css": CSS})
 
 
-def _md_cell(s) -> str:
-    return ("" if s is None else str(s)).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: list[dict], figures: dict, footer: str) -> str:
-    out: list[str] = []
-    for b in blocks:
-        t = b["t"]
-        if t == "h":
-            out += ["#" * b["level"] + " " + b["text"], ""]
-        elif t == "p":
-            txt = b["text"]
-            if b.get("cls") == "apa":
-                txt = f"**{txt}**"
-            out += [txt, ""]
-        elif t == "notice":
-            txt = f"**{b['text']}**" if b.get("cls") == "simulated" else b["text"]
-            out += [f"> {txt}", ""]
-        elif t == "table":
-            if b.get("caption"):
-                out += [f"*{b['caption']}*", ""]
-            al = b["align"]
-            out.append("| " + " | ".join(_md_cell(h) for h in b["head"]) + " |")
-            out.append("|" + "|".join(("---:" if al[min(i, len(al) - 1)] == "r" else ":---")
-                                      for i in range(len(b["head"]))) + "|")
-            for r in b["rows"]:
-                out.append("| " + " | ".join(_md_cell(c) for c in r) + " |")
-            out.append("")
-            if b.get("note"):
-                out += [f"Note. {b['note']}", ""]
-        elif t == "figure":
-            f = figures.get(b["name"])
-            if f is None:
-                continue
-            cap = f"Figure {f['number']}. {f['caption']}"
-            out += [f"![{cap}]({f['png']})", "", f"*{cap}* ([SVG]({f['svg']}))", ""]
-        elif t == "list":
-            out += [f"- {x}" for x in b["items"]] + [""]
-        elif t == "code":
-            out += ["```r", b["text"], "```", ""]
-    out += ["---", "", footer, ""]
-    return "\n".join(out)
+def render_markdown(ctx: dict, templates: str | Path | None = None) -> str:
+    """The Markdown text of the render context."""
+    env = environment(templates, html=False)
+    figs = {k: {kk: vv for kk, vv in v.items() if kk != "png_bytes"}
+            for k, v in ctx["figures"].items()}
+    return env.get_template("report.md.j2").render(**{**ctx, "figures": figs})
