@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlmeta.core.robust import robust_test
+from mlmeta.core.robust import check_cluster_sizes, robust_test
 from mlmeta.errors import FitWarning, InputError
 
 __all__ = ["robust", "RobustResults"]
@@ -58,6 +58,7 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
     if n <= res.p:
         raise InputError(f"robust inference needs more clusters than coefficients: {n} "
                          f"clusters for {res.p} coefficients")
+    check_cluster_sizes(np.bincount(codes, minlength=n), labels)  # before any dense block
     blocks = res.marginal_blocks(codes)
     V = [None] * n
     for c, (rows, Vc) in enumerate(blocks):

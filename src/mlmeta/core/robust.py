@@ -91,7 +91,25 @@ from scipy import special
 
 from mlmeta.errors import InputError
 
-__all__ = ["robust_test", "cr1", "cr2"]
+__all__ = ["MAX_CLUSTER_SIZE", "check_cluster_sizes", "cr1", "cr2", "robust_test"]
+
+#: the largest cluster the sandwich estimators accept: each cluster's covariance block is
+#: factorised densely (n^3 operations, 8 n^2 bytes a matrix), so 2,000 effect sizes take seconds
+#: and 10,000 would take many minutes and gigabytes
+MAX_CLUSTER_SIZE = 2000
+
+
+def check_cluster_sizes(sizes, labels=None) -> None:
+    """Refuse a cluster larger than :data:`MAX_CLUSTER_SIZE` at once, naming it, before any
+    dense block is built."""
+    sizes = np.asarray(sizes)
+    if sizes.size and int(sizes.max()) > MAX_CLUSTER_SIZE:
+        j = int(np.argmax(sizes))
+        who = f"{labels[j]!r}" if labels is not None else f"{j}"
+        raise InputError(f"cluster-robust inference: cluster {who} has {int(sizes[j]):,} effect "
+                         f"sizes, more than the {MAX_CLUSTER_SIZE:,} whose covariance block "
+                         "can be factorised in reasonable time and memory; cluster by a finer "
+                         "level")
 
 #: A per-cluster covariance block source: ``blocks[c]`` or ``blocks(c)`` is the dense
 #: ``n_c x n_c`` marginal covariance of cluster ``c`` in the row order of that cluster (rows of
@@ -438,6 +456,7 @@ def robust_test(
     if not (0.0 < level < 1.0):
         raise InputError(f"level: expected a value in (0, 1), got {level!r}")
     X, beta, resid, cl, C, btt_arr = _check_inputs(X, beta, resid, cluster, V_blocks, btt)
+    check_cluster_sizes(np.bincount(cl, minlength=C))
     p = X.shape[1]
     groups = _groups(X, resid, cl, C, V_blocks)
     M = _bread(groups, p, bread)
