@@ -52,7 +52,23 @@ def _add_fit_args(ap: argparse.ArgumentParser) -> None:
                     help="compute yi/vi with escalc from raw columns")
     for a in ESCALC_ARGS:
         ap.add_argument(f"--{a}", help=f"escalc column {a}")
-    ap.add_argument("--random", default=None, help="nesting outer/inner, e.g. study/es; 'none'")
+    ap.add_argument("--random", default=None, action="append",
+                    help="random-effects term, repeatable: a nesting such as study/es, or a "
+                         "formula such as '~ 1 | lab' or '~ outcome | trial'; 'none'")
+    ap.add_argument("--struct", default=None,
+                    help="structure of the '~ inner | outer' terms, in order: CS, HCS, UN, AR, "
+                         "HAR, ID, DIAG (e.g. UN or UN,CS)")
+    ap.add_argument("--R", dest="R", default=None, action="append", metavar="FACTOR=PATH",
+                    help="known correlation matrix of a factor's levels (CSV: header row and "
+                         "first column hold the level names); repeatable")
+    ap.add_argument("--V", dest="V", default=None, metavar="PATH",
+                    help="known sampling covariance, long CSV row,col,value (1-based data rows, "
+                         "lower triangle with the diagonal); replaces --vi")
+    ap.add_argument("--rho", default=None, type=float,
+                    help="constant sampling correlation within --rho-cluster (metafor's vcalc)")
+    ap.add_argument("--rho-cluster", dest="rho_cluster", default=None,
+                    help="column whose rows share correlated sampling errors (default: the "
+                         "outer factor of the first random term)")
     ap.add_argument("--mods", default=None, help="moderator formula, e.g. '~ phase'")
     ap.add_argument("--method", default="REML", type=str.upper, choices=["REML", "ML"])
     ap.add_argument("--test", default="z", choices=["z", "t"])
@@ -109,14 +125,60 @@ def _fit_from_args(a):
         df["vi"] = es["vi"].to_numpy()
         yi, vi = "yi", "vi"
     else:
-        if not a.yi or not a.vi:
+        if not a.yi or not (a.vi or a.V):
             raise MlmetaError("give --yi COL and --vi COL, or --measure with its columns "
                               "(e.g. --measure ZCOR --ri r --ni n)")
-        yi, vi = a.yi, a.vi
-    random = None if a.random in (None, "none", "") else a.random
+        yi, vi = a.yi, a.vi or "vi"
+    random = _random_arg(a.random)
     sigma2 = _sigma2_arg(a.sigma2, random)
+    extra = _structure_args(a)
     return rma_mv(df, yi, vi, random=random, mods=a.mods, method=a.method, test=a.test, sigma2=sigma2,
-                  dfs=a.dfs, level=a.level, measure=measure)
+                  dfs=a.dfs, level=a.level, measure=measure, **extra)
+
+
+def _random_arg(values):
+    """--random given once (a nesting or a formula) or repeated (one term each)."""
+    if not values:
+        return None
+    vals = [v.strip() for v in values if v.strip().lower() not in ("none", "")]
+    if not vals:
+        if len(values) > 1:
+            raise MlmetaError("--random none cannot be combined with other --random terms")
+        return None
+    if len(vals) != len(values):
+        raise MlmetaError("--random none cannot be combined with other --random terms")
+    if len(vals) == 1:
+        return vals[0]
+    return [v if "|" in v else f"~ 1 | {v}" for v in vals]
+
+
+def _structure_args(a) -> dict:
+    """--struct, --R, --V, --rho, --rho-cluster as rma_mv arguments (files read here)."""
+    from mlmeta.io.structures import read_R_csv, read_V_csv
+
+    out: dict = {}
+    if a.struct:
+        out["struct"] = [s.strip() for s in a.struct.split(",") if s.strip()]
+    if a.R:
+        R = {}
+        for item in a.R:
+            if "=" not in item:
+                raise MlmetaError(f"--R expects FACTOR=PATH (e.g. --R phylo=tree_cor.csv); got "
+                                  f"{item!r}")
+            fac, path = (x.strip() for x in item.split("=", 1))
+            if not fac or not path:
+                raise MlmetaError(f"--R expects FACTOR=PATH; got {item!r}")
+            if fac in R:
+                raise MlmetaError(f"--R: factor {fac!r} is given twice")
+            R[fac] = read_R_csv(path, fac)
+        out["R"] = R
+    if a.V:
+        out["V"] = read_V_csv(a.V)
+    if a.rho is not None:
+        out["rho"] = a.rho
+    if a.rho_cluster:
+        out["rho_cluster"] = a.rho_cluster
+    return out
 
 
 def _sigma2_arg(text, random):
