@@ -119,6 +119,44 @@ def test_every_control_names_one_analysis_file_key():
     assert mapping.MODERATOR_TYPE_KEY == "data.categorical" and _key_in_schema("data.categorical")
 
 
+def test_every_analysis_file_key_has_a_control_or_a_reason():
+    """A key added to the schema must get a control (or a stated reason) here too."""
+    covered = ({c.key for c in CONTROLS} | set(mapping.UNSUPPORTED) | set(mapping.WRITTEN)
+               | {mapping.MODERATOR_TYPE_KEY})
+    covered |= {f"effect.{k}" for k in mapping.ESCALC_COLUMNS}
+    keys = {k for k, v in SCHEMA.items() if not isinstance(v, dict)}
+    keys |= {f"{k}.{k2}" for k, v in SCHEMA.items() if isinstance(v, dict) for k2 in v}
+    assert keys - covered == set()
+    assert set(mapping.UNSUPPORTED) <= keys  # no stale reasons
+
+
+def test_choice_controls_offer_the_library_values():
+    from mlmeta.app.api import CHOICES
+    from mlmeta.io import analysis
+
+    assert CHOICES["outlier_rule"] == tuple(analysis.OUTLIER_RULES)
+    for cid, values in CHOICES.items():
+        assert mapping.CONTROL_BY_ID[cid].default in values
+
+
+def test_non_default_advanced_settings_are_written_and_read_back():
+    v = _values(inference="CR2", selection_side="negative", selection_steps="0.025, 0.5",
+                egger_predictor="se", outlier_rule="z1.96", forest_level="study",
+                forest_sort="weight", bias_rho=0.3, che=True, rho=0.5, rho_cluster="study")
+    raw = controls_to_raw(v, "d.csv")
+    assert raw["model"]["inference"] == "CR2" and raw["model"]["rho_cluster"] == "study"
+    assert raw["analyses"]["selection_steps"] == [0.025, 0.5]
+    assert raw["analyses"]["bias_rho"] == 0.3 and raw["analyses"]["outlier_rule"] == "z1.96"
+    assert raw["report"] == {"forest_level": "study", "forest_sort": "weight"}
+    parse_analysis({**raw, "data": {"example": "alliance_like"}}, None, "x")
+    back, _, _ = raw_to_controls(raw)
+    assert controls_to_raw(back, "d.csv") == raw
+    # defaults are left to the file's own defaults
+    plain = controls_to_raw(_values(), "d.csv")
+    assert "report" not in plain and "bias_rho" not in plain["analyses"]
+    assert "inference" not in plain["model"]
+
+
 def _values(**kw):
     v = default_values()
     v.update(effect_mode="r", measure="ZCOR", eff_ri="ri", eff_ni="ni", study="study",
@@ -156,7 +194,7 @@ def test_numeric_moderators_set_to_categorical_go_to_data_categorical():
     ({"es_id": "study"}, "must differ; both are 'study'"),
     ({"che": True, "rho": None}, r"Assumed sampling correlation ρ: give a number"),
     ({"che_rhos": "0, x"}, r"ρ values of the CHE sweep: 'x' is not a number"),
-    ({"effect_mode": "zz"}, "effect-size input must be one of r, yi, smd, or"),
+    ({"effect_mode": "zz"}, "effect-size input must be one of r, yi, smd, or, other; got 'zz'"),
 ])
 def test_controls_to_raw_errors_name_the_control(kw, match):
     with pytest.raises(MlmetaError, match=match):
@@ -187,8 +225,9 @@ def test_raw_to_controls_refuses_what_the_page_cannot_show():
     base = {"data": {"file": "d.csv"}, "effect": {"yi": "yi", "vi": "vi"}}
     with pytest.raises(MlmetaError, match="has 3 levels; the page offers two"):
         raw_to_controls({**base, "model": {"random": "a/b/c"}})
-    with pytest.raises(MlmetaError, match="model.rho_cluster: the page uses the outer level"):
-        raw_to_controls({**base, "model": {"random": "a/b", "rho": 0.5, "rho_cluster": "a"}})
+    with pytest.raises(MlmetaError, match="report.templates: the page uses the report's own "
+                                          "templates; run this file with mlmeta run"):
+        raw_to_controls({**base, "report": {"templates": "t/"}})
     with pytest.raises(MlmetaError, match="data.study without model.random"):
         raw_to_controls({**base, "data": {"file": "d.csv", "study": "s"}})
     with pytest.raises(MlmetaError, match="is not the outer level of model.random"):
@@ -196,15 +235,45 @@ def test_raw_to_controls_refuses_what_the_page_cannot_show():
                          "model": {"random": "a/b"}})
 
 
+def test_every_measure_of_the_library_and_its_column_sets_round_trip():
+    for measure, forms in mapping.FORMS.items():
+        for i, form in enumerate(forms):
+            raw = {"data": {"file": "d.csv"},
+                   "effect": {"measure": measure, **{a: f"col_{a}" for a in form}},
+                   "model": {"random": "none", "method": "REML", "test": "t",
+                             "dfs": "contain", "level": 95.0, "moderators": []}}
+            v, types, refs = raw_to_controls(raw)
+            assert v["measure"] == measure and v["effect_form"] == str(i)
+            back = controls_to_raw(v, "d.csv", types, set(), refs)
+            assert back["effect"] == raw["effect"], (measure, form)
+            parse_analysis({**back, "data": {"example": "alliance_like"}}, None, "x")
+
+
+def test_effect_columns_that_are_no_column_set_are_refused():
+    with pytest.raises(MlmetaError, match=r"the columns ai, bi are not one of the column sets "
+                                          r"of OR \(ai, bi, ci, di; "):
+        raw_to_controls({"data": {"file": "d.csv"},
+                         "effect": {"measure": "OR", "ai": "a", "bi": "b"}})
+    with pytest.raises(MlmetaError, match="effect.measure must be one of COR, "):
+        raw_to_controls({"data": {"file": "d.csv"}, "effect": {"measure": "XX", "ai": "a"}})
+
+
 def test_raw_to_controls_reads_smd_and_or_inputs():
     v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
                                "effect": {"measure": "SMD", **{c: c.upper() for c in (
                                    "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")}}})
-    assert v["effect_mode"] == "smd" and v["eff_sd2i"] == "SD2I"
+    assert v["effect_mode"] == "smd" and v["eff_sd2i"] == "SD2I" and v["measure"] == "SMD"
     v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
                                "effect": {"measure": "OR", "ai": "a", "bi": "b", "ci": "c",
                                           "di": "d"}})
     assert v["effect_mode"] == "or" and v["eff_di"] == "d"
+    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
+                               "effect": {"measure": "RR", "ai": "a", "bi": "b", "ci": "c",
+                                          "n2i": "n"}})
+    assert (v["effect_mode"], v["effect_form"], v["eff_n2i"]) == ("or", "1", "n")
+    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
+                               "effect": {"measure": "PLO", "xi": "x", "ni": "n"}})
+    assert (v["effect_mode"], v["measure"], v["effect_form"]) == ("other", "PLO", "1")
 
 
 _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
@@ -376,19 +445,23 @@ def test_cancel_ends_the_run_and_removes_its_files(tmp_path):
     from mlmeta.app.runner import Job
 
     name = _write_analysis(tmp_path, profile=True, loo=True, bias=True, figures=True)
-    job = Job(tmp_path, name, "out")
+    job = Job(tmp_path, name, ".runs/out")
     job.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while job.state.label == "starting" and time.monotonic() < deadline:  # a long step began
         job.poll()
         time.sleep(0.05)
+    assert job.state.label != "starting" and not job.finished, job.state
+    assert (tmp_path / ".runs").is_dir()  # run_report is writing its temporary folder
     pid = job._proc.pid
     job.cancel()
     assert job.state.status == "cancelled" and job.finished
     assert not job._proc.is_alive()
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # the figure workers of the run are gone too
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.csv", "k.toml"]
+    assert sorted(p.name for p in tmp_path.rglob("*") if not p.is_dir()) == ["k.csv", "k.toml"]
+    # no temporary report folder left (run_report also removes the parent it created)
+    assert not (tmp_path / ".runs").exists() or list((tmp_path / ".runs").iterdir()) == []
 
 
 # ---------------------------------------------------------------- results view

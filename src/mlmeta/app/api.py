@@ -12,10 +12,33 @@ from __future__ import annotations
 from mlmeta.errors import InputError, MlmetaError
 from mlmeta.examples import EXAMPLES, load_example
 from mlmeta.io import read_table
-from mlmeta.io.analysis import load_analysis, parse_analysis
+from mlmeta.io.analysis import (
+    EGGER_PREDICTORS,
+    ESCALC_COLUMNS,
+    ESCALC_NEEDS,
+    FOREST_LEVELS,
+    FOREST_SORTS,
+    INFERENCES,
+    MEASURES,
+    OUTLIER_RULES,
+    SELECTION_SIDES,
+    load_analysis,
+    parse_analysis,
+)
+
+#: the values of the analysis file's choice keys, by control id (the library's own lists)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "inference": tuple(INFERENCES), "selection_side": tuple(SELECTION_SIDES),
+    "egger_predictor": tuple(EGGER_PREDICTORS), "outlier_rule": tuple(OUTLIER_RULES),
+    "forest_level": tuple(FOREST_LEVELS), "forest_sort": tuple(FOREST_SORTS),
+}
 
 __all__ = [
+    "CHOICES",
+    "ESCALC_COLUMNS",
+    "ESCALC_NEEDS",
     "EXAMPLES",
+    "MEASURES",
     "InputError",
     "MlmetaError",
     "build_document",

@@ -20,19 +20,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mlmeta.app import api as _api
 from mlmeta.errors import MlmetaError
 
 __all__ = [
     "ANALYSIS_SWITCHES",
+    "COLUMN_WORDS",
     "CONTROLS",
     "CONTROL_BY_ID",
+    "EFFECT_MODES",
+    "ESCALC_COLUMNS",
+    "FORMS",
+    "MEASURES",
     "MEASURE_CHOICES",
     "MODERATOR_REF_KEY",
     "MODERATOR_TYPE_KEY",
+    "UNSUPPORTED",
+    "WRITTEN",
     "Control",
     "controls_to_raw",
     "default_values",
     "dumps",
+    "effect_columns",
     "format_numbers",
     "mode_of",
     "parse_numbers",
@@ -54,20 +63,50 @@ ANALYSES_DEFAULT = {"profile": True, "lrt": True, "robust": True, "loo": True,
                     "influence": True, "bias": True, "che_sweep": False, "figures": True}
 DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 
+#: the library's effect-size measures and, per measure, its alternative complete column sets
+#: (escalc argument names), as the analysis file accepts them
+MEASURES: tuple[str, ...] = tuple(_api.MEASURES)
+FORMS: dict[str, tuple[tuple[str, ...], ...]] = {m: tuple(tuple(f) for f in _api.ESCALC_NEEDS[m])
+                                                for m in MEASURES}
+ESCALC_COLUMNS: tuple[str, ...] = tuple(_api.ESCALC_COLUMNS)
+
+#: the ways effect sizes can be given: "yi" (effect sizes and sampling variances as they are)
+#: or computed from raw columns by a measure; the raw modes offer the measures that take
+#: their typical columns ("other": every measure)
+_TYPICAL = {"r": ("ri", "ni"), "smd": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
+            "or": ("ai", "bi", "ci", "di")}
+EFFECT_MODES = ("r", "yi", "smd", "or", "other")
+_FIRST = {"r": "ZCOR", "smd": "SMD", "or": "OR"}  # the usual measure first
+
+
+def _measures_for(mode: str) -> tuple[str, ...]:
+    if mode == "yi":
+        return ("", *MEASURES)
+    if mode == "other":
+        return MEASURES
+    ms = [m for m in MEASURES if _TYPICAL[mode] in FORMS[m]]
+    first = _FIRST[mode]
+    return tuple(([first] if first in ms else []) + [m for m in ms if m != first])
+
+
 #: measures offered for each effect-size input ("" = yi as given, no scale named)
-MEASURE_CHOICES: dict[str, tuple[str, ...]] = {
-    "r": ("ZCOR", "COR"),
-    "yi": ("", "ZCOR", "COR", "SMD", "OR"),
-    "smd": ("SMD",),
-    "or": ("OR",),
-}
-MODE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "r": ("ri", "ni"),
-    "yi": ("yi", "vi"),
-    "smd": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
-    "or": ("ai", "bi", "ci", "di"),
-}
-ESCALC_COLUMNS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
+MEASURE_CHOICES: dict[str, tuple[str, ...]] = {m: _measures_for(m) for m in EFFECT_MODES}
+
+
+def effect_columns(mode: str, measure: str, form: int | str = 0) -> tuple[str, ...]:
+    """The escalc columns (or yi, vi) that the effect-size input needs."""
+    if mode == "yi":
+        return ("yi", "vi")
+    forms = FORMS.get(measure, ())
+    if not forms:
+        raise MlmetaError(f"effect-size measure must be one of {', '.join(MEASURES)}; got "
+                          f"{measure!r}")
+    try:
+        i = int(form)
+    except (TypeError, ValueError):
+        i = 0
+    return forms[i] if 0 <= i < len(forms) else forms[0]
+
 
 #: per-moderator controls (``mtype_<j>``, ``mref_<j>``, j = column position) and their keys
 MODERATOR_TYPE_KEY = "data.categorical"
@@ -86,6 +125,18 @@ class Control:
     note: str = ""
 
 
+#: what each escalc argument holds (metafor's names)
+COLUMN_WORDS = {
+    "ri": "Correlation column (r)", "ni": "Sample-size column (n)",
+    "m1i": "Mean, group 1 (m1i)", "sd1i": "SD, group 1 (sd1i)", "n1i": "Size, group 1 (n1i)",
+    "m2i": "Mean, group 2 (m2i)", "sd2i": "SD, group 2 (sd2i)", "n2i": "Size, group 2 (n2i)",
+    "ai": "Group 1, events (ai)", "bi": "Group 1, non-events (bi)",
+    "ci": "Group 2, events (ci)", "di": "Group 2, non-events, or Cohen's d (di)",
+    "xi": "Number of events (xi)", "mi": "Non-events, or number of predictors (mi)",
+    "ti": "t statistic (ti)", "r2i": "R² of the regression (r2i)",
+}
+
+
 def _col(key: str, label: str, note: str = "") -> Control:
     return Control(f"eff_{key}", f"effect.{key}", label, "column", None, note)
 
@@ -98,22 +149,13 @@ CONTROLS: tuple[Control, ...] = (
             "text", ""),
     Control("example", "data.example", "Bundled example data set", "choice", ""),
     Control("effect_mode", "effect", "The effect sizes are given as", "choice", "r",
-            "which escalc columns [effect] names: r | yi | smd | or (see MODE_COLUMNS)"),
+            "which columns [effect] names: yi/vi, or those of effect.measure (see FORMS)"),
     Control("measure", "effect.measure", "Effect-size measure", "choice", "ZCOR"),
-    _col("ri", "Correlation column (r)"),
-    _col("ni", "Sample-size column (n)"),
+    Control("effect_form", "effect", "Columns given", "choice", "0",
+            "which of the measure's column sets [effect] names (index into FORMS[measure])"),
     _col("yi", "Effect-size column (yi)"),
     _col("vi", "Sampling-variance column (vi)"),
-    _col("m1i", "Mean, group 1"),
-    _col("sd1i", "SD, group 1"),
-    _col("n1i", "Size, group 1"),
-    _col("m2i", "Mean, group 2"),
-    _col("sd2i", "SD, group 2"),
-    _col("n2i", "Size, group 2"),
-    _col("ai", "Group 1, events (a)"),
-    _col("bi", "Group 1, non-events (b)"),
-    _col("ci", "Group 2, events (c)"),
-    _col("di", "Group 2, non-events (d)"),
+    *(_col(a, COLUMN_WORDS.get(a, f"Column {a}")) for a in ESCALC_COLUMNS),
     Control("label", "effect.label", "Symbol of the effect in the report (optional)", "text",
             ""),
     Control("study", "data.study", "Study column", "column", None,
@@ -130,18 +172,38 @@ CONTROLS: tuple[Control, ...] = (
     Control("level", "model.level", "Confidence level (%)", "number", 95.0),
     Control("cluster", "model.cluster", "Cluster of the CR2 robust inference", "column", None,
             "empty: the outer level"),
+    Control("inference", "model.inference", "Primary inference", "choice", "model"),
     Control("che", "model.rho", "Correlated sampling errors within studies (CHE model)",
             "bool", False, "model.rho is written only when ticked"),
     Control("rho", "model.rho", "Assumed sampling correlation ρ", "number", 0.6),
+    Control("rho_cluster", "model.rho_cluster", "Cluster of the correlated sampling errors",
+            "column", None, "empty: the outer level; written only with the CHE model"),
     *(Control(f"an_{k}", f"analyses.{k}", v, "bool", ANALYSES_DEFAULT[k])
       for k, v in ANALYSIS_SWITCHES.items()),
     Control("che_rhos", "analyses.che_rhos", "ρ values of the CHE sweep", "numbers",
             DEFAULT_RHOS),
     Control("bias_rho", "analyses.bias_rho",
-            "ρ used to aggregate effects within studies for the bias tests", "number", 0.5),
+            "ρ used to aggregate effects within studies for the bias tests (empty: the "
+            "model's ρ)", "number", None),
+    Control("selection_side", "analyses.selection_side", "Selection model favours",
+            "choice", "auto"),
+    Control("selection_steps", "analyses.selection_steps",
+            "Selection model: one-sided p-value cut points", "numbers", (0.025,)),
+    Control("egger_predictor", "analyses.egger_predictor", "Egger test predictor", "choice",
+            "auto"),
+    Control("outlier_rule", "analyses.outlier_rule", "Outlier rule", "choice", "bonferroni"),
+    Control("forest_level", "report.forest_level", "Forest plot rows", "choice", "auto"),
+    Control("forest_sort", "report.forest_sort", "Forest plot order", "choice", "data"),
 )
+#: analysis-file keys without a control, and why (an analysis file using them is refused with
+#: this reason, so nothing is dropped silently)
+UNSUPPORTED: dict[str, str] = {
+    "report.templates": "the page uses the report's own templates",
+}
+#: keys the page writes itself (not controls): the uploaded data file's name
+WRITTEN: tuple[str, ...] = ("data.file",)
 CONTROL_BY_ID = {c.id: c for c in CONTROLS}
-_SECTIONS = ("data", "effect", "model", "analyses")
+_SECTIONS = ("data", "effect", "model", "analyses", "report")
 
 
 def default_values() -> dict[str, Any]:
@@ -149,15 +211,29 @@ def default_values() -> dict[str, Any]:
     return {c.id: c.default for c in CONTROLS}
 
 
-def mode_of(effect: dict) -> str:
-    """The effect-size input (r, yi, smd, or) of an [effect] table."""
+def mode_of(effect: dict) -> tuple[str, str, int]:
+    """(effect-size input, measure, column-set index) of an [effect] table."""
     if "yi" in effect or "vi" in effect:
-        return "yi"
-    if "m1i" in effect:
-        return "smd"
-    if "ai" in effect:
-        return "or"
-    return "r"
+        return "yi", effect.get("measure", ""), 0
+    measure = effect.get("measure", "")
+    forms = FORMS.get(measure)
+    if not forms:
+        raise MlmetaError(f"effect.measure must be one of {', '.join(MEASURES)}; got "
+                          f"{measure!r}")
+    given = {a for a in ESCALC_COLUMNS if a in effect}
+    exact = [i for i, f in enumerate(forms) if set(f) == given]
+    if not exact:
+        raise MlmetaError(f"effect: the columns {', '.join(sorted(given)) or '(none)'} are not "
+                          f"one of the column sets of {measure} ("
+                          + "; ".join(", ".join(f) for f in forms) + ")")
+    form = exact[0]
+    for mode in ("r", "smd", "or"):
+        if measure in MEASURE_CHOICES[mode] and forms[form] == _TYPICAL[mode]:
+            return mode, measure, form
+    for mode in ("r", "smd", "or"):
+        if measure in MEASURE_CHOICES[mode]:
+            return mode, measure, form
+    return "other", measure, form
 
 
 def format_numbers(xs) -> str:
@@ -224,8 +300,8 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
     raw["data"] = data
 
     mode = v["effect_mode"]
-    if mode not in MODE_COLUMNS:
-        raise MlmetaError(f"effect-size input must be one of {', '.join(MODE_COLUMNS)}; "
+    if mode not in EFFECT_MODES:
+        raise MlmetaError(f"effect-size input must be one of {', '.join(EFFECT_MODES)}; "
                           f"got {mode!r}")
     effect: dict[str, Any] = {}
     measure = v["measure"] or ""
@@ -233,7 +309,7 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
         measure = MEASURE_CHOICES[mode][0]
     if measure:
         effect["measure"] = measure
-    for name in MODE_COLUMNS[mode]:
+    for name in effect_columns(mode, measure, v["effect_form"]):
         col = v[f"eff_{name}"]
         if _blank(col):
             raise MlmetaError(f"choose the column of {CONTROL_BY_ID['eff_' + name].label}")
@@ -262,10 +338,14 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
     model["level"] = float(v["level"]) if v["level"] is not None else 95.0
     if not _blank(v["cluster"]):
         model["cluster"] = v["cluster"]
+    if v["inference"] != CONTROL_BY_ID["inference"].default:
+        model["inference"] = v["inference"]
     if v["che"]:
         if v["rho"] is None:
             raise MlmetaError(f"{CONTROL_BY_ID['rho'].label}: give a number between -1 and 1")
         model["rho"] = float(v["rho"])
+        if not _blank(v["rho_cluster"]):
+            model["rho_cluster"] = v["rho_cluster"]
     model["moderators"] = mods
     if len(mods) > 1:
         model["joint"] = bool(v["joint"])
@@ -279,8 +359,23 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
     if isinstance(rhos, str):
         rhos = parse_numbers(rhos, CONTROL_BY_ID["che_rhos"].label)
     an["che_rhos"] = [float(x) for x in rhos]
-    an["bias_rho"] = float(v["bias_rho"]) if v["bias_rho"] is not None else 0.5
+    if v["bias_rho"] is not None and not _blank(v["bias_rho"]):
+        an["bias_rho"] = float(v["bias_rho"])
+    for cid in ("selection_side", "selection_steps", "egger_predictor", "outlier_rule"):
+        val = v[cid]
+        if CONTROL_BY_ID[cid].kind == "numbers":
+            val = [float(x) for x in (parse_numbers(val, CONTROL_BY_ID[cid].label)
+                                      if isinstance(val, str) else val)]
+            if val == [float(x) for x in CONTROL_BY_ID[cid].default]:
+                continue
+        elif val == CONTROL_BY_ID[cid].default:
+            continue
+        an[cid] = val
     raw["analyses"] = an
+    rep = {cid: v[cid] for cid in ("forest_level", "forest_sort")
+           if v[cid] != CONTROL_BY_ID[cid].default}
+    if rep:
+        raw["report"] = rep
     return raw
 
 
@@ -304,12 +399,10 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
     v["study"] = data.get("study")
     v["participants"] = data.get("n")
     effect = dict(raw.get("effect", {}))
-    mode = mode_of(effect)
-    v["effect_mode"] = mode
-    v["measure"] = effect.get("measure", MEASURE_CHOICES[mode][0])
-    for name in ESCALC_COLUMNS + ("yi", "vi"):
-        if name in effect and name in MODE_COLUMNS[mode]:
-            v[f"eff_{name}"] = effect[name]
+    mode, measure, form = mode_of(effect)
+    v["effect_mode"], v["measure"], v["effect_form"] = mode, measure, str(form)
+    for name in effect_columns(mode, measure, form):
+        v[f"eff_{name}"] = effect[name]
     if mode == "yi" and "ni" in effect and v["participants"] is None:
         v["participants"] = effect["ni"]
     v["label"] = effect.get("label", "")
@@ -341,8 +434,9 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
         v["che"] = True
         v["rho"] = float(model["rho"])
     if "rho_cluster" in model:
-        raise MlmetaError("model.rho_cluster: the page uses the outer level; run this file "
-                          "with mlmeta run")
+        v["rho_cluster"] = model["rho_cluster"]
+    if "inference" in model:
+        v["inference"] = model["inference"]
     mods = list(model.get("moderators", ()))
     v["moderators"] = tuple(mods)
     v["joint"] = bool(model.get("joint", len(mods) > 1))
@@ -357,6 +451,20 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
         v["che_rhos"] = tuple(float(x) for x in an["che_rhos"])
     if "bias_rho" in an:
         v["bias_rho"] = float(an["bias_rho"])
+    for cid in ("selection_side", "egger_predictor", "outlier_rule"):
+        if cid in an:
+            v[cid] = an[cid]
+    if "selection_steps" in an:
+        v["selection_steps"] = tuple(float(x) for x in an["selection_steps"])
+    rep = dict(raw.get("report", {}))
+    for cid in ("forest_level", "forest_sort"):
+        if cid in rep:
+            v[cid] = rep[cid]
+    for section, table in raw.items():
+        for k in (table if isinstance(table, dict) else ()):
+            key = f"{section}.{k}"
+            if key in UNSUPPORTED:
+                raise MlmetaError(f"{key}: {UNSUPPORTED[key]}; run this file with mlmeta run")
     return v, types, refs
 
 

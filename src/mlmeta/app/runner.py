@@ -75,7 +75,7 @@ class JobState:
 
 
 class Job:
-    """One run of ``workdir/toml_name`` into ``workdir/out_name``."""
+    """One run of ``workdir/toml_name`` into ``workdir/out_name`` (a relative path)."""
 
     def __init__(self, workdir: Path, toml_name: str, out_name: str):
         self.workdir = Path(workdir)
@@ -166,9 +166,11 @@ class Job:
             self._conn.close()
             self._conn = None
         _LIVE.discard(self)
-        shutil.rmtree(self.out_dir, ignore_errors=True)
-        for tmp in self.workdir.glob(f".{self.out_name}.*"):  # run_report's temporary folder
-            shutil.rmtree(tmp, ignore_errors=True)
+        out = self.out_dir
+        shutil.rmtree(out, ignore_errors=True)
+        if out.parent.is_dir():
+            for tmp in out.parent.glob(f".{out.name}.*"):  # run_report's temporary folder
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def _signal(self, sig) -> None:
         p = self._proc

@@ -37,15 +37,15 @@ from mlmeta.app.guess import Guess, column_info, guess_columns, simulated_exampl
 from mlmeta.app.mapping import (
     CONTROLS,
     MEASURE_CHOICES,
-    MODE_COLUMNS,
     controls_to_raw,
     dumps,
+    effect_columns,
     format_numbers,
     raw_to_controls,
 )
 from mlmeta.app.results import RunResult, load_result, result_view, zip_folder
 from mlmeta.app.runner import Job
-from mlmeta.app.ui import MEASURE_LABELS, RADIO_IDS
+from mlmeta.app.ui import RADIO_IDS, form_labels, measure_labels
 from mlmeta.app.upload import too_large_message
 
 __all__ = ["Dataset", "make_server", "reference_supported", "safe_file_name"]
@@ -347,17 +347,27 @@ def make_server(root: Path, examples: dict):
                     ui.update_text(c.id, value=format_numbers(v))
                 elif c.id in RADIO_IDS:
                     ui.update_radio_buttons(c.id, selected=v)
+                elif c.id in api.CHOICES:
+                    ui.update_select(c.id, selected=v)
                 elif c.id == "measure":
                     mode = values.get("effect_mode", "r")
-                    ui.update_select("measure",
-                                     choices={k: MEASURE_LABELS[k] for k in MEASURE_CHOICES[mode]},
+                    ui.update_select("measure", choices=measure_labels(MEASURE_CHOICES[mode]),
                                      selected=v if v in MEASURE_CHOICES[mode]
                                      else MEASURE_CHOICES[mode][0])
+                elif c.id == "effect_form":
+                    ui.update_select("effect_form",
+                                     choices=form_labels(values.get("measure") or ""),
+                                     selected=str(v or "0"))
                 elif c.id == "example":
                     ui.update_select("example", selected=v or "")
             used = {values.get("study"), values.get("es_id"), values.get("participants")}
             mode = values.get("effect_mode", "r")
-            used |= {values.get(f"eff_{k}") for k in MODE_COLUMNS.get(mode, ())}
+            try:
+                need = effect_columns(mode, values.get("measure") or "",
+                                      values.get("effect_form") or 0)
+            except api.MlmetaError:
+                need = ()
+            used |= {values.get(f"eff_{k}") for k in need}
             if g is not None:
                 used |= set(g.effect.values())
                 if mode == "r":  # a data set with both r/n and yi/vi: yi, vi are not moderators
@@ -374,10 +384,20 @@ def make_server(root: Path, examples: dict):
         @reactive.event(input.effect_mode)
         def _on_mode():
             mode = input.effect_mode()
-            cur = input.measure()
+            with reactive.isolate():
+                cur = input.measure()
             allowed = MEASURE_CHOICES.get(mode, ("",))
-            ui.update_select("measure", choices={k: MEASURE_LABELS[k] for k in allowed},
+            ui.update_select("measure", choices=measure_labels(allowed),
                              selected=cur if cur in allowed else allowed[0])
+
+        @reactive.effect
+        @reactive.event(input.measure)
+        def _on_measure():
+            with reactive.isolate():
+                cur = input.effect_form()
+            choices = form_labels(input.measure() or "")
+            ui.update_select("effect_form", choices=choices,
+                             selected=cur if cur in choices else "0")
 
         def current_mod_settings(ds: Dataset, mods) -> dict[str, dict[str, str]]:
             """Type and reference of each moderator: the inputs if shown, else remembered."""
@@ -516,7 +536,8 @@ def make_server(root: Path, examples: dict):
                 toml_name, text, _raw = build_analysis(ds)
                 (work / toml_name).write_text(text, encoding="utf-8")
                 state["run_no"] += 1
-                job = Job(work, toml_name, f"report-{state['run_no']}")
+                # uploads never start with a dot (safe_file_name): no name clashes
+                job = Job(work, toml_name, f".runs/report-{state['run_no']}")
                 state["job"] = job
                 state["job_meta"] = {"toml_text": text,
                                      "data_name": None if ds.example else ds.name}

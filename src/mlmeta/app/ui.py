@@ -9,29 +9,93 @@ has a visible label (a ``<label for=...>``); the ids are those of
 
 from __future__ import annotations
 
+import json
+
 from htmltools import TagChild, tags
 from shiny import ui
 
-from mlmeta.app.mapping import ANALYSIS_SWITCHES, CONTROL_BY_ID, format_numbers
+from mlmeta.app.api import CHOICES
+from mlmeta.app.mapping import (
+    ANALYSIS_SWITCHES,
+    CONTROL_BY_ID,
+    ESCALC_COLUMNS,
+    FORMS,
+    MEASURE_CHOICES,
+    format_numbers,
+)
 from mlmeta.app.upload import client_check_js, max_upload_bytes
 
-__all__ = ["DATA_ACCEPT", "EFFECT_MODE_LABELS", "MEASURE_LABELS", "RADIO_IDS", "app_ui"]
+__all__ = ["DATA_ACCEPT", "EFFECT_MODE_LABELS", "RADIO_IDS", "app_ui", "form_labels",
+           "measure_labels"]
 
 EFFECT_MODE_LABELS = {
     "r": "Correlations r with sample sizes n",
     "yi": "Effect sizes with their sampling variances (yi, vi)",
-    "smd": "Means, SDs and sizes of two groups (Hedges' g)",
-    "or": "2×2 counts of two groups (log odds ratio)",
+    "smd": "Means, SDs and sizes of two groups (Hedges' g, ...)",
+    "or": "2×2 counts of two groups (log odds ratio, ...)",
+    "other": "Another measure (metafor's escalc names)",
 }
-MEASURE_LABELS = {
-    "ZCOR": "Fisher z of r (results reported as r)",
-    "COR": "r, untransformed",
+_MEASURE_WORDS = {
     "": "as given (no transformation named)",
+    "ZCOR": "Fisher z of r (results reported as r)", "COR": "r, untransformed",
+    "PCOR": "partial correlation", "ZPCOR": "Fisher z of the partial correlation",
+    "SPCOR": "semi-partial correlation", "MD": "raw mean difference",
     "SMD": "standardized mean difference (Hedges' g)",
-    "OR": "log odds ratio",
+    "SMDH": "standardized mean difference, unequal variances", "ROM": "log ratio of means",
+    "MC": "raw mean change", "SMCC": "standardized mean change (change-score SD)",
+    "SMCR": "standardized mean change (raw-score SD)",
+    "SMCRH": "standardized mean change (raw-score SD, unequal variances)",
+    "OR": "log odds ratio", "RR": "log risk ratio", "RD": "risk difference",
+    "PETO": "log odds ratio (Peto)", "PR": "proportion", "PLN": "log proportion",
+    "PLO": "logit of the proportion", "PAS": "arcsine square-root proportion",
 }
+
+
+def measure_labels(codes) -> dict[str, str]:
+    """Measure code -> 'CODE: words' for the measure select."""
+    return {c: (_MEASURE_WORDS[""] if c == "" else
+                f"{c}: {_MEASURE_WORDS[c]}" if c in _MEASURE_WORDS else c) for c in codes}
+
+
+def form_labels(measure: str) -> dict[str, str]:
+    """Column-set index -> its columns, for the measure's column-set select."""
+    return {str(i): ", ".join(f) for i, f in enumerate(FORMS.get(measure, ()))}
+
+
+#: the order of the raw-column selects on the page
+_COLUMN_ORDER = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di",
+                 "xi", "mi", "ti", "r2i")
+
+
 #: controls shown as radio buttons (the others of kind "choice" are select inputs)
-RADIO_IDS = ("effect_mode", "method", "test", "dfs")
+RADIO_IDS = ("effect_mode", "method", "test", "dfs", "inference")
+#: words for the values of the analysis file's choice keys (a value without words shows as is)
+CHOICE_LABELS = {
+    "inference": {"model": "model-based t/z tests", "CR2": "CR2 cluster-robust"},
+    "selection_side": {"auto": "the direction of the pooled effect",
+                       "positive": "positive effects", "negative": "negative effects"},
+    "egger_predictor": {"auto": "automatic (√(1/ñ) for SMD and OR, else SE)",
+                        "se": "standard error √vi", "sqrt_inv_n": "√(1/ñ)"},
+    "outlier_rule": {"bonferroni": "Bonferroni: |residual| > z(1 − .05/(2k))",
+                     "z1.96": "|z| > 1.96"},
+    "forest_level": {"auto": "automatic (studies when the plot gets long)",
+                     "effect": "one row per effect size", "study": "one row per study"},
+    "forest_sort": {"data": "as in the data", "effect": "by effect size", "weight": "by weight"},
+}
+
+
+def choice_labels(cid: str) -> dict[str, str]:
+    """Value -> words for a choice control whose values come from the library."""
+    words = CHOICE_LABELS.get(cid, {})
+    return {v: words.get(v, v) for v in CHOICES[cid]}
+
+
+def _choice(cid: str):
+    c = CONTROL_BY_ID[cid]
+    if cid in RADIO_IDS:
+        return ui.input_radio_buttons(cid, c.label, choices=choice_labels(cid),
+                                      selected=c.default)
+    return ui.input_select(cid, c.label, choices=choice_labels(cid), selected=c.default)
 DATA_ACCEPT = [".csv", ".tsv", ".txt", ".xlsx", ".xls"]
 
 CSS = """
@@ -80,19 +144,27 @@ def _bool(cid: str):
 
 
 def _effect_panel():
-    def when(mode, *children):
-        return ui.panel_conditional(f"input.effect_mode === '{mode}'", *children)
+    forms_js = "window.MLMETA_FORMS"
 
+    def needed(arg: str) -> str:
+        # shown when the chosen measure's chosen column set has this column
+        return (f"input.effect_mode !== 'yi' && ((({forms_js} || {{}})[input.measure] || [])"
+                f"[parseInt(input.effect_form || '0')] || []).indexOf('{arg}') >= 0")
+
+    cols = [a for a in _COLUMN_ORDER if a in ESCALC_COLUMNS]
+    cols += [a for a in ESCALC_COLUMNS if a not in cols]
     return [
         ui.input_radio_buttons("effect_mode", CONTROL_BY_ID["effect_mode"].label,
                                choices=EFFECT_MODE_LABELS, selected="r"),
         ui.input_select("measure", CONTROL_BY_ID["measure"].label,
-                        choices={k: MEASURE_LABELS[k] for k in ("ZCOR", "COR")},
-                        selected="ZCOR"),
-        when("r", _col("eff_ri"), _col("eff_ni")),
-        when("yi", _col("eff_yi"), _col("eff_vi")),
-        when("smd", *[_col(f"eff_{x}") for x in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")]),
-        when("or", *[_col(f"eff_{x}") for x in ("ai", "bi", "ci", "di")]),
+                        choices=measure_labels(MEASURE_CHOICES["r"]), selected="ZCOR"),
+        ui.panel_conditional(
+            f"input.effect_mode !== 'yi' && (({forms_js} || {{}})[input.measure] || [])"
+            ".length > 1",
+            ui.input_select("effect_form", CONTROL_BY_ID["effect_form"].label,
+                            choices=form_labels("ZCOR"), selected="0")),
+        ui.panel_conditional("input.effect_mode === 'yi'", _col("eff_yi"), _col("eff_vi")),
+        *[ui.panel_conditional(needed(a), _col(f"eff_{a}")) for a in cols],
         _col("study"),
         _col("es_id"),
         _col("participants"),
@@ -118,11 +190,13 @@ def _model_panel():
         ui.input_numeric("level", CONTROL_BY_ID["level"].label, value=95, min=50, max=99.9,
                          step=0.5),
         _col("cluster"),
+        _choice("inference"),
         _bool("che"),
         ui.panel_conditional(
             "input.che",
             ui.input_numeric("rho", CONTROL_BY_ID["rho"].label, value=0.6, min=-0.99,
-                             max=0.99, step=0.1)),
+                             max=0.99, step=0.1),
+            _col("rho_cluster")),
     ]
 
 
@@ -131,8 +205,13 @@ def _analyses_panel():
         *[_bool(f"an_{k}") for k in ANALYSIS_SWITCHES],
         ui.input_text("che_rhos", CONTROL_BY_ID["che_rhos"].label,
                       value=format_numbers(CONTROL_BY_ID["che_rhos"].default)),
-        ui.input_numeric("bias_rho", CONTROL_BY_ID["bias_rho"].label, value=0.5, min=-0.99,
+        ui.input_numeric("bias_rho", CONTROL_BY_ID["bias_rho"].label, value=None, min=-0.99,
                          max=0.99, step=0.1),
+        _choice("selection_side"),
+        ui.input_text("selection_steps", CONTROL_BY_ID["selection_steps"].label,
+                      value=format_numbers(CONTROL_BY_ID["selection_steps"].default)),
+        _choice("egger_predictor"),
+        _choice("outlier_rule"),
     ]
 
 
@@ -142,6 +221,8 @@ def _report_panel():
         ui.input_text("notice", CONTROL_BY_ID["notice"].label, value=""),
         ui.input_text("label", CONTROL_BY_ID["label"].label, value=""),
         _bool("simulated"),
+        _choice("forest_level"),
+        _choice("forest_sort"),
     ]
 
 
@@ -207,6 +288,9 @@ def app_ui(examples: dict[str, str]):
         sidebar,
         *main,
         ui.head_content(tags.style(CSS),
+                        tags.script("window.MLMETA_FORMS = "
+                                    + json.dumps({m: [list(f) for f in fs]
+                                                  for m, fs in FORMS.items()}) + ";"),
                         tags.script(client_check_js(limit, ("data_file", "analysis_file")))),
         title="mlmeta · multilevel meta-analysis",
         window_title="mlmeta",
