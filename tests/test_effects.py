@@ -345,6 +345,9 @@ def raises(msg: str):
 
 
 R7 = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 1.0]
+ALL_MEASURES = ("COR", "MC", "MD", "OR", "PAS", "PCOR", "PETO", "PLN", "PLO", "PR", "RD", "ROM",
+                "RR", "SMCC", "SMCR", "SMCRH", "SMD", "SMDH", "SPCOR", "ZCOR", "ZPCOR")
+VALID = ", ".join(map(repr, ALL_MEASURES))
 N7 = [50] * 7
 
 
@@ -352,9 +355,9 @@ N7 = [50] * 7
     "call, msg",
     [
         (lambda: escalc("XYZ", ri=[0.1], ni=[10]),
-         "unknown measure 'XYZ'; valid measures are: 'COR', 'OR', 'SMD', 'ZCOR'"),
+         f"unknown measure 'XYZ'; valid measures are: {VALID}"),
         (lambda: escalc("zcor", ri=[0.1], ni=[10]),
-         "unknown measure 'zcor'; valid measures are: 'COR', 'OR', 'SMD', 'ZCOR'"),
+         f"unknown measure 'zcor'; valid measures are: {VALID}"),
         (lambda: escalc(3, ri=[0.1], ni=[10]), "measure must be a string, got int"),
         (lambda: escalc("ZCOR", ri=[0.1]), "measure 'ZCOR' requires argument 'ni'"),
         (lambda: escalc("SMD", m1i=1, sd1i=1, n1i=5, m2i=0, n2i=5),
@@ -548,4 +551,4 @@ def test_conversion_errors(call, msg):
 
 
 def test_measures_constant():
-    assert MEASURES == ("COR", "OR", "SMD", "ZCOR")
+    assert MEASURES == ALL_MEASURES

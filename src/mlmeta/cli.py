@@ -21,6 +21,7 @@ import warnings
 from importlib import import_module
 from pathlib import Path
 
+from mlmeta.effects import registry as _registry
 from mlmeta.errors import MlmetaError, MlmetaWarning
 from mlmeta.io import read_table
 
@@ -28,8 +29,8 @@ __all__ = ["main"]
 
 BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger",
           "loo_cluster", "cooks_cluster", "rstandard")
-ESCALC_ARGS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
-MEASURES = ("ZCOR", "COR", "SMD", "OR")
+ESCALC_ARGS = _registry.ALL_ARGS  # every escalc column argument (metafor's names)
+MEASURES = _registry.MEASURES  # every registered effect-size measure
 
 
 #: sub-commands that live in their own modules: each module defines

@@ -21,13 +21,22 @@ Schema (every key optional unless marked *required*)::
     [effect]                     # *required*: yi + vi, or measure + its escalc columns
     yi = "yi"                    # effect sizes ...
     vi = "vi"                    # ... and their sampling variances
-    measure = "ZCOR"             # ZCOR, COR, SMD or OR. With escalc columns, yi/vi are computed
-    ri = "ri"                    #   (ri ni | m1i sd1i n1i m2i sd2i n2i | ai bi ci di n1i n2i);
+    measure = "ZCOR"             # any escalc measure (ZCOR, COR, SMD, OR, RR, PLO, ...). With
+    ri = "ri"                    #   its columns (ri ni | m1i sd1i n1i m2i sd2i n2i | ai bi ci di ...)
+                                 #   yi/vi are computed;
     ni = "ni"                    #   with yi/vi it names their scale (ZCOR: reported as r)
     label = "g"                  # the effect's symbol in the report (default r, g, log OR, ES)
 
     [model]
-    random = "study/es"          # nesting outer/inner ("none": equal-effects model)
+    random = "study/es"          # nesting outer/inner ("none": equal-effects model), or a
+                                 #   list of terms: ["~ 1 | study/es", "~ 1 | lab"] (crossed),
+                                 #   ["~ outcome | trial"] (correlated outcomes within trials)
+    struct = "UN"                # structure of each '~ inner | outer' term (CS, HCS, UN, AR,
+                                 #   HAR, ID, DIAG; a list for two terms); default CS
+    R = {phylo = "phylo_cor.csv"}  # known correlation matrix of a factor's levels (CSV: header
+                                 #   row and first column hold the level names)
+    V = "V.csv"                  # known sampling covariance (CSV row,col,value; 1-based data
+                                 #   rows, lower triangle with the diagonal); replaces vi
     method = "REML"              # REML or ML
     test = "t"                   # t or z
     dfs = "contain"              # contain or residual (t tests only)
@@ -77,6 +86,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from mlmeta.effects import registry as _registry
 from mlmeta.errors import InputError, MlmetaError
 
 __all__ = [
@@ -90,14 +100,9 @@ __all__ = [
     "parse_analysis",
 ]
 
-MEASURES = ("ZCOR", "COR", "SMD", "OR")
-ESCALC_COLUMNS = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di")
-ESCALC_NEEDS = {
-    "ZCOR": (("ri", "ni"),),
-    "COR": (("ri", "ni"),),
-    "SMD": (("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),),
-    "OR": (("ai", "bi", "ci", "di"), ("ai", "n1i", "ci", "n2i")),
-}
+MEASURES = _registry.MEASURES  # every registered effect-size measure
+ESCALC_COLUMNS = _registry.ALL_ARGS
+ESCALC_NEEDS = {m: _registry.forms(m) for m in MEASURES}  # alternative complete column sets
 DEFAULT_LABELS = {"ZCOR": "r", "COR": "r", "SMD": "g", "OR": "log OR"}
 DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 ANALYSES_DEFAULTS = {"profile": True, "lrt": True, "robust": True, "loo": True,
@@ -122,7 +127,8 @@ SCHEMA: dict[str, Any] = {
     "data": {"file": _STR, "example": _STR, "study": _STR, "n": _STR, "categorical": _LSTR},
     "effect": {"yi": _STR, "vi": _STR, "measure": _STR, "label": _STR,
                **{c: _STR for c in ESCALC_COLUMNS}},
-    "model": {"random": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
+    "model": {"random": "str|list[str]", "struct": "str|list[str]", "R": "table[str]",
+              "V": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
               "cluster": _STR, "rho": _NUM, "rho_cluster": _STR, "moderators": _LSTR,
               "joint": _BOOL, "inference": _STR},
     "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM,
@@ -132,7 +138,9 @@ SCHEMA: dict[str, Any] = {
 }
 
 _KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
-              _LSTR: "a list of strings", _LNUM: "a list of numbers"}
+              _LSTR: "a list of strings", _LNUM: "a list of numbers",
+              "str|list[str]": "a string or a list of strings",
+              "table[str]": "a table of strings (e.g. {phylo = \"cor.csv\"})"}
 
 
 def _type_name(v) -> str:
@@ -167,6 +175,9 @@ def _check_kind(key: str, v, kind: str, src: str) -> None:
         _NUM: _is_num(v) and math.isfinite(v),
         _LSTR: isinstance(v, list) and all(isinstance(x, str) for x in v),
         _LNUM: isinstance(v, list) and all(_is_num(x) and math.isfinite(x) for x in v),
+        "str|list[str]": isinstance(v, str) or (isinstance(v, list) and
+                                                all(isinstance(x, str) for x in v)),
+        "table[str]": isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
     }[kind]
     if not ok:
         raise AnalysisError(f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} "
@@ -228,7 +239,10 @@ class AnalysisSpec:
     measure: str | None = None
     escalc: dict = field(default_factory=dict)
     label: str | None = None
-    random: str | None = None
+    random: str | tuple[str, ...] | None = None
+    struct: tuple[str, ...] | None = None
+    R: dict = field(default_factory=dict)  # factor -> CSV path (resolved)
+    V: Path | None = None
     method: str = "REML"
     test: str = "t"
     dfs: str = "contain"
@@ -276,17 +290,21 @@ class AnalysisSpec:
         from mlmeta.spec import parse_random
 
         out: list[str] = []
-        for t in parse_random(self.random):
-            out += [c for c in t.outer if c not in out]
+        for t in parse_random(self.random, self.struct):
+            out += [c for c in t.columns if c not in out]
         return tuple(out)
 
     def model_spec(self, yi: str, vi: str, mods: str | None = None):
         """The :class:`~mlmeta.spec.ModelSpec` of this analysis for a moderator formula."""
         from mlmeta.spec import ModelSpec
 
-        return ModelSpec.build(yi=yi, vi=vi, random=self.random, mods=mods, method=self.method,
+        random = list(self.random) if isinstance(self.random, tuple) else self.random
+        return ModelSpec.build(yi=yi, vi=vi, random=random, mods=mods, method=self.method,
                                test=self.test, dfs=self.dfs, level=self.level, rho=self.rho,
-                               rho_cluster=self.rho_cluster, measure=self.measure)
+                               rho_cluster=self.rho_cluster, measure=self.measure,
+                               struct=None if self.struct is None else list(self.struct),
+                               R={k: str(v) for k, v in self.R.items()} or None,
+                               V=None if self.V is None else str(self.V))
 
     def to_dict(self) -> dict:
         """The settings as run (for results.json and the report's methods section)."""
@@ -298,7 +316,12 @@ class AnalysisSpec:
                      "categorical": list(self.categorical)},
             "effect": {"yi": self.yi, "vi": self.vi, "measure": self.measure,
                        "label": self.effect_label, **self.escalc},
-            "model": {"random": self.random, "method": self.method, "test": self.test,
+            "model": {"random": (list(self.random) if isinstance(self.random, tuple)
+                                 else self.random),
+                      "struct": None if self.struct is None else list(self.struct),
+                      "R": {k: str(v) for k, v in self.R.items()} or None,
+                      "V": None if self.V is None else str(self.V),
+                      "method": self.method, "test": self.test,
                       "dfs": self.dfs, "level": self.level, "cluster": self.cluster,
                       "rho": self.rho, "rho_cluster": self.rho_cluster,
                       "moderators": list(self.moderators), "joint": self.joint,
@@ -429,11 +452,33 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     if "rho_cluster" in model and rho is None:
         raise AnalysisError(f"{src}: 'model.rho_cluster' given without 'model.rho'")
     random = model.get("random")
-    if random is not None:
-        try:
-            parse_random(random)
-        except MlmetaError as exc:
-            raise AnalysisError(f"{src}: 'model.random': {exc}") from None
+    if isinstance(random, list):
+        random = tuple(random)
+    struct_raw = model.get("struct")
+    struct = (None if struct_raw is None else
+              (struct_raw,) if isinstance(struct_raw, str) else tuple(struct_raw))
+    try:
+        parse_random(list(random) if isinstance(random, tuple) else random,
+                      None if struct is None else list(struct))
+    except MlmetaError as exc:
+        raise AnalysisError(f"{src}: 'model.random': {exc}") from None
+    base_dir = source.parent if source is not None else Path.cwd()
+    R_files = {}
+    for fac, rel in model.get("R", {}).items():
+        path = (base_dir / rel).resolve()
+        if not path.is_file():
+            raise AnalysisError(f"{src}: 'model.R.{fac}': file {rel!r} not found (looked for "
+                                f"{path})")
+        R_files[fac] = path
+    V_file = None
+    if "V" in model:
+        V_file = (base_dir / model["V"]).resolve()
+        if not V_file.is_file():
+            raise AnalysisError(f"{src}: 'model.V': file {model['V']!r} not found (looked for "
+                                f"{V_file})")
+        if rho is not None:
+            raise AnalysisError(f"{src}: give either 'model.V' (a known sampling covariance) "
+                                "or 'model.rho', not both")
     mods = tuple(model.get("moderators", ()))
     if len(set(mods)) != len(mods):
         dup = next(m for m in mods if mods.count(m) > 1)
@@ -493,7 +538,8 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
         n=dd.get("n", escalc_cols.get("ni")), categorical=tuple(dd.get("categorical", ())),
         yi=eff.get("yi"), vi=eff.get("vi"), measure=measure,
         escalc={} if has_yv else escalc_cols, label=eff.get("label"),
-        random=random, method=method, test=test, dfs=dfs, level=level,
+        random=random, struct=struct, R=R_files, V=V_file, method=method, test=test, dfs=dfs,
+        level=level,
         cluster=model.get("cluster"), rho=None if rho is None else float(rho),
         rho_cluster=model.get("rho_cluster"), moderators=mods, joint=joint and len(mods) > 1,
         analyses=an, che_rhos=rhos, bias_rho=None if bias_rho is None else float(bias_rho),
