@@ -30,21 +30,12 @@ Statistical Software, 36(3), 1-48.
 from __future__ import annotations
 
 from mlmeta.plots.bubbleplot import bubble
-from mlmeta.plots.forestplot import auto_level, forest, forest_pages
+from mlmeta.plots.forestplot import auto_level, forest, forest_height, forest_pages
 from mlmeta.plots.funnelplot import funnel
 from mlmeta.plots.looplot import loo_plot
 from mlmeta.plots.orchardplot import orchard
 from mlmeta.plots.profileplot import profile_plot
 from mlmeta.plots.save import save_figure
 
-__all__ = [
-           "auto_level",
-           "bubble",
-           "forest",
-           "forest_pages",
-           "funnel",
-           "loo_plot",
-           "orchard",
-           "profile_plot",
-           "save_figure",
-]
+__all__ = ["auto_level", "bubble", "forest", "forest_height", "forest_pages", "funnel",
+           "loo_plot", "orchard", "profile_plot", "save_figure"]

@@ -14,7 +14,8 @@ __all__ = ["loo_plot"]
 
 
 def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
-             xlabel: str | None = None, title: str | None = None, **kwargs):
+             xlabel: str | None = None, title: str | None = None, loo=None,
+             max_rows: int | None = None, **kwargs):
     """Leave-one-cluster-out plot: the estimate refitted without each cluster in turn.
 
     Draws one row per left-out cluster (default: the outer random level) with the refitted
@@ -35,6 +36,11 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     transf : None, "ztor", "none" or callable
         As in :func:`forest`; for ZCOR the intercept of the intercept-only model is shown as r.
     xlabel, title : str, optional
+    loo : pandas.DataFrame, optional
+        The refits as ``res.loo_cluster(cluster)`` returns them (computed when not given).
+    max_rows : int, optional
+        Show at most this many clusters: those whose omission moves the estimate most (in
+        their data order); the figure's ``mlmeta_rows`` attribute is then (shown, all).
     **kwargs
         Passed to ``Axes.scatter`` for the points.
 
@@ -56,15 +62,24 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     else:
         f = transform(res, "none" if transf is None else transf)
     cname = cluster or (res.data.random[0] if res.data.random else "cluster")
-    loo = res.loo_cluster(cluster)
+    if loo is None:
+        loo = res.loo_cluster(cluster)
     pick = (lambda x: float(x)) if res.p == 1 else (lambda x: float(np.asarray(x)[jc]))
     df = pd.DataFrame({"left_out": loo["left_out"],
                        "beta": [pick(x) for x in loo["beta"]],
                        "ci_lb": [pick(x) for x in loo["ci_lb"]],
                        "ci_ub": [pick(x) for x in loo["ci_ub"]]})
     full = f(np.array([res.core.beta[jc], res.tests.ci_lb[jc], res.tests.ci_ub[jc]]))
+    total = len(df)
+    if max_rows is not None and total > max_rows:
+        move = np.abs(df["beta"].to_numpy() - res.core.beta[jc])
+        move = np.where(np.isfinite(move), move, np.inf)
+        keep = np.sort(np.argsort(-move, kind="stable")[:int(max_rows)])
+        df = df.iloc[keep].reset_index(drop=True)
     n = len(df)
     ax, _ = new_axes(ax, (6.2, 1.3 + 0.2 * n))
+    if n < total:
+        ax.figure.mlmeta_rows = (n, total)
     pos = np.arange(n)
     b, l_, u_ = f(df["beta"].to_numpy()), f(df["ci_lb"].to_numpy()), f(df["ci_ub"].to_numpy())
     out = (b < full[1]) | (b > full[2])

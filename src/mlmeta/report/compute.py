@@ -206,6 +206,37 @@ def _coef_rows(res, rob=None) -> list[dict]:
     return rows
 
 
+def _model_dict(res) -> dict:
+    """The numbers of a fit under the keys of ``res.to_dict()`` (the reference cases' keys),
+    with the quick fit diagnostics only: the profile-shape check (about 30 refits per variance
+    component) is run once, for the overall model (``numbers["diagnostics"]``)."""
+    t = res.tests
+    d: dict[str, Any] = {
+        "k": res.k, "p": res.p, "n_levels": [int(x) for x in res.n_levels],
+        "sigma2": [float(x) for x in res.core.sigma2],
+        "beta": [float(x) for x in res.core.beta], "se": [float(x) for x in t.se],
+        "stat": [float(x) for x in t.stat],
+        "df": None if t.df is None else [_py(x) for x in t.df],
+        "pval": [float(x) for x in t.pval], "ci_lb": [float(x) for x in t.ci_lb],
+        "ci_ub": [float(x) for x in t.ci_ub],
+        "QE": res.QE, "QE_df": res.QE_df, "QEp": res.QEp,
+        "QM": res.QM, "QM_df": [res.QM_df[0], _py(res.QM_df[1])], "QMp": res.QMp,
+    }
+    d.update(res.fitstats)
+    if res.intercept_only:
+        d["predict"] = res.predict().to_dict()
+        if res.measure == "ZCOR":
+            d["predict_r"] = res.predict(transf="ztor").to_dict()
+    d["coef_names"] = list(res.coef_names)
+    d["level_names"] = list(res.level_names)
+    d["method"], d["test"], d["dfs"] = res.method, res.test, res.dfs
+    d["k_all"] = res.data.k_all
+    d["rows_dropped"] = len(res.data.dropped)
+    d["converged"] = res.converged
+    d["diagnostics"] = res.diagnostics(profile=False).to_dict()
+    return d
+
+
 def _omnibus(res) -> dict:
     df1, df2 = res.QM_df
     name = "F" if res.test == "t" else "QM"
@@ -275,10 +306,6 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
     with ctx.section("moderators", "joint moderator model"):
         out["joint"] = _joint(ctx, spec, ld, obj) if spec.joint else None
 
-    if figures_hook is not None:
-        with ctx.section("figures (start)"):
-            figures_hook(obj)
-
     # optional analyses: one that fails is noted in the report, never fatal
     def guarded(section: str, what: str, fn, *args):
         try:
@@ -298,6 +325,12 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
 
     out["sensitivity"] = guarded("sensitivity", "sensitivity analyses", _sensitivity, ctx,
                                  spec, res, sc, obj)
+
+    # the figures need the fitted moderator models and the leave-one-out refits; they are
+    # drawn (in worker processes when possible) while the bias analyses and the rest run
+    if figures_hook is not None:
+        with ctx.section("figures (start)"):
+            figures_hook(obj)
 
     with ctx.section("publication bias"):
         out["bias"] = guarded("publication bias", "publication-bias analyses", _bias, ctx, spec,
@@ -377,7 +410,7 @@ def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
     return {"scale": sc.label, "transformed": sc.transform, "display": disp, "model_scale": z,
             "stat_name": _stat_name(res), "stat": stat, "df": df, "pval": p,
             "apa": apa, "pi_text": pi,
-            "model": res.to_dict()}
+            "model": _model_dict(res)}
 
 
 def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
@@ -502,7 +535,7 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
     entry["n_studies"] = int(fr[study].nunique()) if study is not None else None
     entry["omnibus"] = _omnibus(rm)
     entry["sigma2"] = [_f(x) for x in rm.core.sigma2]
-    entry["model"] = rm.to_dict()
+    entry["model"] = _model_dict(rm)
     rob = _robust_omnibus_into(ctx, spec, rm, entry, f"moderator {m}", f"CR2 test of {m!r}")
     if rm.data.random:
         try:
@@ -608,7 +641,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
                          "applicable": _r2_applicable(rj, names)}
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             out["R2"] = ctx.note_failure("moderators", "R2 of the joint model", exc)
-    out["model"] = rj.to_dict()
+    out["model"] = _model_dict(rj)
     return out
 
 
@@ -675,7 +708,9 @@ def _studies(spec: AnalysisSpec, ld: LoadedData, res) -> dict | None:
             col = src[m] if m in src.columns else g.get(m)
             if col is None:
                 continue
-            u = [str(_py(x)) for x in pd.unique(col.dropna())]
+            u = [fmt.num(x, 6).rstrip("0").rstrip(".") if isinstance(_py(x), float) else
+                 str(_py(x)).replace("-", fmt.MINUS) if isinstance(_py(x), int) else
+                 str(_py(x)) for x in pd.unique(col.dropna())]
             vals[m] = ", ".join(u) if u else None
         r["moderators"] = vals
         rows.append(r)
@@ -722,6 +757,7 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
 
                 with ctx.progress.step("leave-one-out", len(labels)) as tick:
                     loo, ck = cluster_refits(res, cluster, progress=tick)
+                obj["loo_table"] = loo
                 loo_rows = []
                 for r in loo.itertuples():
                     if not np.isfinite(np.ravel(r.beta)[0]):

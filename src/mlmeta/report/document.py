@@ -32,8 +32,16 @@ from typing import Any
 from mlmeta.report import fmt
 from mlmeta.report.refs import Citations
 
-__all__ = ["build_document", "figure_captions", "methods_text", "number_figures", "r_code",
-           "render_context", "software_versions", "SMALL_DF_WARNING"]
+__all__ = [
+    "SMALL_DF_WARNING",
+    "build_document",
+    "figure_captions",
+    "methods_text",
+    "number_figures",
+    "r_code",
+    "render_context",
+    "software_versions",
+]
 
 N_LEVEL_WORDS = {1: "two-level", 2: "three-level", 3: "four-level", 4: "five-level"}
 SMALL_DF = 4.0
@@ -136,7 +144,7 @@ def figure_captions(numbers: dict) -> dict[str, str]:
     """The caption of each figure (without its number)."""
     s = _S(numbers)
     lv = numbers["settings"]["level_text"]
-    scale = ("correlations (r, back-transformed from Fisher z)" if s.transformed else
+    scale = ("correlations r, back-transformed from Fisher z" if s.transformed else
              "log odds ratios" if s.exp else
              "standardized mean differences" if s.measure == "SMD" else
              "correlations" if s.bounded else "effect sizes")
@@ -241,10 +249,12 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
         for i, col in enumerate(rev):
             outer = rev[i + 1] if i + 1 < len(rev) else None
             lv_parts.append(f"level {i + 2}: {col}" + (f" within {outer}" if outer else ""))
-        cite = (c.cite("vandennoortgate2013", "assink2016") if len(levels) >= 2 else "")
+        cite = ("; " + c.inner("vandennoortgate2013", "assink2016") if len(levels) >= 2
+                else "")
+        est = est.replace(")", cite + ")")
         parts.append(f"A {_model_word(levels)} random-effects model ({'; '.join(lv_parts)}) was "
-                     f"fitted by {est}{' ' + cite if cite else ''} with mlmeta, which "
-                     f"reproduces metafor's rma.mv {c.cite('viechtbauer2010')}.")
+                     f"fitted by {est} with mlmeta, which reproduces metafor's rma.mv "
+                     f"{c.cite('viechtbauer2010')}.")
     else:
         parts.append(f"An equal-effects model (no random effects) was fitted by weighted least "
                      f"squares with weights 1/vi, as metafor's rma {c.cite('viechtbauer2010')}.")
@@ -286,7 +296,7 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
         t = (f"Heterogeneity is described by the variance components and by I² per level "
              f"{c.cite('cheung2014')}")
         if an.get("profile"):
-            t += (f", with profile-likelihood CIs of each σ²; the CI of I² is I² evaluated at "
+            t += (", with profile-likelihood CIs of each σ²; the CI of I² is I² evaluated at "
                   "the σ² profile limits (the other components at their estimates)")
         if an.get("lrt"):
             t += (f"; each variance component was tested against 0 with a likelihood-ratio "
@@ -358,7 +368,7 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                 f"Effects were aggregated within studies assuming a sampling correlation of "
                 f"ρ = {a['rho']:g} ({_rho_from(a)}); on the {a.get('n_aggregated')} study "
                 f"estimates we ran the rank correlation test {c.cite('begg1994')}, "
-                f"trim-and-fill (L0 estimator) {c.cite('duval2000')}, and a step-function "
+                f"trim-and-fill (L0 estimator; {c.inner('duval2000')}), and a step-function "
                 f"selection model {c.cite('vevea1995')} with one-sided p-value cut point"
                 f"{'s' if len(steps) > 1 else ''} {', '.join(fmt.num(x, 3, True) for x in steps)}, "
                 f"assuming selection favours significant {side} effects"
@@ -484,7 +494,8 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
     sym = s.label
     if p is not None and p < alpha:
         size = f"{word} " if word else ""
-        txt = (f"{base}, the average association was {size}and "
+        noun = "association" if s.bounded else "effect"
+        txt = (f"{base}, the average {noun} was {size}and "
                f"{_direction(s, est)} ({sym} = {s.v(est)}, {numbers['settings']['level_text']} "
                f"CI {s.ci(disp['ci_lb'], disp['ci_ub'])})")
         txt += f", {bench}." if bench else "."
@@ -505,37 +516,40 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
                              f"reliably.")
             continue
         if pm >= alpha:
-            mod_sents.append(f"The effect did not differ significantly by {name} "
+            noun = "association" if s.bounded else "effect"
+            mod_sents.append(f"The {noun} did not differ significantly by {name} "
                              f"({_ptext(pm)}); this does not show that it is the same "
                              f"across {name} categories." if m["type"] == "categorical" else
-                             f"The effect was not significantly related to {name} "
+                             f"The {noun} was not significantly related to {name} "
                              f"({_ptext(pm)}); this does not show that it is unrelated.")
             continue
         if m["type"] == "categorical":
             cats = [x for x in m.get("categories") or [] if x.get("estimate") is not None]
             if len(cats) < 2:
                 continue
-            key = (lambda x: x["estimate"] if s.exp else x["estimate"])
             ref = s.null
             same_sign = all((x["estimate"] - ref) * (est - ref) > 0 for x in cats)
             if same_sign:
-                strong = max(cats, key=lambda x: abs(key(x) - ref))
-                weak = min(cats, key=lambda x: abs(key(x) - ref))
-                mod_sents.append(f"The association was stronger when {name} was "
+                strong = max(cats, key=lambda x: abs(x["estimate"] - ref))
+                weak = min(cats, key=lambda x: abs(x["estimate"] - ref))
+                noun = "association" if s.bounded else "effect"
+                mod_sents.append(f"The {noun} was stronger when {name} was "
                                  f"{strong['level']} ({sym} = {s.v(strong['estimate'])}) than "
                                  f"when it was {weak['level']} ({sym} = "
                                  f"{s.v(weak['estimate'])}; {_ptext(pm)}).")
             else:
                 parts = ", ".join(f"{sym} = {s.v(x['estimate'])} for {x['level']}"
                                   for x in cats)
-                mod_sents.append(f"The effect differed by {name} ({parts}; {_ptext(pm)}).")
+                noun = "association" if s.bounded else "effect"
+                mod_sents.append(f"The {noun} differed by {name} ({parts}; {_ptext(pm)}).")
         else:
             sl = (m.get("coefficients") or [{}])[-1]
             b = sl.get("estimate")
             if b is None:
                 continue
             stronger = (b < 0) == (est - s.null < 0 if not s.exp else est < 1)
-            mod_sents.append(f"The association was {'stronger' if stronger else 'weaker'} in "
+            noun = "association" if s.bounded else "effect"
+            mod_sents.append(f"The {noun} was {'stronger' if stronger else 'weaker'} in "
                              f"studies with higher {name} ({_ptext(pm)}).")
     out += mod_sents
     if d["levels"] and disp.get("pi_lb") is not None:
@@ -561,11 +575,8 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
     doc = _Doc()
     c = doc.cites
     s = _S(numbers)
-    st = numbers["settings"]
     d = numbers["data"]
     o = numbers["overall"]
-    lv = st["level_text"]
-    L = s.label
     inf = numbers.get("inference") or {}
     primary = inf.get("primary", "model")
     doc.add(_h(1, numbers["title"], "title"))
@@ -650,6 +661,8 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
         doc.add(_h(2, "Notes and warnings", "warnings"))
         where2: dict[str, list[str]] = {}
         for w in ws:
+            if "pseudo-R2 is negative" in w["message"]:
+                continue  # the text says "no variance explained" where it applies
             secs = where2.setdefault(w["message"], [])
             if w["section"] not in secs:
                 secs.append(w["section"])
@@ -962,6 +975,11 @@ def _joint_blocks(doc: _Doc, j: dict, numbers: dict, s: _S) -> None:
                       "category, the others held constant." if refs else None))
 
 
+def _plural(word: str) -> str:
+    return word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else \
+        word + "s"
+
+
 def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     c = doc.cites
     sens = numbers.get("sensitivity") or {}
@@ -1008,9 +1026,9 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
         if ck["influential"]:
             vals = {r["cluster"]: r["value"] for r in ck["rows"]}
             txt = ", ".join(f"{x} (D = {fmt.num(vals[x], 3)})" for x in ck["influential"])
-            doc.add(_p(f"Influential {unit} ({rule}): {txt}.", "cooks"))
+            doc.add(_p(f"Influential {_plural(unit)} ({rule}): {txt}.", "cooks"))
         else:
-            doc.add(_p(f"Influential {unit} ({rule}): none.", "cooks"))
+            doc.add(_p(f"Influential {_plural(unit)} ({rule}): none.", "cooks"))
     if ol:
         cite = c.cite("viechtbauer_cheung2010")
         if ol["rows"]:
@@ -1025,8 +1043,8 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
         else:
             t = f"Outliers: none of the {ol['k']} effect sizes has {ol['rule']} {cite}."
             if ol.get("rule_name") == "bonferroni" and ol.get("n_above_1_96"):
-                t += (f" ({ol['n_above_1_96']} exceed 1.96 in absolute value, about what chance "
-                      f"alone gives among {ol['k']}.)")
+                t += (f" ({ol['n_above_1_96']} exceed 1.96 in absolute value, where chance "
+                      f"alone would give about {fmt.num(0.05 * ol['k'], 0)} of {ol['k']}.)")
             doc.add(_p(t, "outliers"))
     che = numbers.get("che_sweep")
     if che:
@@ -1082,7 +1100,7 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     eg = b.get("egger", {})
     if eg.get("apa"):
         word = "Multilevel Egger" if len(levels) >= 2 else "Egger"
-        t = f"{word} regression test {c.cite('egger1997')} (slope of {plab}): {eg['apa']}"
+        t = f"{word} regression test ({c.inner('egger1997')}; slope of {plab}): {eg['apa']}"
         if eg.get("robust_apa"):
             t += f"; {eg['robust_apa']}"
             if (eg.get("robust") or {}).get("df_status") == "small":
@@ -1142,14 +1160,14 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
     doc.add(_p(head, "aggregated"))
     rt = a.get("ranktest")
     if rt:
-        doc.add(_p(f"Rank correlation test {c.cite('begg1994')}: Kendall's τ = "
-                   f"{fmt.num(rt.get('tau'), 3, True)}, {_ptext(rt.get('pval'))} "
-                   f"(ρ = {a['rho']:g}).", "ranktest"))
+        doc.add(_p(f"Rank correlation test ({c.inner('begg1994')}; ρ = {a['rho']:g}): "
+                   f"Kendall's τ = {fmt.num(rt.get('tau'), 3, True)}, "
+                   f"{_ptext(rt.get('pval'))}.", "ranktest"))
     tf = a.get("trimfill")
     if tf:
         k0 = tf.get("k0")
         side = tf.get("side")
-        doc.add(_p(f"Trim-and-fill {c.cite('duval2000')} (ρ = {a['rho']:g}) imputes "
+        doc.add(_p(f"Trim-and-fill ({c.inner('duval2000')}; ρ = {a['rho']:g}) imputes "
                    f"{k0 if k0 is not None else 'an undefined number of'} studies"
                    f"{' on the ' + str(side) + ' side' if side else ''}: the adjusted estimate "
                    f"{L} = {s.v(disp(tf, 'beta'))} {s.ci(disp(tf, 'ci_lb'), disp(tf, 'ci_ub'))} "
@@ -1166,7 +1184,7 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
                          f": {bb['k']} studies"
                          for i, bb in enumerate(sm.get("bins") or []))
         doc.add(_p(
-            f"Three-parameter selection model {c.cite('vevea1995')} (ρ = {a['rho']:g}), "
+            f"Three-parameter selection model ({c.inner('vevea1995')}; ρ = {a['rho']:g}), "
             f"assuming selection favours significant {side} effects "
             f"({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'declared in the analysis file'}; "
             f"one-sided p-values, cut point{'s' if len(steps) > 1 else ''} "

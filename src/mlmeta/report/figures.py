@@ -14,14 +14,14 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["DPI", "FigureJob", "FigureRenderer", "figure_jobs", "file_stem"]
 
 DPI = 300  # journals ask for 300 dpi; the PDF next to each PNG is vector
-RC = {"pdf.fonttype": 42, "figure.max_open_warning": 0}
+RC = {"figure.max_open_warning": 0}
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,71 @@ class FigureJob:
     name: str
     draw: Callable  # objects -> Axes / array of Axes
     cost: float = 1.0  # rough relative cost, the expensive ones are started first
+    #: optional: (objects, figures folder, the drawn figure) -> {"files": [...], "info": {...}}
+    #: for files beyond the PNG and PDF (a multi-page forest) and facts for the caption
+    extra: Callable | None = None
+
+
+#: no figure in the report is taller than this (inches); longer ones go to multi-page PDFs
+MAX_HEIGHT = 12.0
+#: the leave-one-out figure shows at most this many studies (those that move the estimate most)
+LOO_MAX_ROWS = 50
+
+
+def _forest_settings(spec, res):
+    plots = _plots()
+    level = spec.forest_level
+    if level == "auto":
+        level = plots.auto_level(res, MAX_HEIGHT)
+    if level == "study" and not res.data.random:
+        level = "effect"
+    sort = {"data": False, "effect": "effect", "weight": "weight"}[spec.forest_sort]
+    return level, sort
+
+
+def _draw_forest(o):
+    level, sort = _forest_settings(o["spec"], o["res"])
+    return _plots().forest(o["res"], level=level, sort=sort, max_height=MAX_HEIGHT)
+
+
+def _forest_extra(o, figdir: Path, fig) -> dict:
+    """The multi-page PDFs behind the report's forest figure: every effect size when the
+    figure is at the study level, every study when even the study level was cut."""
+    plots = _plots()
+    res = o["res"]
+    level, sort = _forest_settings(o["spec"], res)
+    info: dict = {"level": level}
+    files = []
+    shown = getattr(fig, "mlmeta_rows", None)
+    if shown is not None:
+        info.update(truncated=True, shown=int(shown[0]), total=int(shown[1]))
+    if level == "study" or shown is not None:
+        name = "forest_effects.pdf" if level == "effect" or shown is None else \
+            "forest_studies.pdf"
+        lv = "effect" if name == "forest_effects.pdf" else "study"
+        n = plots.forest_pages(res, figdir / name, level=lv, sort=sort, max_height=MAX_HEIGHT)
+        files.append(f"figures/{name}")
+        info.update(pages_file=f"figures/{name}", pages=n)
+        if level == "study" and shown is not None:  # every effect size as well
+            n2 = plots.forest_pages(res, figdir / "forest_effects.pdf", level="effect",
+                                    sort=sort, max_height=MAX_HEIGHT)
+            files.append("figures/forest_effects.pdf")
+            info["effects_pages"] = n2
+    return {"files": files, "info": info}
+
+
+def _draw_loo(o):
+    spec = o["spec"]
+    return _plots().loo_plot(o["res"], cluster=spec.study, loo=o.get("loo_table"),
+                             max_rows=LOO_MAX_ROWS)
+
+
+def _loo_extra(o, figdir: Path, fig) -> dict:
+    shown = getattr(fig, "mlmeta_rows", None)
+    if shown is None:
+        return {"files": [], "info": {"truncated": False}}
+    return {"files": [], "info": {"truncated": True, "shown": int(shown[0]),
+                                  "total": int(shown[1])}}
 
 
 def figure_jobs(obj: dict) -> list[FigureJob]:
@@ -36,14 +101,13 @@ def figure_jobs(obj: dict) -> list[FigureJob]:
     spec = obj["spec"]
     res = obj["res"]
     an = spec.analyses
-    jobs = [FigureJob("forest", lambda o: _plots().forest(o["res"]), 5.0)]
+    jobs = [FigureJob("forest", _draw_forest, 5.0, _forest_extra)]
     if an["bias"]:
         jobs.append(FigureJob("funnel", lambda o: _plots().funnel(o["res"]), 1.0))
     if an["profile"] and res.data.random and not all(res.core.fixed):
-        jobs.append(FigureJob("profile", lambda o: _plots().profile_plot(o["res"]), 2.5))
+        jobs.append(FigureJob("profile", lambda o: _plots().profile_plot(o["res"], n=20), 2.5))
     if an["loo"] and (res.data.random or spec.study):
-        jobs.append(FigureJob("loo", lambda o: _plots().loo_plot(o["res"], cluster=spec.study),
-                              2.0))
+        jobs.append(FigureJob("loo", _draw_loo, 2.0, _loo_extra))
     for m, d in obj.get("moderators", {}).items():
         rm = d["res"]
         col = rm.data.frame[m]
@@ -78,7 +142,7 @@ def _plots():
     import matplotlib
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg")
-    import mlmeta.plots as plots
+    from mlmeta import plots
     return plots
 
 
@@ -87,7 +151,7 @@ def plots_available() -> str | None:
     try:
         import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
+        import matplotlib.pyplot
     except ImportError:
         return "matplotlib is not installed (pip install 'mlmeta[plot]')"
     try:
@@ -127,9 +191,13 @@ def _render_one(i: int) -> dict:
             plots.save_figure(fig, stem, formats=("pdf",),
                               metadata={"CreationDate": None, "Creator": "mlmeta"})
             out["files"] = [f"figures/{safe}.png", f"figures/{safe}.pdf"]
+            if job.extra is not None:
+                ex = job.extra(obj, figdir, fig)
+                out["files"] += ex.get("files", [])
+                out["info"] = ex.get("info")
         out["warnings"] = sorted({str(w.message).splitlines()[0] for w in rec
                                   if issubclass(w.category, MlmetaWarning)})
-    except Exception as exc:  # a figure that fails must not sink the whole report
+    except Exception as exc:  # noqa: BLE001 -- a figure that fails must not sink the report
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         out["error"] = f"{type(exc).__name__}: {msg}"
         if os.environ.get("MLMETA_DEBUG"):

@@ -6,8 +6,19 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["MINUS", "num", "coef_digits", "pval", "p_text", "df_text", "ci_text", "level_text",
-           "count", "apa_estimate", "pct"]
+__all__ = [
+    "MINUS",
+    "apa_estimate",
+    "ci_text",
+    "coef_digits",
+    "count",
+    "df_text",
+    "level_text",
+    "num",
+    "p_text",
+    "pct",
+    "pval",
+]
 
 MINUS = "\u2212"
 UNDEFINED = "not defined"
@@ -68,7 +79,7 @@ def df_text(df) -> str:
         return UNDEFINED
     df = float(df)
     if abs(df - round(df)) < 1e-8:
-        return str(int(round(df)))
+        return str(round(df))
     return f"{df:.2f}"
 
 

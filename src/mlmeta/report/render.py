@@ -85,13 +85,12 @@ def _html_figures(figures: dict) -> dict:
     for name, f in figures.items():
         w, h = png_size(f["png_bytes"])
         dpi = f.get("dpi") or 96
-        # displayed at about 0.7 of the printed size (a 6.5-in figure fills the text column)
-        scale = 96.0 / dpi * 0.7
+        scale = 96.0 / dpi  # shown at its printed size (CSS: 96 px to the inch)
         out[name] = {**{k: v for k, v in f.items() if k != "png_bytes"},
                      "src": "data:image/png;base64," +
                             base64.b64encode(f["png_bytes"]).decode("ascii"),
-                     "width": int(round(w * scale)) if w else None,
-                     "height": int(round(h * scale)) if h else None}
+                     "width": round(w * scale) if w else None,
+                     "height": round(h * scale) if h else None}
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_documents", "DOCUMENT_FILES"]
+__all__ = ["DOCUMENT_FILES", "write_documents"]
 
 DOCUMENT_FILES = ("report.html", "report.md", "report.docx")
 
@@ -32,6 +32,9 @@ def write_documents(folder: Path, numbers: dict, figs: list[dict], *,
     from mlmeta.report.render import render_html, render_markdown
 
     folder = Path(folder)
+    for f in figs:  # facts the captions need (e.g. the forest's level and pages)
+        if f.get("info") and not f["error"]:
+            numbers[{"loo": "loo_figure"}.get(f["name"], f["name"])] = f["info"]
     blocks = document.build_document(numbers)
     caps = document.figure_captions(numbers)
     figmap: dict[str, dict] = {}

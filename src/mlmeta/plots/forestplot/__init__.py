@@ -24,7 +24,7 @@ from mlmeta.plots.forestplot import layout as lay
 from mlmeta.plots.forestplot.axis import Summary, draw_page
 from mlmeta.plots.forestplot.rows import effect_rows, study_rows
 
-__all__ = ["LEVELS", "auto_level", "forest", "forest_pages"]
+__all__ = ["LEVELS", "auto_level", "forest", "forest_height", "forest_pages"]
 
 LEVELS = ("effect", "study")
 
@@ -103,6 +103,14 @@ def _prepare(res, *, level, transf, labels, study_labels, sort, digits, fontsize
             "ref": ref, "xlim": xlim, "label_header": label_header}
 
 
+def forest_height(res, level: str = "effect") -> tuple[float, int]:
+    """(height in inches of the one-figure forest plot at ``level``, number of rows)."""
+    f = transform(res, "none")
+    rows = study_rows(res, f) if level == "study" else effect_rows(res, f)
+    n_units = lay.units(rows.n, rows.groups, rows.heads, rows.single)
+    return lay.height_inches(n_units, res.intercept_only), rows.n
+
+
 def auto_level(res, max_height: float = lay.MAX_PAGE_INCHES) -> str:
     """"effect" when the effect-level forest fits on one page of ``max_height`` inches, else
     "study" (models without a study level are always drawn at the effect level)."""
@@ -117,7 +125,7 @@ def auto_level(res, max_height: float = lay.MAX_PAGE_INCHES) -> str:
 def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, study_labels=None,
            sort=False, show_weights: bool = True, refline: float | None = 0.0, xlim=None,
            xlabel: str | None = None, title: str | None = None, digits: int = 2,
-           fontsize: float = 8.0, **kwargs):
+           fontsize: float = 8.0, max_height: float | None = None, **kwargs):
     """Forest plot: every effect size (or every study) with its CI, and the summary.
 
     At ``level="effect"`` draws, from top to bottom, one row per effect size -- a square at
@@ -168,6 +176,10 @@ def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, stu
     xlabel, title : str, optional
     digits : int
     fontsize : float
+    max_height : float, optional
+        Inches: when the whole plot would be taller, only the rows of the first page of
+        :func:`forest_pages` are drawn (with the summary); the figure's ``mlmeta_rows``
+        attribute is then (rows shown, rows in all).
     **kwargs
         Passed to ``Axes.scatter`` for the squares (e.g. ``color``).
 
@@ -179,10 +191,20 @@ def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, stu
                  sort=sort, digits=digits, fontsize=fontsize, show_weights=show_weights,
                  refline=refline, xlim=xlim)
     rows = d["rows"]
-    p = lay.positions(rows.n, rows.groups, rows.heads, rows.single)
+    groups, heads, single = rows.groups, rows.heads, rows.single
+    p = lay.positions(rows.n, groups, heads, single)
     h = lay.height_inches(p.last + 1.0, d["summary"] is not None)
+    shown = None
+    if max_height is not None and h > max_height:
+        groups, heads, single = lay.paginate(groups, heads, single, lay.rows_per_page(
+            max_height, d["summary"] is not None))[0]
+        p = lay.positions(rows.n, groups, heads, single)
+        h = lay.height_inches(p.last + 1.0, d["summary"] is not None)
+        shown = int(sum(len(g) for g in groups))
     ax, _ = new_axes(ax, (lay.width_inches(d["cols"]), h))
-    sel = np.concatenate(rows.groups) if rows.groups else np.arange(0)
+    if shown is not None:
+        ax.figure.mlmeta_rows = (shown, rows.n)
+    sel = np.concatenate(groups) if groups else np.arange(0)
     return draw_page(ax, rows, p, d["cols"], sel=sel, summary=d["summary"],
                      fitted=d["fitted"], est_cols=d["est_cols"], w_strs=d["w_strs"],
                      k_strs=d["k_strs"], est_header=d["est_header"],

@@ -31,8 +31,8 @@ __all__ = [
     "width_inches",
 ]
 
-ROW_INCHES = 0.16
-MARGIN_INCHES = 1.0
+ROW_INCHES = 0.15
+MARGIN_INCHES = 0.8
 MAX_PAGE_INCHES = 12.0
 GAP = 0.4
 SUMMARY_ROWS = 2.7  # diamond and prediction interval below the last row
