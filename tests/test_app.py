@@ -612,3 +612,14 @@ def test_app_stops_cleanly_on_signals(tmp_path, sig):
     assert proc.wait(30) == 0
     assert "mlmeta app: stopped" in proc.stderr.read()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("mlmeta-app-")]
+
+
+def test_cancel_before_start_never_starts_the_run(tmp_path):
+    from mlmeta.app.runner import Job
+
+    name = _write_analysis(tmp_path)
+    job = Job(tmp_path, name, "out")
+    job.cancel()
+    job.start()
+    assert job.state.status == "cancelled" and job._proc is None
+    assert not (tmp_path / "out").exists()

@@ -84,6 +84,8 @@ class Job:
         self.state = JobState(started=time.monotonic())
         self._proc = None
         self._conn = None
+        self._lock = threading.Lock()  # start and cancel may run in different threads
+        self._cancel_requested = False
 
     @property
     def out_dir(self) -> Path:
@@ -93,15 +95,19 @@ class Job:
         from mlmeta.app import worker
 
         ctx = context()
-        r, w = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=worker.run_analysis,
-                        args=(str(self.workdir), self.toml_name, self.out_name, w),
-                        name="mlmeta-app-run")
-        p.start()
-        w.close()
-        self._proc, self._conn = p, r
-        self.state.status = "running"
-        _LIVE.add(self)
+        with self._lock:
+            if self._cancel_requested:  # cancelled before it started
+                self.state.status = "cancelled"
+                return
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=worker.run_analysis,
+                            args=(str(self.workdir), self.toml_name, self.out_name, w),
+                            name="mlmeta-app-run")
+            p.start()
+            w.close()
+            self._proc, self._conn = p, r
+            self.state.status = "running"
+            _LIVE.add(self)
 
     @property
     def finished(self) -> bool:
@@ -152,7 +158,10 @@ class Job:
             self._conn = None
 
     def cancel(self, timeout: float = 5.0) -> None:
-        """End the run and its figure workers; remove what it wrote."""
+        """End the run and its figure workers; remove what it wrote. Safe to call before,
+        during or after :meth:`start`, from any thread."""
+        with self._lock:
+            self._cancel_requested = True
         p = self._proc
         if p is not None and p.is_alive():
             self._signal(signal.SIGTERM)

@@ -482,8 +482,8 @@ def make_server(root: Path, examples: dict):
         @ui.bind_task_button(button_id="run")
         @reactive.extended_task
         async def run_task(job: Job) -> Job:
-            await asyncio.to_thread(job.start)
             try:
+                await asyncio.to_thread(job.start)
                 while True:
                     job.poll()
                     if job.finished:
