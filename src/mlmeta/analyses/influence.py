@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlmeta.errors import ConvergenceError, InputError
 
-__all__ = ["rstandard", "loo_cluster", "cooks_cluster", "cluster_refits"]
+__all__ = ["rstandard", "loo_cluster", "cooks_cluster", "cluster_refits", "one_pass_refits"]
 
 
 def rstandard(res) -> pd.DataFrame:
@@ -33,14 +33,87 @@ def rstandard(res) -> pd.DataFrame:
                         index=res.data.frame.index)
 
 
+#: below this many clusters every leave-one-out fit is an exact refit; from it on, the
+#: one-pass computation of :mod:`mlmeta.core.loo` is used (clusters it does not trust are
+#: still refitted exactly)
+ONE_PASS_MIN_CLUSTERS = 100
+
+
+class _OnePass:
+    """A leave-one-cluster-out fit from :func:`mlmeta.core.loo.leave_one_cluster_out`, with the
+    attributes of a refit that :func:`cluster_refits` reads."""
+
+    def __init__(self, res, c: int, loo, df, tv_parts):
+        from types import SimpleNamespace
+
+        from mlmeta.core.inference import coef_tests
+
+        self.p = res.p
+        self.data = res.data
+        self.core = SimpleNamespace(beta=loo.beta[c], sigma2=loo.sigma2[c])
+        self.tests = coef_tests(loo.beta[c], loo.vcov[c], None if df is None else df[c],
+                                res.level)
+        sw, A, B, _ = tv_parts
+        tr = sw[c] - float(np.trace(np.linalg.solve(A[c], B[c])))
+        self.tv = (loo.k[c] - self.p) / tr
+
+    def i2_total(self) -> float:
+        tot = float(np.sum(self.core.sigma2))
+        return 100.0 * tot / (tot + self.tv)
+
+
+def one_pass_refits(res, cluster):
+    """One-pass leave-one-out fits per cluster index, or None where it does not apply (the
+    cluster is not the outer random level, correlated sampling errors, few clusters, an
+    estimate on the boundary)."""
+    from mlmeta.core.fit import Problem
+    from mlmeta.core.inference import contain_df_leave_out
+    from mlmeta.core.loo import leave_one_cluster_out
+
+    pr = res.core.problem
+    if not res.data.random or res.rho is not None or not isinstance(pr, Problem):
+        return None
+    if cluster not in (None, res.data.random[0]):
+        return None
+    if pr.st.n_groups[0] < ONE_PASS_MIN_CLUSTERS:
+        return None
+    free = ~res.core.fixed
+    if not np.all(res.core.sigma2[free] > 0):
+        return None
+    loo = leave_one_cluster_out(pr.st, pr.v, pr.M, res.core.sigma2, res.core.fixed,
+                                reml=res.method == "REML")
+    top = res.level_codes()[0]
+    if res.test == "z":
+        df = None
+    elif res.dfs == "contain":
+        df = contain_df_leave_out(res.data.X, res.level_codes(), res.n_levels, top)
+    else:
+        df = np.repeat((loo.k - res.p)[:, None].astype(float), res.p, axis=1)
+    w = 1.0 / res.data.v
+    X = res.data.X
+    J = len(loo.k)
+    Xw = X * w[:, None]
+    A_c = np.zeros((J, res.p, res.p))
+    B_c = np.zeros((J, res.p, res.p))
+    np.add.at(A_c, top, X[:, :, None] * Xw[:, None, :])
+    np.add.at(B_c, top, Xw[:, :, None] * Xw[:, None, :])
+    sw = np.sum(w) - np.bincount(top, weights=w, minlength=J)
+    parts = (sw, (X.T @ Xw)[None] - A_c, (Xw.T @ Xw)[None] - B_c, loo.k)
+    return {c: _OnePass(res, c, loo, df, parts) for c in range(J) if loo.done[c]}
+
+
 def _refits(res, cluster, progress=None):
     codes, labels = res.cluster_codes(cluster)
+    fast = one_pass_refits(res, cluster) or {}
     for c, lab in enumerate(labels):
-        keep = codes != c
-        try:
-            r = res.refit(rows=keep)
-        except (InputError, ConvergenceError, np.linalg.LinAlgError):
-            r = None
+        if c in fast:
+            r = fast[c]
+        else:
+            keep = codes != c
+            try:
+                r = res.refit(rows=keep)
+            except (InputError, ConvergenceError, np.linalg.LinAlgError):
+                r = None
         if progress is not None:
             progress()
         yield lab, r
@@ -65,7 +138,10 @@ def cluster_refits(res, cluster: str | None = None, progress=None) -> tuple[pd.D
                          "I2": np.nan})
             vals.append(np.nan)
             continue
-        i2 = r.i2().total if r.data.random else np.nan
+        if isinstance(r, _OnePass):
+            i2 = r.i2_total()
+        else:
+            i2 = r.i2().total if r.data.random else np.nan
         one = (lambda a: float(a[0])) if r.p == 1 else (lambda a: np.array(a, dtype=float))
         rows.append({"left_out": lab, "beta": one(r.core.beta), "se": one(r.tests.se),
                      "ci_lb": one(r.tests.ci_lb), "ci_ub": one(r.tests.ci_ub),

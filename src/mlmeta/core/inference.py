@@ -21,6 +21,7 @@ __all__ = [
     "qe_test_blocks",
     "fit_statistics",
     "CoefTests",
+    "contain_df_leave_out",
     "default_btt",
 ]
 
@@ -46,6 +47,40 @@ def contain_df(X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int]
                 best = min(best, ng)
         out[j] = best
     out = out - p
+    out[out < 1] = 1
+    return out
+
+
+def contain_df_leave_out(X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int],
+                         top: np.ndarray) -> np.ndarray:
+    """Containment df of every leave-one-outer-cluster-out refit at once (rows: clusters).
+
+    The rule of :func:`contain_df` applied to the rows outside each cluster ``c`` of ``top``
+    (outer codes 0..J-1): a column is constant within the level-``l`` groups of the remaining
+    rows unless some group outside ``c`` varies, and the remaining level has
+    ``n_groups[l] - (groups of c)`` groups.
+    """
+    k, p = X.shape
+    J = int(top.max()) + 1
+    kc = np.bincount(top, minlength=J).astype(float)
+    best = np.repeat((k - kc)[:, None], p, axis=1)
+    for codes, ng in zip(level_codes, n_groups):
+        first = np.zeros(ng, dtype=np.int64)
+        first[codes[::-1]] = np.arange(k)[::-1]
+        g_top = top[first]
+        ng_c = np.bincount(g_top, minlength=J).astype(float)
+        for j in range(p):
+            x = X[:, j]
+            lo = np.full(ng, np.inf)
+            hi = np.full(ng, -np.inf)
+            np.minimum.at(lo, codes, x)
+            np.maximum.at(hi, codes, x)
+            vary = lo != hi
+            n_vary_c = np.bincount(g_top, weights=vary.astype(float), minlength=J)
+            const = (vary.sum() - n_vary_c) == 0
+            cand = np.where(const, ng - ng_c, np.inf)
+            best[:, j] = np.minimum(best[:, j], cand)
+    out = best - p
     out[out < 1] = 1
     return out
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from mlmeta.core.structure import NestedStructure
 
-__all__ = ["Evaluation", "evaluate", "assemble", "LOG2PI", "ProblemShape"]
+__all__ = ["Evaluation", "evaluate", "evaluate_terms", "assemble", "LOG2PI", "ProblemShape"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -109,6 +109,16 @@ def evaluate(
     (value only), 1 (and gradient) or 2 (and Hessian). ``logdet_xtx`` is ``log|X'X|``, metafor's
     constant in the restricted likelihood.
     """
+    theta = np.asarray(theta, dtype=float)
+    C, Cg, Ch, logdet, lg, lh = evaluate_terms(theta, st, v, M, order=order)
+    return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=M.shape[0], reml=reml, order=order,
+                    logdet_xtx=logdet_xtx)
+
+
+def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.ndarray, *,
+                   order: int = 2):
+    """``C = M'V^{-1}M`` and ``log|V|`` with their first and second derivatives in ``theta``
+    (``Cg``: m x m x L, ``Ch``: m x m x L x L, ``lg``: L, ``lh``: L x L; zeros above ``order``)."""
     theta = np.asarray(theta, dtype=float)
     L = st.n_levels
     k, m = M.shape
@@ -220,9 +230,7 @@ def evaluate(
                 av, bv = _reduce(av, cs), _reduce(bv, cs)
                 ag, bg = _reduce(ag, cs), _reduce(bg, cs)
                 ah, bh = _reduce(ah, cs), _reduce(bh, cs)
-
-    return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=k, reml=reml, order=order,
-                    logdet_xtx=logdet_xtx)
+    return C, Cg, Ch, logdet, lg, lh
 
 
 def assemble(theta, C, Cg, Ch, logdet, lg, lh, *, k: int, reml: bool, order: int,
