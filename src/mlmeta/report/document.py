@@ -320,7 +320,7 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                      + ("; all moderators were also tested together." if model.get("joint")
                         else "."))
     sens = numbers.get("sensitivity") or {}
-    if sens.get("loo"):
+    if sens.get("loo") and "cluster" in sens["loo"]:  # not when leave-one-out failed
         parts.append(f"Leave-one-out: the model was refitted without each "
                      f"{sens['loo']['cluster']} in turn, variance components re-estimated.")
     if sens.get("cooks"):
