@@ -199,6 +199,179 @@ write_fixture("or", list(
 ))
 
 # ---------------------------------------------------------------------------------------------
+# Partial and semi-partial correlations: PCOR, ZPCOR, SPCOR
+# ---------------------------------------------------------------------------------------------
+set.seed(20240511)
+k <- 30
+p_ni <- sample(15:600, k, TRUE)
+p_mi <- sample(1:8, k, TRUE)
+p_ti <- round(rnorm(k, 1, 2.5), 3)
+p_edge <- list(ti = c(0, -12.5, 40, 2.1, -0.7), ni = c(10, 200, 5000, 6, 8),
+               mi = c(3, 0, 10, 4, 6))
+# R^2 large enough that the SPCOR variance stays positive
+p_r2 <- round(runif(k, 0.3, 0.7), 3)
+write_fixture("partial", list(
+  escalc_case("random", "PCOR", list(ti = p_ti, ni = p_ni, mi = p_mi)),
+  escalc_case("edge", "PCOR", p_edge, note = "t = 0, mi = 0, ni - mi - 1 = 1"),
+  escalc_case("random_vtype_AV", "PCOR", list(ti = p_ti, ni = p_ni, mi = p_mi),
+              list(vtype = "AV")),
+  escalc_case("random", "ZPCOR", list(ti = p_ti, ni = p_ni, mi = p_mi)),
+  escalc_case("edge", "ZPCOR", p_edge),
+  escalc_case("random", "SPCOR", list(ti = p_ti, ni = p_ni, mi = p_mi, r2i = p_r2)),
+  escalc_case("random_vtype_AV", "SPCOR", list(ti = p_ti, ni = p_ni, mi = p_mi, r2i = p_r2),
+              list(vtype = "AV"))
+))
+
+# ---------------------------------------------------------------------------------------------
+# Two groups, continuous: MD, SMD from d or t, SMDH, ROM
+# ---------------------------------------------------------------------------------------------
+set.seed(20240512)
+k <- 30
+g_rand <- list(
+  m1i = round(rnorm(k, 20, 4), 2), sd1i = round(runif(k, 1, 6), 2), n1i = sample(2:200, k, TRUE),
+  m2i = round(rnorm(k, 18, 4), 2), sd2i = round(runif(k, 1, 6), 2), n2i = sample(2:200, k, TRUE)
+)
+g_edge <- list(
+  m1i  = c(5.0, 2.5, 10.0, 0.3, 7.0),
+  sd1i = c(1.0, 0.0, 3.0,  0.2, 2.0),
+  n1i  = c(2,   3,   1e5,  10,  3),
+  m2i  = c(5.0, 1.0, 9.5,  0.9, 1.0),
+  sd2i = c(1.0, 2.0, 3.2,  0.3, 4.0),
+  n2i  = c(2,   3,   1e5,  12,  2)
+)
+# SMD from d (uncorrected) and from t: rows with d or t have no means/SDs (NA)
+d_in <- c(0.5, NA, -0.3, NA, 1.2, NA, 0)
+t_in <- c(NA, 2.4, NA, -1.1, 3.0, NA, NA)
+n1_in <- c(20, 15, 40, 8, 30, 25, 6)
+n2_in <- c(22, 15, 35, 9, 28, 20, 5)
+means_rows <- is.na(d_in) & is.na(t_in)
+smd_mixed <- list(
+  m1i = ifelse(means_rows, 10.3, NA), sd1i = ifelse(means_rows, 2.1, NA), n1i = n1_in,
+  m2i = ifelse(means_rows, 9.1, NA), sd2i = ifelse(means_rows, 2.6, NA), n2i = n1_in * 0 + n2_in,
+  di = d_in, ti = t_in
+)
+write_fixture("continuous", list(
+  escalc_case("random", "MD", g_rand),
+  escalc_case("random_vtype_HO", "MD", g_rand, list(vtype = "HO")),
+  escalc_case("random_vtype_UB", "MD", g_rand, list(vtype = "UB")),
+  escalc_case("edge", "MD", g_edge, note = "equal means, SD 0, huge n"),
+  escalc_case("d_t_means", "SMD", smd_mixed,
+              note = "rows from di (uncorrected d), from ti (d = t sqrt(1/n1 + 1/n2)), from means"),
+  escalc_case("d_t_means_vtype_UB", "SMD", smd_mixed, list(vtype = "UB")),
+  escalc_case("random", "SMDH", g_rand),
+  escalc_case("random_vtype_LS2", "SMDH", g_rand, list(vtype = "LS2")),
+  escalc_case("edge", "SMDH", g_edge),
+  escalc_case("random", "ROM", g_rand),
+  escalc_case("random_vtype_HO", "ROM", g_rand, list(vtype = "HO")),
+  escalc_case("random_vtype_AV", "ROM", g_rand, list(vtype = "AV")),
+  escalc_case("random_vtype_AVHO", "ROM", g_rand, list(vtype = "AVHO")),
+  escalc_case("edge", "ROM", g_edge)
+))
+
+# ---------------------------------------------------------------------------------------------
+# Pre-post: MC, SMCC, SMCR, SMCRH
+# ---------------------------------------------------------------------------------------------
+set.seed(20240513)
+k <- 30
+pp_rand <- list(
+  m1i = round(rnorm(k, 50, 8), 2), sd1i = round(runif(k, 2, 10), 2),
+  m2i = round(rnorm(k, 47, 8), 2), sd2i = round(runif(k, 2, 10), 2),
+  ni = sample(3:250, k, TRUE), ri = round(runif(k, -0.3, 0.95), 3)
+)
+pp_edge <- list(m1i = c(10, 5, 7.5, 3, 12), sd1i = c(2, 1, 0.5, 4, 3),
+                m2i = c(10, 6, 7, 1, 9), sd2i = c(3, 1.5, 0.5, 4, 2),
+                ni = c(3, 4, 1000, 25, 5), ri = c(1, -1, 0, 0.999, 0.5))
+write_fixture("prepost", list(
+  escalc_case("random", "MC", pp_rand),
+  escalc_case("edge", "MC", pp_edge, note = "r = 1 and r = -1, n = 3"),
+  escalc_case("random", "SMCC", pp_rand),
+  escalc_case("random_vtype_LS2", "SMCC", pp_rand, list(vtype = "LS2")),
+  escalc_case("edge", "SMCC", pp_edge, note = "r = 1 with unequal SDs (change-score SD > 0)"),
+  escalc_case("random", "SMCR", pp_rand[c("m1i", "sd1i", "m2i", "ni", "ri")]),
+  escalc_case("random_vtype_LS2", "SMCR", pp_rand[c("m1i", "sd1i", "m2i", "ni", "ri")],
+              list(vtype = "LS2")),
+  escalc_case("edge", "SMCR", pp_edge[c("m1i", "sd1i", "m2i", "ni", "ri")]),
+  escalc_case("random", "SMCRH", pp_rand),
+  escalc_case("edge", "SMCRH", pp_edge)
+))
+
+# ---------------------------------------------------------------------------------------------
+# 2x2 tables: RR, RD, PETO (OR above) with zero cells, continuity corrections and drop00
+# ---------------------------------------------------------------------------------------------
+binary_cases <- list()
+for (m in c("OR", "RR", "RD", "PETO")) {
+  cases_m <- list(
+    escalc_case("zero_cells_drop00", m, or_zero, list(drop00 = TRUE),
+                note = "rows 5 (ai = ci = 0) and 6 (bi = di = 0) set to NA by drop00"),
+    escalc_case("zero_cells_drop00_if0all", m, or_zero, list(drop00 = TRUE, to = "if0all"))
+  )
+  if (m != "OR") {
+    cases_m <- c(list(
+      escalc_case("random", m, or_rand),
+      escalc_case("random_n", m, list(ai = a, n1i = n1, ci = c_, n2i = n2)),
+      escalc_case("zero_cells", m, or_zero),
+      escalc_case("zero_cells_n", m, or_zero_n),
+      escalc_case("zero_cells_to_all", m, or_zero, list(to = "all")),
+      escalc_case("zero_cells_to_if0all", m, or_zero, list(to = "if0all")),
+      escalc_case("zero_cells_add1", m, or_zero, list(add = 1)),
+      escalc_case("nozero_to_if0all", m, or_nozero, list(to = "if0all")),
+      escalc_case("dat.bcg", m, bcg_args)
+    ), cases_m)
+  }
+  binary_cases <- c(binary_cases, cases_m)
+}
+binary_cases <- c(binary_cases, list(
+  escalc_case("zero_cells_to_none", "RR", or_zero, list(to = "none"),
+              note = "log(0): metafor recodes infinite yi/vi to NA (null) with a warning"),
+  escalc_case("zero_cells_add0", "RD", or_zero, list(add = 0),
+              note = "the uncorrected risk difference"),
+  escalc_case("zero_cells_to_none", "PETO", or_zero, list(to = "none"),
+              note = "a double-zero or double-full table has V = 0: NA"),
+  escalc_case("random_vtype_UB", "RD", or_rand, list(vtype = "UB")),
+  escalc_case("random_vtype_AV", "RD", or_rand, list(vtype = "AV")),
+  escalc_case("zero_cells_vtype_AV", "RD", or_zero, list(vtype = "AV")),
+  escalc_case("zero_cells_vtype_AV_drop00", "RD", or_zero, list(vtype = "AV", drop00 = TRUE))
+))
+write_fixture("binary", binary_cases)
+
+# ---------------------------------------------------------------------------------------------
+# Single proportions: PR, PLN, PLO, PAS
+# ---------------------------------------------------------------------------------------------
+set.seed(20240514)
+k <- 30
+pr_n <- sample(5:400, k, TRUE)
+pr_x <- rbinom(k, pr_n, runif(k, 0.02, 0.9))
+pr_zero <- list(xi = c(0, 12, 30, 5, 0, 1), mi = c(20, 0, 10, 45, 8, 1),
+                note = NULL)
+pr_zero$note <- NULL
+pr_zero_n <- list(xi = pr_zero$xi, ni = pr_zero$xi + pr_zero$mi)
+prop_cases <- list()
+for (m in c("PR", "PLN", "PLO", "PAS")) {
+  cases_m <- list(
+    escalc_case("random", m, list(xi = pr_x, mi = pr_n - pr_x)),
+    escalc_case("random_n", m, list(xi = pr_x, ni = pr_n)),
+    escalc_case("zero", m, pr_zero, note = "no events, only events"),
+    escalc_case("zero_n", m, pr_zero_n),
+    escalc_case("zero_to_all", m, pr_zero, list(to = "all")),
+    escalc_case("zero_to_if0all", m, pr_zero, list(to = "if0all")),
+    escalc_case("zero_add_quarter", m, pr_zero, list(add = 0.25))
+  )
+  if (m != "PR" && m != "PAS") cases_m <- c(cases_m, list(
+    escalc_case("random_vtype_AV", m, list(xi = pr_x, mi = pr_n - pr_x), list(vtype = "AV"))))
+  prop_cases <- c(prop_cases, cases_m)
+}
+prop_cases <- c(prop_cases, list(
+  escalc_case("random_vtype_UB", "PR", list(xi = pr_x, mi = pr_n - pr_x), list(vtype = "UB")),
+  escalc_case("random_vtype_AV", "PR", list(xi = pr_x, mi = pr_n - pr_x), list(vtype = "AV")),
+  escalc_case("zero_add0", "PR", pr_zero, list(add = 0)),
+  escalc_case("zero_to_none", "PLO", pr_zero, list(to = "none"),
+              note = "log(0): metafor recodes infinite yi/vi to NA (null) with a warning"),
+  escalc_case("zero_add_half", "PAS", pr_zero, list(add = 0.5),
+              note = "PAS adds nothing by default; an explicit add is used")
+))
+write_fixture("proportion", prop_cases)
+
+# ---------------------------------------------------------------------------------------------
 # Conversions (closed forms evaluated in R; metafor's transf.ztor / transf.rtoz where they exist)
 # ---------------------------------------------------------------------------------------------
 conv_case <- function(name, fun, input, expected, note = NULL) {
@@ -280,4 +453,47 @@ write_fixture("ztor_int", list(
        input = list(z = I(grid$z), vi_total = I(grid$tau2)),
        expected = I(grid$expected),
        note = "metafor::transf.ztor.int(z, targs = list(tau2 = vi_total)), one call per pair")
+))
+
+# ---------------------------------------------------------------------------------------------
+# Conversions of estimates and variances between d, r and log OR (Borenstein et al. 2009, ch. 7),
+# closed forms evaluated in R; back-transformations with metafor's transf functions
+# ---------------------------------------------------------------------------------------------
+set.seed(20240515)
+cd <- round(rnorm(15, 0.3, 0.8), 3); cvd <- round(runif(15, 0.005, 0.3), 4)
+cn1 <- sample(5:300, 15, TRUE); cn2 <- sample(5:300, 15, TRUE)
+cr <- round(runif(15, -0.9, 0.9), 3); cvr <- round(runif(15, 0.001, 0.05), 4)
+clor <- round(rnorm(15, 0.4, 1.2), 3); cvlor <- round(runif(15, 0.01, 0.8), 4)
+a_c <- (cn1 + cn2)^2 / (cn1 * cn2)
+d_of_lor <- clor * sqrt(3) / pi; vd_of_lor <- cvlor * 3 / pi^2
+conv2_case <- function(name, from, to, input, yi, vi) {
+  list(name = name, fun = "convert", from = from, to = to,
+       input = lapply(input, function(v) I(as.numeric(v))),
+       expected_yi = I(as.numeric(yi)), expected_vi = I(as.numeric(vi)))
+}
+write_fixture("convert", list(
+  conv2_case("d_to_logOR", "d", "logOR", list(yi = cd, vi = cvd), cd * pi / sqrt(3),
+             cvd * pi^2 / 3),
+  conv2_case("logOR_to_d", "logOR", "d", list(yi = clor, vi = cvlor), d_of_lor, vd_of_lor),
+  conv2_case("d_to_r_n", "d", "r", list(yi = cd, vi = cvd, n1 = cn1, n2 = cn2),
+             cd / sqrt(cd^2 + a_c), a_c^2 * cvd / (cd^2 + a_c)^3),
+  conv2_case("d_to_r_equal", "d", "r", list(yi = cd, vi = cvd), cd / sqrt(cd^2 + 4),
+             16 * cvd / (cd^2 + 4)^3),
+  conv2_case("r_to_d_equal", "r", "d", list(yi = cr, vi = cvr), 2 * cr / sqrt(1 - cr^2),
+             4 * cvr / (1 - cr^2)^3),
+  conv2_case("r_to_d_n", "r", "d", list(yi = cr, vi = cvr, n1 = cn1, n2 = cn2),
+             sqrt(a_c) * cr / sqrt(1 - cr^2), a_c * cvr / (1 - cr^2)^3),
+  conv2_case("logOR_to_r", "logOR", "r", list(yi = clor, vi = cvlor),
+             d_of_lor / sqrt(d_of_lor^2 + 4), 16 * vd_of_lor / (d_of_lor^2 + 4)^3),
+  conv2_case("r_to_logOR", "r", "logOR", list(yi = cr, vi = cvr),
+             2 * cr / sqrt(1 - cr^2) * pi / sqrt(3), 4 * cvr / (1 - cr^2)^3 * pi^2 / 3)
+))
+
+bt_x <- c(seq(-4, 4, by = 0.5), 1e-8, -30, 30)
+bt_as <- c(seq(0, pi / 2, length.out = 9), 0.1234)
+write_fixture("backtransforms", list(
+  conv_case("exp", "exp", list(x = bt_x), exp(bt_x)),
+  conv_case("ilogit", "ilogit", list(x = bt_x), transf.ilogit(bt_x)),
+  conv_case("iarcsin", "iarcsin", list(x = bt_as), transf.iarcsin(bt_as)),
+  conv_case("ztor", "ztor", list(x = bt_x), transf.ztor(bt_x))
 ))

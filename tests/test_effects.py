@@ -21,15 +21,25 @@ from hypothesis import strategies as st
 
 from mlmeta.effects import (
     MEASURES,
+    convert,
+    d_from_logor,
     d_from_r,
     escalc,
+    get_measure,
+    iarcsin,
+    ilogit,
+    logor_from_d,
+    measure_names,
     r_from_d,
     r_from_f,
     r_from_t,
+    register_measure,
+    registry,
     rtoz,
     ztor,
     ztor_int,
 )
+from mlmeta.effects.transforms import exp as t_exp
 from mlmeta.errors import DataWarning, InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -552,3 +562,341 @@ def test_conversion_errors(call, msg):
 
 def test_measures_constant():
     assert MEASURES == ALL_MEASURES
+
+
+# ------------------------------------------------------------------------------------------------
+# the registry: every measure against metafor 3.8-1
+# ------------------------------------------------------------------------------------------------
+
+
+FAMILY_FIXTURES = ("partial", "continuous", "prepost", "binary", "proportion")
+ALL_ESCALC_FIXTURES = ("zcor", "cor", "smd", "or", *FAMILY_FIXTURES)
+
+
+def family_cases() -> list:
+    return [
+        pytest.param(case, id=f"{case['measure']}-{case['name']}")
+        for name in FAMILY_FIXTURES
+        for case in load(name)["cases"]
+    ]
+
+
+@pytest.mark.parametrize("name", [*FAMILY_FIXTURES, "convert", "backtransforms"])
+def test_new_fixture_provenance(name):
+    fx = load(name)
+    assert fx["metafor"] == "3.8.1" and fx["R"].startswith("R version 4.2.2")
+    assert fx["generator"] == "scripts/make_escalc_reference.R" and fx["cases"]
+
+
+@pytest.mark.parametrize("case", family_cases())
+def test_every_measure_matches_metafor(case):
+    """yi and vi to 1e-10 (relative) for every case; NA exactly where metafor has NA."""
+    yi, vi = arr(case["yi"]), arr(case["vi"])
+    undefined = np.isnan(yi) | np.isnan(vi)
+    if undefined.any():
+        # metafor's NA: infinite values (warned by metafor too) or drop00; mlmeta warns
+        with pytest.warns(DataWarning, match="infinite or undefined|drop00=True"):
+            got = run_case(case)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = run_case(case)
+    assert list(got.columns) == ["yi", "vi"] and len(got) == len(yi)
+    np.testing.assert_array_equal(np.isnan(got["yi"]), np.isnan(yi))
+    np.testing.assert_array_equal(np.isnan(got["vi"]), np.isnan(vi))
+    np.testing.assert_allclose(got["yi"], yi, rtol=RTOL, atol=0)
+    np.testing.assert_allclose(got["vi"], vi, rtol=RTOL, atol=0)
+
+
+def test_case_grid_is_complete():
+    """Every registered measure and every one of its vtypes has a metafor case; every measure
+    with a continuity correction has zero-cell cases, every 2x2 measure a drop00 case."""
+    seen = {(c["measure"], c["options"].get("vtype", "LS")) for name in ALL_ESCALC_FIXTURES
+            for c in load(name)["cases"]}
+    expected = {(m, v) for m in MEASURES for v in get_measure(m).vtypes}
+    assert expected <= seen, sorted(expected - seen)
+    cases = [c for name in ALL_ESCALC_FIXTURES for c in load(name)["cases"]]
+    for m in MEASURES:
+        if get_measure(m).zero_cells:
+            mine = [c for c in cases if c["measure"] == m]
+            assert any("zero" in c["name"] for c in mine), m
+            assert {"all", "if0all"} <= {c["options"].get("to") for c in mine}, m
+        if get_measure(m).family == "binary":
+            assert any(c["options"].get("drop00") for c in cases if c["measure"] == m), m
+
+
+def test_registry_entries_are_complete():
+    assert measure_names() == MEASURES == ALL_MEASURES
+    for name in MEASURES:
+        m = get_measure(name)
+        assert m.name == name and m.vtypes[0] == "LS" and m.scale and m.references
+        doc = m.doc
+        assert doc.startswith(f"{name}:") and ("math::" in doc or ":math:" in doc), name
+        assert m.transf in ("none", "ztor", "exp", "ilogit", "iarcsin")
+        assert (m.transf == "none") == (m.transf_scale == ""), name
+        forms = registry.forms(name)
+        assert forms and all(set(f) <= set(m.args) for f in forms)
+        # every form computes (checked on valid inputs below)
+
+
+VALID = {
+    "ri": 0.3, "ni": 40, "m1i": 10.0, "sd1i": 2.0, "n1i": 20, "m2i": 9.0, "sd2i": 2.5,
+    "n2i": 25, "ai": 5, "bi": 15, "ci": 8, "di": 17, "xi": 7, "mi": 33, "ti": 2.2, "r2i": 0.4,
+}
+VALID_BY_MEASURE = {"PCOR": {"mi": 3}, "ZPCOR": {"mi": 3}, "SPCOR": {"mi": 3},
+                    "SMD": {"di": 0.4}, "OR": {"n1i": 20, "n2i": 25},
+                    "RR": {"n1i": 20, "n2i": 25}, "RD": {"n1i": 20, "n2i": 25},
+                    "PETO": {"n1i": 20, "n2i": 25}, "PR": {"ni": 40}, "PLN": {"ni": 40},
+                    "PLO": {"ni": 40}, "PAS": {"ni": 40}}
+
+
+@pytest.mark.parametrize("name", ALL_MEASURES)
+def test_every_form_of_every_measure_computes(name):
+    """Each complete set of columns (registry.forms) gives finite yi and positive vi."""
+    values = {**VALID, **VALID_BY_MEASURE.get(name, {})}
+    results = []
+    for form in registry.forms(name):
+        got = escalc(name, **{a: [values[a]] for a in form})
+        assert np.isfinite(got["yi"]).all() and (got["vi"] > 0).all(), (name, form)
+        results.append(got)
+    if name in ("OR", "RR", "RD", "PETO", "PR", "PLN", "PLO", "PAS"):
+        for other in results[1:]:  # counts vs sizes: the same table
+            pd.testing.assert_frame_equal(other, results[0])
+
+
+@pytest.mark.parametrize("name, back, x, expected", [
+    ("ZCOR", "correlation", 0.5, math.tanh(0.5)),
+    ("OR", "odds ratio", math.log(2.5), 2.5),
+    ("RR", "risk ratio", -0.5, math.exp(-0.5)),
+    ("ROM", "ratio of means", 0.2, math.exp(0.2)),
+    ("PLO", "proportion", 0.0, 0.5),
+    ("PAS", "proportion", math.asin(math.sqrt(0.3)), 0.3),
+    ("PLN", "proportion", math.log(0.2), 0.2),
+    ("SMD", "", 0.7, 0.7),
+])
+def test_back_transformation_and_scale_label(name, back, x, expected):
+    m = get_measure(name)
+    assert m.transf_scale == back
+    assert m.back_transform(x) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["name"])
+                                  for c in load("backtransforms")["cases"]])
+def test_backtransforms_match_metafor(case):
+    fun = {"exp": t_exp, "ilogit": ilogit, "iarcsin": iarcsin, "ztor": ztor}[case["fun"]]
+    got = fun(case["input"]["x"])
+    np.testing.assert_allclose(got, arr(case["expected"]), rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["name"]) for c in load("convert")["cases"]])
+def test_convert_matches_borenstein_in_r(case):
+    inp = case["input"]
+    got = convert(inp["yi"], inp["vi"], case["from"], case["to"], n1=inp.get("n1"),
+                  n2=inp.get("n2"))
+    np.testing.assert_allclose(got["yi"], arr(case["expected_yi"]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(got["vi"], arr(case["expected_vi"]), rtol=1e-12, atol=0)
+
+
+@given(st.floats(min_value=-5, max_value=5, allow_nan=False),
+       st.floats(min_value=1e-4, max_value=2), sizes, sizes)
+def test_convert_round_trips(d, v, n1, n2):
+    for mid in ("r", "logOR"):
+        there = convert([d], [v], "d", mid, n1=[n1], n2=[n2])
+        back = convert(there["yi"].to_numpy(), there["vi"].to_numpy(), mid, "d", n1=[n1],
+                       n2=[n2])
+        assert back["yi"].iloc[0] == pytest.approx(d, rel=1e-9, abs=1e-12)
+        assert back["vi"].iloc[0] == pytest.approx(v, rel=1e-8)
+    assert logor_from_d(d) == pytest.approx(d * math.pi / math.sqrt(3), rel=1e-15)
+    assert d_from_logor(logor_from_d(d)) == pytest.approx(d, rel=1e-14, abs=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# properties of the measures
+# ------------------------------------------------------------------------------------------------
+
+counts = st.integers(min_value=0, max_value=300)
+
+
+@settings(max_examples=60)
+@given(counts, counts, counts, counts, st.sampled_from(["OR", "RR", "RD", "PETO"]))
+def test_swapping_groups_flips_the_sign(a, b, c, d, measure):
+    """Group 1 <-> group 2 negates yi and keeps vi (the continuity correction is symmetric)."""
+    if a + b == 0 or c + d == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        x = escalc(measure, ai=[a], bi=[b], ci=[c], di=[d])
+        y = escalc(measure, ai=[c], bi=[d], ci=[a], di=[b])
+    np.testing.assert_allclose(y["yi"], -x["yi"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(y["vi"], x["vi"], rtol=1e-12)
+
+
+@settings(max_examples=60)
+@given(counts, counts, counts, counts)
+def test_or_of_events_is_minus_or_of_non_events(a, b, c, d):
+    """log OR of 'event' = -log OR of 'no event' (swap a<->b, c<->d)."""
+    if a + b == 0 or c + d == 0:
+        return
+    x = escalc("OR", ai=[a], bi=[b], ci=[c], di=[d])
+    y = escalc("OR", ai=[b], bi=[a], ci=[d], di=[c])
+    np.testing.assert_allclose(y["yi"], -x["yi"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(y["vi"], x["vi"], rtol=1e-12)
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 200), st.integers(0, 200))
+def test_proportion_scales_agree(x, m):
+    """PLO, PLN and PAS back-transformed give PR's proportion (same continuity correction)."""
+    if x + m == 0:
+        return
+    p = escalc("PR", xi=[x], mi=[m])["yi"].iloc[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        for name in ("PLO", "PLN", "PAS"):
+            y = escalc(name, xi=[x], mi=[m], add=0.5)["yi"].iloc[0]
+            assert get_measure(name).back_transform(y) == pytest.approx(p, rel=1e-12, abs=1e-15)
+
+
+@settings(max_examples=30)
+@given(st.floats(-50, 50), st.floats(0.1, 20), st.integers(2, 500),
+       st.floats(-50, 50), st.floats(0.1, 20), st.integers(2, 500),
+       st.floats(0.01, 100))
+def test_two_group_measures_under_swap_and_scale(m1, s1, n1, m2, s2, n2, c):
+    """Swapping groups negates MD, SMD, SMDH; rescaling the outcome by c scales MD (vi by c^2)
+    and leaves SMD, SMDH unchanged."""
+    args = {"m1i": [m1], "sd1i": [s1], "n1i": [n1], "m2i": [m2], "sd2i": [s2], "n2i": [n2]}
+    swap = {"m1i": [m2], "sd1i": [s2], "n1i": [n2], "m2i": [m1], "sd2i": [s1], "n2i": [n1]}
+    scaled = {k: [v[0] * c] if k[:2] in ("m1", "m2", "sd") else v for k, v in args.items()}
+    for name in ("MD", "SMD", "SMDH"):
+        x, y, z = escalc(name, **args), escalc(name, **swap), escalc(name, **scaled)
+        np.testing.assert_allclose(y["yi"], -x["yi"], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(y["vi"], x["vi"], rtol=1e-12)
+        f = c if name == "MD" else 1.0
+        np.testing.assert_allclose(z["yi"], f * x["yi"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(z["vi"], f * f * x["vi"], rtol=1e-10)
+
+
+@settings(max_examples=40)
+@given(st.floats(-0.99, 0.99), st.integers(4, 5000), st.floats(0.5, 10), st.floats(-5, 5))
+def test_smd_from_t_and_from_means_agree(r, n, sd, diff):
+    """SMD from the two-sample t statistic equals SMD from the means (equal SDs)."""
+    n1, n2 = n, n + 3
+    t = diff / (sd * math.sqrt(1 / n1 + 1 / n2))
+    a = escalc("SMD", m1i=[diff], sd1i=[sd], n1i=[n1], m2i=[0.0], sd2i=[sd], n2i=[n2])
+    b = escalc("SMD", ti=[t], n1i=[n1], n2i=[n2])
+    pd.testing.assert_frame_equal(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_pcor_and_zpcor_are_fisher_pair():
+    a = escalc("PCOR", ti=[2.5, -1.0], ni=[50, 80], mi=[3, 5])
+    b = escalc("ZPCOR", ti=[2.5, -1.0], ni=[50, 80], mi=[3, 5])
+    np.testing.assert_allclose(b["yi"], np.arctanh(a["yi"]), rtol=1e-13)
+    np.testing.assert_allclose(b["vi"], [1 / 46, 1 / 74], rtol=1e-15)
+
+
+# ------------------------------------------------------------------------------------------------
+# options, zero cells and errors of the new measures
+# ------------------------------------------------------------------------------------------------
+
+
+def test_drop00_sets_double_zero_tables_to_nan_with_warning():
+    with pytest.warns(DataWarning, match=re.escape(
+            "escalc('RR'): drop00=True: yi and vi set to NaN for rows 2, 3 (no events, or only "
+            "events, in both groups)")):
+        got = escalc("RR", ai=[2, 0, 5], bi=[8, 10, 0], ci=[3, 0, 7], di=[7, 12, 0],
+                     drop00=True)
+    assert np.isfinite(got["yi"].iloc[0]) and got[["yi", "vi"]].iloc[1:].isna().all().all()
+
+
+def test_pas_adds_nothing_by_default():
+    got = escalc("PAS", xi=[0, 10], ni=[10, 10])
+    np.testing.assert_allclose(got["yi"], [0.0, math.pi / 2], rtol=1e-15)
+    assert escalc("PR", xi=[0], ni=[10])["yi"].iloc[0] == pytest.approx(0.5 / 11, rel=1e-15)
+
+
+def test_user_registered_measure():
+    def log_mean(x):
+        """LMEAN: log mean of a single group (test measure)."""
+        return np.log(x["m1i"]), x["sd1i"] ** 2 / (x["ni"] * x["m1i"] ** 2)
+
+    m = registry.Measure("LMEAN_TEST", "continuous", "log mean", ("m1i", "sd1i", "ni"),
+                         ((("m1i",),), (("sd1i",),), (("ni",),)), log_mean, scale="log mean",
+                         transf="exp", transf_scale="mean")
+    register_measure(m)
+    try:
+        got = escalc("LMEAN_TEST", m1i=[2.0], sd1i=[1.0], ni=[16])
+        assert got["yi"].iloc[0] == pytest.approx(math.log(2)) and got["vi"].iloc[0] == 1 / 64
+        with pytest.raises(ValueError, match="already registered"):
+            register_measure(m)
+        with pytest.raises(ValueError, match="unknown argument"):
+            register_measure(registry.Measure("BAD", "x", "x", ("zz",), (), log_mean))
+    finally:
+        registry._REGISTRY.pop("LMEAN_TEST")
+    with pytest.raises(AttributeError, match="immutable"):
+        get_measure("SMD").scale = "x"
+
+
+@pytest.mark.parametrize(
+    "call, msg",
+    [
+        (lambda: escalc("SMD", n1i=[10], n2i=[12]),
+         "measure 'SMD' requires arguments 'm1i', 'sd1i', 'm2i', 'sd2i' (or 'di' or 'ti')"),
+        (lambda: escalc("PR", mi=[3]), "measure 'PR' requires argument 'xi'"),
+        (lambda: escalc("PLO", xi=[3]), "measure 'PLO' requires argument 'mi' or 'ni'"),
+        (lambda: escalc("OR", ai=[1], bi=[2], ci=[1], di=[3], vtype="AV"),
+         "vtype='AV' is not available for OR; use one of 'LS'"),
+        (lambda: escalc("RD", ai=[1], bi=[2], ci=[1], di=[3], drop00="yes"),
+         "drop00='yes': must be True or False"),
+        (lambda: escalc("PCOR", ti=[2.0], ni=[10], mi=[-1]),
+         "column 'mi', row 1: number of predictors must be non-negative for PCOR, got -1"),
+        (lambda: escalc("PCOR", ti=[2.0, 1.0], ni=[10, 5], mi=[2, 4]),
+         ("columns 'ni' and 'mi', row 2: residual degrees of freedom ni - mi - 1 must be "
+          "positive for PCOR, got 0")),
+        (lambda: escalc("SPCOR", ti=[2.0], ni=[30], mi=[2], r2i=[1.2]),
+         "column 'r2i', row 1: R^2 must be between 0 and 1, got 1.2"),
+        (lambda: escalc("ROM", m1i=[2.0, -1.0], sd1i=[1, 1], n1i=[10, 10], m2i=[3.0, 2.0],
+                        sd2i=[1, 1], n2i=[10, 10]),
+         ("columns 'm1i' and 'm2i', row 2: ROM needs two non-zero means of the same sign "
+          "(log of m1i/m2i) (m1i = -1.0, m2i = 2.0)")),
+        (lambda: escalc("SMDH", m1i=[2.0], sd1i=[1], n1i=[1], m2i=[3.0], sd2i=[1], n2i=[10]),
+         "column 'n1i', row 1: group size must be greater than 1 for SMDH, got 1"),
+        (lambda: escalc("MD", m1i=[2.0], sd1i=[-1], n1i=[5], m2i=[3.0], sd2i=[1], n2i=[10]),
+         "column 'sd1i', row 1: standard deviation must be non-negative, got -1.0"),
+        (lambda: escalc("SMCC", m1i=[5], sd1i=[2], m2i=[4], sd2i=[2], ni=[2], ri=[0.5]),
+         ("column 'ni', row 1: sample size must be greater than 2 for SMCC (the correction "
+          "factor needs ni - 1 > 1), got 2")),
+        (lambda: escalc("SMCC", m1i=[5], sd1i=[2], m2i=[4], sd2i=[2], ni=[20], ri=[1.0]),
+         ("columns 'sd1i', 'sd2i' and 'ri', row 1: the SD of the change scores, sqrt(sd1i^2 + "
+          "sd2i^2 - 2 ri sd1i sd2i), must be positive for SMCC (sd1i = 2.0, sd2i = 2.0, "
+          "ri = 1.0)")),
+        (lambda: escalc("SMCR", m1i=[5], sd1i=[0], m2i=[4], ni=[20], ri=[0.5]),
+         ("column 'sd1i', row 1: standard deviation must be positive for SMCR (it standardizes "
+          "by sd1i), got 0.0")),
+        (lambda: escalc("MC", m1i=[5], sd1i=[2], m2i=[4], sd2i=[2], ni=[20], ri=[1.5]),
+         "column 'ri', row 1: correlation must be between -1 and 1 for MC, got 1.5"),
+        (lambda: escalc("PR", xi=[3, 12], ni=[10, 10]),
+         "column 'xi', row 2: count must not exceed the sample size in column 'ni' (10), got 12"),
+        (lambda: escalc("PR", xi=[3, -2], mi=[10, 10]),
+         "column 'xi', row 2: counts must be non-negative, got -2"),
+        (lambda: escalc("PLO", xi=[3, 2], mi=[7, 8], ni=[10, 11]),
+         "column 'ni', row 2: sample size must equal xi + mi = 10, got 11"),
+        (lambda: escalc("PAS", xi=[0], mi=[0]),
+         "columns 'xi' and 'mi', row 1: sample size xi + mi must be positive, got 0"),
+        (lambda: escalc("RR", ai=[3, 12], n1i=[10, 10], ci=[1, 1], n2i=[5, 5]),
+         "column 'ai', row 2: count must not exceed the group size in column 'n1i' (10), got 12"),
+    ],
+)
+def test_new_measure_errors(call, msg):
+    with raises(msg):
+        call()
+
+
+def test_smd_rows_from_d_t_or_means_and_missing():
+    """A row may use di, ti or the means; a row with none of them is missing."""
+    with pytest.raises(InputError, match=re.escape(
+            "column 'm1i', row 2: missing value; remove the row or use drop_missing=True")):
+        escalc("SMD", m1i=[1.0, None], sd1i=[1, None], m2i=[0.0, None], sd2i=[1, None],
+               di=[None, None], n1i=[10, 10], n2i=[10, 10])
+    got = escalc("SMD", m1i=[1.0, None], sd1i=[1, None], m2i=[0.0, None], sd2i=[1, None],
+                 di=[None, 1.0], n1i=[10, 10], n2i=[10, 10])
+    assert got["yi"].iloc[0] == got["yi"].iloc[1]
