@@ -98,25 +98,25 @@ def test_reference_cases_cover_the_options():
 # ------------------------------------------------------------------ properties
 @pytest.fixture(scope="module")
 def base(res_year):
-    return cwb.cwb_test(res_year, "year", R=60, seed=11)
+    return cwb.cwb_test(res_year, "year", R=30, seed=11)
 
 
 def test_reproducible_with_a_seed(res_year, base):
-    again = cwb.cwb_test(res_year, "year", R=60, seed=11)
+    again = cwb.cwb_test(res_year, "year", R=30, seed=11)
     assert np.array_equal(base.boot, again.boot) and base.p_value == again.p_value
-    other = cwb.cwb_test(res_year, "year", R=60, seed=12)
+    other = cwb.cwb_test(res_year, "year", R=30, seed=12)
     assert not np.array_equal(base.boot, other.boot)
-    assert 0.0 <= base.p_value <= 1.0 and base.boot.shape == (60,)
+    assert 0.0 <= base.p_value <= 1.0 and base.boot.shape == (30,)
     assert base.p_value == pytest.approx(np.mean(base.boot > base.statistic))
-    assert base.R == 60 and base.q == 1 and base.n_clusters == 17 and base.cluster == "study"
+    assert base.R == 30 and base.q == 1 and base.n_clusters == 17 and base.cluster == "study"
 
 
 def test_executors_give_the_same_replicates(res_year, base):
     with cf.ThreadPoolExecutor(2) as ex:
-        out = cwb.cwb_test(res_year, "year", R=60, seed=11, executor=ex, chunk_size=7)
+        out = cwb.cwb_test(res_year, "year", R=30, seed=11, executor=ex, chunk_size=7)
     assert np.array_equal(out.boot, base.boot)
     with cf.ProcessPoolExecutor(2) as ex:
-        out = cwb.cwb_test(res_year, "year", R=60, seed=11, executor=ex, chunk_size=25)
+        out = cwb.cwb_test(res_year, "year", R=30, seed=11, executor=ex, chunk_size=25)
     assert np.array_equal(out.boot, base.boot)
 
 
@@ -125,7 +125,7 @@ def test_single_constraint_equals_one_row_of_the_joint_forms(res_year, base):
     C = np.zeros((1, len(names)))
     C[0, names.index("year")] = 1.0
     for cons in (["year"], names.index("year"), C):
-        out = cwb.cwb_test(res_year, cons, R=60, seed=11)
+        out = cwb.cwb_test(res_year, cons, R=30, seed=11)
         np.testing.assert_allclose(out.boot, base.boot, rtol=1e-9)
         assert out.p_value == base.p_value
     # q = 1: the naive F is the squared CR0 t statistic
@@ -136,22 +136,22 @@ def test_single_constraint_equals_one_row_of_the_joint_forms(res_year, base):
 
 
 def test_joint_test_and_a_matrix_of_the_same_constraints(res_year):
-    a = cwb.cwb_test(res_year, ["deltypegeneral", "deltypeovert"], R=40, seed=3)
-    b = cwb.cwb_test(res_year, None, R=40, seed=3)  # default: all but the intercept
+    a = cwb.cwb_test(res_year, ["deltypegeneral", "deltypeovert"], R=20, seed=3)
+    b = cwb.cwb_test(res_year, None, R=20, seed=3)  # default: all but the intercept
     names = list(res_year.coef_names)
     C = np.eye(len(names))[[names.index("deltypegeneral"), names.index("deltypeovert")]]
-    m = cwb.cwb_test(res_year, C, R=40, seed=3)
+    m = cwb.cwb_test(res_year, C, R=20, seed=3)
     assert a.q == 2 and b.q == 3
     np.testing.assert_allclose(m.boot, a.boot, rtol=1e-7)
     assert m.statistic == pytest.approx(a.statistic, rel=1e-10)
     # another basis of the same constraints gives the same null model and statistic
-    m2 = cwb.cwb_test(res_year, np.vstack([C[0] + C[1], C[0] - C[1]]), R=40, seed=3)
+    m2 = cwb.cwb_test(res_year, np.vstack([C[0] + C[1], C[0] - C[1]]), R=20, seed=3)
     assert m2.statistic == pytest.approx(a.statistic, rel=1e-8)
     np.testing.assert_allclose(m2.boot, a.boot, rtol=1e-6)
 
 
 def test_cr1_statistic_is_a_multiple_of_cr0_with_the_same_p(res_year, base):
-    out = cwb.cwb_test(res_year, "year", R=60, seed=11, type="CR1")
+    out = cwb.cwb_test(res_year, "year", R=30, seed=11, type="CR1")
     # clubSandwich's CR1 multiplies the sandwich by J / (J - 1), so F by (J - 1) / J
     assert out.statistic == pytest.approx(base.statistic * 16 / 17, rel=1e-12)
     np.testing.assert_allclose(out.boot, base.boot * 16 / 17, rtol=1e-12)
@@ -169,7 +169,7 @@ def test_invariant_to_row_order(assink, res_year, base):
     perm = np.random.default_rng(4).permutation(len(assink))
     res = mlmeta.rma_mv(assink.iloc[perm], "yi", "vi", random="study/esid",
                         mods="~ year + deltype")
-    out = cwb.cwb_test(res, "year", R=60, seed=11)
+    out = cwb.cwb_test(res, "year", R=30, seed=11)
     assert out.statistic == pytest.approx(base.statistic, rel=1e-6)
     np.testing.assert_allclose(out.boot, base.boot, rtol=1e-4)
     assert out.p_value == base.p_value
@@ -180,13 +180,13 @@ def test_invariant_to_shifts_in_the_null_space_and_to_scale(assink, base):
     d = assink.copy()
     d["yi"] = d["yi"] + 0.4 - 0.2 * (d["deltype"] == "overt")
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/esid", mods="~ year + deltype")
-    out = cwb.cwb_test(res, "year", R=60, seed=11)
+    out = cwb.cwb_test(res, "year", R=30, seed=11)
     assert out.statistic == pytest.approx(base.statistic, rel=1e-6)
     np.testing.assert_allclose(out.boot, base.boot, rtol=1e-4)
     assert out.p_value == base.p_value
     d = assink.assign(yi=assink["yi"] * 3.0, vi=assink["vi"] * 9.0)
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/esid", mods="~ year + deltype")
-    out = cwb.cwb_test(res, "year", R=60, seed=11)
+    out = cwb.cwb_test(res, "year", R=30, seed=11)
     assert out.statistic == pytest.approx(base.statistic, rel=1e-6)
     np.testing.assert_allclose(out.boot, base.boot, rtol=1e-4)
 
@@ -229,7 +229,7 @@ def test_intercept_only_model_tests_the_intercept():
 
 def test_result_dict_and_text(base):
     d = base.to_dict()
-    assert d["test"] == "CWB adjusted" and d["R"] == 60 and d["weights"] == "rademacher"
+    assert d["test"] == "CWB adjusted" and d["R"] == 30 and d["weights"] == "rademacher"
     assert d["constraints"] == ["year"] and d["p_value"] == base.p_value
     assert d["type"] == "CR0" and d["stat_test"] == "naive-F" and d["n_failed"] == 0
     json.dumps(d)
