@@ -18,7 +18,7 @@ import pandas as pd
 
 from mlmeta.errors import ConvergenceError, InputError
 
-__all__ = ["rstandard", "loo_cluster", "cooks_cluster", "cluster_refits", "one_pass_refits"]
+__all__ = ["cluster_refits", "cooks_cluster", "loo_cluster", "one_pass_refits", "rstandard"]
 
 
 def rstandard(res) -> pd.DataFrame:

@@ -9,20 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mlmeta.core.dist import chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
 
+from mlmeta.core.dist import chi2_sf, f_sf, norm_isf, norm_sf, t_isf, t_sf
 from mlmeta.core.likelihood import LOG2PI
 
 __all__ = [
-    "contain_df",
+    "CoefTests",
     "coef_tests",
+    "contain_df",
+    "contain_df_leave_out",
+    "default_btt",
+    "fit_statistics",
     "omnibus_test",
     "qe_test",
     "qe_test_blocks",
-    "fit_statistics",
-    "CoefTests",
-    "contain_df_leave_out",
-    "default_btt",
 ]
 
 

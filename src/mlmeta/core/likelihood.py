@@ -31,7 +31,7 @@ import numpy as np
 
 from mlmeta.core.structure import NestedStructure
 
-__all__ = ["Evaluation", "evaluate", "evaluate_terms", "assemble", "LOG2PI", "ProblemShape"]
+__all__ = ["LOG2PI", "Evaluation", "ProblemShape", "assemble", "evaluate", "evaluate_terms"]
 
 LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -70,7 +70,7 @@ def _reduce(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return np.add.reduceat(x, starts, axis=0)
 
 
-def _recip(v, g, h):
+def reciprocal_rule(v, g, h):
     """Value, gradient and Hessian of 1/u from those of u (vectorised over the first axes)."""
     iv = 1.0 / v
     ig = -g * (iv * iv)[..., None]
@@ -80,7 +80,7 @@ def _recip(v, g, h):
     return iv, ig, ih
 
 
-def _mul(xv, xg, xh, yv, yg, yh):
+def product_rule(xv, xg, xh, yv, yg, yh):
     """Product rule to second order; shapes broadcast, derivative axes last."""
     v = xv * yv
     g = xg * yv[..., None] + xv[..., None] * yg
@@ -121,7 +121,7 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
     (``Cg``: m x m x L, ``Ch``: m x m x L x L, ``lg``: L, ``lh``: L x L; zeros above ``order``)."""
     theta = np.asarray(theta, dtype=float)
     L = st.n_levels
-    k, m = M.shape
+    _k, m = M.shape
     e = np.zeros(L)
     for lv in st.diag_levels:
         e[lv] = 1.0
@@ -177,7 +177,7 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
             dg = av[:, None] * u + s * ag
             dh = ag[:, :, None] * u[None, None, :] + u[None, :, None] * ag[:, None, :] + s * ah
             logdet += float(np.sum(np.log(dv)))
-            iv, ig, ih = _recip(dv, dg, dh)
+            iv, ig, ih = reciprocal_rule(dv, dg, dh)
             if order >= 1:
                 lg += np.sum(dg * iv[:, None], axis=0)
             if order >= 2:
@@ -215,8 +215,8 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
                 break  # the top level has no parent: its a, b are not needed
             # new a, b: a/den, b/den
             if order >= 2:
-                av, ag, ah = _mul(av, ag, ah, iv, ig, ih)
-                bv, bg, bh = _mul(
+                av, ag, ah = product_rule(av, ag, ah, iv, ig, ih)
+                bv, bg, bh = product_rule(
                     bv, bg, bh, iv[:, None], ig[:, None, :], ih[:, None, :, :]
                 )
             elif order == 1:

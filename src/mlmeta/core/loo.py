@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmeta.core.likelihood import LOG2PI, _mul, _recip, evaluate_terms
+from mlmeta.core.likelihood import LOG2PI, product_rule, reciprocal_rule, evaluate_terms
 from mlmeta.core.structure import NestedStructure
 
-__all__ = ["cluster_terms", "LooResult", "leave_one_cluster_out"]
+__all__ = ["LooResult", "cluster_terms", "leave_one_cluster_out"]
 
 
 def _red(x: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -50,7 +50,7 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
     terms equal :func:`mlmeta.core.likelihood.evaluate_terms`.
     """
     L = st.n_levels
-    k, m = M.shape
+    _k, _m = M.shape
     top = st.codes[0]
     G0 = st.n_groups[0]
     ts = _starts(top)
@@ -93,7 +93,7 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
             dh = (ag[:, :, None] * u[None, None, :] + u[None, :, None] * ag[:, None, :]
                   + s[:, None, None] * ah)
             logdet += _red(np.log(dv), gs)
-            iv, ig, ih = _recip(dv, dg, dh)
+            iv, ig, ih = reciprocal_rule(dv, dg, dh)
             lg += _red(dg * iv[:, None], gs)
             lh += _red(dh * iv[:, None, None]
                        - dg[:, :, None] * dg[:, None, :] * (iv * iv)[:, None, None], gs)
@@ -118,8 +118,8 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
             Ch -= _red(h1 + h2 + h3 + h4, gs)
             if idx == 0:
                 break
-            av, ag, ah = _mul(av, ag, ah, iv, ig, ih)
-            bv, bg, bh = _mul(bv, bg, bh, iv[:, None], ig[:, None, :], ih[:, None, :, :])
+            av, ag, ah = product_rule(av, ag, ah, iv, ig, ih)
+            bv, bg, bh = product_rule(bv, bg, bh, iv[:, None], ig[:, None, :], ih[:, None, :, :])
             cs = st.child_starts[idx - 1]
             av, bv = _red(av, cs), _red(bv, cs)
             ag, bg = _red(ag, cs), _red(bg, cs)
