@@ -189,8 +189,13 @@ def _R_matrix(factor: str, R: Any) -> tuple[np.ndarray, list[str]]:
                      f"level names (or a CSV file); got {type(R).__name__}")
 
 
+def _row_ids(df: pd.DataFrame, positions) -> list[str]:
+    """Row names for messages without the word 'row' ('7', or the index label)."""
+    return [row_label(df, int(i)).removeprefix("row ") for i in positions]
+
+
 def _sampling_V(V: Any, k_all: int, df: pd.DataFrame) -> SamplingCov:
-    labels = [row_label(df, i) for i in range(k_all)]
+    labels = _row_ids(df, range(k_all))
     if isinstance(V, (str, Path)):
         V = read_V_csv(V)
     if isinstance(V, pd.DataFrame):
@@ -265,10 +270,10 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
         if sub[cl].isna().any():
             raise InputError(f"rho_cluster column {cl!r} has missing values")
         S = SamplingCov.from_rho(md.v, _labels_of(sub[cl]), spec.rho,
-                                 row_labels=[row_label(data, int(i)) for i in pos])
+                                 row_labels=_row_ids(data, pos))
         v = md.v
     else:
-        S = SamplingCov.from_vi(md.v, row_labels=[row_label(data, int(i)) for i in pos])
+        S = SamplingCov.from_vi(md.v, row_labels=_row_ids(data, pos))
         v = md.v
     terms, info = _terms(spec, sub)
     sig_names = tuple(i.name for i in info if i.kind == "sigma2")
