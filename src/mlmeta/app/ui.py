@@ -108,6 +108,7 @@ CSS = """
 .mlmeta-summary { background: var(--bs-light); border-radius: .4rem; padding: .6rem .8rem; }
 .mlmeta-table caption { caption-side: top; color: var(--bs-body-color); font-weight: 600; }
 .mlmeta-table { font-size: 0.88rem; }
+.mlmeta-table td.text-end, .mlmeta-table th.text-end { white-space: nowrap; }
 .mlmeta-figure { max-width: 100%; height: auto; border: 1px solid var(--bs-border-color); }
 .mlmeta-figure-box { display: block; margin: .5rem 0 1rem 0; }
 .mlmeta-runbar { display: flex; gap: .5rem; align-items: center; flex-wrap: wrap; }
