@@ -604,3 +604,14 @@ def che_or_mlma(data, condition):
     if condition["model"] == "CHE":
         return sim.analyse_che_rve(data, condition)
     return sim.analyse_mlma(data, condition)
+
+
+def test_checkpoint_without_pyarrow_says_which_extra(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    with pytest.raises(InputError, match=r"^checkpoint= writes Parquet files and needs "
+                                         r"pyarrow: pip install 'mlmeta\[sim\]'$"):
+        table(checkpoint=tmp_path)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -249,11 +250,9 @@ def _open_checkpoint(folder: Path, manifest: dict) -> None:
 
 
 def _parquet_engine() -> None:
-    try:
-        import pyarrow  # type: ignore[import-untyped]  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("pyarrow") is None:
         raise InputError("checkpoint= writes Parquet files and needs pyarrow: "
-                         "pip install 'mlmeta[sim]'") from None
+                         "pip install 'mlmeta[sim]'")
 
 
 # --------------------------------------------------------------------------------------------
