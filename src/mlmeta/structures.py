@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mlmeta.core.dist import chi2_sf, norm_isf, t_isf
-from mlmeta.core.fit_general import contain_groupings, fit_general
+from mlmeta.core.fit_general import GeneralFit, contain_groupings, fit_general
 from mlmeta.core.general import FactorTerm
 from mlmeta.core.inference import coef_tests, contain_df, default_btt, fit_statistics, omnibus_test
 from mlmeta.errors import FitWarning, InputError
@@ -68,6 +68,7 @@ def fit_structured(md: StructuredData, spec, *, start=None, problem=None) -> Str
     k, p = md.X.shape
     if k <= p:
         raise InputError(f"{k} effect sizes are too few for {p} coefficients")
+    assert md.S is not None  # prepare_structured always sets it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
         core = fit_general(md.y, md.X, md.S, list(md.terms), method=spec.method,
@@ -100,6 +101,9 @@ def fit_structured(md: StructuredData, spec, *, start=None, problem=None) -> Str
 @dataclass(frozen=True)
 class StructuredResults(MetaResults):
     """A fitted model with general random-effects structures (see the module docstring)."""
+
+    data: StructuredData
+    core: GeneralFit  # type: ignore[assignment]
 
     is_structured = True  # the printout shows the tau^2/rho/gamma^2/phi tables
 
@@ -217,7 +221,7 @@ class StructuredResults(MetaResults):
         comp = self._components()
         cands: list[str] = []
         for info in self.data.info:
-            col = info.outer if info.kind == "inner_outer" else info.name.split("/")[0]
+            col = str(info.outer) if info.kind == "inner_outer" else info.name.split("/")[0]
             if col not in cands:
                 cands.append(col)
         if self.spec.rho_cluster and self.spec.rho_cluster not in cands:
@@ -347,7 +351,9 @@ class StructuredResults(MetaResults):
             elif row["estimate"] == 0:
                 boundary.append(str(name))
                 warns.append(f"variance component {name} is estimated at the boundary 0")
-        v = self.data.S.diag
+        S = self.data.S
+        assert S is not None
+        v = S.diag
         ratio = float(np.max(v) / np.min(v))
         if ratio > VI_RATIO_LIMIT:
             warns.append(f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a "
@@ -375,6 +381,7 @@ class StructuredResults(MetaResults):
         from mlmeta.spec import to_fraction
 
         lv = self.level if level is None else to_fraction(level)
+        Xn: np.ndarray
         io = self._io()
         n_t = [len(e.tau2) for e, _ in io]
         t_lv: list = []
@@ -387,10 +394,10 @@ class StructuredResults(MetaResults):
                     t_lv = list(io[0][1].levels) if n_t[0] > 1 else [None]
                     Xn = np.ones((len(t_lv), 1))
                 else:
-                    a = list(io[0][1].levels) if n_t[0] > 1 else [None]
-                    b = list(io[1][1].levels) if n_t[1] > 1 else [None]
-                    t_lv = [x for x in a for _ in b]
-                    g_lv = [y for _ in a for y in b]
+                    la = list(io[0][1].levels) if n_t[0] > 1 else [None]
+                    lb = list(io[1][1].levels) if n_t[1] > 1 else [None]
+                    t_lv = [x for x in la for _ in lb]
+                    g_lv = [y for _ in la for y in lb]
                     Xn = np.ones((len(t_lv), 1))
             else:
                 Xn = self.data.X
@@ -419,7 +426,8 @@ class StructuredResults(MetaResults):
         pred = Xn @ b
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xn, V, Xn))
         if self.test == "t":
-            df = np.array([np.min(self.tests.df[row != 0]) if np.any(row != 0)
+            tdf = np.asarray(self.tests.df, dtype=float)
+            df = np.array([np.min(tdf[row != 0]) if np.any(row != 0)
                            else self.k - self.p for row in Xn])
             crit = t_isf((1 - lv) / 2, df)
         else:
@@ -450,10 +458,12 @@ class StructuredResults(MetaResults):
                                     for x, s2 in zip(o, extra)]) for o in out]
             else:
                 vals = [np.tanh(o) for o in out]
-            return StructuredPrediction(vals[0], np.full(len(pred), np.nan), *vals[2:],
-                                        transformed="ztor" if transf == "tanh" else transf,
-                                        tau2_level=tl, gamma2_level=gl)
-        return StructuredPrediction(*out, tau2_level=tl, gamma2_level=gl)
+            return StructuredPrediction(
+                pred=vals[0], se=np.full(len(pred), np.nan), ci_lb=vals[2], ci_ub=vals[3],
+                pi_lb=vals[4], pi_ub=vals[5], transformed="ztor" if transf == "tanh" else transf,
+                tau2_level=tl, gamma2_level=gl)
+        return StructuredPrediction(pred=out[0], se=out[1], ci_lb=out[2], ci_ub=out[3],
+                                    pi_lb=out[4], pi_ub=out[5], tau2_level=tl, gamma2_level=gl)
 
     @staticmethod
     def _level_pos(info, x, what: str) -> int:

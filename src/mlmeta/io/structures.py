@@ -258,10 +258,10 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
             vi = S_full.diag.copy()
     frame_in = df.assign(_mlmeta_row=np.arange(k_all))
     md = prepare(frame_in, yi, vi, (), spec.mods)
-    pos = md.frame["_mlmeta_row"].to_numpy().astype(np.int64)
+    used = md.frame["_mlmeta_row"].to_numpy().astype(np.int64)
     sub = md.frame.reset_index(drop=True)
     if S_full is not None:
-        S = S_full.subset(pos)
+        S = S_full.subset(used)
         v = S.diag.copy()
     elif spec.rho is not None:
         cl = spec.rho_cluster
@@ -270,10 +270,10 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
         if sub[cl].isna().any():
             raise InputError(f"rho_cluster column {cl!r} has missing values")
         S = SamplingCov.from_rho(md.v, _labels_of(sub[cl]), spec.rho,
-                                 row_labels=_row_ids(data, pos))
+                                 row_labels=_row_ids(data, used))
         v = md.v
     else:
-        S = SamplingCov.from_vi(md.v, row_labels=_row_ids(data, pos))
+        S = SamplingCov.from_vi(md.v, row_labels=_row_ids(data, used))
         v = md.v
     terms, info = _terms(spec, sub)
     sig_names = tuple(i.name for i in info if i.kind == "sigma2")
@@ -282,7 +282,7 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
 
     base = {f.name: getattr(md, f.name) for f in fields(ModelData)}
     base.update(v=v, random=sig_names, factors=sig_codes)
-    return StructuredData(**base, terms=tuple(terms), info=tuple(info), S=S, positions=pos,
+    return StructuredData(**base, terms=tuple(terms), info=tuple(info), S=S, positions=used,
                           V_given=spec.V is not None)
 
 
@@ -339,7 +339,7 @@ def subset_structured(md: StructuredData, keep: np.ndarray) -> StructuredData:
     from mlmeta.core.general import FactorTerm as _F
 
     keep = np.asarray(keep, dtype=bool)
-    terms = []
+    terms: list = []
     for t in md.terms:
         if isinstance(t, _F):
             u, c = np.unique(t.codes[keep], return_inverse=True)
