@@ -623,3 +623,15 @@ def test_cancel_before_start_never_starts_the_run(tmp_path):
     job.start()
     assert job.state.status == "cancelled" and job._proc is None
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_levels_map_to_model_reference():
+    """Written only for moderators that are chosen; read back as they were."""
+    raw = controls_to_raw(_values(moderators=("phase", "rater")), "d.csv",
+                          {"phase": "categorical", "rater": "categorical"}, set(),
+                          {"phase": "late", "treatment": "CBT", "rater": ""})
+    assert raw["model"]["reference"] == {"phase": "late"}
+    assert tomllib.loads(dumps(raw))["model"]["reference"] == {"phase": "late"}
+    _, _, refs = raw_to_controls(raw)
+    assert refs == {"phase": "late"}
+    assert "reference" not in controls_to_raw(_values(moderators=("phase",)), "d.csv")["model"]
