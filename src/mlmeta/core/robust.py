@@ -530,6 +530,36 @@ def _pp_sums(
     return Omega, var1, var2
 
 
+#: the HTZ test's second moments cost about C^2 q^2 p operations (C clusters, q tested
+#: coefficients, p coefficients) when the C x C-free sums of :func:`_pp_sums` (C q^2 p^2
+#: operations, q^2 p^2 memory) would be larger; beyond this many operations the test is not
+#: computed (QM = nan, with a FitWarning saying why) rather than running for minutes
+HTZ_MAX_OPS = 3e10
+
+
+def _pp_total(a: np.ndarray, H: np.ndarray) -> float:
+    """``sum_{s,t} (var1[s,t] + var2[s,t])`` of :func:`_pp_sums` (all the HTZ test needs),
+    without its ``q x q x p x p`` array::
+
+        sum_{s,t,i,j} S_st[i,j]^2     = || Z Z' ||_F^2,  Z = H reshaped to C x (q p),
+        sum_{s,t,i,j} S_st[i,j] S_st[j,i] = sum_{c,d} trace((H_c H_d')^2).
+    """
+    C, q, r = H.shape
+    b = H @ np.swapaxes(H, -1, -2)
+    d_a = np.einsum("css->cs", a)
+    d_b = np.einsum("css->cs", b)
+    total = float(np.sum(a * a) - 2.0 * np.sum(a * b))
+    total += float(np.sum(d_a.T @ d_a - d_a.T @ d_b - d_b.T @ d_a))
+    Z = H.reshape(C, q * r)
+    G = Z @ Z.T
+    total += float(np.sum(G * G))
+    Ht = np.swapaxes(H, -1, -2)
+    for c in range(C):
+        B = H[c][None] @ Ht  # H_c H_d' for every d
+        total += float(np.sum(B * np.swapaxes(B, -1, -2)))
+    return total
+
+
 def _cr2(
     groups: list[_Group], M: np.ndarray, beta: np.ndarray, C: int, btt: np.ndarray, level: float
 ) -> dict[str, Any]:
@@ -576,8 +606,20 @@ def _cr2(
     T = _sym_power(Omega, -0.5)
     a_T = T @ a_K @ T
     H_T = T @ H_K
-    _, var1, var2 = _pp_sums(a_T, H_T)
-    nu = q * (q + 1) / float(np.sum(var1 + var2))
+    direct, pairs = C * q * q * p * p, C * C * q * q * p
+    if direct <= 1e8 or direct <= pairs:
+        _, var1, var2 = _pp_sums(a_T, H_T)
+        nu = q * (q + 1) / float(np.sum(var1 + var2))
+    elif pairs <= HTZ_MAX_OPS:
+        nu = q * (q + 1) / _pp_total(a_T, H_T)
+    else:
+        import warnings
+
+        from mlmeta.errors import FitWarning
+        warnings.warn(f"CR2: the HTZ test of {q} coefficients at once with {C} clusters was not "
+                      f"computed (about {pairs:.0e} operations); test fewer coefficients "
+                      "(btt) or use the per-coefficient CR2 tests", FitWarning, stacklevel=4)
+        nu = float("nan")
     delta = max((nu - q + 1) / nu, 0.0)
     df2 = nu - q + 1
     Q = _wald_q(beta[btt], vcov[np.ix_(btt, btt)])
