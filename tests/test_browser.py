@@ -196,7 +196,7 @@ def test_apa_sentence_and_simulated_notice_on_page(page):
     apa = numbers["overall"]["apa"]
     assert apa in text
     assert browser.js("return document.getElementById('apa-overall').innerText.trim()") == apa
-    assert apa.startswith("r = \u2212.123, SE = .020, 95% CI [\u2212.164, \u2212.082], t(26) = ")
+    assert apa.startswith("r = \u2212.121, SE = .019, 95% CI [\u2212.159, \u2212.082], t(26) = ")
     assert "SIMULATED DATA" in browser.js(
         "return document.getElementById('simulated').innerText")
     assert browser.js("return document.title") == numbers["title"]
@@ -212,3 +212,27 @@ def test_missing_chromium_fails_on_ci_and_skips_locally(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         tb._tools()
+
+
+def test_references_and_numbered_tables_on_page(page):
+    """The page shows the numbered reference list and numbered tables and figures."""
+    browser, numbers, _ = page
+    refs = browser.js("return Array.from(document.querySelectorAll('#reference-list li'))"
+                      ".map(li => li.innerText)")
+    assert len(refs) >= 10
+    assert any(r.startswith("Viechtbauer, W. (2010)") for r in refs)
+    assert browser.js("return getComputedStyle(document.getElementById('reference-list'))"
+                      ".listStyleType") == "decimal"
+    body = browser.js("return document.body.innerText")
+    assert "(Viechtbauer, 2010)" in body and "(Tipton & Pustejovsky, 2015" in body
+    nums = browser.js("return Array.from(document.querySelectorAll('caption .tnum'))"
+                      ".map(c => c.innerText)")
+    assert nums == [f"Table {i}" for i in range(1, len(nums) + 1)] and len(nums) >= 8
+    titles = browser.js("return Array.from(document.querySelectorAll('caption .ttitle'))"
+                        ".map(c => c.innerText)")
+    assert "Included studies" in titles and "Moderator analyses" in titles
+    caps = browser.js("return Array.from(document.querySelectorAll('figcaption .fnum'))"
+                      ".map(c => c.innerText)")
+    assert caps == [f"Figure {i}." for i in range(1, len(caps) + 1)]
+    assert browser.js("return document.getElementById('summary').innerText") == \
+        "Summary for practitioners"

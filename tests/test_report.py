@@ -110,7 +110,7 @@ def _r3(x: float, bounded: bool = True) -> str:
 # ---------------------------------------------------------------- the folder
 def test_report_folder_is_complete(report):
     name, out, numbers = report
-    for f in ("report.html", "report.md", "results.json"):
+    for f in ("report.html", "report.md", "report.docx", "results.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     figs = numbers["figures"]
     assert figs and all(f["number"] for f in figs)
@@ -119,12 +119,19 @@ def test_report_folder_is_complete(report):
     for m in numbers["moderators"]:
         assert (f"orchard_{m['name']}" if m["type"] == "categorical"
                 else f"bubble_{m['name']}") in names
+    from PIL import Image
     for f in figs:
-        png, svg = out / f["png"], out / f["svg"]
+        png, pdf = out / f["png"], out / f["pdf"]
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert b"<svg" in svg.read_bytes()[:2000]
+        assert pdf.read_bytes()[:5] == b"%PDF-"
+        with Image.open(png) as im:  # 300 dpi, no page taller than 12 inches
+            assert im.info["dpi"] == pytest.approx((300, 300), abs=0.5)
+            assert im.size[1] <= 12 * 300 + 60
+    extra = [Path(x).name for f in figs for x in f.get("extra") or []]
     assert sorted(p.name for p in (out / "figures").iterdir()) == \
-        sorted([Path(f["png"]).name for f in figs] + [Path(f["svg"]).name for f in figs])
+        sorted([Path(f["png"]).name for f in figs] + [Path(f["pdf"]).name for f in figs]
+               + extra)
+    assert (out / "report.html").stat().st_size <= 5 * 1024 * 1024
     # no leftovers of the atomic write next to the report
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
 
@@ -234,8 +241,10 @@ def test_overall_model_matches_metafor(name, case, tmp_path_factory):
     _check(case, "egger", e["egger"], eg)
     z = numbers["sensitivity"]["outliers"]["z"]
     _check(case, "rstandard", e["rstandard"]["z"], z)
-    flagged = sum(abs(x) > 1.959963984540054 for x in e["rstandard"]["z"])
-    assert numbers["sensitivity"]["outliers"]["n"] == flagged
+    ol = numbers["sensitivity"]["outliers"]
+    from scipy.stats import norm
+    assert ol["critical"] == pytest.approx(norm.isf(0.05 / (2 * len(z))))  # Bonferroni
+    assert ol["n"] == sum(abs(x) > ol["critical"] for x in e["rstandard"]["z"])
     if "loo_cluster" in e:
         rows = numbers["sensitivity"]["loo"]["rows"]
         _check(case, "loo_cluster", [[x["left_out"], x["beta"], x["se"]] for x in
@@ -266,7 +275,9 @@ def test_loo_and_cooks_equal_the_library(tmp_path_factory):
                                                                          rel=1e-9)
     got = numbers["sensitivity"]["cooks"]
     assert [r["value"] for r in got["rows"]] == pytest.approx(ck["value"].tolist(), rel=1e-9)
-    assert [r["influential"] for r in got["rows"]] == ck["influential"].tolist()
+    # influential: D above the median of chi2 with p df (Viechtbauer & Cheung, 2010)
+    assert got["cutoff"] == pytest.approx(0.454936423119572)
+    assert [r["influential"] for r in got["rows"]] == (ck["value"] > got["cutoff"]).tolist()
 
 
 @pytest.mark.parametrize("name,mod,case", [("alliance_ref", "phase", "alliance_like_phase_t"),
@@ -374,12 +385,13 @@ def test_aggregated_bias_passed_through(alliance):
     from mlmeta.model import rma_mv
     _, numbers = alliance
     a = numbers["bias"]["aggregated"]
-    assert a["available"] and a["rho"] == 0.5 and a["n_aggregated"] == 27
+    # the model has no rho (independent sampling errors), so neither has the aggregation
+    assert a["available"] and a["rho"] == 0 and a["n_aggregated"] == 27
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = rma_mv(load_example("alliance_like").data, "yi", "vi", random="study/es",
                      test="t", dfs="contain", measure="ZCOR")
-        ab = pub.aggregated_bias(res, rho=0.5)
+        ab = pub.aggregated_bias(res, rho=0.0, alternative="auto")
     assert a["ranktest"]["tau"] == pytest.approx(ab["ranktest"]["tau"], rel=1e-9)
     assert a["trimfill"]["k0"] == ab["trimfill"]["k0"]
     assert a["trimfill"]["beta_display"] == pytest.approx(math.tanh(ab["trimfill"]["beta"]))

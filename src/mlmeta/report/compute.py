@@ -947,44 +947,62 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
 
 
 def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
-    from mlmeta.pubbias import aggregated_bias
+    """Rank test, trim-and-fill and the selection model on study-aggregated effects (as
+    :func:`mlmeta.pubbias.aggregated_bias` runs them), each on its own so that one that cannot
+    be estimated (e.g. no effect in a p-value interval) leaves the others in the report."""
+    from mlmeta import pubbias
 
     if not res.data.random:
         return {"available": False, "reason": "needs a study level to aggregate within"}
     rho = spec.bias_rho_used
-    alt = {"auto": "auto", "positive": "greater", "negative": "less"}[spec.selection_side]
     steps = (*spec.selection_steps, 1.0)
     try:
-        ab = aggregated_bias(res, rho=rho, steps=steps, alternative=alt, level=spec.level)
+        codes, labels = res.cluster_codes(None)
+        agg = pubbias.aggregate(res.data.y, res.data.v, codes, rho)
+        agg["cluster"] = labels
+        y, v = agg["yi"].to_numpy(), agg["vi"].to_numpy()
+        fit = pubbias.rma_uni(y, v, "REML", level=spec.level)
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         return ctx.note_failure("publication bias", "aggregated bias tests", exc)
     out: dict[str, Any] = {"available": True, "rho": rho,
                            "rho_from": spec.to_dict()["analyses"]["bias_rho_from"],
-                           "selection_side_requested": spec.selection_side}
-    agg = ab.get("aggregate")
-    if agg is not None:
-        out["n_aggregated"] = len(agg)
-        out["aggregate"] = _jsonable(agg)
-    for key in ("rma_agg", "ranktest", "trimfill", "selmodel"):
-        v = ab.get(key)
-        if v is None:
-            out[key] = None
+                           "selection_side_requested": spec.selection_side,
+                           "n_aggregated": len(agg), "aggregate": _jsonable(agg)}
+    alt = {"auto": "less" if fit["beta"] < 0 else "greater", "positive": "greater",
+           "negative": "less"}[spec.selection_side]
+    runs = {"rma_agg": lambda: fit,
+            "ranktest": lambda: pubbias.ranktest(y, v),
+            "trimfill": lambda: pubbias.trimfill(y, v, method="REML", level=spec.level),
+            "selmodel": lambda: pubbias.selmodel_stepfun(y, v, steps, method="REML",
+                                                         alternative=alt, level=spec.level)}
+    names = {"ranktest": "rank correlation test", "trimfill": "trim-and-fill",
+             "selmodel": "selection model"}
+    for key, fn in runs.items():
+        try:
+            val = fn()
+        except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
+            out[key] = ctx.note_failure("publication bias", names[key], exc)
             continue
-        v = {k: _jsonable(x) for k, x in dict(v).items() if k != "hessian"}
+        vd = {k: _jsonable(x) for k, x in dict(val).items() if k != "hessian"}
         if key in ("rma_agg", "trimfill", "selmodel"):
             for b in ("beta", "ci_lb", "ci_ub"):
-                if isinstance(v.get(b), (int, float)):
-                    v[f"{b}_display"] = sc.tr(v[b])
-        out[key] = v
-    sm = out.get("selmodel")
-    if sm:
-        # effects per p-value interval: (0, s1], (s1, s2], ..., one-sided on the side used
-        st = list(sm.get("steps") or [])
-        counts = list(sm.get("ptable") or [])
-        lows = [0.0, *st[:-1]]
-        sm["bins"] = [{"p_from": a, "p_to": b, "k": int(c)} for a, b, c in zip(lows, st, counts)]
-        sm["side"] = {"greater": "positive", "less": "negative"}.get(sm.get("alternative"),
-                                                                      "two-sided")
+                if isinstance(vd.get(b), (int, float)):
+                    vd[f"{b}_display"] = sc.tr(vd[b])
+        out[key] = vd
+    # effects per p-value interval (one-sided on the side used), also when the model failed
+    p1 = 1 - np.asarray([0.5 * math.erfc(-(yy / math.sqrt(vv)) / math.sqrt(2))
+                         for yy, vv in zip(y, v)])
+    p_side = p1 if alt == "greater" else 1 - p1
+    lows = [0.0, *steps[:-1]]
+    bins = [{"p_from": a, "p_to": b,
+             "k": int(np.sum((p_side > a) & (p_side <= b)) + (np.sum(p_side <= 0) if a == 0
+                                                               else 0))}
+            for a, b in zip(lows, steps)]
+    sm = out["selmodel"]
+    sm["bins"] = bins
+    sm["side"] = {"greater": "positive", "less": "negative"}[alt]
+    sm.setdefault("alternative", alt)
+    sm.setdefault("steps", list(steps))
     return out
 
 

@@ -349,14 +349,15 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
         parts = []
         pred = b.get("predictor") or {}
         if pred.get("name") == "sqrt_inv_n":
-            plab = (f"√(1/ñ), ñ = {pred.get('ntilde')}, a predictor that does not depend on the "
-                    f"estimate {c.cite('pustejovsky2019')}")
+            plab = (f"√(1/ñ) as moderator (ñ = {pred.get('ntilde')}: a predictor that, unlike "
+                    f"the standard error, does not depend on the estimate; "
+                    f"{c.inner('pustejovsky2019')})")
         else:
-            plab = "the standard error √vi"
+            plab = "the standard error √vi as moderator"
         word = "multilevel " if levels else ""
         parts.append(f"Small-study effects were assessed with a {word}Egger regression test "
                      f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if len(levels) >= 2 else ''} "
-                     f"with {plab} as moderator, and PET-PEESE {c.cite('stanley2014')} with the "
+                     f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
                      "same predictor and its square (PEESE when PET's intercept is "
                      "significant).")
         a = b.get("aggregated") or {}
@@ -1159,12 +1160,18 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
             f"{s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}.")
     doc.add(_p(head, "aggregated"))
     rt = a.get("ranktest")
-    if rt:
+    if rt and rt.get("available") is False:
+        doc.add(_p(f"The rank correlation test ({c.inner('begg1994')}) could not be computed: "
+                   f"{rt.get('reason')}.", "ranktest"))
+    elif rt:
         doc.add(_p(f"Rank correlation test ({c.inner('begg1994')}; ρ = {a['rho']:g}): "
                    f"Kendall's τ = {fmt.num(rt.get('tau'), 3, True)}, "
                    f"{_ptext(rt.get('pval'))}.", "ranktest"))
     tf = a.get("trimfill")
-    if tf:
+    if tf and tf.get("available") is False:
+        doc.add(_p(f"Trim-and-fill ({c.inner('duval2000')}) could not be computed: "
+                   f"{tf.get('reason')}.", "trimfill"))
+    elif tf:
         k0 = tf.get("k0")
         side = tf.get("side")
         doc.add(_p(f"Trim-and-fill ({c.inner('duval2000')}; ρ = {a['rho']:g}) imputes "
@@ -1183,6 +1190,12 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
                          f"{'' if i == 0 or bb['p_to'] >= 1 else ' and ≤ ' + fmt.num(bb['p_to'], 3, True)}"
                          f": {bb['k']} studies"
                          for i, bb in enumerate(sm.get("bins") or []))
+        if sm.get("available") is False:
+            doc.add(_p(
+                f"The three-parameter selection model ({c.inner('vevea1995')}; ρ = "
+                f"{a['rho']:g}; selection assumed to favour significant {side} effects; "
+                f"{bins}) could not be estimated: {sm.get('reason')}.", "selmodel"))
+            return
         doc.add(_p(
             f"Three-parameter selection model ({c.inner('vevea1995')}; ρ = {a['rho']:g}), "
             f"assuming selection favours significant {side} effects "
