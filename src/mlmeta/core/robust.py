@@ -513,7 +513,9 @@ def _pp_sums(
     """
     b = H @ np.swapaxes(H, -1, -2)  # (C, q, q)
     Omega = a.sum(axis=0) - b.sum(axis=0)
-    S = np.einsum("csi,ctj->stij", H, H)  # S[s,t] = sum_c H_c[s] H_c[t]'
+    C, q, r = H.shape
+    Z = H.reshape(C, q * r)  # S[s,t] = sum_c H_c[s] H_c[t]', one matrix product
+    S = (Z.T @ Z).reshape(q, r, q, r).transpose(0, 2, 1, 3)
     d_a = np.einsum("css->cs", a)
     d_b = np.einsum("css->cs", b)
     var1 = (
@@ -587,7 +589,7 @@ def _cr2(
     d_a = np.einsum("cii->ci", a_all)
     d_b = np.einsum("cij,cij->ci", H_all, H_all)
     E_coef = d_a.sum(axis=0) - d_b.sum(axis=0)
-    S_diag = np.einsum("cia,cib->iab", H_all, H_all)
+    S_diag = np.swapaxes(H_all, 0, 1).transpose(0, 2, 1) @ np.swapaxes(H_all, 0, 1)
     SS_coef = (
         (d_a * d_a).sum(axis=0)
         - 2.0 * (d_a * d_b).sum(axis=0)
@@ -606,8 +608,8 @@ def _cr2(
     T = _sym_power(Omega, -0.5)
     a_T = T @ a_K @ T
     H_T = T @ H_K
-    direct, pairs = C * q * q * p * p, C * C * q * q * p
-    if direct <= 1e8 or direct <= pairs:
+    pairs = C * C * q * q * p
+    if q * q * p * p <= 2e7:  # the q x q x p x p array fits in memory (160 MB)
         _, var1, var2 = _pp_sums(a_T, H_T)
         nu = q * (q + 1) / float(np.sum(var1 + var2))
     elif pairs <= HTZ_MAX_OPS:
