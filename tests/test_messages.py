@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import re
 import sys
@@ -25,14 +26,12 @@ import pandas as pd
 import pytest
 
 import mlmeta
-from mlmeta import effects
-from mlmeta import pubbias
-from mlmeta.io import analysis
-from mlmeta.pubbias import egger as bias
-from mlmeta.io.analysis import AnalysisError
+from mlmeta import effects, pubbias
 from mlmeta.cli import main
 from mlmeta.errors import ConvergenceError, DataWarning, FormulaError, InputError, MlmetaError
-from mlmeta.io import read_table
+from mlmeta.io import analysis, read_table
+from mlmeta.io.analysis import AnalysisError
+from mlmeta.pubbias import egger as bias
 
 HERE = Path(__file__).parent
 DATA = HERE / "fixtures" / "reference" / "data"
@@ -165,10 +164,12 @@ def test_first_coefficient_zero_in_every_row(konst):
 
 
 def test_later_coefficient_zero_in_every_row(konst):
-    with pytest.raises(InputError, match=exact(
-            "moderator formula '~ year + z': coefficient 'z' is 0 in every row (a level without "
-            "rows?), so it cannot be estimated")):
-        fit(konst.assign(z=0.0), mods="~ year + z")
+    # metafor drops it ("Redundant predictors dropped from the model.") and fits the rest
+    with pytest.warns(DataWarning, match=exact(
+            "moderator formula '~ year + z': redundant predictors dropped from the model, as "
+            "metafor does: 'z' (0 in every row)")):
+        res = fit(konst.assign(z=0.0), mods="~ year + z")
+    assert res.coef_names == ("intrcpt", "year")
 
 
 def test_check_column_needs_a_name(konst):
@@ -998,13 +999,17 @@ def test_report_one_category_moderator(project):
     assert cli_error(project('["site"]')) == "moderator 'site' has only 1 category"
 
 
-def test_report_joint_moderator_model(project):
-    msg = cli_error(project('["phase", "ph2"]'))
-    assert re.fullmatch(re.escape(
-        "joint moderator model '~ phase + ph2': moderator formula '~ phase + ph2': coefficient ")
-        + r"'ph2z\w+' is perfectly collinear with 'phase\w+'"
-        + re.escape(", so the coefficients cannot be estimated separately; remove one of them"),
-        msg), msg
+def test_report_joint_moderator_model(project, tmp_path):
+    """A joint model with a moderator collinear with another is fitted without the redundant
+    column, as metafor does, and the report's warnings say which column went and why."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(project('["phase", "ph2"]'))
+    assert code == 0, err.getvalue()
+    got = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
+    msgs = [w["message"] for w in got["warnings"]]
+    assert ("moderator formula '~ phase + ph2': redundant predictors dropped from the model, as "
+            "metafor does: 'ph2zlate' (collinear with 'phaselate')") in msgs, msgs
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 import mlmeta
-from mlmeta.io.prepare import prepare
 from mlmeta.errors import DataWarning, FormulaError, InputError, MlmetaError, MlmetaWarning
-from mlmeta.io.formula import MAX_DEPTH, MAX_LENGTH, parse_formula
 from mlmeta.io import read_table
+from mlmeta.io.formula import MAX_DEPTH, MAX_LENGTH, parse_formula
+from mlmeta.io.prepare import prepare
 
 
 @pytest.fixture()
@@ -82,14 +82,8 @@ def _set(df, col, pos, val):
     (lambda d: d.iloc[:3], {"mods": "~ year + x"},
      "3 effect sizes are too few to estimate 3 coefficients (intrcpt, year, x)"),
     (lambda d: d.iloc[0:0], {}, "the data has no rows"),
-    (lambda d: d.assign(year=2001), {"mods": "~ year + type"},
-     ("moderator formula '~ year + type': moderator 'year' is constant (2001 in every row), so "
-     "its coefficient cannot be estimated alongside the intercept")),
-    (lambda d: d.assign(y2=2 * d["year"] - 4000), {"mods": "~ year + y2"},
-     ("moderator formula '~ year + y2': coefficient 'y2' is perfectly collinear with "
-     "'intrcpt', 'year'")),
-    (lambda d: d.assign(t2=d["type"].map({"a": "p", "b": "q", "c": "r"})),
-     {"mods": "~ type + t2"}, "coefficient 't2q' is perfectly collinear with 'typeb'"),
+    (lambda d: d.assign(z=0.0), {"mods": "~ 0 + z"},
+     "moderator formula '~ 0 + z': coefficient 'z' is 0 in every row, so it cannot be estimated"),
     (lambda d: d.assign(big=d["n"].astype(float) ** 30), {"mods": "~ x + big"},
      "coefficient 'big' reaches"),
     (lambda d: d, {"random": "studdy/es"},
@@ -112,6 +106,33 @@ def test_refused_data(d, change, kw, msg):
             fit(df, **kw)
     assert not [w for w in rec if issubclass(w.category, MlmetaWarning)], \
         "a refused input must not warn first"
+
+
+@pytest.mark.parametrize("change,mods,kept,msg", [
+    (lambda d: d.assign(year=2001), "~ year + type", ["intrcpt", "typeb", "typec"],
+     ("moderator formula '~ year + type': redundant predictors dropped from the model, as "
+      "metafor does: 'year' (constant, 2001 in every row, so it is the intercept again)")),
+    (lambda d: d.assign(y2=2 * d["year"] - 4000), "~ year + y2", ["intrcpt", "year"],
+     ("moderator formula '~ year + y2': redundant predictors dropped from the model, as metafor "
+      "does: 'y2' (collinear with 'intrcpt', 'year')")),
+    (lambda d: d.assign(t2=d["type"].map({"a": "p", "b": "q", "c": "r"})), "~ type + t2",
+     ["intrcpt", "typeb", "typec"],
+     ("moderator formula '~ type + t2': redundant predictors dropped from the model, as metafor "
+      "does: 't2q' (collinear with 'typeb'); 't2r' (collinear with 'typec')")),
+    (lambda d: d.assign(z=0.0), "~ year + z", ["intrcpt", "year"],
+     ("moderator formula '~ year + z': redundant predictors dropped from the model, as metafor "
+      "does: 'z' (0 in every row)")),
+])
+def test_redundant_moderators_dropped_with_a_warning(d, change, mods, kept, msg):
+    """metafor's rma.mv drops redundant predictors ("Redundant predictors dropped from the
+    model.") and fits the rest; so does mlmeta, naming each dropped column and why."""
+    df = change(d)
+    with pytest.warns(DataWarning, match="^" + re.escape(msg) + "$"):
+        res = fit(df, mods=mods)
+    assert list(res.coef_names) == kept
+    ref = quiet_fit(df, mods="~ " + " + ".join(
+        {"typeb": "type", "typec": "type", "year": "year"}[c] for c in dict.fromkeys(kept[1:])))
+    np.testing.assert_allclose(res.beta.to_numpy(), ref.beta.to_numpy(), rtol=1e-10)
 
 
 def test_missing_yi_column_did_you_mean(d):
@@ -307,7 +328,9 @@ def test_injection_is_refused_without_side_effects(d, tmp_path, formula):
     ("~ log(year, x)", "log() takes one argument"),
     ("~ I(year, x)", "I() takes one argument"),
     ("~ factor(year + 1)", "factor() takes one column name, e.g. factor(type)"),
-    ("~ C(type, x)", "C() takes one column name, e.g. C(type)"),
+    ("~ C(type, x)", ('the contrast of C() must be Treatment or Treatment("level"), got \'x\' '
+                      "at position 11")),
+    ("~ C(year + 1)", 'C() takes a column name and optionally Treatment(reference level)'),
     ("~ log(poly(year, 2))", "poly() at position 7 cannot be used inside another function"),
     ("~ log(scale(year))", "scale() at position 7 cannot be used inside another function"),
     ("~ poly(year, 11)", "the degree of poly() must be a whole number from 1 to 10, got 11"),
@@ -321,9 +344,9 @@ def test_injection_is_refused_without_side_effects(d, tmp_path, formula):
     ("~ I(year:x)", "expected ')' to close I( at position 9, got ':'"),
     ("~ a, b", "column 'a' not found"),
     ("~ year, x", "',' at position 7 is only allowed between the arguments of poly()"),
-    ("~ foo(year)", ("function 'foo' is not allowed; allowed are factor, C, I, poly, log, log2, "
+    ("~ foo(year)", ("function 'foo' is not allowed; allowed are factor, C, relevel, I, poly, log, log2, "
                     "log10, exp, sqrt, abs, scale, center")),
-    ("~ Log(year)", ("function 'Log' is not allowed; allowed are factor, C, I, poly, log, log2, "
+    ("~ Log(year)", ("function 'Log' is not allowed; allowed are factor, C, relevel, I, poly, log, log2, "
                     "log10, exp, sqrt, abs, scale, center; did you mean 'log'?")),
     ("~ (year + type", "unbalanced parentheses: '(' at position 3 is never closed"),
     ("~ year + type)", "unbalanced parentheses: ')' at position 14 has no matching '('"),

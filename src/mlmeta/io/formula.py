@@ -6,6 +6,14 @@ treatment-coded with the first (sorted) level as reference, and columns come in 
 ``model.matrix`` order with R's names (``intrcpt``, ``phaselate``, ``factor(class)science``),
 so coefficient tables line up with metafor's.
 
+Another reference level: R's ``relevel(deltype, ref = "general")`` (also
+``relevel(factor(deltype), "general")``; a number as ``ref`` is the position of the level, as in
+R) or formulaic's ``C(deltype, Treatment("general"))`` (also ``Treatment(reference = ...)``; a
+number is a level's value). Their columns are named as R's ``model.matrix`` names a factor term:
+the term as R deparses it followed by the level, e.g. ``relevel(deltype, ref = "general")covert``
+(exactly metafor's name) and ``C(deltype, Treatment("general"))covert``. The reference must be a
+category of the column. ``C(x, Treatment)`` is ``C(x)``.
+
 Formulas are data, not code. formulaic evaluates the insides of function calls as Python, so
 before anything is evaluated the formula is tokenised and parsed here, and only this grammar
 is let through (anything else is a FormulaError naming the offending piece):
@@ -17,6 +25,8 @@ is let through (anything else is a FormulaError naming the offending piece):
   (interaction powers, ``(a + b)^2``), and any number inside function calls;
 - the formula operators ``+ - * / : ^ **`` and parentheses; ``~`` once, at the start;
 - the functions of :data:`ALLOWED_FUNCTIONS`: ``factor(col)`` and ``C(col)`` of one column;
+  ``relevel(col, ref = "level")`` and ``C(col, Treatment("level"))`` (strings, ``=`` and numbers
+  are allowed there and only there: a string holds no code, it is compared with the categories);
   ``poly(expr)`` / ``poly(expr, degree)`` with a whole-number degree 1..10; ``I``, ``log``,
   ``log2``, ``log10``, ``exp``, ``sqrt``, ``abs``, ``scale``, ``center`` of one argument.
   Inside a function only ``+ - * / ^ **``, parentheses, numbers, columns and the math
@@ -41,6 +51,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -59,8 +70,10 @@ __all__ = [
 ]
 
 #: functions a moderator formula may call
-ALLOWED_FUNCTIONS = ("factor", "C", "I", "poly", "log", "log2", "log10", "exp", "sqrt", "abs",
-                     "scale", "center")
+ALLOWED_FUNCTIONS = ("factor", "C", "relevel", "I", "poly", "log", "log2", "log10", "exp", "sqrt",
+                     "abs", "scale", "center")
+#: calls whose arguments may hold a string, a number or ``=`` (a reference level)
+_REF_CALLS = ("relevel", "Treatment")
 #: functions that may appear inside another function call (they map numbers to numbers)
 _MATH_FUNCTIONS = ("log", "log2", "log10", "exp", "sqrt", "abs")
 #: longest formula accepted (characters)
@@ -85,6 +98,8 @@ _TOKEN = re.compile(r"""
   | (?P<bq>`[^`]*`)
   | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
   | (?P<name>[^\W\d][\w.]*)
+  | (?P<str>"[^"\\\n`]*"|'[^'\\\n`]*')
+  | (?P<eq>=(?!=))
   | (?P<op>\*\*|[~+\-*/:^(),|])
   | (?P<bad>.)
 """, re.VERBOSE | re.UNICODE | re.DOTALL)
@@ -109,16 +124,23 @@ class ModelFormula:
 
     ``aliases`` holds ``(column, identifier, numeric)``: the identifier under which formulaic
     sees the column, and whether integer values are converted to floats (all uses except
-    ``factor()``/``C()``).
+    ``factor()``/``C()``). ``categories`` holds ``(identifier, categories)`` for the columns coded
+    with another reference level (``relevel``, ``Treatment``): the categories in coding order,
+    reference first. ``keep`` are the positions of the model-matrix columns that the model uses
+    (None: all): redundant columns are dropped, as metafor does (see
+    :func:`mlmeta.io.prepare.redundant_columns`); ``dropped`` names them.
     """
 
     text: str
-    spec: object  # formulaic.ModelSpec (None for the intercept-only model)
+    spec: Any  # formulaic.ModelSpec (None for the intercept-only model)
     columns: tuple[str, ...]
     variables: tuple[str, ...]
     has_intercept: bool
     aliases: tuple[tuple[str, str, bool], ...] = ()
     levels: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    categories: tuple[tuple[str, tuple], ...] = ()
+    keep: tuple[int, ...] | None = None
+    dropped: tuple[str, ...] = ()
 
     def design(self, data: pd.DataFrame) -> np.ndarray:
         """Model matrix for (new) data, with the encodings learned at fit time."""
@@ -134,7 +156,7 @@ class ModelFormula:
             if new:
                 raise FormulaError(f"moderator {orig!r}: category {new[0]!r} was not in the data "
                                    f"the model was fitted to (categories: {', '.join(seen)})")
-        frame = _frame(data, self.aliases)
+        frame = _frame(data, self.aliases, self.categories)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -143,15 +165,22 @@ class ModelFormula:
                 raise FormulaError(f"moderator formula {_show(self.text)} could not be evaluated "
                                    f"for the new data: {_first_line(exc, self.aliases)}") \
                     from None
-        return np.asarray(mm, dtype=float)
+        X = np.asarray(mm, dtype=float)
+        return X if self.keep is None else X[:, list(self.keep)]
 
 
-def _frame(data: pd.DataFrame, aliases) -> pd.DataFrame:
+def _frame(data: pd.DataFrame, aliases, categories=()) -> pd.DataFrame:
     cols = {}
+    cats = dict(categories)
     for orig, al, numeric in aliases:
         s = data[orig]
-        if numeric and (pd.api.types.is_integer_dtype(s.dtype)
-                        and not pd.api.types.is_bool_dtype(s.dtype)):
+        if al in cats:
+            # another reference level: the categories in coding order, reference first
+            values = s.astype(object).to_numpy() if isinstance(s.dtype, pd.CategoricalDtype) \
+                else s.to_numpy()
+            cols[al] = pd.Categorical(values, categories=list(cats[al]))
+        elif numeric and (pd.api.types.is_integer_dtype(s.dtype)
+                          and not pd.api.types.is_bool_dtype(s.dtype)):
             cols[al] = s.to_numpy(dtype=float, na_value=np.nan)
         else:
             cols[al] = s.to_numpy()
@@ -196,7 +225,7 @@ class _Parser:
     """Recursive descent over the tokens of ``~ ...``; builds formulaic's text and bounds."""
 
     def __init__(self, text: str, columns: Sequence[str],
-                 levels: Callable[[str], int] | None = None):
+                 levels: Callable[[str, bool], int] | None = None):
         self.text = text
         self.columns = [str(c) for c in columns]
         self.colset = set(self.columns)
@@ -204,11 +233,14 @@ class _Parser:
         self.used: set[str] = set()
         self.factored: set[str] = set()
         self.aliases: dict[tuple[str, bool], str] = {}
+        # another reference level: (column, kind, reference) -> (identifier, R name of the term,
+        # reference value, whether the reference is a position)
+        self.relevels: dict[tuple, tuple[str, str, object, bool]] = {}
         self.toks = self._tokens(text)
         self.i = 0
 
     # ---------------------------------------------------------------- helpers
-    def fail(self, msg: str):
+    def fail(self, msg: str) -> NoReturn:
         raise FormulaError(f"moderator formula {_show(self.text)}: {msg}")
 
     def _tokens(self, text):
@@ -216,10 +248,14 @@ class _Parser:
             self.fail(f"is too long ({len(text)} characters; at most {MAX_LENGTH})")
         toks = []
         stack = []
+        calls: list[str | None] = []  # the function whose argument list each '(' opens
         for m in _TOKEN.finditer(text):
             kind, tok, pos = m.lastgroup, m.group(), m.start()
             if kind == "ws":
                 continue
+            if kind in ("str", "eq") and not (calls and calls[-1] in _REF_CALLS):
+                # a string or '=' anywhere but in a reference level is a bad character
+                kind, tok = "bad", tok[0]
             if kind == "bad":
                 self.fail(f"character {tok!r} at position {pos + 1} is not allowed"
                           f"{_HINTS.get(tok, '')}; use column names, numbers, + - * / : ^ ( ) "
@@ -228,6 +264,7 @@ class _Parser:
                 self.fail(f"number {tok[:20]}... at position {pos + 1} is too long")
             if tok == "(":
                 stack.append(pos)
+                calls.append(toks[-1][1] if toks and toks[-1][0] == "name" else None)
                 if len(stack) > MAX_DEPTH:
                     self.fail(f"parentheses are nested too deeply (more than {MAX_DEPTH} "
                               "levels)")
@@ -236,6 +273,7 @@ class _Parser:
                     self.fail(f"unbalanced parentheses: ')' at position {pos + 1} has no "
                               "matching '('")
                 stack.pop()
+                calls.pop()
             toks.append((kind, tok, pos))
         if stack:
             self.fail(f"unbalanced parentheses: '(' at position {stack[-1] + 1} is never "
@@ -288,7 +326,7 @@ class _Parser:
             self.fail(f"attribute access {tok!r} is not allowed")
         self.not_found(tok)
 
-    def not_found(self, name: str):
+    def not_found(self, name: str) -> NoReturn:
         near = get_close_matches(name, self.columns, n=1, cutoff=0.6)
         if not near:
             near = [c for c in self.columns if c.lower() == name.lower()][:1]
@@ -413,7 +451,7 @@ class _Parser:
             return _Node(f"({inner.text})", inner.terms, inner.cols, inner.intercept_only)
         self.unexpected(t, "a term")
 
-    def unexpected(self, t, what: str):
+    def unexpected(self, t, what: str) -> NoReturn:
         if t[0] is None:
             self.fail(f"expected {what} at the end of the formula")
         if t[1] == ",":
@@ -438,11 +476,20 @@ class _Parser:
         if not top and fn not in _MATH_FUNCTIONS:
             self.fail(f"{fn}() {self.where(ft)} cannot be used inside another function")
         self.take()  # '('
+        if fn == "relevel":
+            return self.relevel()
         if fn in ("factor", "C"):
             t = self.take()
-            if t[0] not in ("name", "bq") or self.peek()[1] != ")":
+            nxt = (")", ",") if fn == "C" else (")",)
+            if t[0] not in ("name", "bq") or self.peek()[1] not in nxt:
+                if fn == "C":
+                    self.fail('C() takes a column name and optionally Treatment(reference '
+                              'level), e.g. C(type) or C(type, Treatment("b"))')
                 self.fail(f"{fn}() takes one column name, e.g. {fn}(type)")
             name = self.column(t)
+            if self.peek()[1] == ",":
+                self.take()
+                return self.treatment(name)
             self.take()
             self.factored.add(name)
             return _Node(f"C({self.alias(name, False)})", 1, self.n_levels(name))
@@ -467,6 +514,94 @@ class _Parser:
             self.fail(f"calling the result of {fn}() is not allowed")
         inner = arg if degree is None else f"{arg}, {degree}"
         return _Node(f"{fn}({inner})", 1, degree or 1)
+
+    def reference(self, fn: str) -> tuple[str, object]:
+        """A reference level: a string or a number; returns (R's text of it, the value)."""
+        t = self.take()
+        sign = ""
+        if t[1] == "-" and self.peek()[0] == "num":
+            sign, t = "-", self.take()
+        if t[0] == "str" and not sign:
+            v = t[1][1:-1]
+            return '"' + v + '"', v
+        if t[0] == "num":
+            x = float(sign + t[1])
+            return (f"{int(x)}" if x.is_integer() and abs(x) < 1e15 else repr(x)), x
+        got = "the end of the formula" if t[0] is None else repr(t[1])
+        self.fail(f"{fn}() takes the reference level as a string or a number, e.g. "
+                  f'{"relevel(type, ref = " if fn == "relevel" else "Treatment("}"b"), got {got} '
+                  f"{self.where(t)}")
+
+    def keyword(self, names: tuple[str, ...]) -> bool:
+        """Consume ``name =`` if the next tokens are one of ``names`` followed by '='."""
+        if self.peek()[0] == "name" and self.peek(1)[0] == "eq":
+            if self.peek()[1] not in names:
+                self.fail(f"unknown argument {self.peek()[1]!r} {self.where(self.peek())}; "
+                          f"write {names[0]} = \"level\"")
+            self.take()
+            self.take()
+            return True
+        return False
+
+    def close(self, fn: str):
+        t = self.peek()
+        if t[1] != ")":
+            self.unexpected(t, f"')' to close {fn}(")
+        self.take()
+        if self.peek()[1] == "(":
+            self.fail(f"calling the result of {fn}() is not allowed")
+
+    def releveled(self, name: str, kind: str, ref, by_position: bool, rname: str) -> _Node:
+        key = (name, kind, repr(ref))
+        if key not in self.relevels:
+            self.relevels[key] = (f"mlmr{len(self.relevels)}_", rname, ref, by_position)
+        self.used.add(name)
+        self.factored.add(name)
+        return _Node(f"C({self.relevels[key][0]})", 1, self.n_levels(name))
+
+    def relevel(self) -> _Node:
+        """R's ``relevel(col, ref = "b")`` / ``relevel(factor(col), "b")``."""
+        usage = 'relevel() takes a column and a reference level, e.g. relevel(type, ref = "b")'
+        t = self.take()
+        wrapped = False
+        if t[0] == "name" and t[1] == "factor" and self.peek()[1] == "(":
+            self.take()
+            t = self.take()
+            if t[0] not in ("name", "bq") or self.peek()[1] != ")":
+                self.fail(usage)
+            self.take()
+            wrapped = True
+        elif t[0] not in ("name", "bq"):
+            self.fail(usage)
+        name = self.column(t)
+        if self.peek()[1] != ",":
+            self.fail(usage)
+        self.take()
+        kw = self.keyword(("ref",))
+        rtext, ref = self.reference("relevel")
+        self.close("relevel")
+        arg = f"factor({name})" if wrapped else name
+        rname = f"relevel({arg}, {'ref = ' if kw else ''}{rtext})"
+        return self.releveled(name, "relevel", ref, isinstance(ref, float), rname)
+
+    def treatment(self, name: str) -> _Node:
+        """formulaic's ``C(col, Treatment)`` / ``C(col, Treatment("b"))``."""
+        t = self.take()
+        if t[0] != "name" or t[1] != "Treatment":
+            got = "the end of the formula" if t[0] is None else repr(t[1])
+            self.fail(f'the contrast of C() must be Treatment or Treatment("level"), got {got} '
+                      f"{self.where(t)}")
+        if self.peek()[1] != "(":  # C(col, Treatment): the default reference
+            self.close("C")
+            self.factored.add(name)
+            return _Node(f"C({self.alias(name, False)})", 1, self.n_levels(name))
+        self.take()
+        kw = self.keyword(("reference",))
+        rtext, ref = self.reference("Treatment")
+        self.close("Treatment")
+        self.close("C")
+        rname = f"C({name}, Treatment({'reference = ' if kw else ''}{rtext}))"
+        return self.releveled(name, "Treatment", ref, False, rname)
 
     # ---------------------------------------------------------------- inside calls (Python)
     def py_sum(self, fn: str) -> str:
@@ -540,14 +675,21 @@ def _parse(text: str, columns, levels=None) -> tuple[_Parser, _Node]:
     return p, node
 
 
-def _r_name(name: str, factored: set[str], aliases) -> str:
+def _r_name(name: str, factored: set[str], aliases, terms=None) -> str:
+    """R's ``model.matrix`` name of a formulaic column; ``terms`` maps the identifiers of
+    re-referenced columns to R's text of their term (``relevel(x, ref = "b")``)."""
     if name == "Intercept":
         return "intrcpt"
-    name = _unalias(name, aliases)
     parts = []
     for piece in name.split(":"):
         piece = re.sub(r"\[T\.(.*)\]$", r"\1", piece)
         piece = re.sub(r"\[(.*)\]$", r"\1", piece)
+        term = next((t for al, t in (terms or {}).items() if piece.startswith(f"C({al})")), None)
+        if term is not None:
+            al = piece[2:piece.index(")")]
+            parts.append(term + piece[len(al) + 3:])
+            continue
+        piece = _unalias(piece, aliases)
         for f in factored:
             if piece.startswith(f"C({f})"):
                 piece = f"factor({f}){piece[len(f) + 3:]}"
@@ -558,7 +700,7 @@ def _r_name(name: str, factored: set[str], aliases) -> str:
 
 
 def parse_formula(text: str | None, data: pd.DataFrame,
-                  rows: Sequence[str] | None = None) -> tuple[np.ndarray, ModelFormula]:
+                  rows: Any = None) -> tuple[np.ndarray, ModelFormula]:
     """Parse ``text`` (R-style, leading ``~`` optional) against ``data``; return (X, formula).
 
     ``None`` or ``"~ 1"`` gives the intercept-only model. ``data`` must already be free of
@@ -581,13 +723,20 @@ def parse_formula(text: str | None, data: pd.DataFrame,
 
     p, node = _parse(text, list(data.columns), levels)
     aliases = tuple((orig, al, numeric) for (orig, numeric), al in p.aliases.items())
+    aliases += tuple((orig, al, False) for (orig, _, _), (al, _, _, _) in p.relevels.items())
+    categories = tuple((al, _categories(data[orig], ref, by_pos, term, text))
+                       for (orig, _, _), (al, term, ref, by_pos) in p.relevels.items())
+    # text columns are coded with their categories in R's order (see r_levels)
+    categories += tuple((al, r_levels(data[orig])) for orig, al, _ in aliases
+                        if al not in dict(categories) and _is_text(data[orig]))
+    terms = {al: term for (al, term, _, _) in p.relevels.values()}
     k = len(data)
     cols = node.cols + 1
     if cols * k > _MAX_CELLS and cols > min(k, 1000):
         raise FormulaError(f"moderator formula {_show(text)} would give up to {cols} coefficients "
                            f"for {k} rows; too many to estimate")
     ftext = "~ " + node.text
-    frame = _frame(data, aliases)
+    frame = _frame(data, aliases, categories)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -597,7 +746,7 @@ def parse_formula(text: str | None, data: pd.DataFrame,
         except Exception as exc:  # noqa: BLE001 -- formulaic raises many types; one line
             raise FormulaError(f"moderator formula {_show(text)} could not be evaluated: "
                                f"{_first_line(exc, aliases)}") from None
-    names = tuple(_r_name(str(c), p.factored, aliases) for c in mm.columns)
+    names = tuple(_r_name(str(c), p.factored, aliases, terms) for c in mm.columns)
     X = np.asarray(mm, dtype=float)
     if X.ndim != 2 or X.shape[0] != k:
         raise FormulaError(f"moderator formula {_show(text)} did not give one row per effect size")
@@ -614,14 +763,76 @@ def parse_formula(text: str | None, data: pd.DataFrame,
     has_int = "intrcpt" in names
     # the categories seen at fit time: a prediction for an unseen category is refused rather
     # than silently treated as the reference level
-    levels = []
+    seen = []
     for orig, _, numeric in aliases:
         col = data[orig]
         if not numeric or not (pd.api.types.is_numeric_dtype(col.dtype)
                                or pd.api.types.is_bool_dtype(col.dtype)):
-            levels.append((orig, tuple(sorted({str(x) for x in col.dropna().unique()}))))
+            seen.append((orig, tuple(sorted({str(x) for x in col.dropna().unique()}))))
     return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases,
-                           tuple(levels))
+                           tuple(seen), categories)
+
+
+def _categories(col: pd.Series, ref, by_position: bool, term: str, text: str) -> tuple:
+    """The categories of ``col`` in coding order with ``ref`` first (R's ``relevel``): the
+    categories of a pandas Categorical in their order, else the sorted distinct values. A number
+    is the position of the level for ``relevel`` (as in R) and a level's value for
+    ``Treatment``."""
+    cats = list(r_levels(col))
+    shown = ", ".join(str(c) for c in cats[:20]) + (", ..." if len(cats) > 20 else "")
+    if by_position:
+        pos = float(ref)
+        if not pos.is_integer() or not 1 <= pos <= len(cats):
+            raise FormulaError(f"moderator formula {_show(text)}: {term} asks for level number "
+                               f"{ref:g}, but the column has {len(cats)} categories ({shown})")
+        j = int(pos) - 1
+    else:
+        hits = [i for i, c in enumerate(cats) if str(c) == str(ref)
+                or (isinstance(ref, float) and _is_number(c) and float(c) == ref)]
+        if not hits:
+            want = repr(ref) if isinstance(ref, str) else f"{ref:g}"
+            raise FormulaError(f"moderator formula {_show(text)}: the reference level {want} of "
+                               f"{term} is not a category of the column (categories: {shown})")
+        j = hits[0]
+    return (cats[j], *cats[:j], *cats[j + 1:])
+
+
+def _is_text(col: pd.Series) -> bool:
+    return not (isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(col.dtype)
+                or pd.api.types.is_numeric_dtype(col.dtype))
+
+
+def collation_key(s: str) -> tuple:
+    """Sort key approximating the order in which R's ``sort()``/``factor()`` put text (the ICU /
+    locale collation of R on Linux, macOS and Windows): punctuation and spaces before digits
+    before letters; letters compared case- and accent-blind first, then by accent, then lower
+    case before upper case (``a A b B``, ``e é f``, ``HAq other WAI``, ``x y x-y xy``)."""
+    import unicodedata
+
+    prim, sec, ter = [], [], []
+    for ch in str(s):
+        d = unicodedata.normalize("NFD", ch)
+        base = d[0]
+        cls = 2 if base.isalpha() else 1 if base.isdigit() else 0
+        prim.append((cls, base.casefold()))
+        sec.append(d[1:])
+        ter.append(int(base.isupper()))
+    return prim, sec, ter, str(s)
+
+
+def r_levels(col: pd.Series) -> tuple:
+    """The categories of ``col`` in R's ``factor()`` order: a pandas Categorical's own order,
+    numbers ascending, text by :func:`collation_key`."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return tuple(col.cat.categories)
+    vals = list(pd.unique(col.dropna()))
+    if all(_is_number(v) for v in vals):
+        return tuple(sorted(vals))
+    return tuple(sorted(vals, key=collation_key))
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
 
 
 def formula_variables(text: str | None, columns: Sequence) -> tuple[list[str], list[str]]:

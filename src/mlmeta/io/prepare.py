@@ -7,10 +7,14 @@ Rules (each violation is an InputError naming the column, the row and the value)
 - Rows with a missing ``yi``, ``vi`` or moderator are dropped, as metafor does, and counted: the
   count is kept on the result and announced with a DataWarning, never silently lost. If no
   row is left, that is an error.
-- Moderators must give a design of full column rank: a constant moderator (next to the
-  intercept) or one perfectly collinear with others is refused naming the coefficient
-  (metafor drops such coefficients with a warning; refusing keeps the fitted model the one
-  that was asked for). There must be more rows than coefficients.
+- Redundant moderator columns are dropped, as metafor's ``rma.mv`` drops them ("Redundant
+  predictors dropped from the model."), with a DataWarning naming each one and why: a column
+  that is 0 in every row, a constant next to the intercept, a column perfectly collinear with
+  earlier ones (e.g. the interaction of an empty cell in ``~ a * b``). Which columns go is
+  decided as R's ``lm()`` decides (see :func:`redundant_columns`), so the coefficients are
+  metafor's. Refused: a formula all of whose columns are redundant, moderators whose scales
+  differ too much to be estimated together, and fewer rows than coefficients (there must be
+  more rows than coefficients).
 - A categorical moderator level without rows (an unused pandas category, or a level whose rows
   were all dropped for missing values) gets no coefficient; a DataWarning says so.
 
@@ -43,7 +47,12 @@ import pandas as pd
 from mlmeta.errors import DataWarning, InputError
 from mlmeta.io.formula import ModelFormula, formula_variables, parse_formula
 
-__all__ = ["SHARED_ID_SHARE", "ModelData", "prepare", "row_label"]
+__all__ = ["ALIAS_TOL", "SHARED_ID_SHARE", "ModelData", "prepare", "redundant_columns",
+           "row_label"]
+
+#: relative tolerance of R's ``lm()`` QR decomposition (``qr(tol = 1e-07)``), below which a
+#: column counts as a linear combination of the columns before it
+ALIAS_TOL = 1e-7
 
 #: rows sharing every random-effect id are flagged when at most this share of the innermost
 #: groups has more than one row (the innermost level then looks like an effect-size id)
@@ -190,48 +199,87 @@ class _Labels:
         return row_label(self.df, int(self.positions[i]))
 
 
-def _check_design(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
-                  has_int: bool) -> None:
-    """Refuse constant or perfectly collinear moderators, naming the coefficient."""
+def redundant_columns(X: np.ndarray, tol: float = ALIAS_TOL) -> list[int]:
+    """Positions of the columns of ``X`` that R's ``lm()`` finds aliased (coefficient NA).
+
+    metafor's ``rma.mv`` fits ``lm(yi ~ X - 1)`` and drops the columns whose coefficient is NA.
+    ``lm`` uses LINPACK's ``dqrdc2``, a Householder QR with limited column pivoting: going left
+    to right, a column whose norm after removing its projection on the columns kept so far is
+    below ``tol`` times its own norm (1 for a column of zeros) is moved to the end, i.e.
+    dropped. The same rule by Gram-Schmidt (twice, for accuracy), O(k p^2), never k x k.
+    """
+    k, p = X.shape
+    Q = np.zeros((k, 0))
+    out = []
+    for j in range(p):
+        x = np.asarray(X[:, j], dtype=float)
+        norm = float(np.linalg.norm(x))
+        r = x - Q @ (Q.T @ x)
+        r = r - Q @ (Q.T @ r)
+        rn = float(np.linalg.norm(r))
+        if rn < tol * (norm if norm > 0 else 1.0):
+            out.append(j)
+        else:
+            Q = np.column_stack([Q, r / rn])
+    return out
+
+
+def _drop_redundant(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
+                    has_int: bool) -> tuple[np.ndarray, ModelFormula, str | None]:
+    """Drop the columns metafor drops; returns (X, formula, the warning text or None)."""
+    from dataclasses import replace
+
+    text = formula.text
+    drop = redundant_columns(X)
+    if not drop:
+        return X, formula, None
+    p = X.shape[1]
+    if len(drop) == p:
+        j = drop[0]
+        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 in every "
+                         "row, so it cannot be estimated")
+    keep = [j for j in range(p) if j not in drop]
+    why = []
+    for j in drop:
+        col = X[:, j]
+        if not np.any(col):
+            why.append(f"{names[j]!r} (0 in every row)")
+            continue
+        if np.ptp(col) == 0 and has_int:
+            why.append(f"{names[j]!r} (constant, {col[0]:g} in every row, so it is the "
+                       "intercept again)")
+            continue
+        before = [i for i in keep if i < j]
+        b = np.linalg.lstsq(X[:, before], col, rcond=None)[0]
+        scale = max(float(np.max(np.abs(b))), 1e-300)
+        with_ = [repr(names[i]) for i, bi in zip(before, b) if abs(bi) > 1e-8 * scale]
+        shown = ", ".join(with_[:6]) + (f" and {len(with_) - 6} more" if len(with_) > 6 else "")
+        why.append(f"{names[j]!r} (collinear with {shown})")
+    msg = (f"moderator formula {text!r}: redundant predictors dropped from the model, as metafor "
+           f"does: {'; '.join(why[:8])}{'; ...' if len(why) > 8 else ''}")
+    kept_names = tuple(names[j] for j in keep)
+    old_keep = formula.keep
+    keep_in_mm = tuple(keep) if old_keep is None else tuple(old_keep[j] for j in keep)
+    form = replace(formula, columns=kept_names, keep=keep_in_mm,
+                   dropped=formula.dropped + tuple(names[j] for j in drop))
+    return X[:, keep], form, msg
+
+
+def _check_design(X: np.ndarray, names: Sequence[str], formula: ModelFormula) -> None:
+    """Refuse moderators whose scales differ too much to be estimated together (the design
+    has full rank once redundant columns are dropped)."""
     p = X.shape[1]
     if p == 0:
         return
     text = formula.text
     norm = np.max(np.abs(X), axis=0)
-    raw = X
-    X = X / np.where(norm > 0, norm, 1.0)  # rank of the shape, not of the units
-    if np.linalg.matrix_rank(X) == p:
-        sign, _ = np.linalg.slogdet(raw.T @ raw)
-        if sign <= 0 or np.linalg.matrix_rank(raw) < p:
-            j = int(np.argmax(norm))
-            raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} reaches "
-                             f"{norm[j]:.3g}, so the moderators differ too much in scale to be "
-                             "estimated together; rescale it (e.g. scale() or divide by a "
-                             "constant)")
-        return
-    for j in range(p):
-        col = X[:, j]
-        if j == 0:
-            if not np.any(col):
-                raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 "
-                                 "in every row, so it cannot be estimated")
-            continue
-        if np.linalg.matrix_rank(X[:, : j + 1]) > j:
-            continue
-        if not np.any(col):
-            raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 in "
-                             "every row (a level without rows?), so it cannot be estimated")
-        if np.ptp(col) == 0 and has_int:
-            raise InputError(f"moderator formula {text!r}: moderator {names[j]!r} is constant "
-                             f"({col[0] * norm[j]:g} in every row), so its coefficient cannot be "
-                             "estimated alongside the intercept; remove it")
-        b = np.linalg.lstsq(X[:, :j], col, rcond=None)[0]
-        scale = max(float(np.max(np.abs(b))), 1e-300)
-        with_ = [repr(names[i]) for i in range(j) if abs(b[i]) > 1e-8 * scale]
-        shown = ", ".join(with_[:6]) + (f" and {len(with_) - 6} more" if len(with_) > 6 else "")
-        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is perfectly "
-                         f"collinear with {shown}, so the coefficients cannot be "
-                         "estimated separately; remove one of them")
+    sign, _ = np.linalg.slogdet(X.T @ X)
+    if sign <= 0 or np.linalg.matrix_rank(X) < p:
+        j = int(np.argmax(norm))
+        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} reaches "
+                         f"{norm[j]:.3g}, so the moderators differ too much in scale to be "
+                         "estimated together; rescale it (e.g. scale() or divide by a "
+                         "constant)")
 
 
 def _text_numbers(df: pd.DataFrame, c: str, factored) -> list[str]:
@@ -396,7 +444,10 @@ def prepare(
         raise InputError(f"{_plural(k, 'effect size')} {'is' if k == 1 else 'are'} too few to "
                          f"estimate {_plural(p, 'coefficient')} ({names}); more rows than "
                          "coefficients are needed")
-    _check_design(X, formula.columns, formula, formula.has_intercept)
+    X, formula, redundant = _drop_redundant(X, formula.columns, formula, formula.has_intercept)
+    _check_design(X, formula.columns, formula)
+    if redundant:
+        notes.append(redundant)
     for c, val in single.items():
         text = (f"moderator {c!r} has a single level ({_fmt(val)}) in the {len(sub)} rows used, "
                 "so it cannot be tested")
@@ -425,17 +476,17 @@ def prepare(
         # ids label a single row) yet some rows repeat an id; an innermost level that groups
         # rows on purpose (e.g. district/school with several effect sizes per school) is a
         # valid model and is not flagged
-        dup = sub.duplicated(subset=list(levels), keep="first").to_numpy()
-        if dup.any():
+        repeat = sub.duplicated(subset=list(levels), keep="first").to_numpy()
+        if repeat.any():
             codes = sub.groupby(list(levels), sort=False, dropna=False).ngroup().to_numpy()
             _, first_pos, sizes = np.unique(codes, return_index=True, return_counts=True)
-        if dup.any() and np.mean(sizes > 1) <= SHARED_ID_SHARE:
+        if repeat.any() and np.mean(sizes > 1) <= SHARED_ID_SHARE:
             pairs = []
-            for i in np.flatnonzero(dup)[:3]:
+            for i in np.flatnonzero(repeat)[:3]:
                 j = int(first_pos[codes[i]])
                 ids = ", ".join(f"{c}={_fmt(sub[c].iloc[i])}" for c in levels)
                 pairs.append(f"{labels[i]} repeats {labels[j]} ({ids})")
-            n = int(dup.sum())
+            n = int(repeat.sum())
             notes.append(f"{_plural(n, 'row')} share{'s' if n == 1 else ''} every random-effect "
                          f"id ({'/'.join(levels)}) with an earlier row: "
                          f"{'; '.join(pairs)}{'; ...' if n > 3 else ''}; metafor accepts this, "
