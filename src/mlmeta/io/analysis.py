@@ -596,6 +596,8 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
         if col is not None and col not in df.columns:
             near = get_close_matches(col, cols, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
+            from mlmeta.io.read import lookalike_hint
+            hint = lookalike_hint(col, cols) or hint
             raise AnalysisError(f"{key}: column {col!r} not found in the data (columns: "
                                 f"{', '.join(cols)}){hint}")
 

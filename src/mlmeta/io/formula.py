@@ -331,6 +331,8 @@ class _Parser:
         if not near:
             near = [c for c in self.columns if c.lower() == name.lower()][:1]
         hint = f"; did you mean {near[0]!r}?" if near else ""
+        from mlmeta.io.read import lookalike_hint
+        hint = lookalike_hint(name, self.columns) or hint
         if " " in name and not hint:
             hint = "; back-quote names with spaces: `my column`"
         shown = ", ".join(self.columns[:30]) + (", ..." if len(self.columns) > 30 else "")

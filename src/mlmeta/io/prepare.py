@@ -111,6 +111,8 @@ def _check_column(df: pd.DataFrame, col: str, role: str) -> None:
         if not near:
             near = [c for c in names if c.lower() == col.lower().strip()][:1]
         hint = f"; did you mean {near[0]!r}?" if near else ""
+        from mlmeta.io.read import lookalike_hint
+        hint = lookalike_hint(col, names) or hint
         shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
         raise InputError(f"{role} column {col!r} not found in the data (columns: "
                          f"{shown}){hint}")
