@@ -49,7 +49,7 @@ from pathlib import Path
 
 from mlmeta.errors import DataWarning, InputError
 
-__all__ = ["check_regular_file", "read_table"]
+__all__ = ["check_regular_file", "lookalike_hint", "read_table"]
 
 _DELIMS = (",", ";", "\t", "|")
 _DELIM_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
@@ -196,6 +196,26 @@ def _check_header(cols, name: str) -> list[str]:
                              "characters (composed and decomposed accents); rename one of them")
         norm[n] = i
     return out
+
+
+def _looks(s: str) -> str:
+    """What a name looks like: NFKC-normalised, without invisible (format) characters and
+    surrounding spaces."""
+    t = unicodedata.normalize("NFKC", s)
+    return "".join(ch for ch in t if unicodedata.category(ch) != "Cf").strip()
+
+
+def lookalike_hint(name: str, names) -> str:
+    """For a name not found among ``names``: a hint naming the one that *looks* identical but
+    is written with other characters (composed vs decomposed accents, a zero-width space,
+    a compatibility character), shown with escapes so the difference is visible; else ''."""
+    target = _looks(str(name))
+    for n in names:
+        n = str(n)
+        if n != name and _looks(n) == target:
+            return (f"; the data has {n!a}, which looks like {str(name)!a} but is "
+                    "written with other Unicode characters")
+    return ""
 
 
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
