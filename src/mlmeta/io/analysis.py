@@ -684,7 +684,29 @@ def _guess_ids(df) -> tuple[str | None, str | None]:
 
 
 def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A TOML basic string: backslash, quote and every control character escaped, so a column
+    name with a newline or a quote cannot end the string or inject keys."""
+    out = []
+    for ch in s:
+        o = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\u{o:04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _comment(s: str) -> str:
+    """Text safe inside a TOML comment (control characters, a newline among them, escaped)."""
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
+                   for ch in s)
+
+
+#: the template proposes at most this many moderators (a wide file could otherwise propose
+#: thousands); the others are named in a comment
+MAX_TEMPLATE_MODERATORS = 20
 
 
 def init_template(data_path: str, out_path: str | None = None) -> str:
@@ -732,10 +754,11 @@ def init_template(data_path: str, out_path: str | None = None) -> str:
         rel = str(Path(data_path).resolve())
     lines = [
         "# mlmeta analysis file: run it with",
-        f"#     mlmeta run {Path(out_path).name if out_path else 'THIS_FILE.toml'}",
+        f"#     mlmeta run {_comment(Path(out_path).name) if out_path else 'THIS_FILE.toml'}",
         "# The report (report.html, report.md, results.json, figures/) goes to",
         "# ./<this file's name>-report/ (or --out DIR). Lines starting with # are comments.",
-        f"# Columns found in {Path(data_path).name}: {', '.join(cols)}",
+        f"# Columns found in {_comment(Path(data_path).name)}: "
+        f"{_comment(', '.join(cols[:60]))}{f' ... ({len(cols)} in all)' if len(cols) > 60 else ''}",
         "",
         f"title = {_toml_str('Meta-analysis of ' + Path(data_path).stem)}",
         "simulated = false          # true puts a SIMULATED-DATA notice in the report header",
@@ -778,9 +801,14 @@ def init_template(data_path: str, out_path: str | None = None) -> str:
         'test = "t"                 # t or z',
         'dfs = "contain"            # contain or residual',
         "level = 95",
-        (f"moderators = [{', '.join(_toml_str(m) for m in mods)}]"
+        (f"moderators = [{', '.join(_toml_str(m) for m in mods[:MAX_TEMPLATE_MODERATORS])}]"
         "   # each tested alone and (joint) together"),
-        f"joint = {'true' if len(mods) > 1 else 'false'}",
+        *([f"# {len(mods) - MAX_TEMPLATE_MODERATORS} more candidate columns not listed: "
+           f"{_comment(', '.join(mods[MAX_TEMPLATE_MODERATORS:MAX_TEMPLATE_MODERATORS + 30]))}"
+           f"{' ...' if len(mods) > MAX_TEMPLATE_MODERATORS + 30 else ''}"]
+          if len(mods) > MAX_TEMPLATE_MODERATORS else []),
+        f"joint = {'true' if 1 < len(mods) <= 8 else 'false'}"
+        + ("   # more than 8 moderators: the joint model is off" if len(mods) > 8 else ""),
         "# rho = 0.6                # CHE working model: correlated sampling errors in a study",
         "",
         "[analyses]",
