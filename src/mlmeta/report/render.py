@@ -13,6 +13,7 @@ links the PNGs and PDFs in ``figures/``.
 from __future__ import annotations
 
 import base64
+import re
 import struct
 from pathlib import Path
 
@@ -77,7 +78,30 @@ def environment(templates: str | Path | None = None, html: bool = True):
     loaders += [ours, jinja2.PrefixLoader({"mlmeta": ours})]
     return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html,
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=False, lstrip_blocks=False)
+                              trim_blocks=False, lstrip_blocks=False,
+                              finalize=None if html else markdown_safe)
+
+
+_MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what could open an HTML tag, comment or autolink
+_MD_LINK = re.compile(r"\]\s*\(")
+
+
+def markdown_safe(value):
+    """Text from the data made inert in Markdown that pandoc or a Markdown viewer turns into
+    HTML: ``<`` before a letter, ``/``, ``!`` or ``?`` (a tag such as ``<script>``, a comment,
+    an autolink) becomes ``&lt;``, ``](`` (an inline link, e.g. to ``javascript:``) is broken
+    with a backslash, and a code fence ``` cannot be closed from inside. Plain text such as
+    "p < .001" is unchanged. Applied to every ``{{ }}`` of the Markdown template."""
+    if value is None:
+        return value
+    s = str(value)
+    if "<" in s:
+        s = _MD_TAG.sub("&lt;", s)
+    if "](" in s or "] (" in s:
+        s = _MD_LINK.sub(lambda m: m.group(0).replace("(", "\\("), s)
+    if "```" in s:
+        s = s.replace("```", "\\`\\`\\`")
+    return s
 
 
 def _html_figures(figures: dict) -> dict:
