@@ -352,10 +352,10 @@ def dense_loglik(pr: GeneralProblem, theta: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def toy():
-    """Simulated: 14 studies, 5 labs (correlated by an AR-like R), 3 outcomes, rho = 0.4."""
+    """Simulated: 9 studies, 5 labs (correlated by an AR-like R), 3 outcomes, rho = 0.4."""
     rng = np.random.default_rng(20240)
-    k = 70
-    study = rng.integers(0, 14, k)
+    k = 42
+    study = rng.integers(0, 9, k)
     lab = rng.integers(0, 5, k)
     out = rng.integers(0, 3, k)
     v = rng.uniform(0.01, 0.05, k)

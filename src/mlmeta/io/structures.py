@@ -130,8 +130,9 @@ def read_V_csv(path) -> pd.DataFrame:
         bad = num.isna() | (num != np.round(num))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
+            v = d[c].iloc[i]
             raise InputError(f"V file {str(path)!r}, line {i + 2}: {c} must be a whole row "
-                             f"number; got {d[c].iloc[i]!r}")
+                             f"number; got {v.item() if hasattr(v, 'item') else v!r}")
         d[c] = num.astype(np.int64)
     val = pd.to_numeric(d["value"], errors="coerce")
     if val.isna().any():
