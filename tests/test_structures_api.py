@@ -22,7 +22,7 @@ import mlmeta
 from mlmeta.cli import main
 from mlmeta.errors import FitWarning, InputError, MlmetaWarning
 from mlmeta.io.analysis import parse_analysis
-from mlmeta.io.structures import read_R_csv, read_V_csv, r_sorted_levels
+from mlmeta.io.structures import r_sorted_levels, read_R_csv, read_V_csv
 from mlmeta.model import fit_spec
 
 HERE = Path(__file__).parent / "fixtures" / "reference_structures"
@@ -46,7 +46,7 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 
 def cli_error(args: list[str]) -> str:
-    code, out, err = run_cli(args)
+    code, _out, err = run_cli(args)
     assert code == 2, (code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mlmeta: error: "), err
@@ -171,7 +171,7 @@ def test_robust_needs_a_cluster_containing_every_random_effect(crossed_fit):
 
 
 def test_un_model_with_V_in_every_form(berkey, berkey_V):
-    kw = dict(random="~ outcome | trial", struct="UN", mods="~ 0 + outcome")
+    kw = {"random": "~ outcome | trial", "struct": "UN", "mods": "~ 0 + outcome"}
     a = mlmeta.rma_mv(berkey, "yi", V=berkey_V, **kw)
     dense = np.zeros((10, 10))
     r, c = berkey_V["row"].to_numpy() - 1, berkey_V["col"].to_numpy() - 1
@@ -191,7 +191,7 @@ def test_un_model_with_V_in_every_form(berkey, berkey_V):
 def test_rows_with_missing_values_are_dropped_from_V(berkey, berkey_V):
     d = berkey.copy()
     d.loc[3, "yi"] = np.nan  # trial 2, outcome AL
-    kw = dict(random="~ outcome | trial", struct="UN")
+    kw = {"random": "~ outcome | trial", "struct": "UN"}
     with pytest.warns(mlmeta.DataWarning, match="1 of 10 rows dropped"):
         a = mlmeta.rma_mv(d, "yi", V=berkey_V, **kw)
     keep = np.arange(10) != 3
@@ -264,7 +264,7 @@ def test_default_cluster_is_the_factor_containing_the_others():
 
 
 def test_refit_to_a_subset_equals_a_fit_to_that_subset(berkey, berkey_V):
-    kw = dict(random="~ outcome | trial", struct="HCS")
+    kw = {"random": "~ outcome | trial", "struct": "HCS"}
     res = mlmeta.rma_mv(berkey, "yi", V=berkey_V, **kw)
     keep = (berkey["trial"] != 3).to_numpy()
     a = res.refit(rows=keep)
@@ -283,7 +283,7 @@ def test_R_given_as_a_dataframe_is_matched_by_level_name():
     d = pd.read_csv(DATA / "lim2014_o_o_adj.csv")
     R = read_R_csv(DATA / "lim2014_o_o_adj_R_phylo.csv")
     shuffled = R.iloc[::-1, ::-1]
-    kw = dict(random=["~ 1 | species", "~ 1 | phylo"])
+    kw = {"random": ["~ 1 | species", "~ 1 | phylo"]}
     a = mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"phylo": R}, **kw)
     b = mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"phylo": shuffled}, **kw)
     np.testing.assert_allclose(a.sigma2.to_numpy(), b.sigma2.to_numpy(), rtol=1e-10)
