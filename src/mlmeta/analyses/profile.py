@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from mlmeta.core.dist import chi2_isf
 
+from mlmeta.core.dist import chi2_isf
 from mlmeta.errors import ConvergenceError, FitWarning, InputError
 from mlmeta.spec import to_fraction
 
-__all__ = ["profile_ci", "profile", "ProfileCI"]
+__all__ = ["ProfileCI", "profile", "profile_ci"]
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,16 @@ class _Profiler:
         return fit.ll, fit.sigma2, float(fit.optim.evaluation.grad[j])
 
 
-def _bracketed_newton(fd, x, fx, gx, other, f_other, xtol):
+def _bracketed_newton(fd, x, fx, gx, other, f_other, xtol, ftol=0.0):
     """Root of f between ``x`` and ``other`` (f(x), f(other) of opposite signs) by Newton's
     method on the exact slope, falling back to bisection when a step leaves the bracket or
     stalls; converges quadratically, so ~4-6 profile refits per limit instead of Brent's ~12.
     """
     a, fa = x, fx
-    b, fb = other, f_other
+    b, _fb = other, f_other
     for _ in range(200):
+        if abs(fx) <= ftol:
+            return float(x)  # at the likelihood's own rounding level: an evaluated point
         step = fx / gx if gx != 0 and np.isfinite(gx) else np.inf
         new = x - step
         lo, hi = min(a, b), max(a, b)
@@ -75,16 +77,36 @@ def _bracketed_newton(fd, x, fx, gx, other, f_other, xtol):
             new = 0.5 * (a + b)
             step = x - new
         if abs(step) <= xtol or hi - lo <= xtol:
-            return float(new)
+            return float(x if abs(x - new) <= xtol else new)
         fn, gn = fd(new)
         if fn == 0.0:
             return float(new)
         if (fn > 0) == (fa > 0):
             a, fa = new, fn
         else:
-            b, fb = new, fn
+            b, _fb = new, fn
         x, fx, gx = new, fn, gn
     return float(x)
+
+
+def _wald_halfwidth(res, j: int, drop: float) -> float | None:
+    """sqrt(2 drop (-H^-1)_jj) from the Hessian of ll at the optimum over the free components
+    (None when it is not negative definite, e.g. at the boundary)."""
+    ev = res.core.optim.evaluation
+    if ev.hess is None:
+        return None
+    free = np.flatnonzero(~res.core.fixed & (res.core.sigma2 > 0))
+    if j not in free:
+        return None
+    H = ev.hess[np.ix_(free, free)]
+    try:
+        cov = np.linalg.inv(-H)
+    except np.linalg.LinAlgError:
+        return None
+    vj = float(cov[list(free).index(j), list(free).index(j)])
+    if not np.isfinite(vj) or vj <= 0 or not np.all(np.linalg.eigvalsh(-H) > 0):
+        return None
+    return float(np.sqrt(2.0 * drop * vj))
 
 
 def profile(res, j: int, values) -> pd.DataFrame:
@@ -124,18 +146,36 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
             return ll - cut, g
 
         scale = max(est, float(np.sum(pf.est)), 1e-4 * float(np.mean(res.data.v)))
+        f_est = pf.ll_max - cut
+        # first points from the quadratic (Wald) approximation of the profile at the optimum,
+        # est -+ sqrt(chi2 (-H^-1)_jj): close to the limits when the profile is near-quadratic
+        # (large k), so the bracketed Newton needs only a few refits
+        w = _wald_halfwidth(res, j, pf.ll_max - cut)
+        ftol = 1e-12 * max(1.0, abs(pf.ll_max))
         # lower limit
-        f0, g0 = fd(0.0)
-        if f0 >= 0 or est <= 0:
-            lb = 0.0
-        else:
-            lb = _bracketed_newton(fd, 0.0, f0, g0, est, pf.ll_max - cut, xtol * scale)
+        lb = None
+        if est > 0 and w is not None and est - w > 0:
+            x = est - w
+            fx, gx = fd(x)
+            if fx < 0:
+                lb = _bracketed_newton(fd, x, fx, gx, est, f_est, xtol * scale, ftol)
+        if lb is None:
+            f0, g0 = fd(0.0)
+            if f0 >= 0 or est <= 0:
+                lb = 0.0
+            else:
+                lb = _bracketed_newton(fd, 0.0, f0, g0, est, f_est, xtol * scale, ftol)
         # upper limit: expand until below the cut-off
-        hi = est + scale
+        hi = est + (w if w is not None else scale)
         fhi, ghi = fd(hi)
+        inner, f_inner = (est if est > 0 else 0.0), f_est
         n = 0
         while fhi > 0 and n < 60:
-            hi *= 2.0
+            inner, f_inner = hi, fhi
+            # a Newton step from the inside (slope < 0) lands near the limit; go 10 % further
+            # so that it is likely outside, and at least double the distance when it is not
+            far = hi - 1.1 * fhi / ghi if ghi < 0 and np.isfinite(ghi) else np.inf
+            hi = min(far, est + 2.0 * (hi - est)) if n < 3 else est + 2.0 * (hi - est)
             fhi, ghi = fd(hi)
             n += 1
         if fhi > 0:
@@ -143,8 +183,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
             flags.append(f"profile of sigma2 for {res.level_names[j]!r} stays above the cut-off "
                          "up to very large values: the component is not identified by the data")
         else:
-            lo = est if est > 0 else 0.0
-            ub = _bracketed_newton(fd, hi, fhi, ghi, lo, pf.ll_max - cut, xtol * scale)
+            ub = _bracketed_newton(fd, hi, fhi, ghi, inner, f_inner, xtol * scale, ftol)
         rows.append((est, lb, ub))
         for bound, s in (("ci_lb", lb), ("ci_ub", ub)):
             if np.isfinite(s):
