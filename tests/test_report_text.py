@@ -299,9 +299,9 @@ def test_profile_caption_matches_the_line_styles(tmp_path_factory):
     r = mlmeta.rma_mv(d, "yi", "vi", random="district/school")
     ax = plots.profile_plot(r, j=0, n=6)
     words = {":": "dotted", "--": "dashed", "-.": "dash-dotted"}
-    est = [a for a in ax.get_lines() if a.get_gid() == "profile-estimate"][0]
-    ci = [a for a in ax.get_lines() if a.get_gid() == "profile-ci"][0]
-    cut = [a for a in ax.get_lines() if a.get_gid() == "profile-cutoff"][0]
+    est = next(a for a in ax.get_lines() if a.get_gid() == "profile-estimate")
+    ci = next(a for a in ax.get_lines() if a.get_gid() == "profile-ci")
+    cut = next(a for a in ax.get_lines() if a.get_gid() == "profile-cutoff")
     assert words[est.get_linestyle()] == STYLES["estimate"] == "dotted"
     assert words[ci.get_linestyle()] == STYLES["ci"] == "dashed"
     assert words[cut.get_linestyle()] == STYLES["cutoff"]
@@ -489,7 +489,7 @@ def test_reference_list_is_exactly_what_the_text_cites(report_any):
     out, numbers = report_any
     md = (out / "report.md").read_text(encoding="utf-8")
     body, refs = md.split("## References", 1)
-    listed = re.findall(r"^\d+\. (.+)$", refs.split("\n---")[0], flags=re.M)
+    listed = re.findall(r"^\d+\. (.+)$", refs.split("\n---")[0], flags=re.MULTILINE)
     assert listed and listed == sorted(listed, key=str.lower)
     keys_listed = {k for k, v in REFERENCES.items() if v[2] in listed}
     assert len(keys_listed) == len(listed)
@@ -527,7 +527,7 @@ def test_plain_language_summary(tmp_path_factory):
 
 
 def test_methods_name_every_analysis_and_setting(tmp_path_factory):
-    out, numbers = example("alliance_like", tmp_path_factory)
+    _out, numbers = example("alliance_like", tmp_path_factory)
     m = numbers["methods"]
     for phrase in ("Leave-one-out", "Cook's distances", "Bonferroni",
                    "ρ = 0, 0.2, 0.4, 0.6, 0.8, 0.9", "each with model-based and CR2 inference",
@@ -541,10 +541,10 @@ def test_methods_name_every_analysis_and_setting(tmp_path_factory):
 def test_tables_and_figures_are_numbered(tmp_path_factory):
     out, numbers = example("alliance_like", tmp_path_factory)
     md = (out / "report.md").read_text(encoding="utf-8")
-    nums = [int(x) for x in re.findall(r"^\*\*Table (\d+)\*\*$", md, flags=re.M)]
+    nums = [int(x) for x in re.findall(r"^\*\*Table (\d+)\*\*$", md, flags=re.MULTILINE)]
     assert nums == list(range(1, len(nums) + 1)) and len(nums) >= 8
     assert "*Moderator analyses*" in md and "*Included studies*" in md
-    figs = [int(x) for x in re.findall(r"^\*Figure (\d+)\.\*", md, flags=re.M)]
+    figs = [int(x) for x in re.findall(r"^\*Figure (\d+)\.\*", md, flags=re.MULTILINE)]
     assert figs == list(range(1, len(figs) + 1)) == [f["number"] for f in numbers["figures"]]
     # the included-studies table: one row per study with its effect sizes, N and moderators
     st = numbers["studies"]
@@ -559,7 +559,7 @@ def test_word_document_has_the_same_text_tables_and_figures(tmp_path_factory):
     out, numbers = example("alliance_like", tmp_path_factory)
     d = docx.Document(str(out / "report.docx"))
     md = (out / "report.md").read_text(encoding="utf-8")
-    n_tables = len(re.findall(r"^\*\*Table \d+\*\*$", md, flags=re.M))
+    n_tables = len(re.findall(r"^\*\*Table \d+\*\*$", md, flags=re.MULTILINE))
     assert len(d.tables) == n_tables
     assert len(d.inline_shapes) == len(numbers["figures"])
     text = docx_text(out / "report.docx")
@@ -601,21 +601,21 @@ templates = "tpl"
 
 
 @pytest.mark.parametrize("key,value,msg", [
-    ("model.inference", '"robust"', "'model.inference' must be one of model, CR2; got "
-                                    "'robust'"),
-    ("analyses.selection_side", '"up"', "'analyses.selection_side' must be one of auto, "
-                                        "positive, negative; got 'up'"),
-    ("analyses.selection_steps", "[0.5, 1.0]", "'analyses.selection_steps' must be distinct "
+    ("model.inference", '"robust"', ("'model.inference' must be one of model, CR2; got "
+                                    "'robust'")),
+    ("analyses.selection_side", '"up"', ("'analyses.selection_side' must be one of auto, "
+                                        "positive, negative; got 'up'")),
+    ("analyses.selection_steps", "[0.5, 1.0]", ("'analyses.selection_steps' must be distinct "
                                                "one-sided p-values between 0 and 1 (exclusive); "
-                                               "got [0.5, 1.0]"),
-    ("analyses.egger_predictor", '"n"', "'analyses.egger_predictor' must be one of auto, se, "
-                                        "sqrt_inv_n; got 'n'"),
-    ("analyses.outlier_rule", '"3sd"', "'analyses.outlier_rule' must be one of bonferroni, "
-                                       "z1.96; got '3sd'"),
-    ("report.forest_level", '"page"', "'report.forest_level' must be one of auto, effect, "
-                                      "study; got 'page'"),
-    ("report.forest_sort", '"size"', "'report.forest_sort' must be one of data, effect, "
-                                     "weight; got 'size'"),
+                                               "got [0.5, 1.0]")),
+    ("analyses.egger_predictor", '"n"', ("'analyses.egger_predictor' must be one of auto, se, "
+                                        "sqrt_inv_n; got 'n'")),
+    ("analyses.outlier_rule", '"3sd"', ("'analyses.outlier_rule' must be one of bonferroni, "
+                                       "z1.96; got '3sd'")),
+    ("report.forest_level", '"page"', ("'report.forest_level' must be one of auto, effect, "
+                                      "study; got 'page'")),
+    ("report.forest_sort", '"size"', ("'report.forest_sort' must be one of data, effect, "
+                                     "weight; got 'size'")),
     ("report.templates", '"nowhere"', "'report.templates' 'nowhere' is not a folder"),
 ])
 def test_analysis_file_keys_are_validated(tmp_path, key, value, msg):

@@ -400,13 +400,18 @@ def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
         disp = {"estimate": _f(prr.pred[0]), "se": sc.se(z["estimate"], z["se"]),
                 "ci_lb": _f(prr.ci_lb[0]), "ci_ub": _f(prr.ci_ub[0]),
                 "pi_lb": _f(prr.pi_lb[0]), "pi_ub": _f(prr.pi_ub[0])}
+    elif sc.exp:  # odds ratios: exp of the estimate and of the limits, no SE
+        disp = {k: sc.tr(v) for k, v in z.items()}
+        disp["se"] = None
     else:
         disp = dict(z)
     stat, p = _f(c[statcol]), _f(c["pval"])
+    dg = 2 if sc.exp else 3  # odds ratios to two decimals, as journals print them
     apa = fmt.apa_estimate(sc.label, disp["estimate"], disp["se"], disp["ci_lb"],
-                           disp["ci_ub"], _stat_name(res), df, stat, p, spec.level, sc.bounded)
+                           disp["ci_ub"], _stat_name(res), df, stat, p, spec.level, sc.bounded,
+                           digits=dg)
     pi = (f"{fmt.level_text(spec.level)} PI "
-          f"{fmt.ci_text(disp['pi_lb'], disp['pi_ub'], 3, sc.bounded)}")
+          f"{fmt.ci_text(disp['pi_lb'], disp['pi_ub'], dg, sc.bounded)}")
     return {"scale": sc.label, "transformed": sc.transform, "display": disp, "model_scale": z,
             "stat_name": _stat_name(res), "stat": stat, "df": df, "pval": p,
             "apa": apa, "pi_text": pi,
@@ -735,7 +740,8 @@ def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict
          "ci_ub": sc.tr(c["ci_ub"]), "stat": _f(c["tval"]), "df": _f(c["df"]),
          "pval": _f(c["pval"]), "block": rob.to_dict()}
     d["apa"] = fmt.apa_estimate(sc.label, d["estimate"], d["se"], d["ci_lb"], d["ci_ub"], "t",
-                                d["df"], d["stat"], d["pval"], spec.level, sc.bounded)
+                                d["df"], d["stat"], d["pval"], spec.level, sc.bounded,
+                                digits=2 if sc.exp else 3)
     return d
 
 
@@ -759,7 +765,8 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
                     loo, ck = cluster_refits(res, cluster, progress=tick)
                 obj["loo_table"] = loo
                 loo_rows = []
-                for r in loo.itertuples():
+                for r_ in loo.itertuples():
+                    r: Any = r_
                     if not np.isfinite(np.ravel(r.beta)[0]):
                         loo_rows.append({"left_out": _py(r.left_out), "estimate": None,
                                          "model_scale": None})
@@ -806,7 +813,7 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
             flag = np.isfinite(zz) & (np.abs(zz) > crit)
             flagged = []
             for pos in np.flatnonzero(flag):
-                d = {"row": _row_number(fr, pos), "z": _f(rs["z"].iloc[pos]),
+                d = {"row": _row_number(fr, int(pos)), "z": _f(rs["z"].iloc[pos]),
                      "yi": _f(res.data.y[pos]), "effect": sc.tr(res.data.y[pos])}
                 for col in res.data.random:
                     d[col] = _py(fr[col].iloc[pos])

@@ -243,9 +243,9 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
     est = ("restricted maximum likelihood (REML)" if model["method"] == "REML"
            else "maximum likelihood (ML)")
     if levels:
-        cols = [x.split("/")[-1] for x in levels]
+        lcols = [x.split("/")[-1] for x in levels]
         lv_parts = ["level 1: sampling error"]
-        rev = list(reversed(cols))
+        rev = list(reversed(lcols))
         for i, col in enumerate(rev):
             outer = rev[i + 1] if i + 1 < len(rev) else None
             lv_parts.append(f"level {i + 2}: {col}" + (f" within {outer}" if outer else ""))
@@ -354,7 +354,7 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                     f"{c.inner('pustejovsky2019')})")
         else:
             plab = "the standard error √vi as moderator"
-        word = "multilevel " if levels else ""
+        word = "multilevel " if len(levels) >= 2 else ""
         parts.append(f"Small-study effects were assessed with a {word}Egger regression test "
                      f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if len(levels) >= 2 else ''} "
                      f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
@@ -417,13 +417,13 @@ def r_code(numbers: dict) -> str:
         lines.append(f"V <- vcalc({vi}, cluster = {cl}, obs = {levels[-1].split('/')[-1]}, "
                      f"rho = {model['rho']:g}, data = dat)")
         V = "V"
-    args = [yi, V]
+    rargs = [yi, V]
     if levels:
-        args.append(f"random = ~ 1 | {rnd}")
-    args += ["data = dat", f'method = "{model["method"]}"', f'test = "{model["test"]}"']
+        rargs.append(f"random = ~ 1 | {rnd}")
+    rargs += ["data = dat", f'method = "{model["method"]}"', f'test = "{model["test"]}"']
     if model["test"] == "t":
-        args.append(f'dfs = "{model["dfs"]}"')
-    lines.append(f"res <- rma.mv({', '.join(args)})")
+        rargs.append(f'dfs = "{model["dfs"]}"')
+    lines.append(f"res <- rma.mv({', '.join(rargs)})")
     if d["measure"] == "ZCOR":
         lines.append("predict(res, transf = transf.ztor)")
     elif d["measure"] == "OR":
@@ -699,11 +699,13 @@ def _heterogeneity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     for x in reversed(het["levels"]):
         s2 = fmt.num(x["sigma2"], 4)
         if x.get("sigma2_ci"):
-            s2 += " " + (fmt.ci_text(*x["sigma2_ci"], digits=4) if None not in x["sigma2_ci"]
+            s2 += " " + (fmt.ci_text(x["sigma2_ci"][0], x["sigma2_ci"][1], digits=4)
+                         if None not in x["sigma2_ci"]
                          else "[not defined]")
         i2 = _pct(x["I2"])
         if x.get("I2_ci"):
-            i2 += " " + (fmt.ci_text(*x["I2_ci"], digits=1) if None not in x["I2_ci"]
+            i2 += " " + (fmt.ci_text(x["I2_ci"][0], x["I2_ci"][1], digits=1)
+                         if None not in x["I2_ci"]
                          else "[not defined]")
         lr = x.get("lrt")
         rows.append([f"{x['level']}", fmt.count(x["n_groups"]), s2, i2,
@@ -711,7 +713,7 @@ def _heterogeneity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
                      _pv(lr["pval_mixture"]) if lr else ""])
     tot = _pct(het["I2_total"])
     if het.get("I2_total_ci"):
-        tot += " " + fmt.ci_text(*het["I2_total_ci"], digits=1)
+        tot += " " + fmt.ci_text(het["I2_total_ci"][0], het["I2_total_ci"][1], digits=1)
     rows.append(["Total (all random effects)", "",
                  fmt.num(sum(x["sigma2"] for x in het["levels"]), 4), tot, "", "", ""])
     doc.table(f"Variance components ({s.model_scale} scale), I² per level"

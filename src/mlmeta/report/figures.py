@@ -17,11 +17,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DPI", "FigureJob", "FigureRenderer", "figure_jobs", "file_stem"]
 
 DPI = 300  # journals ask for 300 dpi; the PDF next to each PNG is vector
-RC = {"figure.max_open_warning": 0}
+RC: dict = {"figure.max_open_warning": 0}
 
 
 @dataclass(frozen=True)
@@ -266,8 +267,8 @@ class FigureRenderer:
         self.progress = progress
         self.jobs: list[FigureJob] = []
         self.procs: list = []
-        self.counter = None
-        self.queue = None
+        self.counter: Any = None
+        self.queue: Any = None
         self.unavailable: str | None = None
 
     def start(self, obj: dict) -> None:
@@ -322,8 +323,8 @@ class FigureRenderer:
                             got.append(r)
                             tick()
 
-                    while (i := _claim(self.counter, n)) is not None:
-                        got.append(_render_one(i))
+                    while (idx := _claim(self.counter, n)) is not None:
+                        got.append(_render_one(idx))
                         tick()
                         while not self.queue.empty():  # count the workers' figures as we go
                             take(self.queue.get())

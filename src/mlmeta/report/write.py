@@ -41,9 +41,10 @@ def write_documents(folder: Path, numbers: dict, figs: list[dict], *,
     for b in blocks:
         if b["t"] != "figure":
             continue
-        f = next((x for x in figs if x["name"] == b["name"] and not x["error"]), None)
-        if f is None:
+        hit = [x for x in figs if x["name"] == b["name"] and not x["error"]]
+        if not hit:
             continue
+        f = hit[0]
         info = _figure_files(f)
         figmap[b["name"]] = {"png_bytes": (folder / info["png"]).read_bytes(), **info,
                              "caption": caps.get(b["name"], b["name"]), "dpi": dpi}

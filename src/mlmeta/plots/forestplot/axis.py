@@ -38,13 +38,9 @@ def draw_page(ax, rows, p: Positions, cols: Columns, *, sel: np.ndarray, summary
     est, lb, ub = rows.est[sel], rows.lb[sel], rows.ub[sel]
     last = p.last
     tau = summary is not None and summary.pi is not None
-    if summary is not None:
-        y_sum = last + 1.7
-        y_pi = y_sum + 1.0 if tau else None
-        bottom = (y_pi if tau else y_sum) + 0.8
-    else:
-        y_sum = y_pi = None
-        bottom = last + 0.8
+    y_sum = last + 1.7  # the diamond (intercept-only models)
+    y_pi = y_sum + 1.0  # the prediction interval (models with random effects)
+    bottom = (y_pi if tau else y_sum if summary is not None else last) + 0.8
     top = -1.9
 
     ax.hlines(pos, lb, ub, color="black", lw=0.8, zorder=2, gid="forest-ci")
@@ -52,7 +48,7 @@ def draw_page(ax, rows, p: Positions, cols: Columns, *, sel: np.ndarray, summary
     sc_kw.update(kwargs)
     ax.scatter(est, pos, s=sizes(rows.weight, 70.0, 4.0)[sel], gid="forest-effects", **sc_kw)
     if refline is not None:
-        ax.vlines(refline, -0.6, (y_pi if tau else (y_sum if y_sum is not None else last))
+        ax.vlines(refline, -0.6, (y_pi if tau else (y_sum if summary is not None else last))
                   + 0.6, color="0.45", lw=0.8, ls=(0, (4, 3)), zorder=1, gid="forest-refline")
     if summary is not None:
         ax.axhline(last + 0.85, color="black", lw=0.6, zorder=1)
@@ -60,7 +56,7 @@ def draw_page(ax, rows, p: Positions, cols: Columns, *, sel: np.ndarray, summary
         ax.add_patch(Polygon([(l_, y_sum), (e, y_sum - 0.42), (u_, y_sum), (e, y_sum + 0.42)],
                              closed=True, facecolor="black", edgecolor="black", zorder=3,
                              gid="forest-summary"))
-        if tau:
+        if summary.pi is not None:
             pl, pu = summary.pi
             ax.hlines(y_pi, pl, pu, color="black", lw=1.2, zorder=3, gid="forest-pi")
             ax.vlines([pl, pu], y_pi - 0.25, y_pi + 0.25, color="black", lw=1.2, zorder=3)
@@ -100,7 +96,7 @@ def draw_page(ax, rows, p: Positions, cols: Columns, *, sel: np.ndarray, summary
     hdr = {"fontsize": fs, "va": "center", "clip_on": False, "fontweight": "bold"}
     ax.text(0, -1.2, label_header + (" (continued)" if continued else ""), transform=left,
             ha="left", **hdr)
-    if k_strs is not None:
+    if k_strs is not None and cols.x_k is not None:
         tk = offset_transform(ax, cols.x_k)
         ax.text(1, -1.2, "k", transform=tk, ha="right", **hdr)
         for i, yy in zip(sel, pos):
@@ -123,7 +119,7 @@ def draw_page(ax, rows, p: Positions, cols: Columns, *, sel: np.ndarray, summary
         for c in range(3):
             ax.text(1, y_sum, est_cols[c][n], transform=te[c], ha="right", fontweight="bold",
                     **txt).set_gid(f"forest-summary-{c}")
-        if tau:
+        if summary.pi is not None:
             ax.text(0, y_pi, "Prediction interval", transform=left, ha="left", **txt)
             pl, pu = summary.pi
             ax.text(1, y_pi, f"[{fmt(pl, digits)},", transform=te[1], ha="right", **txt)

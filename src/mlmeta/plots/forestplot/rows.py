@@ -135,7 +135,7 @@ def effect_rows(res, f: Scale, *, labels=None, study_labels=None, sort=False) ->
         groups, heads, single = [np.arange(k)], [None], [False]
     groups, heads, single = _order(groups, heads, single, y, w, sort, grouped)
     return ForestRows(est=f(y), lb=f(y - zc * se), ub=f(y + zc * se), weight=w,
-                      label=lab, groups=groups, heads=heads, single=single, level="effect",
+                      label=list(lab or []), groups=groups, heads=heads, single=single, level="effect",
                       grouped=grouped, model_y=np.asarray(y, dtype=float))
 
 
