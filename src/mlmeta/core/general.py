@@ -520,12 +520,19 @@ class GeneralProblem(ProblemShape):
             self.q, self.q)
 
     def _scatter_sparse(self, mats: list[np.ndarray]):
-        """``U' X U`` as a sparse matrix for the block-diagonal ``X`` given per batch."""
+        """``U' X U`` as a sparse matrix for the block-diagonal ``X`` given per batch (the
+        sparsity pattern is computed once; each call only sums the entries into it)."""
         from scipy.sparse import csr_matrix
 
+        if not hasattr(self, "_csr_pattern"):
+            uniq, pos = np.unique(self._dest_all, return_inverse=True)
+            r, c = uniq // self.q, uniq % self.q
+            indptr = np.r_[0, np.cumsum(np.bincount(r, minlength=self.q))]
+            self._csr_pattern = (pos.ravel(), c, indptr, len(uniq))
+        pos, cols, indptr, nnz = self._csr_pattern
         T2 = self.ucols.shape[1] ** 2
         w = np.concatenate([np.broadcast_to(A[None], (T2,) + A.shape).ravel() for A in mats])
-        return csr_matrix((w, (self._dest_all // self.q, self._dest_all % self.q)),
+        return csr_matrix((np.bincount(pos, weights=w, minlength=nnz), cols, indptr),
                           shape=(self.q, self.q))
 
     def _pullback(self, K: np.ndarray) -> list[np.ndarray]:

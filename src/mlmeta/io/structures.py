@@ -192,6 +192,9 @@ def _R_matrix(factor: str, R: Any) -> tuple[np.ndarray, list[str]]:
 
 def _row_ids(df: pd.DataFrame, positions) -> list[str]:
     """Row names for messages without the word 'row' ('7', or the index label)."""
+    idx = df.index
+    if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
+        return [str(int(i) + 1) for i in positions]
     return [row_label(df, int(i)).removeprefix("row ") for i in positions]
 
 
