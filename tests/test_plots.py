@@ -1,6 +1,8 @@
-"""Plots (mlmeta.plots): render without warnings, draw the right numbers, save PNG/SVG."""
+"""Plots (mlmeta.plots): render without warnings, draw the right numbers, save PNG/PDF, and
+scale to thousands of effect sizes (study-level forest, pages of at most 12 inches)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -11,13 +13,12 @@ import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
+from conftest import REF
 
-import mlmeta  # noqa: E402
-from mlmeta import plots  # noqa: E402
-from mlmeta.errors import InputError  # noqa: E402
-
-from conftest import REF  # noqa: E402
+import mlmeta
+from mlmeta import plots
+from mlmeta.errors import InputError
 
 DATA = REF / "data"
 
@@ -343,3 +344,97 @@ def test_draw_into_given_axes(res):
     assert draw(plots.bubble, res, "ni", ax=a2, color="red") is a2
     with pytest.raises(InputError, match="one per component"):
         plots.profile_plot(res, ax=a1)
+
+
+# --------------------------------------------------------------------------- forests that scale
+@pytest.fixture(scope="module")
+def big():
+    """SIMULATED: 1,501 effect sizes in 300 studies (the size that once gave a 386-inch
+    forest and a 76-inch leave-one-out plot)."""
+    rng = np.random.default_rng(7)
+    sizes = 1 + rng.multinomial(1501 - 300, np.full(300, 1 / 300))
+    study = np.repeat(np.arange(1, 301), sizes)
+    k = len(study)
+    u = rng.normal(0, 0.1, 300)[study - 1]
+    vi = rng.uniform(0.005, 0.05, k)
+    d = pd.DataFrame({"study": study, "es": np.arange(1, k + 1), "vi": vi,
+                      "yi": 0.2 + u + rng.normal(0, 0.05, k) + rng.normal(0, np.sqrt(vi))})
+    return mlmeta.rma_mv(d, "yi", "vi", random="study/es")
+
+
+def test_study_level_rows_combine_each_studys_effects(res):
+    ax = draw(plots.forest, res, level="study", transf="none")
+    (pts,) = by_gid(ax, "forest-effects")
+    off = pts.get_offsets()
+    assert len(off) == res.n_levels[0]
+    # GLS mean of a study's effects with its within-study covariance diag(v) + sigma2_2 I
+    fr = res.data.frame.reset_index(drop=True)
+    s2 = res.core.sigma2[1]
+    first = fr.groupby("study", sort=False).head(1).index
+    for row, (_, g) in zip(np.argsort(off[:, 1]), fr.groupby("study", sort=False)):
+        w = 1.0 / (res.data.v[g.index] + s2)
+        assert off[row, 0] == pytest.approx(np.sum(w * res.data.y[g.index]) / np.sum(w))
+    ks = [int(t) for t in texts(ax, "forest-k")]
+    assert ks == fr.groupby("study", sort=False).size().tolist() and len(first) == len(ks)
+    w = [num(s) for s in texts(ax, "forest-weight")]
+    assert sum(w) == pytest.approx(100.0, abs=0.05 * len(w))
+    with pytest.raises(InputError, match="level must be one of effect, study; got 'page'"):
+        plots.forest(res, level="page")
+    with pytest.raises(InputError, match="at level='study' use study_labels"):
+        plots.forest(res, level="study", labels="es")
+
+
+@pytest.mark.slow
+def test_forest_scales_to_1501_effect_sizes(big, tmp_path):
+    h_eff, n_eff = plots.forest_height(big, "effect")
+    h_st, n_st = plots.forest_height(big, "study")
+    assert n_eff == 1501 and n_st == 300 and h_eff > 200 and h_st < h_eff
+    assert plots.auto_level(big) == "study"
+    ax = plots.forest(big, level="study", max_height=12)
+    fig = ax.figure
+    assert fig.get_size_inches()[1] <= 12
+    shown, total = fig.mlmeta_rows
+    assert total == 300 and 0 < shown < 300
+    assert len(by_gid(ax, "forest-summary")) == 1  # the pooled estimate is on the page
+    pages = plots.forest_pages(big, tmp_path / "all.pdf", level="effect", max_height=12)
+    data = (tmp_path / "all.pdf").read_bytes()
+    boxes = [tuple(float(x) for x in m) for m in
+             re.findall(rb"/MediaBox \[ *0 0 ([0-9.]+) ([0-9.]+) *\]", data)]
+    assert len(boxes) == pages and pages >= 15
+    assert max(h for _, h in boxes) <= 12 * 72 + 0.5
+    with pytest.raises(InputError, match="max_height must be at least 3 inches"):
+        plots.forest_pages(big, tmp_path / "x.pdf", max_height=2)
+
+
+def test_forest_pages_keep_every_row(res, tmp_path):
+    from mlmeta.plots.base import transform
+    from mlmeta.plots.forestplot import layout
+    from mlmeta.plots.forestplot.rows import effect_rows
+    rows = effect_rows(res, transform(res, None))
+    pages = layout.paginate(rows.groups, rows.heads, rows.single, 20)
+    got = np.concatenate([np.concatenate(g) for g, _, _ in pages])
+    np.testing.assert_array_equal(np.sort(got), np.arange(res.k))
+    for g, h, one in pages:
+        n = layout.units(res.k, g, h, one)
+        assert n <= 20 + 1e-9
+
+
+@pytest.mark.slow
+def test_loo_plot_caps_its_rows(big):
+    tab = _fake_loo(big)
+    ax = plots.loo_plot(big, max_rows=40, loo=tab)
+    assert ax.figure.mlmeta_rows == (40, 300)
+    assert ax.figure.get_size_inches()[1] < 12
+    shown = [int(t.get_text()) for t in ax.get_yticklabels()]
+    move = np.abs(tab["beta"].to_numpy() - big.core.beta[0])
+    top = set(tab["left_out"].to_numpy()[np.argsort(-move)[:40]].tolist())
+    assert set(shown) == top and shown == sorted(shown)  # the 40 that move it most, in order
+
+
+def _fake_loo(res):
+    """A leave-one-out table shaped like res.loo_cluster() (values made up: the cap only
+    chooses the studies that move the estimate most)."""
+    rng = np.random.default_rng(1)
+    b = res.core.beta[0] + rng.normal(0, 0.01, 300)
+    return pd.DataFrame({"left_out": np.arange(1, 301), "beta": b, "ci_lb": b - 0.1,
+                         "ci_ub": b + 0.1})
