@@ -19,6 +19,7 @@
 #                      error broke in the aggregation are restored (see simboundary_rho50)
 #   default$trimfill   trimfill(rma_agg)                                    (estimator L0)
 #   default$selmodel   selmodel(rma_agg, type = "stepfun", steps = c(0.025, 1))
+#   default$regtest    regtest(rma_agg): Egger's test on the aggregates (predictor sei, z test)
 # with metafor's default control, and `tight` = the same calls with metafor's optimisers tightened:
 #   rma / trimfill: control = list(threshold = 1e-12, maxiter = 10000)
 #     (metafor's Fisher scoring stops when |tau2 change| < 1e-5, so its default tau2 can be off
@@ -33,7 +34,9 @@
 # 1e-15) as an independent check that the tight numbers are the optimum, not an optimiser artefact.
 # `extras` (simbias only, tight control): trimfill with estimator R0 / Q0, side = "right", and
 # method ML / DL / EE; selmodel with steps c(0.025, 0.5, 1), two-sided p-values (steps c(0.05, 1)),
-# and on the equal-effects model (tau2 fixed at 0).
+# and on the equal-effects model (tau2 fixed at 0); regtest with predictor "vi", with the
+# Knapp-Hartung test, on the equal-effects model, and with the sample-size predictor
+# "sqrtninv" (ni = the study's sample size, carried through aggregate()).
 
 suppressMessages(library(metafor))
 suppressMessages(library(jsonlite))
@@ -100,6 +103,14 @@ trimfill_block <- function(tf) {
        fill = I(as.logical(tf$fill)), estimator = tf$k0.est, p_k0 = num(tf$p.k0))
 }
 
+regtest_block <- function(rt) {
+  list(coef = num(rt$fit$beta[2]), se = num(rt$fit$se[2]), zval = num(rt$zval),
+       pval = num(rt$pval), df = num(rt$dfs), est = if (is.null(rt$est)) NULL else num(rt$est),
+       ci_lb = if (is.null(rt$ci.lb)) NULL else num(rt$ci.lb),
+       ci_ub = if (is.null(rt$ci.ub)) NULL else num(rt$ci.ub), tau2 = num(rt$fit$tau2),
+       k = rt$fit$k, predictor = rt$predictor, test = rt$fit$test)
+}
+
 selmodel_block <- function(sm) {
   list(beta = num(sm$beta), se = num(sm$se), zval = num(sm$zval), pval_beta = num(sm$pval),
        ci_lb = num(sm$ci.lb), ci_ub = num(sm$ci.ub), tau2 = num(sm$tau2),
@@ -130,7 +141,12 @@ extra_blocks <- function(agg) {
     selmodel_twosided = selmodel_block(selmodel(fitt, type = "stepfun", steps = c(0.05, 1),
                                                 alternative = "two.sided", control = sel_ctl(4))),
     selmodel_EE = selmodel_block(selmodel(fee, type = "stepfun", steps = c(0.025, 1),
-                                          control = sel_ctl(4))))
+                                          control = sel_ctl(4))),
+    regtest_vi = regtest_block(regtest(fitt, predictor = "vi")),
+    regtest_knha = regtest_block(regtest(fitt, test = "knha")),
+    regtest_EE = regtest_block(regtest(fee)),
+    regtest_sqrtninv = c(regtest_block(regtest(fitt, ni = agg$ni, predictor = "sqrtninv")),
+                         list(ni = I(num(agg$ni)))))
 }
 
 run_case <- function(case, data_file, d, cluster, rho, extras = FALSE) {
@@ -169,9 +185,10 @@ run_case <- function(case, data_file, d, cluster, rho, extras = FALSE) {
                    ranktest = list(tau = num(rk$tau), pval = num(rk$pval), ties = ties),
                    ranktest_signif12 = list(tau = num(rk12$tau), pval = num(rk12$pval),
                                             ties = ties12),
-                   trimfill = trimfill_block(tf), selmodel = selmodel_block(sm)),
+                   trimfill = trimfill_block(tf), selmodel = selmodel_block(sm),
+                   regtest = regtest_block(regtest(fit))),
     tight = list(rma_agg = rma_block(fitt), trimfill = trimfill_block(tft),
-                 selmodel = selmodel_block(smt)),
+                 selmodel = selmodel_block(smt), regtest = regtest_block(regtest(fitt))),
     check_nm = list(selmodel = selmodel_block(smn)),
     control_tight = list(rma = tight_rma, selmodel = tight_sel))
   if (extras) res$extras <- extra_blocks(agg)
@@ -197,3 +214,68 @@ for (s in sets) {
 }
 d <- read.csv(file.path(ref_data, "molloy2014.csv"))
 run_case("molloy2014", "reference/data/molloy2014.csv", d, NULL, NULL)
+
+# ------------------------------------------------------------------------------------------------
+# Multilevel Egger / PET-PEESE with the sample-size predictor sqrt(1/n~) (Pustejovsky & Rodgers
+# 2019), n~ = n1 n2 / (n1 + n2) (two groups) or the total n: rma.mv with the predictor as
+# moderator. Writes tests/fixtures/pubbias/egger/egger_n.json and the simulated SMD data set
+# tests/fixtures/pubbias/data/simsmd.csv (25 studies with 1-4 effect sizes, true mean 0.3,
+# no selection).
+# ------------------------------------------------------------------------------------------------
+set.seed(20240520)
+rows <- list()
+for (s in 1:25) {
+  m <- sample(1:4, 1)
+  n1 <- sample(10:120, 1); n2 <- sample(10:120, 1)
+  u <- rnorm(1, 0, 0.2)
+  for (j in seq_len(m)) {
+    delta <- 0.3 + u + rnorm(1, 0, 0.1)
+    x1 <- rnorm(n1, delta, 1); x2 <- rnorm(n2, 0, 1)
+    rows[[length(rows) + 1]] <- data.frame(study = s, es = j, n1i = n1, n2i = n2,
+                                           m1i = mean(x1), sd1i = sd(x1),
+                                           m2i = mean(x2), sd2i = sd(x2))
+  }
+}
+simsmd <- do.call(rbind, rows)
+simsmd <- escalc("SMD", m1i = m1i, sd1i = sd1i, n1i = n1i, m2i = m2i, sd2i = sd2i, n2i = n2i,
+                 data = simsmd)
+simsmd_out <- data.frame(simsmd)
+for (v in c("m1i", "sd1i", "m2i", "sd2i", "yi", "vi"))
+  simsmd_out[[v]] <- sprintf("%.17g", simsmd_out[[v]])
+write.csv(simsmd_out, file.path(data_dir, "simsmd.csv"), row.names = FALSE, quote = FALSE)
+
+coef_block <- function(fit, j) {
+  list(beta = num(fit$beta[j]), se = num(fit$se[j]), zval = num(fit$zval[j]),
+       pval = num(fit$pval[j]), ci_lb = num(fit$ci.lb[j]), ci_ub = num(fit$ci.ub[j]),
+       df = if (is.null(fit$ddf) || all(is.na(fit$ddf))) NULL else num(fit$ddf[j]))
+}
+egger_case <- function(name, data_file, d, random, npred, test, dfs = "residual") {
+  d$pet <- npred; d$peese <- npred^2; d$sei <- sqrt(d$vi)
+  args <- list(yi = d$yi, V = d$vi, random = random, data = d, test = test,
+               control = list(rel.tol = 1e-10, iter.max = 10000))
+  if (test == "t") args$dfs <- dfs
+  f_egger <- do.call(rma.mv, c(args, list(mods = ~ pet)))
+  f_peese <- do.call(rma.mv, c(args, list(mods = ~ peese)))
+  f_sei <- do.call(rma.mv, c(args, list(mods = ~ sei)))
+  list(name = name, data = data_file, test = test, dfs = dfs,
+       egger = coef_block(f_egger, 2), pet = coef_block(f_egger, 1),
+       peese = coef_block(f_peese, 1), peese_slope = coef_block(f_peese, 2),
+       egger_sei = coef_block(f_sei, 2),
+       logLik = list(egger = num(logLik(f_egger)), peese = num(logLik(f_peese)),
+                     egger_sei = num(logLik(f_sei))))
+}
+dir.create(file.path(out_dir, "egger"), showWarnings = FALSE)
+al <- read.csv(file.path(ref_data, "alliance_like.csv"))
+egger_cases <- list(
+  egger_case("simsmd_pair_z", "pubbias/data/simsmd.csv", simsmd, list(~ 1 | study/es),
+             sqrt(1 / simsmd$n1i + 1 / simsmd$n2i), "z"),
+  egger_case("simsmd_pair_t", "pubbias/data/simsmd.csv", simsmd, list(~ 1 | study/es),
+             sqrt(1 / simsmd$n1i + 1 / simsmd$n2i), "t", "contain"),
+  egger_case("alliance_total_n_t", "reference/data/alliance_like.csv", al,
+             list(~ 1 | study/es), sqrt(1 / al$ni), "t", "contain"))
+writeLines(toJSON(list(generator = "scripts/make_pubbias_reference.R", R = R.version.string,
+                       metafor = as.character(packageVersion("metafor")),
+                       cases = egger_cases),
+                  auto_unbox = TRUE, digits = NA, pretty = TRUE, null = "null", na = "null"),
+           file.path(out_dir, "egger", "egger_n.json"))
+cat("wrote", file.path(out_dir, "egger", "egger_n.json"), "\n")

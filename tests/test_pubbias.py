@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from functools import cache
 from pathlib import Path
@@ -37,9 +38,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import mlmeta
 from mlmeta import pubbias as pb
 from mlmeta import rma_mv
 from mlmeta.errors import InputError
+from mlmeta.pubbias import egger as pbe
 from mlmeta.pubbias import rank, selection
 
 HERE = Path(__file__).parent
@@ -65,6 +68,7 @@ def sel_keys(exp: dict) -> list[str]:
 RMA_KEYS = ["beta", "se", "zval", "pval", "ci_lb", "ci_ub", "tau2", "se_tau2", "k", "logLik"]
 TF_KEYS = ["k0", "se_k0", "beta", "se", "zval", "pval", "ci_lb", "ci_ub", "tau2", "k",
            "yi_filled", "vi_filled", "fill"]
+REG_KEYS = ["coef", "se", "zval", "pval", "est", "ci_lb", "ci_ub", "tau2", "k"]
 SEL_KEYS = ["beta", "se", "zval", "pval_beta", "ci_lb", "ci_ub", "tau2", "se_tau2", "delta",
             "se_delta", "LRT", "LRT_df", "pval", "ll", "ll0", "LRT_tau2", "steps", "ptable"]
 
@@ -135,7 +139,8 @@ def run(name: str, mode: str) -> dict:
         return {"rma_agg": pb.rma_uni(y, v, threshold=th),
                 "trimfill": pb.trimfill(y, v, threshold=th),
                 "selmodel": pb.selmodel_stepfun(y, v, method="REML", threshold=th),
-                "ranktest": pb.ranktest(y, v)}
+                "ranktest": pb.ranktest(y, v),
+                "regtest": pb.regtest(y, v, threshold=th)}
 
 
 # ------------------------------------------------------------------------------ aggregate
@@ -365,7 +370,7 @@ def test_aggregated_bias(path):
         warnings.simplefilter("ignore")
         res = rma_mv(d, c["yi"], c["vi"], random=RANDOM[path.stem.rsplit("_rho", 1)[0]])
         out = pb.aggregated_bias(res, rho=c["rho"] if c["rho"] is not None else 0.5)
-    assert set(out) >= {"aggregate", "rma_agg", "ranktest", "trimfill", "selmodel"}
+    assert set(out) >= {"aggregate", "rma_agg", "ranktest", "trimfill", "selmodel", "regtest"}
     if c["cluster"] is not None:
         exp = c["default"]["aggregate"]
         check(out["aggregate"]["cluster"].to_numpy(float), exp["cluster"], "cluster", 0, 0)
@@ -377,6 +382,7 @@ def test_aggregated_bias(path):
     check_block(out["selmodel"], c["tight"]["selmodel"], sel_keys(c["tight"]["selmodel"]),
                 "selmodel")
     check_block(out["selmodel"], c["check_nm"]["selmodel"], SEL_KEYS, "selmodel-nm")
+    check_block(out["regtest"], c["tight"]["regtest"], REG_KEYS, "regtest")
 
 
 # ------------------------------------------------- the other helper's reference_extra cases
@@ -459,3 +465,148 @@ def test_trimfill_q0_undefined_is_a_clear_error():
                                                r"these data .* use estimator='L0'"):
         pb.trimfill(y, v, estimator="Q0")
     assert pb.trimfill(y, v, estimator="L0")["k0"] >= 0
+
+
+# ------------------------------------------------------------------------------ regtest
+@pytest.mark.parametrize("path", CASES, ids=ids)
+def test_regtest_on_aggregates(path):
+    """Egger's test on the aggregated effects: metafor's regtest(rma(yi, vi, data = agg))."""
+    c = load(path.stem)
+    check_block(run(path.stem, "tight")["regtest"], c["tight"]["regtest"], REG_KEYS, "tight")
+    check_block(run(path.stem, "metafor")["regtest"], c["default"]["regtest"], REG_KEYS,
+                "default", rel=1e-9)
+    got = run(path.stem, "tight")["regtest"]
+    assert got["df"] is None and got["predictor"] == "sei" and got["test"] == "z"
+
+
+def test_regtest_significant_on_assink():
+    """Clear funnel asymmetry in the Assink & Wibbelink (2016) data, on the aggregates too."""
+    for name in ("assink2016_rho50", "assink2016_rho80"):
+        rt = run(name, "tight")["regtest"]
+        assert rt["pval"] < 0.01 and rt["coef"] > 0
+
+
+EXTRA_REG = {"regtest_vi": {"predictor": "vi"}, "regtest_knha": {"test": "knha"},
+             "regtest_EE": {"method": "EE"}, "regtest_sqrtninv": {"predictor": "sqrtninv"}}
+
+
+@pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
+@pytest.mark.parametrize("block", sorted(EXTRA_REG))
+def test_regtest_options(name, block):
+    y, v = case_yv(name)
+    exp = load(name)["extras"][block]
+    kw = dict(EXTRA_REG[block])
+    if block == "regtest_sqrtninv":
+        kw["ni"] = exp["ni"]
+    got = pb.regtest(y, v, **kw)
+    keys = REG_KEYS + (["df"] if block == "regtest_knha" else [])
+    check_block(got, exp, keys, block)
+
+
+def test_regtest_t_uses_k_minus_2_df():
+    y, v = case_yv("simbias_rho50")
+    z, t = pb.regtest(y, v), pb.regtest(y, v, test="t")
+    assert t["df"] == y.size - 2 and t["zval"] == z["zval"] and t["pval"] > z["pval"]
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"predictor": "se"}, ("predictor must be one of 'sei', 'vi', 'ni', 'ninv', 'sqrtni', "
+                          "'sqrtninv'; got 'se'")),
+    ({"test": "knapp"}, "test must be one of 'z', 't', 'knha'; got 'knapp'"),
+    ({"predictor": "ninv"}, "predictor 'ninv' needs the sample sizes (ni)"),
+    ({"predictor": "ninv", "ni": [10, 20]}, "ni has 2 values but there are 5 estimates"),
+    ({"predictor": "ninv", "ni": [10, 20, 0, 5, 6]}, "ni must be finite and > 0; got ni[2] = 0.0"),
+    ({"predictor": "ni", "ni": [10] * 5}, ("the predictor 'ni' is constant: the model matrix is "
+                                          "not of full rank")),
+])
+def test_regtest_errors(kw, msg):
+    with pytest.raises(InputError, match="^" + re.escape(msg) + "$"):
+        pb.regtest([0.1, 0.3, 0.2, 0.5, 0.4], [0.01, 0.02, 0.03, 0.04, 0.05], **kw)
+
+
+# ----------------------------------------------------------- Egger with sqrt(1/n~) (MLMA)
+EGGER_N = json.loads((PUB / "egger" / "egger_n.json").read_text())
+
+
+@cache
+def egger_n_fit(name: str):
+    c = next(x for x in EGGER_N["cases"] if x["name"] == name)
+    d = pd.read_csv(FIX / c["data"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rma_mv(d, "yi", "vi", random="study/es", test=c["test"], dfs=c["dfs"])
+    return c, d, res
+
+
+COEF_KEYS = {"beta": "coef", "se": "se", "zval": "stat", "pval": "pval"}
+
+
+@pytest.mark.parametrize("name", [c["name"] for c in EGGER_N["cases"]])
+def test_multilevel_egger_with_sample_size_predictor(name):
+    """egger(res, predictor='sqrt_inv_n') = rma.mv with sqrt(1/n~) as moderator; PET-PEESE the
+    same with sqrt(1/n~) and 1/n~ (metafor 3.8-1, REML). nlminb stops within ~1e-5 (relative)
+    of the optimum in flat directions, hence rel 1e-5; mlmeta's restricted log-likelihood must
+    be at least metafor's."""
+    c, d, res = egger_n_fit(name)
+    n = ("n1i", "n2i") if "n1i" in d.columns else "ni"
+    eg = pbe.egger(res, predictor="sqrt_inv_n", n=n)
+    assert eg.predictor == "sqrt_inv_n"
+    for theirs, ours in COEF_KEYS.items():
+        check(getattr(eg, ours), c["egger"][theirs], f"egger.{theirs}", rel=1e-5, abs_=1e-10)
+    if c["egger"]["df"] is not None:
+        assert eg.df == c["egger"]["df"]
+    sei = pbe.egger(res)
+    for theirs, ours in COEF_KEYS.items():
+        check(getattr(sei, ours), c["egger_sei"][theirs], f"sei.{theirs}", rel=1e-5,
+              abs_=1e-10)
+    pp = pbe.pet_peese(res, predictor="sqrt_inv_n", n=n)
+    for row, block in (("PET", "pet"), ("PEESE", "peese")):
+        for key in ("beta", "se", "pval", "ci_lb", "ci_ub"):
+            ours = "estimate" if key == "beta" else key
+            # a small p-value magnifies the optimiser's 1e-6: |dp/p| ~ |z dz|
+            rel = 1e-4 if key == "pval" else 1e-5
+            check(pp.loc[row, ours], c[block][key], f"{row}.{key}", rel=rel, abs_=1e-10)
+    check(pp.loc["PEESE", "slope"], c["peese_slope"]["beta"], "PEESE.slope", rel=1e-5)
+    n_vals = pbe.effective_n(*(d[x] for x in n)) if isinstance(n, tuple) else d[n].to_numpy()
+    X = np.column_stack([res.data.X, np.sqrt(1 / n_vals)])
+    fit = res.refit(design=(X, ["intrcpt", "sqrt(1/n)"]))
+    assert fit.fitstats["logLik"] >= c["logLik"]["egger"] - 1e-9
+
+
+def test_sample_size_predictor_forms_agree():
+    """n as a pair of columns, as arrays, or as n~ itself gives the same test."""
+    _, d, res = egger_n_fit("simsmd_pair_z")
+    a = pbe.egger(res, predictor="sqrt_inv_n", n=("n1i", "n2i"))
+    nt = pbe.effective_n(d["n1i"], d["n2i"])
+    np.testing.assert_allclose(nt, 1 / (1 / d["n1i"] + 1 / d["n2i"]), rtol=1e-14)
+    b = pbe.egger(res, predictor="sqrt_inv_n", n=nt)
+    c = pbe.egger(res, predictor="sqrt_inv_n", n=(d["n1i"].to_numpy(), d["n2i"].to_numpy()))
+    assert a.to_dict() == pytest.approx(b.to_dict()) and a.stat == pytest.approx(c.stat)
+    # the SMD data were made by metafor's escalc: mlmeta's gives the same yi / vi
+    es = mlmeta.escalc("SMD", d, m1i="m1i", sd1i="sd1i", n1i="n1i", m2i="m2i", sd2i="sd2i",
+                       n2i="n2i")
+    np.testing.assert_allclose(es["yi"], d["yi"], rtol=1e-10)
+    np.testing.assert_allclose(es["vi"], d["vi"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"predictor": "n"}, "predictor must be one of 'sei', 'sqrt_inv_n'; got 'n'"),
+    ({"predictor": "sqrt_inv_n"}, ("predictor 'sqrt_inv_n' needs the sample sizes: n = column "
+                                  "name (total n), a pair of columns (n1, n2), or one value per "
+                                  "effect size")),
+    ({"predictor": "sqrt_inv_n", "n": "nn"}, "n: column 'nn' not found in the model's data"),
+    ({"predictor": "sqrt_inv_n", "n": [10, 20]}, "n: got 2 values for the k = "),
+])
+def test_egger_predictor_errors(kw, msg):
+    _, _, res = egger_n_fit("simsmd_pair_z")
+    with pytest.raises(InputError, match="^" + re.escape(msg)):
+        pbe.egger(res, **kw)
+
+
+def test_egger_sample_size_must_be_positive():
+    _, d, res = egger_n_fit("simsmd_pair_z")
+    n2 = d["n2i"].to_numpy(float)
+    n2[3] = 0
+    with pytest.raises(InputError, match="^" + re.escape(
+            "n[1], effect size 4: sample size must be finite and > 0, got 0.0")):
+        pbe.egger(res, predictor="sqrt_inv_n", n=(d["n1i"].to_numpy(), n2))

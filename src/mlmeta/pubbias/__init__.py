@@ -8,6 +8,8 @@ Modules, one method each:
 * :mod:`.rank` — Begg & Mazumdar's rank correlation test (``ranktest``);
 * :mod:`.trim_fill` — Duval & Tweedie's trim-and-fill (``trimfill``);
 * :mod:`.selection` — step-function selection models (``selmodel_stepfun``, 3PSM);
+* :mod:`.regression` — Egger's regression test on independent (aggregated) estimates
+  (``regtest``, metafor's ``regtest``), also with sample-size predictors;
 * :mod:`.aggregated` — ``aggregated_bias``: all of the above on a fitted multilevel model.
 
 Every public function is available as ``mlmeta.pubbias.<name>`` (loaded on first use). The
@@ -21,18 +23,20 @@ _WHERE = {
     "EggerResult": "egger",
     "aggregate": "aggregation",
     "aggregated_bias": "aggregated",
+    "effective_n": "egger",
     "funnel_data": "egger",
     "pet_peese": "egger",
     "ranktest": "rank",
+    "regtest": "regression",
     "rma_uni": "univariate",
     "selmodel_stepfun": "selection",
     "trimfill": "trim_fill",
 }
-_MODULES = ("aggregated", "aggregation", "egger", "rank", "selection", "trim_fill",
-            "univariate")
+_MODULES = ("aggregated", "aggregation", "egger", "rank", "regression", "selection",
+            "trim_fill", "univariate")
 
-__all__ = ["EggerResult", "aggregate", "aggregated_bias", "egger", "funnel_data", "pet_peese",
-           "ranktest", "rma_uni", "selmodel_stepfun", "trimfill"]
+__all__ = ["EggerResult", "aggregate", "aggregated_bias", "effective_n", "egger", "funnel_data",
+           "pet_peese", "ranktest", "regtest", "rma_uni", "selmodel_stepfun", "trimfill"]
 
 
 def __getattr__(name: str):

@@ -11,7 +11,8 @@ metafor's ``aggregate.escalc``) is to
 3. run the independent-effects methods on them: Begg & Mazumdar's rank correlation test
    (:func:`~mlmeta.pubbias.rank.ranktest`), Duval & Tweedie's trim-and-fill
    (:func:`~mlmeta.pubbias.trim_fill.trimfill`) and the Vevea & Hedges step-function selection
-   model (:func:`~mlmeta.pubbias.selection.selmodel_stepfun`).
+   model (:func:`~mlmeta.pubbias.selection.selmodel_stepfun`), and Egger's regression test
+   (:func:`~mlmeta.pubbias.regression.regtest`: metafor's ``regtest`` of that model).
 
 :func:`aggregated_bias` does all of them for a fitted multilevel model. Every function
 reproduces what R's metafor 3.8-1 computes (``aggregate.escalc``, ``rma``, ``ranktest``,
@@ -33,6 +34,7 @@ from collections.abc import Sequence
 
 from mlmeta.pubbias.aggregation import aggregate
 from mlmeta.pubbias.rank import ranktest
+from mlmeta.pubbias.regression import regtest
 from mlmeta.pubbias.selection import selmodel_stepfun
 from mlmeta.pubbias.trim_fill import trimfill
 from mlmeta.pubbias.univariate import rma_uni
@@ -51,8 +53,10 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
     (:func:`rma_uni`), and on them are run: the rank correlation test (:func:`ranktest`),
     trim-and-fill (:func:`trimfill`, L0, REML) and the step-function selection model
     (:func:`selmodel_stepfun`, refitted by ML as metafor's ``selmodel(rma(yi, vi, data=agg),
-    type = "stepfun", steps = steps)`` does). Moderators of ``res`` are ignored: the methods
-    concern the overall effect.
+    type = "stepfun", steps = steps)`` does), and Egger's regression test (:func:`regtest`:
+    the REML random-effects model of the aggregates with their standard error as moderator,
+    z test of its coefficient; metafor's ``regtest(rma(yi, vi, data = agg))``). Moderators of
+    ``res`` are ignored: the methods concern the overall effect.
 
     Parameters
     ----------
@@ -78,7 +82,9 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
     dict
         ``aggregate`` (DataFrame: cluster, yi, vi), ``rma_agg`` (beta, se, zval, pval, ci_lb,
         ci_ub, tau2, ...), ``ranktest``, ``trimfill``, ``selmodel`` (the dicts of the
-        functions above; ``selmodel["alternative"]`` is the side used), and ``rho``.
+        functions above; ``selmodel["alternative"]`` is the side used), ``regtest`` (coef and
+        se of the standard error, zval, pval, and the limit estimate est with ci_lb, ci_ub),
+        and ``rho``.
     """
     codes, labels = res.cluster_codes(None)
     # codes are 0..C-1 in the order of the sorted labels, so the aggregated rows line up
@@ -97,4 +103,5 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
         "trimfill": trimfill(y, v, method="REML", level=level, threshold=threshold),
         "selmodel": selmodel_stepfun(y, v, steps, method="REML", alternative=alt, level=level,
                                      threshold=threshold),
+        "regtest": regtest(y, v, "sei", method="REML", level=level, threshold=threshold),
     }

@@ -5,12 +5,18 @@
   sqrt(vi) coefficient, model-based and with CR2 robust inference.
 * PET and PEESE (Stanley & Doucouliagos 2014): the intercept of the model with sqrt(vi)
   (PET) or vi (PEESE) as moderator, i.e. the effect extrapolated to a study with SE = 0.
+* Both with the sample-size predictor sqrt(1/n~) (and 1/n~ for PEESE) instead of the standard
+  error, n~ = n1 n2 / (n1 + n2) for two-group designs or the total n: for standardized mean
+  differences and log odds ratios the standard error depends on the estimate, which inflates
+  the false-positive rate of the SE-based test (Pustejovsky & Rodgers 2019).
 * Funnel-plot data: effect, SE and the pseudo-confidence region around the estimate.
 
 References
 ----------
 Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in meta-analysis detected
 by a simple, graphical test. *BMJ, 315*, 629-634.
+Pustejovsky, J. E., & Rodgers, M. A. (2019). Testing for funnel plot asymmetry of standardized
+mean differences. *Research Synthesis Methods, 10*, 57-71.
 Rodgers, M. A., & Pustejovsky, J. E. (2021). Evaluating meta-analytic methods to detect
 selective reporting in the presence of dependent effect sizes. *Psychological Methods, 26*,
 141-160.
@@ -29,7 +35,11 @@ import pandas as pd
 
 from mlmeta.errors import InputError
 
-__all__ = ["EggerResult", "aggregated_bias", "egger", "funnel_data", "pet_peese"]
+__all__ = ["PREDICTORS", "EggerResult", "aggregated_bias", "effective_n", "egger",
+           "funnel_data", "pet_peese"]
+
+#: predictors of the small-study regression: the standard error, or sqrt(1/n~)
+PREDICTORS = ("sei", "sqrt_inv_n")
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class EggerResult:
     df: float | None
     pval: float
     robust: dict | None = None
+    predictor: str = "sei"
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
@@ -58,12 +69,88 @@ def _int(x):
     return int(x) if x.is_integer() else x
 
 
+def effective_n(n1, n2=None) -> np.ndarray:
+    r"""Effective sample size of the small-study predictor (Pustejovsky & Rodgers 2019).
+
+    .. math:: \tilde n = \frac{n_1 n_2}{n_1 + n_2} \quad (\text{two groups}), \qquad
+              \tilde n = n \quad (\text{one sample size}),
+
+    so that :math:`\sqrt{1/\tilde n} = \sqrt{1/n_1 + 1/n_2}`, the part of the standard error
+    of a standardized mean difference (or a log odds ratio) that does not depend on the
+    estimate.
+
+    Parameters
+    ----------
+    n1 : array_like
+        Group 1 sizes, or the total sample sizes when ``n2`` is None.
+    n2 : array_like, optional
+        Group 2 sizes.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    a = np.asarray(n1, dtype=float).ravel()
+    if n2 is None:
+        return a
+    b = np.asarray(n2, dtype=float).ravel()
+    if a.shape != b.shape:
+        raise InputError(f"n1 and n2 must have the same length; got {a.size} and {b.size}")
+    return a * b / (a + b)
+
+
+def _column(res, spec, what: str) -> tuple[np.ndarray, str]:
+    """Values of ``spec`` (a column name of the model's data, or k values) and their name."""
+    k = res.data.y.size
+    if isinstance(spec, str):
+        frame = res.data.frame
+        if spec not in frame.columns:
+            raise InputError(f"{what}: column {spec!r} not found in the model's data (columns: "
+                             f"{', '.join(map(str, frame.columns))})")
+        try:
+            return frame[spec].to_numpy(dtype=float), f"column {spec!r}"
+        except (TypeError, ValueError):
+            raise InputError(f"{what}: column {spec!r} must be numeric") from None
+    vals = np.asarray(spec, dtype=float).ravel()
+    if vals.size != k:
+        raise InputError(f"{what}: got {vals.size} values for the k = {k} effect sizes of the "
+                         "model")
+    return vals, what
+
+
+def _sample_sizes(res, n) -> np.ndarray:
+    """n~ for each effect size from ``n`` (column name, k values, or a pair for two groups)."""
+    if n is None:
+        raise InputError("predictor 'sqrt_inv_n' needs the sample sizes: n = column name (total "
+                         "n), a pair of columns (n1, n2), or one value per effect size")
+    pair = isinstance(n, tuple | list) and len(n) == 2 and not all(
+        isinstance(x, int | float | np.number) for x in n)
+    parts = [_column(res, x, f"n[{i}]") for i, x in enumerate(n)] if pair else [
+        _column(res, n, "n")]
+    for vals, name in parts:
+        bad = ~np.isfinite(vals) | (vals <= 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{name}, effect size {i + 1}: sample size must be finite and > 0, "
+                             f"got {float(vals[i])!r}")
+    return effective_n(parts[0][0], parts[1][0] if pair else None)
+
+
+def _predictor_values(res, predictor: str, n) -> np.ndarray:
+    if predictor not in PREDICTORS:
+        raise InputError(f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got "
+                         f"{predictor!r}")
+    if predictor == "sei":
+        return np.sqrt(res.data.v)
+    return np.sqrt(1.0 / _sample_sizes(res, n))
+
+
 def _with_moderator(res, values: np.ndarray, name: str):
     X = np.column_stack([res.data.X, values])
     return res.refit(design=(X, list(res.coef_names) + [name]))
 
 
-def egger(res, robust: bool = False) -> EggerResult:
+def egger(res, robust: bool = False, predictor: str = "sei", n=None) -> EggerResult:
     r"""Multilevel Egger regression test for funnel-plot asymmetry.
 
     The model of ``res`` (same random effects, method and inference) is refitted with the
@@ -76,20 +163,33 @@ def egger(res, robust: bool = False) -> EggerResult:
     also with the CR2 cluster-robust variance and Satterthwaite df (clubSandwich's
     ``coef_test``).
 
+    With ``predictor="sqrt_inv_n"`` the moderator is :math:`\sqrt{1/\tilde n_{ij}}` instead of
+    :math:`\sqrt{v_{ij}}` (:func:`effective_n`): for standardized mean differences and log odds
+    ratios :math:`v_{ij}` depends on the estimate, so the SE-based test rejects too often
+    without selection; the sample-size predictor keeps the level (Pustejovsky & Rodgers 2019).
+
     Parameters
     ----------
     res : mlmeta.results.MetaResults
         Fitted model (with or without moderators).
     robust : bool
         Also the CR2 test (needs a random cluster level).
+    predictor : {"sei", "sqrt_inv_n"}
+        The small-study moderator.
+    n : str, pair, or array_like, optional
+        Sample sizes for ``"sqrt_inv_n"``: a column of the model's data or one value per effect
+        size (total n, or n~ itself), or a pair ``(n1, n2)`` of columns/arrays with the group
+        sizes (then n~ = n1 n2 / (n1 + n2)).
 
     Returns
     -------
     EggerResult
     """
-    if "sqrt(vi)" in res.coef_names:
-        raise InputError("the model already has sqrt(vi) as a moderator")
-    fit = _with_moderator(res, np.sqrt(res.data.v), "sqrt(vi)")
+    values = _predictor_values(res, predictor, n)
+    name = "sqrt(vi)" if predictor == "sei" else "sqrt(1/n)"
+    if name in res.coef_names:
+        raise InputError(f"the model already has {name} as a moderator")
+    fit = _with_moderator(res, values, name)
     j = fit.p - 1
     t = fit.tests
     rob = None
@@ -102,21 +202,27 @@ def egger(res, robust: bool = False) -> EggerResult:
         rob = {"se": float(rb.coefs["se"].iloc[j]), "stat": float(rb.coefs["tval"].iloc[j]),
                "df": float(rb.coefs["df"].iloc[j]), "pval": float(rb.coefs["pval"].iloc[j])}
     return EggerResult(float(fit.core.beta[j]), float(t.se[j]), float(t.stat[j]),
-                       None if t.df is None else float(t.df[j]), float(t.pval[j]), rob)
+                       None if t.df is None else float(t.df[j]), float(t.pval[j]), rob,
+                       predictor)
 
 
-def pet_peese(res) -> pd.DataFrame:
+def pet_peese(res, predictor: str = "sei", n=None) -> pd.DataFrame:
     r"""PET and PEESE estimates of the effect of a study with standard error 0.
 
     PET: :math:`y = \beta_0 + \beta_1 \sqrt{v} + \dots`; PEESE: :math:`y = \beta_0 + \beta_1 v
     + \dots`, both fitted with the random effects and inference of ``res``; the intercept
     :math:`\beta_0` is the bias-adjusted effect (Stanley & Doucouliagos 2014). The usual
-    conditional rule reports PEESE when PET's intercept is significant, else PET.
+    conditional rule reports PEESE when PET's intercept is significant, else PET. With
+    ``predictor="sqrt_inv_n"``, :math:`\sqrt{1/\tilde n}` and :math:`1/\tilde n` replace
+    :math:`\sqrt v` and :math:`v` (Pustejovsky & Rodgers 2019; see :func:`egger`).
 
     Parameters
     ----------
     res : mlmeta.results.MetaResults
         Intercept-only fitted model.
+    predictor : {"sei", "sqrt_inv_n"}
+    n : str, pair, or array_like, optional
+        Sample sizes for ``"sqrt_inv_n"`` (as in :func:`egger`).
 
     Returns
     -------
@@ -127,8 +233,11 @@ def pet_peese(res) -> pd.DataFrame:
     if not res.intercept_only:
         raise InputError("PET-PEESE is defined for the intercept-only model")
     rows = {}
-    for name, vals in (("PET", np.sqrt(res.data.v)), ("PEESE", res.data.v)):
-        f = _with_moderator(res, vals, "sqrt(vi)" if name == "PET" else "vi")
+    p1 = _predictor_values(res, predictor, n)
+    names = ("sqrt(vi)", "vi") if predictor == "sei" else ("sqrt(1/n)", "1/n")
+    p2 = res.data.v if predictor == "sei" else p1 ** 2
+    for name, vals, mod in (("PET", p1, names[0]), ("PEESE", p2, names[1])):
+        f = _with_moderator(res, vals, mod)
         t = f.tests
         rows[name] = {"estimate": float(f.core.beta[0]), "se": float(t.se[0]),
                       "ci_lb": float(t.ci_lb[0]), "ci_ub": float(t.ci_ub[0]),
