@@ -297,10 +297,13 @@ class MetaResults:
         from mlmeta.analyses.heterogeneity import i2
         return i2(self)
 
-    def r2(self):
-        """Proportional reduction of each sigma2 against the intercept-only model."""
+    def r2(self, kind: str = "proportional"):
+        """R^2 of a moderator model: ``"proportional"`` (reduction of each sigma2 against the
+        intercept-only model; what the report uses) or ``"marginal"`` (Nakagawa & Schielzeth's
+        marginal and conditional R^2, orchaRd's ``r2_ml``); see
+        :func:`mlmeta.analyses.heterogeneity.r2`."""
         from mlmeta.analyses.heterogeneity import r2
-        return r2(self)
+        return r2(self, kind=kind)
 
     def profile_ci(self, level: float = 95, **kw):
         """Profile-likelihood confidence intervals of the variance components."""
@@ -316,6 +319,35 @@ class MetaResults:
         """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust)."""
         from mlmeta.analyses.robust import robust
         return robust(self, cluster=cluster, type=type, btt=btt)
+
+    def wald(self, btt=None, X=None, *, rhs=None, vcov: str = "model", cluster=None):
+        """Wald test of a set of coefficients (``btt``) or of linear combinations (``X``),
+        model-based as metafor's ``anova`` or CR2 as clubSandwich's ``Wald_test``
+        (see :func:`mlmeta.analyses.wald.wald`)."""
+        from mlmeta.analyses.wald import wald
+        return wald(self, btt=btt, X=X, rhs=rhs, vcov=vcov, cluster=cluster)
+
+    def rstudent(self, cluster: str | None = None):
+        """Externally studentized residuals (metafor's ``rstudent.rma.mv``; see
+        :func:`mlmeta.analyses.influence.rstudent`)."""
+        from mlmeta.analyses.influence import rstudent
+        return rstudent(self, cluster=cluster)
+
+    def dfbetas(self, cluster: str | None = None) -> pd.DataFrame:
+        """DFBETAS per row or cluster (metafor's ``dfbetas.rma.mv``)."""
+        from mlmeta.analyses.influence import dfbetas
+        return dfbetas(self, cluster=cluster)
+
+    def hatvalues(self) -> pd.Series:
+        """Leverages, the diagonal of X (X'WX)^{-1} X'W (metafor's ``hatvalues.rma.mv``)."""
+        from mlmeta.analyses.influence import hatvalues
+        return hatvalues(self)
+
+    def ranef(self) -> dict:
+        """BLUPs of every random effect with se and prediction limits (metafor's
+        ``ranef.rma.mv``; see :func:`mlmeta.analyses.ranef.ranef`)."""
+        from mlmeta.analyses.ranef import ranef
+        return ranef(self)
 
     def rstandard(self) -> pd.DataFrame:
         """Standardized marginal residuals (metafor's ``rstandard``)."""

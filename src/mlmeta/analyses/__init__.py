@@ -5,13 +5,15 @@ it needs another model, and returns a new object or a dict.
 (profile-likelihood CIs), :mod:`.influence` (residuals, leave-one-out, Cook's distances),
 :mod:`.robust` (cluster-robust inference), :mod:`.che` (correlated sampling errors, ρ sweep),
 :mod:`.diagnostics` (is the fit trustworthy), :mod:`.cwb` (cluster wild bootstrap),
+:mod:`.wald` (Wald tests of sets and linear combinations of coefficients, model-based and CR2),
+:mod:`.ranef` (BLUPs of the random effects),
 :mod:`.blocks` (the optional JSON blocks of ``mlmeta fit --with``).
 """
 
 from importlib import import_module
 
 _MODULES = {"heterogeneity", "lrt", "profile", "influence", "robust", "che", "diagnostics",
-            "cwb", "blocks"}
+            "cwb", "blocks", "wald", "ranef"}
 
 
 def __getattr__(name: str):

@@ -12,9 +12,25 @@ I^2_l is increasing in sigma2_l, so its limits are I^2_l evaluated at the limits
 the other components at their profiled values (total: the sum's bounds, conservatively from the
 per-level limits).
 
-R^2 per level is the proportional reduction of each variance component against the
-intercept-only model on the same rows, (sigma2_null - sigma2) / sigma2_null, reported
-untruncated (negative values happen and are flagged), and the total on the summed components.
+R^2 of a moderator model, two kinds (``r2(res, kind=...)``):
+
+* ``"proportional"`` (the default, and what the report gives): per level the proportional
+  reduction of each variance component against the intercept-only model on the same rows,
+  (sigma2_null - sigma2) / sigma2_null, reported untruncated (negative values happen and are
+  flagged), and the total on the summed components (Raudenbush 2009; López-López et al. 2014).
+* ``"marginal"``: Nakagawa & Schielzeth's (2013) marginal and conditional R^2 as orchaRd's
+  ``r2_ml`` computes them from one fit: with f = var(X b) (the sample variance of the fitted
+  fixed part over the k rows, denominator k - 1),
+
+      R2_marginal    = f / (f + sum_l sigma2_l),
+      R2_conditional = (f + sum_l sigma2_l - sigma2_inner) / (f + sum_l sigma2_l),
+
+  sigma2_inner being the component of the level with the most groups (orchaRd's "residual"
+  level; the innermost on ties). No null model is fitted.
+
+References: Nakagawa, S., & Schielzeth, H. (2013). A general and simple method for obtaining R2
+from generalized linear mixed-effects models. *Methods in Ecology and Evolution, 4*(2),
+133-142. Nakagawa, S., et al. (2023), orchaRd 2.0, *Methods in Ecology and Evolution*.
 """
 
 from __future__ import annotations
@@ -27,7 +43,10 @@ import pandas as pd
 
 from mlmeta.errors import FitWarning, InputError
 
-__all__ = ["i2", "r2", "I2Result", "R2Result", "typical_v"]
+__all__ = ["R2_KINDS", "I2Result", "R2Marginal", "R2Result", "i2", "r2", "typical_v"]
+
+#: the kinds of R^2 of :func:`r2`
+R2_KINDS = ("proportional", "marginal")
 
 
 def typical_v(v: np.ndarray, X: np.ndarray, blocks=None) -> float:
@@ -124,12 +143,37 @@ class R2Result:
                 "sigma2_null": [float(x) for x in self.sigma2_null]}
 
 
-def r2(res) -> R2Result:
-    """Pseudo-R^2 per level and in total against the intercept-only model on the same rows."""
+@dataclass(frozen=True)
+class R2Marginal:
+    """Nakagawa & Schielzeth's marginal and conditional R^2 (orchaRd's ``r2_ml``)."""
+
+    marginal: float
+    conditional: float
+    var_fixed: float
+    sigma2: pd.Series
+    residual_level: str
+
+    def to_dict(self) -> dict:
+        return {"R2_marginal": self.marginal, "R2_conditional": self.conditional,
+                "var_fixed": self.var_fixed, "sigma2": [float(x) for x in self.sigma2],
+                "residual_level": self.residual_level}
+
+
+def r2(res, kind: str = "proportional") -> R2Result | R2Marginal:
+    """R^2 of a moderator model (see the module docstring for the two kinds).
+
+    ``kind="proportional"``: per-level and total reduction of the variance components against
+    the intercept-only model on the same rows (an R2Result). ``kind="marginal"``: Nakagawa &
+    Schielzeth's marginal and conditional R^2 of orchaRd's ``r2_ml`` (an R2Marginal).
+    """
+    if kind not in R2_KINDS:
+        raise InputError(f"kind must be one of {', '.join(R2_KINDS)}; got {kind!r}")
     if not res.data.random:
         raise InputError("R2 needs random effects; the equal-effects model has none")
     if res.intercept_only:
         raise InputError("R2 needs moderators; this is the intercept-only model")
+    if kind == "marginal":
+        return _r2_marginal(res)
     null = res.refit(design=(np.ones((res.k, 1)), ["intrcpt"]), mods=None, warm=False)
     s0 = null.core.sigma2
     s1 = res.core.sigma2
@@ -143,6 +187,20 @@ def r2(res) -> R2Result:
                       stacklevel=2)
     return R2Result(pd.Series(lv, index=list(res.level_names), name="R2"), tot,
                     pd.Series(s0, index=list(res.level_names)), neg)
+
+
+def _r2_marginal(res) -> R2Marginal:
+    fitted = res.data.X @ res.core.beta
+    f = float(np.var(fitted, ddof=1))
+    s2 = res.core.sigma2
+    tot = f + float(np.sum(s2))
+    n = list(res.n_levels)
+    j = max(i for i in range(len(n)) if n[i] == max(n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        marg = f / tot
+        cond = (tot - float(s2[j])) / tot
+    return R2Marginal(float(marg), float(cond), f, pd.Series(s2, index=list(res.level_names)),
+                      res.level_names[j])
 
 
 def sampling_blocks(res):

@@ -73,8 +73,17 @@ class Anova:
             f"p = {self.pval:.4g}" + (f"\n{self.note}" if self.note else "")
 
 
-def anova(full, reduced) -> Anova:
-    """Likelihood-ratio comparison of two nested models fitted to the same rows."""
+def anova(full, reduced=None, *, btt=None, X=None, rhs=None, vcov: str = "model",
+          cluster=None):
+    """Likelihood-ratio comparison of two nested models fitted to the same rows; with one model,
+    a Wald test of its coefficients as metafor's ``anova(fit, btt = )`` / ``anova(fit, X = )``
+    (see :func:`mlmeta.analyses.wald.wald`; ``vcov="CR2"`` for clubSandwich's HTZ test).
+    """
+    if reduced is None:
+        from mlmeta.analyses.wald import wald
+        return wald(full, btt=btt, X=X, rhs=rhs, vcov=vcov, cluster=cluster)
+    if btt is not None or X is not None:
+        raise InputError("btt= and X= test the coefficients of one model; give one model")
     if full.k != reduced.k or not np.allclose(full.data.y, reduced.data.y):
         raise InputError("the two models must be fitted to the same effect sizes")
     note = ""
