@@ -281,12 +281,14 @@ class MetaResults:
         """Whether the fit can be trusted (see :mod:`mlmeta.analyses.diagnostics`).
 
         ``profile`` checks the shape of each component's profile likelihood (flat or several
-        peaks) with ~30 warm-started refits per component; by default it is done when
-        k <= 2,000. ``robust`` (a RobustResults) adds the few-clusters check.
+        peaks) with ~30 warm-started refits per component; by default it is done when a refit
+        is cheap: k p^2 <= 512,000 (k <= 2,000 with up to 16 coefficients; a 150-level factor
+        on 600 rows would need ~50 refits of a second each). ``robust`` (a RobustResults) adds
+        the few-clusters check.
         """
         from mlmeta.analyses.diagnostics import diagnose
         if profile is None:
-            profile = bool(self.data.random) and self.k <= 2000
+            profile = bool(self.data.random) and self.k * max(self.p, 1) ** 2 <= 512_000
         key = ("diagnostics", profile, id(robust))
         if key not in self._cache:
             self._cache[key] = diagnose(self, profile=profile, robust=robust)
