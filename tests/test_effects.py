@@ -900,3 +900,38 @@ def test_smd_rows_from_d_t_or_means_and_missing():
     got = escalc("SMD", m1i=[1.0, None], sd1i=[1, None], m2i=[0.0, None], sd2i=[1, None],
                  di=[None, 1.0], n1i=[10, 10], n2i=[10, 10])
     assert got["yi"].iloc[0] == got["yi"].iloc[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# the command line and analysis files take every registered measure
+# ------------------------------------------------------------------------------------------------
+
+BCG = pd.DataFrame({  # metafor's dat.bcg (Colditz et al. 1994), the 2x2 counts
+    "tpos": [4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27],
+    "tneg": [119, 300, 228, 13536, 5036, 1361, 2537, 87886, 7470, 1699, 50448, 2493, 16886],
+    "cpos": [11, 29, 11, 248, 47, 372, 10, 499, 45, 65, 141, 3, 29],
+    "cneg": [128, 274, 209, 12619, 5761, 1079, 619, 87892, 7232, 1600, 27197, 2338, 17825],
+})
+
+
+def test_cli_and_analysis_files_list_every_measure():
+    from mlmeta import cli
+    from mlmeta.io import analysis
+
+    assert cli.MEASURES == analysis.MEASURES == MEASURES
+    assert set(cli.ESCALC_ARGS) == set(analysis.ESCALC_COLUMNS) == set(registry.ALL_ARGS)
+    for m in MEASURES:
+        assert analysis.ESCALC_NEEDS[m] == registry.forms(m)
+
+
+def test_cli_fits_a_risk_ratio(tmp_path, capsys):
+    """mlmeta fit --measure RR: metafor's rma(escalc("RR", dat.bcg)) estimate -0.7145."""
+    from mlmeta import cli
+
+    path = tmp_path / "bcg.csv"
+    BCG.assign(trial=range(1, 14)).to_csv(path, index=False)
+    code = cli.main(["fit", str(path), "--measure", "rr", "--ai", "tpos", "--bi", "tneg",
+                     "--ci", "cpos", "--di", "cneg", "--random", "trial"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(r"^ -0\.7145\s+0\.1798\s+-3\.9744", out, re.MULTILINE), out
