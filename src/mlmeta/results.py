@@ -366,10 +366,11 @@ class MetaResults:
         from mlmeta.analyses.influence import cooks_cluster
         return cooks_cluster(self, cluster=cluster)
 
-    def egger(self, robust: bool = False):
-        """Multilevel Egger test: sqrt(vi) as an added moderator."""
+    def egger(self, robust: bool = False, predictor: str = "sei", n=None):
+        """Multilevel Egger test: sqrt(vi) (or sqrt(1/n~), ``predictor="sqrt_inv_n"`` with the
+        sample sizes ``n``) as an added moderator; see :func:`mlmeta.pubbias.egger.egger`."""
         from mlmeta.pubbias.egger import egger
-        return egger(self, robust=robust)
+        return egger(self, robust=robust, predictor=predictor, n=n)
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
         """Rank test, trim-and-fill and selection model on study-aggregated effects."""
