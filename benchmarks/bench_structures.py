@@ -6,6 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/bench_structures.py               # every scenario
     .venv/bin/python benchmarks/bench_structures.py --only crossed_1e4,un_1e4
     .venv/bin/python benchmarks/bench_structures.py --json out.json
+    .venv/bin/python benchmarks/bench_structures.py --threads 1    # OPENBLAS_NUM_THREADS=1
 
 Every scenario simulates its data (SIMULATED, fixed seeds) and fits it with the public API
 ``mlmeta.rma_mv`` in a fresh Python subprocess, after a small warm-up fit so that imports are
@@ -187,6 +188,9 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="BLAS threads of the workers (OPENBLAS/OMP/MKL_NUM_THREADS); default: "
+                         "the environment's")
     a = ap.parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker)))
@@ -194,13 +198,19 @@ def main() -> int:
     import numpy as _np
     import scipy
 
+    env = dict(os.environ)
+    if a.threads:
+        for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[v] = str(a.threads)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Python {platform.python_version()}, numpy {_np.__version__}, scipy "
-          f"{scipy.__version__}, {os.cpu_count()} cores; SIMULATED data")
+          f"{scipy.__version__}, {os.cpu_count()} cores, load average {load:.1f}, BLAS threads "
+          f"{a.threads or 'default'}; SIMULATED data")
     rows, bad = [], 0
     for name in a.only.split(","):
         try:
-            r = subprocess.run([sys.executable, __file__, "--worker", name], capture_output=True,
-                               text=True, timeout=a.timeout)
+            r = subprocess.run([sys.executable, __file__, "--worker", name], check=False,
+                               capture_output=True, text=True, timeout=a.timeout, env=env)
         except subprocess.TimeoutExpired:
             print(f"{name}: no result in {a.timeout:.0f} s")
             bad += 1
@@ -212,8 +222,8 @@ def main() -> int:
         d = json.loads(r.stdout.strip().splitlines()[-1])
         rows.append(d)
         tgt = d["target_s"]
-        ok = "" if tgt is None else (" (target <= %g s: %s)" % (tgt, "met" if d["seconds"] <= tgt
-                                                                  else "MISSED"))
+        verdict = "met" if tgt is not None and d["seconds"] <= tgt else "MISSED"
+        ok = "" if tgt is None else f" (target <= {tgt:g} s: {verdict})"
         if tgt is not None and d["seconds"] > tgt:
             bad += 1
         print(f"{name}: k = {d['k']:,}, {d['seconds']:.2f} s{ok}, {d['iterations']} Newton "
