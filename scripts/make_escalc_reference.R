@@ -219,7 +219,10 @@ write_fixture("partial", list(
   escalc_case("edge", "ZPCOR", p_edge),
   escalc_case("random", "SPCOR", list(ti = p_ti, ni = p_ni, mi = p_mi, r2i = p_r2)),
   escalc_case("random_vtype_AV", "SPCOR", list(ti = p_ti, ni = p_ni, mi = p_mi, r2i = p_r2),
-              list(vtype = "AV"))
+              list(vtype = "AV")),
+  escalc_case("negative_variance", "SPCOR", list(ti = c(2, 4.21), ni = c(30, 25),
+                                                 mi = c(2, 4), r2i = c(0.3, 0.1)),
+              note = "row 2: the LS variance is negative; metafor sets vi (not yi) to NA")
 ))
 
 # ---------------------------------------------------------------------------------------------

@@ -277,8 +277,9 @@ def escalc(
     yi = np.asarray(yi, dtype=float)
     vi = np.asarray(vi, dtype=float)
 
-    # metafor: infinite or NaN yi/vi are recoded to NA; negative vi -> NA
-    bad = keep & ~x.undefined & ~(np.isfinite(yi) & np.isfinite(vi) & (vi >= 0))
+    # metafor: infinite or NaN yi/vi are recoded to NA (both); a negative vi to NA (yi kept)
+    live = keep & ~x.undefined
+    bad = live & ~(np.isfinite(yi) & np.isfinite(vi))
     if bad.any():
         hint = " (zero cells without a continuity correction?)" if m.zero_cells else ""
         warnings.warn(
@@ -287,9 +288,17 @@ def escalc(
             DataWarning,
             stacklevel=2,
         )
+    negative = live & ~bad & (vi < 0)
+    if negative.any():
+        warnings.warn(
+            f"escalc({measure!r}): the sampling variance is negative for "
+            f"{rowlist(rows, np.flatnonzero(negative))}; vi set to NaN, as metafor does",
+            DataWarning,
+            stacklevel=2,
+        )
     nan = bad | x.undefined
     yi = np.where(nan, np.nan, yi)
-    vi = np.where(nan, np.nan, vi)
+    vi = np.where(nan | negative, np.nan, vi)
 
     out = pd.DataFrame({"yi": yi, "vi": vi}, index=index)
     if missing_any.any():
