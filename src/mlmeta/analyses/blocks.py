@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["compute_blocks", "BLOCKS"]
+__all__ = ["BLOCKS", "compute_blocks"]
 
 BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger",
-          "loo_cluster", "cooks_cluster", "rstandard")
+          "loo_cluster", "cooks_cluster", "rstandard", "R2_marginal", "hatvalues", "ranef",
+          "rstudent", "dfbetas")
 
 
 def _py(x):
@@ -44,6 +45,19 @@ def _block(res, name):
     if name == "rstandard":
         t = res.rstandard()
         return {"resid": t["resid"].tolist(), "z": t["z"].tolist(), "se": t["se"].tolist()}
+    if name == "R2_marginal":
+        return res.r2(kind="marginal").to_dict()
+    if name == "hatvalues":
+        return [_f(x) for x in res.hatvalues()]
+    if name == "ranef":
+        return {lv: {"level": [str(x) for x in t.index], "pred": [_f(x) for x in t["pred"]],
+                     "se": [_f(x) for x in t["se"]], "pi_lb": [_f(x) for x in t["pi_lb"]],
+                     "pi_ub": [_f(x) for x in t["pi_ub"]]} for lv, t in res.ranef().items()}
+    if name == "rstudent":
+        return res.rstudent().to_dict()
+    if name == "dfbetas":
+        t = res.dfbetas()
+        return {c: [_f(x) for x in t[c]] for c in t.columns}
     raise KeyError(name)
 
 

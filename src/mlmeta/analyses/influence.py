@@ -319,8 +319,14 @@ def _deletions(res, cluster):
 
 
 def _refit_without(res, rows: np.ndarray):
+    """The refit without ``rows``; None when it fails or when leaving the rows out makes a
+    coefficient inestimable (metafor: a redundant predictor, NA)."""
+    from mlmeta.io.prepare import redundant_columns
+
     keep = np.ones(res.k, dtype=bool)
     keep[rows] = False
+    if redundant_columns(res.data.X[keep]):
+        return None
     try:
         r = res.refit(rows=keep)
     except (InputError, ConvergenceError, np.linalg.LinAlgError):

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from mlmeta.core.dist import chi2_sf
 
+from mlmeta.core.dist import chi2_sf
 from mlmeta.errors import InputError
 
-__all__ = ["lrt_drop", "anova", "LRTDrop", "Anova"]
+__all__ = ["Anova", "LRTDrop", "anova", "lrt_drop"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,13 @@ class LRTDrop:
 
     def to_list(self) -> list[dict]:
         out = []
-        for r in self.table.itertuples():
-            out.append({"dropped": r.dropped, "LRT": float(r.LRT), "df": int(r.df),
-                        "pval": float(r.pval), "pval_mixture": float(r.pval_mixture),
-                        "sigma2_reduced": list(map(float, r.sigma2_reduced)),
-                        "logLik_reduced": float(r.logLik_reduced),
-                        "AIC_reduced": float(r.AIC_reduced), "BIC_reduced": float(r.BIC_reduced)})
+        for r in self.table.to_dict(orient="records"):
+            out.append({"dropped": r["dropped"], "LRT": float(r["LRT"]), "df": int(r["df"]),
+                        "pval": float(r["pval"]), "pval_mixture": float(r["pval_mixture"]),
+                        "sigma2_reduced": [float(x) for x in r["sigma2_reduced"]],
+                        "logLik_reduced": float(r["logLik_reduced"]),
+                        "AIC_reduced": float(r["AIC_reduced"]),
+                        "BIC_reduced": float(r["BIC_reduced"])})
         return out
 
 

@@ -158,7 +158,7 @@ def resolve_btt(names, btt) -> np.ndarray:
 
 def _hypothesis(row: np.ndarray, names, rhs: float) -> str:
     """metafor's text of a hypothesis: ``deltypegeneral - deltypeovert = 0``."""
-    parts = []
+    parts: list[str] = []
     for c, n in zip(row, names):
         if c == 0:
             continue
