@@ -71,7 +71,7 @@ def compare(a, b, path="", problems=None, key=None, parent=None):
                 compare(a[k], b.get(k), f"{path}.{k}", problems, k, a)
             elif k in FLIP:
                 _leaf(a[k], b.get(k), f"{path}.{k}", "flip", problems)
-            elif k in SAME:
+            elif k in SAME or k.startswith("sigma2_"):  # sigma2_<level> of the CHE sweep
                 _leaf(a[k], b.get(k), f"{path}.{k}", "same", problems)
             elif isinstance(a[k], str):
                 want = WORDS.get(a[k], a[k])

@@ -17,7 +17,7 @@ from pathlib import Path
 __all__ = ["write_docx"]
 
 TEXT_WIDTH_IN = 6.5
-MAX_FIG_HEIGHT_IN = 8.6
+MAX_FIG_HEIGHT_IN = 7.6  # with its number, title and the file line it stays on one page
 
 
 def _rule(cell, edges=("top",), sz=8) -> None:
@@ -50,14 +50,27 @@ def _table(doc, b) -> None:
     p = doc.add_paragraph()
     p.paragraph_format.keep_with_next = True
     p.add_run(b["title"]).italic = True
+    from docx.shared import Inches
+
     ncol = len(b["head"])
     t = doc.add_table(rows=1 + len(b["rows"]), cols=ncol)
-    t.autofit = True
+    t.autofit = False
+    # column widths in proportion to their longest entry (capped), filling the text width
+    longest = []
+    for j in range(ncol):
+        cells = [str(b["head"][j])] + [str(r[j]) if j < len(r) and r[j] is not None else ""
+                                       for r in b["rows"]]
+        longest.append(min(max(len(x.strip()) for x in cells), 28) + 2)
+    total = float(sum(longest))
+    widths = [Inches(TEXT_WIDTH_IN * n / total) for n in longest]
+    for j, col in enumerate(t.columns):
+        col.width = widths[j]
     align = b["align"]
     small = Pt(8.5) if ncol > 6 else Pt(9.5)
     for r, row in enumerate([b["head"], *b["rows"]]):
         for j in range(ncol):
             cell = t.cell(r, j)
+            cell.width = widths[j]
             val = row[j] if j < len(row) else ""
             para = cell.paragraphs[0]
             run = para.add_run("" if val is None else str(val))
