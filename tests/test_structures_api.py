@@ -165,9 +165,33 @@ def test_robust_needs_a_cluster_containing_every_random_effect(crossed_fit):
                                          r"a column within which every random effect and "
                                          r"correlated sampling error lies$"):
         crossed_fit.robust()
+    with pytest.raises(InputError, match=r"^CR2 needs every random effect and correlated "
+                                         r"sampling error inside one cluster, and cluster "
+                                         r"'study' cuts through those of random=\['~ 1 \| "
+                                         r"study/es', '~ 1 \| lab'\]; use type='CR1'"):
+        crossed_fit.robust(cluster="study")
+    codes, _ = crossed_fit.cluster_codes("study")
     with pytest.raises(InputError, match=r"^the cluster variable cuts through random effects or "
                                          r"correlated sampling errors of random="):
-        crossed_fit.robust(cluster="study")
+        crossed_fit.marginal_blocks(codes)
+    # CR1 (metafor's robust) with the full working weights W = V^-1
+    rob = crossed_fit.robust(cluster="study", type="CR1")
+    assert rob.n_clusters == 24 and rob.coefs["df"].iloc[0] == 23
+    X, e = crossed_fit.data.X, crossed_fit.data.y - crossed_fit.data.X @ crossed_fit.core.beta
+    WX = crossed_fit.core.problem.marginal_inverse_apply(crossed_fit.core.theta, X[:, 0])
+    u = np.bincount(codes, weights=WX * e)
+    M = crossed_fit.core.vcov[0, 0]
+    assert abs(rob.vcov.iloc[0, 0] - 24 / 23 * M * (u @ u) * M) < 1e-15
+
+
+def test_full_weight_cr1_equals_the_blockwise_cr1_when_nested(berkey, berkey_V):
+    res = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN",
+                        mods="~ 0 + outcome")
+    a = res.robust(type="CR1")
+    codes, labels = res.cluster_codes("trial")
+    b = res._robust_cr1_full("trial", codes, len(labels))
+    np.testing.assert_allclose(b.vcov.to_numpy(), a.vcov.to_numpy(), rtol=1e-10)
+    assert abs(a.QM - b.QM) < 1e-10 * a.QM and abs(a.QMp - b.QMp) < 1e-12
 
 
 def test_un_model_with_V_in_every_form(berkey, berkey_V):

@@ -283,11 +283,70 @@ class StructuredResults(MetaResults):
         return self.core.problem.marginal_blocks(self.core.theta, codes)
 
     def robust(self, cluster: str | None = None, type: str = "CR2", btt=None):
-        """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust) with the
-        fitted marginal covariance as working model; ``cluster`` defaults to
-        :meth:`default_cluster`."""
-        from mlmeta.analyses.robust import robust
-        return robust(self, cluster=cluster or self.default_cluster(), type=type, btt=btt)
+        """Cluster-robust inference with the fitted marginal covariance as working model;
+        ``cluster`` defaults to :meth:`default_cluster`.
+
+        When every random effect and correlated sampling error lies inside one cluster (V
+        block-diagonal by cluster), CR2 is clubSandwich's and CR1 metafor's
+        ``robust(adjust = TRUE)``. When the cluster cuts through them (e.g. labs crossed with
+        studies), CR1 is still metafor's: with the full working weights ``W = V^{-1}``,
+        ``V^CR1 = C/(C - p) M (sum_c (WX)_c' e_c e_c' (WX)_c) M``, t and F tests with
+        ``C - p`` df; CR2 is refused there, as clubSandwich refuses it.
+        """
+        from mlmeta.analyses.robust import TYPES, robust
+
+        t = str(type).upper()
+        if t not in TYPES:
+            raise InputError(f"type must be one of {', '.join(TYPES)}; got {type!r}")
+        col = cluster or self.default_cluster()
+        codes, labels = self.cluster_codes(col)
+        if self._nested(self._components(), codes):
+            return robust(self, cluster=col, type=t, btt=btt)
+        if t == "CR2":
+            raise InputError(
+                f"CR2 needs every random effect and correlated sampling error inside one "
+                f"cluster, and cluster {col!r} cuts through those of "
+                f"random={self.spec.random_formulas!r}; use type='CR1' (metafor's robust() with "
+                "the full working weights) or a cluster that contains them")
+        return self._robust_cr1_full(col, codes, len(labels), btt)
+
+    def _robust_cr1_full(self, col: str, codes: np.ndarray, C: int, btt=None):
+        """CR1 with the full working weights (see :meth:`robust`)."""
+        from mlmeta.analyses.robust import RobustResults
+        from mlmeta.core.dist import f_sf, t_sf
+
+        X, y, b = self.data.X, self.data.y, self.core.beta
+        p = X.shape[1]
+        if C <= p:
+            raise InputError(f"robust inference needs more clusters than coefficients: {C} "
+                             f"clusters for {p} coefficients")
+        e = y - X @ b
+        WX = self.core.problem.marginal_inverse_apply(self.core.theta, X).reshape(len(y), p)
+        u = np.zeros((C, p))
+        np.add.at(u, codes, WX * e[:, None])
+        M = self.core.vcov
+        vcov = C / (C - p) * (M @ (u.T @ u) @ M)
+        vcov = 0.5 * (vcov + vcov.T)
+        dfr = float(C - p)
+        se = np.sqrt(np.diag(vcov))
+        stat = b / se
+        crit = t_isf((1 - self.level) / 2, dfr)
+        names = list(self.coef_names)
+        if btt is None:
+            sel = np.asarray(self.btt, dtype=int)
+        else:
+            sel = np.array(sorted({names.index(x) if isinstance(x, str) else int(x)
+                                   for x in ([btt] if isinstance(btt, (str, int)) else btt)}),
+                           dtype=int)
+        m = len(sel)
+        bb = b[sel]
+        QM = float(bb @ np.linalg.solve(vcov[np.ix_(sel, sel)], bb)) / m
+        coefs = pd.DataFrame({"estimate": b, "se": se, "tval": stat,
+                              "df": np.full(p, dfr), "pval": 2.0 * t_sf(np.abs(stat), dfr),
+                              "ci_lb": b - crit * se, "ci_ub": b + crit * se}, index=names)
+        return RobustResults("CR1", col, C, coefs,
+                             pd.DataFrame(vcov, index=names, columns=names), QM,
+                             (m, dfr), float(f_sf(QM, m, dfr)))
 
     def weights(self) -> np.ndarray:
         """Weight of each effect size in the pooled estimate, in % (row sums of V^{-1})."""
@@ -319,7 +378,7 @@ class StructuredResults(MetaResults):
     def lrt_drop(self):
         raise InputError(f"the likelihood-ratio test of each component {_NOT_YET}")
 
-    def egger(self, robust: bool = False):
+    def egger(self, robust: bool = False, predictor: str = "se", n=None):
         raise InputError(f"the multilevel Egger test {_NOT_YET}")
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
