@@ -269,7 +269,7 @@ class MetaResults:
                 Vc = np.diag(self.data.v[rows]).astype(float)
             else:
                 from mlmeta.core.dense import constant_rho_blocks
-                Vc = constant_rho_blocks(self.data.v, [rows], rc, self.rho)[0]
+                Vc = constant_rho_blocks(self.data.v, [rows], rc, float(self.spec.rho or 0.0))[0]
             for lv, c in enumerate(lc):
                 cc = c[rows]
                 Vc = Vc + s2[lv] * (cc[:, None] == cc[None, :])
@@ -425,8 +425,9 @@ class MetaResults:
         V = self.core.vcov
         pred = Xn @ b
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xn, V, Xn))
-        if self.test == "t":
-            df = np.array([np.min(self.tests.df[row != 0]) if np.any(row != 0) else self.k - self.p
+        tdf = self.tests.df
+        if tdf is not None:
+            df = np.array([np.min(tdf[row != 0]) if np.any(row != 0) else self.k - self.p
                            for row in Xn])
             crit = t_isf((1 - lv) / 2, df)
         else:

@@ -118,7 +118,8 @@ def i2(res, ci: bool = False, level: float = 95) -> I2Result:
     cit = None
     if ci:
         prof = res.profile_ci(level=level)
-        lo, hi = [], []
+        lo: list[float] = []
+        hi: list[float] = []
         for j in range(len(s2)):
             for bound, store in (("ci_lb", lo), ("ci_ub", hi)):
                 sj = prof.table[bound].iloc[j]

@@ -30,8 +30,8 @@ class ProfileCI:
     flags: tuple[str, ...]
 
     def to_list(self) -> list[dict]:
-        return [{"estimate": float(r.estimate), "ci_lb": float(r.ci_lb), "ci_ub": float(r.ci_ub)}
-                for r in self.table.itertuples()]
+        return [{"estimate": float(r["estimate"]), "ci_lb": float(r["ci_lb"]),
+                 "ci_ub": float(r["ci_ub"])} for r in self.table.to_dict(orient="records")]
 
 
 class _Profiler:
@@ -95,7 +95,7 @@ def _wald_halfwidth(res, j: int, drop: float) -> float | None:
     ev = res.core.optim.evaluation
     if ev.hess is None:
         return None
-    free = np.flatnonzero(~res.core.fixed & (res.core.sigma2 > 0))
+    free = [int(i) for i in np.flatnonzero(~res.core.fixed & (res.core.sigma2 > 0))]
     if j not in free:
         return None
     H = ev.hess[np.ix_(free, free)]
@@ -103,7 +103,7 @@ def _wald_halfwidth(res, j: int, drop: float) -> float | None:
         cov = np.linalg.inv(-H)
     except np.linalg.LinAlgError:
         return None
-    vj = float(cov[list(free).index(j), list(free).index(j)])
+    vj = float(cov[free.index(j), free.index(j)])
     if not np.isfinite(vj) or vj <= 0 or not np.all(np.linalg.eigvalsh(-H) > 0):
         return None
     return float(np.sqrt(2.0 * drop * vj))
@@ -128,7 +128,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
     cut = pf.ll_max - chi2_isf(1 - to_fraction(level), 1) / 2.0
     comps = range(L) if components is None else components
     rows, flags = [], []
-    others = {"ci_lb": [], "ci_ub": []}
+    others: dict[str, list[np.ndarray]] = {"ci_lb": [], "ci_ub": []}
     for j in range(L):
         est = float(pf.est[j])
         if j not in comps or res.core.fixed[j]:
@@ -136,7 +136,7 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
             others["ci_lb"].append(np.full(L - 1, np.nan))
             others["ci_ub"].append(np.full(L - 1, np.nan))
             continue
-        cache = {}
+        cache: dict[float, np.ndarray] = {}
         last = [pf.est]
 
         def fd(s, j=j, cache=cache, last=last):

@@ -82,7 +82,7 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
                 sel.append(int(b))
         sel = np.array(sorted(set(sel)), dtype=int)
     out = robust_test(X, res.core.beta, resid, codes, V, bread=res.core.vcov, btt=sel,
-                      type=t, level=res.level)
+                      type="CR2" if t == "CR2" else "CR1", level=res.level)
     names = list(res.coef_names)
     coefs = pd.DataFrame({"estimate": res.core.beta, "se": out["se"], "tval": out["stat"],
                           "df": out["df"], "pval": out["pval"], "ci_lb": out["ci_lb"],

@@ -148,6 +148,7 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
     if st.group_levels:
         # leaves -> innermost group level
         rs = st.row_starts
+        assert rs is not None  # a structure with group levels has row starts
         av = _reduce(w, rs)
         bv = _reduce(Mw, rs)
         G = av.shape[0]

@@ -129,7 +129,8 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
     return C, Cg, Ch, logdet, lg, lh
 
 
-def _assemble_batch(C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool):
+def _assemble_batch(C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched :func:`mlmeta.core.likelihood.assemble`: ll, gradient, Hessian, beta, vcov."""
     p = C.shape[1] - 1
     C = 0.5 * (C + C.transpose(0, 2, 1))
@@ -224,16 +225,15 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
         TC[..., i] = (Chp - Chm) / (2.0 * hstep)
         TL[..., i] = (lhp - lhm) / (2.0 * hstep)
     # symmetrise the third derivatives over their three axes
-    TC = sum(np.transpose(TC, (0, 1) + tuple(2 + q for q in perm)) for perm in
-             ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))) / 6.0
-    TL = sum(np.transpose(TL, perm) for perm in
-             ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))) / 6.0
+    perms = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+    TC = np.mean([np.transpose(TC, (0, 1) + tuple(2 + q for q in pm)) for pm in perms], axis=0)
+    TL = np.mean([np.transpose(TL, pm) for pm in perms], axis=0)
 
     delta = np.zeros((G, L))
     done = np.ones(G, dtype=bool)
     scale = np.where(theta_hat > 0, theta_hat, 1.0)
 
-    def terms(delta):
+    def terms(delta: np.ndarray) -> tuple[np.ndarray, ...]:
         Cf = (C0 + np.einsum("mni,gi->gmn", Cg0, delta)
               + 0.5 * np.einsum("mnij,gi,gj->gmn", Ch0, delta, delta, optimize=True)
               + np.einsum("mnijl,gi,gj,gl->gmn", TC, delta, delta, delta, optimize=True) / 6.0)
@@ -248,7 +248,9 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
         return (Cf - Cc, Cgf - Cgc, Chf - Chc, ldf - ldc, lgf - lgc, lhf - lhc)
 
     for _ in range(max_iter):
-        ll, grad, hess, beta, vcov = _assemble_batch(*terms(delta), k - kc, ld_xtx, reml)
+        C_, Cg_, Ch_, ld_, lg_, lh_ = terms(delta)
+        ll, grad, hess, beta, vcov = _assemble_batch(C_, Cg_, Ch_, ld_, lg_, lh_, k - kc, ld_xtx,
+                                                     reml)
         gF = grad[:, free]
         HF = hess[:, free][:, :, free]
         eig = np.linalg.eigvalsh(HF)
@@ -261,7 +263,8 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
         rel = np.max(np.abs(step) / scale[free], axis=1) if len(free) else np.zeros(G)
         if np.all(rel[done] < 1e-13):
             break
-    ll, grad, hess, beta, vcov = _assemble_batch(*terms(delta), k - kc, ld_xtx, reml)
+    C_, Cg_, Ch_, ld_, lg_, lh_ = terms(delta)
+    ll, grad, hess, beta, vcov = _assemble_batch(C_, Cg_, Ch_, ld_, lg_, lh_, k - kc, ld_xtx, reml)
     theta = theta_hat + delta
     big = np.max(np.abs(delta[:, free]) / scale[free], axis=1) > max_rel_step if len(free) \
         else np.zeros(G, dtype=bool)
