@@ -185,9 +185,12 @@ def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
         dev = -2.0 * ll
     else:
         n = k
-        if logdet_v is None and v is None:
+        if logdet_v is not None:
+            ld = float(logdet_v)
+        elif v is not None:
+            ld = float(np.sum(np.log(v)))
+        else:
             raise ValueError("fit_statistics needs v or logdet_v for ML")
-        ld = float(logdet_v) if logdet_v is not None else float(np.sum(np.log(v)))
         ll_sat = -0.5 * k * LOG2PI - 0.5 * ld
         dev = -2.0 * (ll - ll_sat)
     aic = -2.0 * ll + 2.0 * parms
