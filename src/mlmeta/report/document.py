@@ -242,7 +242,19 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                      f"{d['yi']} and {d['vi']}.")
     est = ("restricted maximum likelihood (REML)" if model["method"] == "REML"
            else "maximum likelihood (ML)")
-    if levels:
+    terms = _structured_terms(model)
+    if terms:
+        extra = []
+        if model.get("struct"):
+            extra.append(f"struct {', '.join(model['struct'])}")
+        if model.get("R"):
+            extra.append("known correlation matrices for " + ", ".join(model["R"]))
+        if model.get("V"):
+            extra.append("the known sampling covariance matrix V")
+        parts.append(f"A random-effects model with the terms {'; '.join(terms)}"
+                     f"{' (' + '; '.join(extra) + ')' if extra else ''} was fitted by {est} with "
+                     f"mlmeta, which reproduces metafor's rma.mv {c.cite('viechtbauer2010')}.")
+    elif levels:
         lcols = [x.split("/")[-1] for x in levels]
         lv_parts = ["level 1: sampling error"]
         rev = list(reversed(lcols))
@@ -417,8 +429,26 @@ def r_code(numbers: dict) -> str:
         lines.append(f"V <- vcalc({vi}, cluster = {cl}, obs = {levels[-1].split('/')[-1]}, "
                      f"rho = {model['rho']:g}, data = dat)")
         V = "V"
+    terms = _structured_terms(model)
+    if terms and model.get("V"):
+        lines.append(f'Vl <- read.csv("{model["V"]}")  # row, col, value (lower triangle)')
+        lines.append("V <- matrix(0, nrow(dat), nrow(dat)); V[cbind(Vl$row, Vl$col)] <- "
+                     "Vl$value; V[upper.tri(V)] <- t(V)[upper.tri(V)]")
+        V = "V"
+    for fac, path in (model.get("R") or {}).items():
+        lines.append(f'R_{fac} <- as.matrix(read.csv("{path}", row.names = 1, '
+                     "check.names = FALSE))")
     rargs = [yi, V]
-    if levels:
+    if terms:
+        rargs.append(f"random = list({', '.join(terms)})" if len(terms) > 1
+                     else f"random = {terms[0]}")
+        if model.get("struct"):
+            rargs.append("struct = " + (f'"{model["struct"][0]}"' if len(model["struct"]) == 1
+                                        else "c(" + ", ".join(f'"{x}"' for x in model["struct"])
+                                        + ")"))
+        if model.get("R"):
+            rargs.append("R = list(" + ", ".join(f"{f} = R_{f}" for f in model["R"]) + ")")
+    elif levels:
         rargs.append(f"random = ~ 1 | {rnd}")
     rargs += ["data = dat", f'method = "{model["method"]}"', f'test = "{model["test"]}"']
     if model["test"] == "t":
@@ -1256,3 +1286,21 @@ def software_versions() -> dict:
     return {"mlmeta": __version__, "python": platform.python_version(),
             "numpy": numpy.__version__, "scipy": scipy.__version__,
             "pandas": pandas.__version__}
+
+
+def _structured_terms(model: dict) -> list[str]:
+    """metafor's random-effects formulas of a model with crossed or '~ inner | outer' terms,
+    R matrices or a known V (empty for one nesting '~ 1 | a/b', described by its levels)."""
+    from mlmeta.spec import parse_random
+
+    random = model.get("random")
+    if random is None:
+        return []
+    try:
+        terms = parse_random(random, model.get("struct"))
+    except Exception:  # noqa: BLE001 -- settings were validated when the model was fitted
+        return []
+    if len(terms) == 1 and terms[0].nested and not model.get("R") and not model.get("V"):
+        return []
+    return [t.formula for t in terms]
+
