@@ -422,6 +422,15 @@ def test_a_point_that_is_not_a_maximum_is_never_reported_converged(monkeypatch):
         return (th, fun(th, 2)), 1, ""
 
     monkeypatch.setattr(opt, "_newton", lying_newton)
+    res = opt.maximize(fun, [np.array([0.3])], np.array([True]))
+    # the false claim at 0.3 is caught; the fallback (L-BFGS-B) reaches the true maximum
+    assert "stopped where the gradient is not zero" in res.attempts[0]
+    assert res.converged and abs(res.theta[0] - 1.0) < 1e-5
+
+    def stuck(*a, **k):
+        raise np.linalg.LinAlgError("no fallback")
+
+    monkeypatch.setattr(opt, "_lbfgs", stuck)
     with pytest.raises(mlmeta.errors.ConvergenceError, match="gradient is not zero"):
         opt.maximize(fun, [np.array([0.3])], np.array([True]))
 
