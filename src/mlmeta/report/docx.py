@@ -55,14 +55,21 @@ def _table(doc, b) -> None:
     ncol = len(b["head"])
     t = doc.add_table(rows=1 + len(b["rows"]), cols=ncol)
     t.autofit = False
-    # column widths in proportion to their longest entry (capped), filling the text width
-    longest = []
+    # column widths: each column as wide as its longest entry (at about 0.065 in a character
+    # plus the cell padding); when the table is wider than the text, only the wide columns
+    # give way (their text wraps), so numbers never break
+    natural = []
     for j in range(ncol):
         cells = [str(b["head"][j])] + [str(r[j]) if j < len(r) and r[j] is not None else ""
                                        for r in b["rows"]]
-        longest.append(min(max(len(x.strip()) for x in cells), 28) + 2)
-    total = float(sum(longest))
-    widths = [Inches(TEXT_WIDTH_IN * n / total) for n in longest]
+        natural.append(0.065 * max(len(x.strip()) for x in cells) + 0.2)
+    excess = sum(natural) - TEXT_WIDTH_IN
+    floor = 1.25  # a CI such as "[−0.215, −0.139]" stays on one line
+    give = [max(w - floor, 0.0) for w in natural]
+    if excess > 0 and sum(give) > 0:
+        f = min(1.0, excess / sum(give))
+        natural = [w - f * g for w, g in zip(natural, give)]
+    widths = [Inches(w) for w in natural]
     for j, col in enumerate(t.columns):
         col.width = widths[j]
     align = b["align"]
