@@ -23,7 +23,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from test_report import build_report
 
 CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -168,7 +167,7 @@ def test_no_console_errors(page):
 
 
 def test_every_figure_loads(page):
-    browser, numbers, out = page
+    browser, numbers, _out = page
     imgs = browser.js("return Array.from(document.images).map(i => ({src: i.src.slice(0, 30), "
                       "complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")
     n_figures = len([f for f in numbers["figures"] if f["number"]])
@@ -216,7 +215,7 @@ def test_missing_chromium_fails_on_ci_and_skips_locally(monkeypatch):
 
 def test_references_and_numbered_tables_on_page(page):
     """The page shows the numbered reference list and numbered tables and figures."""
-    browser, numbers, _ = page
+    browser, _numbers, _ = page
     refs = browser.js("return Array.from(document.querySelectorAll('#reference-list li'))"
                       ".map(li => li.innerText)")
     assert len(refs) >= 10

@@ -219,7 +219,7 @@ def test_funnel(res, res_phase, tmp_path):
     (est,) = by_gid(ax, "funnel-estimate")
     assert est.get_xdata()[0] == pytest.approx(res.core.beta[0])
     assert len(by_gid(ax, "funnel-contour")) == 4
-    assert [t.get_text() for t in ax.get_legend().get_texts()][0] == "p > .10"
+    assert next(t.get_text() for t in ax.get_legend().get_texts()) == "p > .10"
     check_saved(ax, tmp_path, "funnel")
     # moderator model: residuals around 0; plain funnel without contours
     ax = draw(plots.funnel, res_phase, contours=())
@@ -339,7 +339,7 @@ def test_save_figure_png_and_pdf(res, tmp_path):
 
 
 def test_draw_into_given_axes(res):
-    fig, (a1, a2) = plt.subplots(1, 2)
+    _fig, (a1, a2) = plt.subplots(1, 2)
     assert draw(plots.funnel, res, ax=a1) is a1
     assert draw(plots.bubble, res, "ni", ax=a2, color="red") is a2
     with pytest.raises(InputError, match="one per component"):

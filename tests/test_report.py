@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-from html import escape as html_escape
 import math
 import re
 from contextlib import redirect_stderr, redirect_stdout
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
-
 from conftest import REF, compare, load_case, tolerance
+
 from mlmeta.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def _r3(x: float, bounded: bool = True) -> str:
 
 # ---------------------------------------------------------------- the folder
 def test_report_folder_is_complete(report):
-    name, out, numbers = report
+    _name, out, numbers = report
     for f in ("report.html", "report.md", "report.docx", "results.json"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     figs = numbers["figures"]
@@ -137,7 +137,7 @@ def test_report_folder_is_complete(report):
 
 
 def test_html_is_self_contained(report):
-    name, out, numbers = report
+    _name, out, numbers = report
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "<script" not in html.lower()
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", html)
@@ -148,7 +148,7 @@ def test_html_is_self_contained(report):
 
 
 def test_report_text_matches_results_json(report):
-    name, out, numbers = report
+    _name, out, numbers = report
     md = (out / "report.md").read_text(encoding="utf-8")
     html = (out / "report.html").read_text(encoding="utf-8")
     o = numbers["overall"]
@@ -197,7 +197,7 @@ def test_simulated_header(report):
 
 # ---------------------------------------------------------------- against metafor
 def test_apa_sentence_equals_metafor_rounded(alliance_ref):
-    out, numbers = alliance_ref
+    _out, numbers = alliance_ref
     e = _expect("alliance_like_t")
     pr = e["predict_r"]
     se_r = (1 - math.tanh(e["beta"][0]) ** 2) * e["se"][0]

@@ -309,7 +309,7 @@ def test_profile_caption_matches_the_line_styles(tmp_path_factory):
 
 
 def test_joint_model_names_its_reference_categories(tmp_path_factory):
-    out, numbers = example("assink2016", tmp_path_factory)
+    out, _ = example("assink2016", tmp_path_factory)
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "reference categories: deltype = covert, pubstatus = 0" in md
     assert "categories against the first as reference" not in md
@@ -330,7 +330,7 @@ random = "id"
 loo = false
 che_sweep = false
 """
-    out, numbers = run_report(tmp_path, toml)
+    out, _ = run_report(tmp_path, toml)
     text = all_text(out)
     assert "multilevel" not in text.lower()
     assert "A two-level random-effects model" in text
@@ -486,7 +486,7 @@ def test_i2_ci_method_is_said(tmp_path_factory):
 
 def test_reference_list_is_exactly_what_the_text_cites(report_any):
     from mlmeta.report.refs import REFERENCES
-    out, numbers = report_any
+    out, _ = report_any
     md = (out / "report.md").read_text(encoding="utf-8")
     body, refs = md.split("## References", 1)
     listed = re.findall(r"^\d+\. (.+)$", refs.split("\n---")[0], flags=re.MULTILINE)
