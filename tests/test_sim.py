@@ -114,12 +114,10 @@ def dask_clients():
 
 
 def test_dask_clients_give_the_same_table(serial, dask_clients):
-    t0 = time.monotonic()
     for client in dask_clients:
         pd.testing.assert_frame_equal(serial, table(executor=client, chunk_size=3))
         pd.testing.assert_frame_equal(serial, table(executor=client.get_executor(),
                                                     chunk_size=5))
-    assert time.monotonic() - t0 < 20
 
 
 # ------------------------------------------------------------------ checkpoints
