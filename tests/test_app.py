@@ -225,6 +225,15 @@ def test_raw_to_controls_refuses_what_the_page_cannot_show():
     base = {"data": {"file": "d.csv"}, "effect": {"yi": "yi", "vi": "vi"}}
     with pytest.raises(MlmetaError, match="has 3 levels; the page offers two"):
         raw_to_controls({**base, "model": {"random": "a/b/c"}})
+    with pytest.raises(MlmetaError, match="model.random with 2 terms: the page fits effects "
+                                          "nested in studies"):
+        raw_to_controls({**base, "model": {"random": ["~ 1 | a/b", "~ 1 | lab"]}})
+    with pytest.raises(MlmetaError, match=r"model.random = '~ outcome \| trial': the page"):
+        raw_to_controls({**base, "model": {"random": "~ outcome | trial"}})
+    with pytest.raises(MlmetaError, match="model.V: the page fits effects nested in studies"):
+        raw_to_controls({**base, "model": {"random": "a/b", "V": "V.csv"}})
+    v, _, _ = raw_to_controls({**base, "model": {"random": ["~ 1 | a/b"]}})
+    assert (v["study"], v["es_id"]) == ("a", "b")
     with pytest.raises(MlmetaError, match="report.templates: the page uses the report's own "
                                           "templates; run this file with mlmeta run"):
         raw_to_controls({**base, "report": {"templates": "t/"}})

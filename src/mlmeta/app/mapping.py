@@ -17,6 +17,7 @@ numeric moderators whose *type* is set to categorical.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,8 +198,12 @@ CONTROLS: tuple[Control, ...] = (
 )
 #: analysis-file keys without a control, and why (an analysis file using them is refused with
 #: this reason, so nothing is dropped silently)
+_RUN_IT = "the page fits effects nested in studies"
 UNSUPPORTED: dict[str, str] = {
     "report.templates": "the page uses the report's own templates",
+    "model.struct": f"{_RUN_IT}, without other random-effects structures",
+    "model.R": f"{_RUN_IT}, without known correlation matrices",
+    "model.V": f"{_RUN_IT}, with independent sampling errors or the CHE model",
 }
 #: keys the page writes itself (not controls): the uploaded data file's name
 WRITTEN: tuple[str, ...] = ("data.file",)
@@ -408,8 +413,15 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
     v["label"] = effect.get("label", "")
     model = dict(raw.get("model", {}))
     random = model.get("random")
+    if isinstance(random, list):
+        if len(random) != 1:
+            raise MlmetaError(f"model.random with {len(random)} terms: {_RUN_IT}; run this "
+                              "file with mlmeta run")
+        random = random[0]
+    if random is not None and "|" in random and not random.replace(" ", "").startswith("~1|"):
+        raise MlmetaError(f"model.random = {random!r}: {_RUN_IT}; run this file with mlmeta run")
     if random is not None and random.strip().lower() not in ("", "none"):
-        levels = [x.strip() for x in random.replace("~ 1 |", "").split("/")]
+        levels = [x.strip() for x in re.sub(r"^\s*~\s*1\s*\|", "", random).split("/")]
         if len(levels) > 2:
             raise MlmetaError(f"model.random = {random!r} has {len(levels)} levels; the page "
                               "offers two (study/effect size): run this file with mlmeta run")
