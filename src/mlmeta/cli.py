@@ -258,7 +258,8 @@ def _run(argv) -> int:
         print(res.summary(), end="")
         return 0
     ap.print_help()
-    return 2
+    cmds = ", ".join(["fit", "run", "init", "demo", *COMMANDS])
+    raise MlmetaError(f"no command given; choose one of {cmds}")
 
 
 _CONTROL = dict.fromkeys([*range(0x09), *range(0x0B, 0x20), 0x7F, *range(0x80, 0xA0)])
