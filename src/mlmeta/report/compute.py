@@ -850,9 +850,10 @@ def _loo_summary(rows, res, spec, sc: Scale, cname) -> dict:
 
 def _small_study_predictor(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
     """The Egger/PET predictor: sqrt(vi) ("se"), or sqrt(1/n~) ("sqrt_inv_n", n~ = n1 n2 /
-    (n1 + n2), or N/4 from a total sample size) which, unlike the SE of a standardized mean
+    (n1 + n2), or the total sample size) which, unlike the SE of a standardized mean
     difference or a log odds ratio, does not depend on the estimate itself (Pustejovsky &
-    Rodgers, 2019). "auto": sqrt_inv_n for SMD and OR when sample sizes are known, else se."""
+    Rodgers, 2019). "auto": sqrt_inv_n for SMD and OR when sample sizes are known, else se.
+    ``n`` is the sample-size argument of :func:`mlmeta.pubbias.egger`."""
     want = spec.egger_predictor
     artefact = spec.measure in ("SMD", "OR")
     if want == "auto":
@@ -861,58 +862,39 @@ def _small_study_predictor(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
     if want == "sqrt_inv_n":
         fr = res.data.frame
         esc = spec.escalc or {}
-        ntilde = None
+        n_arg: Any = None
         try:
             if "n1i" in esc and "n2i" in esc:
-                n1 = pd.to_numeric(fr[esc["n1i"]]).to_numpy(float)
-                n2 = pd.to_numeric(fr[esc["n2i"]]).to_numpy(float)
-                ntilde, how = n1 * n2 / (n1 + n2), "n1·n2/(n1 + n2)"
+                n_arg, how = (esc["n1i"], esc["n2i"]), "n1·n2/(n1 + n2)"
             elif all(c in esc for c in ("ai", "bi", "ci", "di")):
                 n1 = (pd.to_numeric(fr[esc["ai"]]) + pd.to_numeric(fr[esc["bi"]])).to_numpy(float)
                 n2 = (pd.to_numeric(fr[esc["ci"]]) + pd.to_numeric(fr[esc["di"]])).to_numpy(float)
-                ntilde, how = n1 * n2 / (n1 + n2), "n1·n2/(n1 + n2)"
+                n_arg, how = (n1, n2), "n1·n2/(n1 + n2)"
             elif spec.n is not None and spec.n in fr.columns:
-                ntilde, how = pd.to_numeric(fr[spec.n]).to_numpy(float) / 4.0, "N/4"
+                n_arg, how = spec.n, "the total sample size"
         except (KeyError, ValueError, TypeError):
-            ntilde = None
-        if ntilde is not None and np.all(np.isfinite(ntilde)) and np.all(ntilde > 0):
-            out.update(name="sqrt_inv_n", label="√(1/ñ)", values=np.sqrt(1.0 / ntilde),
-                       ntilde=how)
+            n_arg = None
+        if n_arg is not None:
+            out.update(name="sqrt_inv_n", label="√(1/ñ)", n=n_arg, ntilde=how)
             return out
         out["fallback"] = "no sample sizes per group or in total (data.n) to compute ñ"
-    out.update(name="se", label="√vi (the standard error)", values=np.sqrt(res.data.v))
+    out.update(name="se", label="√vi (the standard error)", n=None)
     return out
 
 
-def _with_predictor(res, values: np.ndarray, name: str):
-    X = np.column_stack([res.data.X, values])
-    return res.refit(design=(X, [*res.coef_names, name]))
-
-
 def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> dict:
+    from mlmeta.pubbias.egger import egger, pet_peese
+
     out: dict[str, Any] = {}
     if not res.intercept_only:
         return {"available": False, "reason": "bias tests need the intercept-only model"}
     pred = _small_study_predictor(spec, ld, res)
-    out["predictor"] = {k: v for k, v in pred.items() if k != "values"}
+    out["predictor"] = {k: v for k, v in pred.items() if k != "n"}
+    which = "sei" if pred["name"] == "se" else "sqrt_inv_n"
     robust = bool(res.data.random) and spec.analyses["robust"]
     try:
-        if pred["name"] == "se":  # the library's multilevel Egger test (metafor parity)
-            eg = res.egger(robust=robust)
-            d = eg.to_dict()
-        else:
-            fit = _with_predictor(res, pred["values"], "sqrt(1/n)")
-            j = fit.p - 1
-            t = fit.tests
-            d = {"coef": float(fit.core.beta[j]), "se": float(t.se[j]),
-                 "stat": float(t.stat[j]), "df": None if t.df is None else _py(t.df[j]),
-                 "pval": float(t.pval[j])}
-            if robust:
-                rb = fit.robust(cluster=_rob_cluster(spec, fit), type="CR2", btt=[j])
-                d["robust"] = {"se": _f(rb.coefs["se"].iloc[j]),
-                               "stat": _f(rb.coefs["tval"].iloc[j]),
-                               "df": _f(rb.coefs["df"].iloc[j]),
-                               "pval": _f(rb.coefs["pval"].iloc[j])}
+        eg = egger(res, robust=robust, predictor=which, n=pred["n"])
+        d = eg.to_dict()
         d["predictor"] = pred["name"]
         d["apa"] = (f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
                     f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "
@@ -930,16 +912,15 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
     try:
+        pp = pet_peese(res, predictor=which, n=pred["n"])
         d = {}
-        p1 = pred["values"]
-        for name, vals, lab in (("PET", p1, "pet"), ("PEESE", p1 ** 2, "peese")):
-            f = _with_predictor(res, vals, lab)
-            t = f.tests
-            d[name] = {"model_scale": {"estimate": _f(f.core.beta[0]), "se": _f(t.se[0]),
-                                       "ci_lb": _f(t.ci_lb[0]), "ci_ub": _f(t.ci_ub[0])},
-                       "estimate": sc.tr(f.core.beta[0]), "ci_lb": sc.tr(t.ci_lb[0]),
-                       "ci_ub": sc.tr(t.ci_ub[0]), "pval": _f(t.pval[0]),
-                       "slope": _f(f.core.beta[1]), "slope_pval": _f(t.pval[1])}
+        for name in ("PET", "PEESE"):
+            r = pp.loc[name]
+            d[name] = {"model_scale": {"estimate": _f(r["estimate"]), "se": _f(r["se"]),
+                                       "ci_lb": _f(r["ci_lb"]), "ci_ub": _f(r["ci_ub"])},
+                       "estimate": sc.tr(r["estimate"]), "ci_lb": sc.tr(r["ci_lb"]),
+                       "ci_ub": sc.tr(r["ci_ub"]), "pval": _f(r["pval"]),
+                       "slope": _f(r["slope"]), "slope_pval": _f(r["slope_pval"])}
         # conditional PET-PEESE (Stanley & Doucouliagos 2014): PEESE when PET's intercept
         # differs from 0 at the chosen level, else PET
         alpha = 1 - to_fraction(spec.level)
