@@ -167,7 +167,9 @@ add("single_study.csv", rows_csv([("S1",) + r[1:] for r in BASE_ROWS[:6]]), YV +
 add("constant_moderator.csv", rows_csv([r[:4] + (2001,) + r[5:] for r in BASE_ROWS]),
     YV + ["--random", "study/es", "--mods", "~ year + type", "--json"], "accepted",
     "redundant predictors dropped from the model, as metafor does: 'year' (constant, 2001 in "
-    "every row, so it is the intercept again)", json_check={"coef_names": ["intrcpt", "typeb"]})
+    "every row, so it is the intercept again)", json_check={"coef_names": ["intrcpt", "typeb"]},
+    run={"expect": "refused", "message": "moderator formula '~ year' leaves no moderator once "
+         "constant or redundant columns are dropped"})
 col_head = HEAD + ["year2"]
 col_rows = [r + (2 * r[4] - 4000,) for r in BASE_ROWS]
 add("collinear_moderators.csv", rows_csv(col_rows, col_head),
