@@ -680,10 +680,10 @@ def test_read_table_os_error(tmp_path, monkeypatch):
     p = tmp_path / "locked.csv"
     p.write_text("a,b\n1,2\n")
 
-    def denied(self):
+    def denied(self, *a, **k):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
 
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    monkeypatch.setattr(Path, "open", denied)  # the reader opens the file once, to sniff it
     with pytest.raises(InputError, match=exact(
             f"cannot read data file {str(p)!r}: {os.strerror(errno.EACCES)}")):
         read_table(p)
