@@ -116,7 +116,7 @@ def app_url(tmp_path_factory):
                                  "--no-browser"], stdout=fh, stderr=subprocess.STDOUT, env=env,
                                 cwd=str(tmp_path_factory.mktemp("appcwd")))
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while True:
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
@@ -176,7 +176,7 @@ def _open(drv, url: str) -> None:
     _viewport(drv)
     _wait(drv, lambda: drv.execute_script(
         "return !!(window.Shiny && Shiny.shinyapp && Shiny.shinyapp.isConnected()) && "
-        "document.querySelector('#data_file.shiny-bound-input') !== null"), 30, "page ready")
+        "document.querySelector('#data_file.shiny-bound-input') !== null"), 60, "page ready")
 
 
 def _wait(drv, cond, timeout: float, what: str):
@@ -224,7 +224,7 @@ def _open_step(drv, value: str) -> None:
         drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
         btn.click()
         _wait(drv, lambda: panel.find_element(By.CSS_SELECTOR, ".accordion-collapse")
-              .get_attribute("class").find("show") >= 0, 5, f"panel {value}")
+              .get_attribute("class").find("show") >= 0, 15, f"panel {value}")
         time.sleep(0.3)  # the panel's opening transition
 
 
@@ -265,7 +265,7 @@ def _start_run(drv) -> None:
     btn.click()
 
 
-def _run(drv, timeout: float = 150, started: bool = False) -> str:
+def _run(drv, timeout: float = 300, started: bool = False) -> str:
     """Press Run analysis (unless ``started``) and wait for the new result; its APA
     sentence."""
     t0 = time.monotonic()
@@ -285,7 +285,7 @@ def _show_tab(drv, title: str) -> None:
     link = drv.find_element(By.XPATH, f"//ul[@id='result_tabs']//a[normalize-space()='{title}']")
     drv.execute_script("arguments[0].scrollIntoView({block: 'start'});", link)
     link.click()
-    _wait(drv, lambda: "active" in link.get_attribute("class"), 5, f"tab {title}")
+    _wait(drv, lambda: "active" in link.get_attribute("class"), 15, f"tab {title}")
 
 
 ACTIVE = "#result_tabs ~ .tab-content > .tab-pane.active"
@@ -297,7 +297,7 @@ def _figure_loaded(drv, name: str) -> bool:
         "return !!i && i.complete && i.naturalWidth > 100;", name)
 
 
-def _download(drv, button_id: str, pattern: str, timeout: float = 30) -> Path:
+def _download(drv, button_id: str, pattern: str, timeout: float = 60) -> Path:
     from selenium.webdriver.common.by import By
 
     d: Path = drv.downloads
@@ -307,7 +307,7 @@ def _download(drv, button_id: str, pattern: str, timeout: float = 30) -> Path:
         return e if e.get_attribute("href") and "disabled" not in (e.get_attribute("class")
                                                                    or "") else None
 
-    link = _wait(drv, ready, 20, f"{button_id} ready")
+    link = _wait(drv, ready, 60, f"{button_id} ready")
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
     link.click()
 
@@ -370,7 +370,7 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     assert _unlabelled(drv) == [] and _positive_tabindex(drv) == []
     _shot(drv, "01-start")
     _upload(drv, "data_file", DATA / "alliance_like.csv")
-    _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 30, "data read")
+    _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 60, "data read")
     # the guesses: ZCOR from r and n, studies with effect sizes nested in them
     assert drv.execute_script("return document.querySelector("
                               "\"input[name='effect_mode']:checked\").value") == "r"
@@ -385,7 +385,7 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     _tick_moderator(drv, "phase")
     _wait(drv, lambda: _value(drv, next(i for i in drv.execute_script(
         "return Array.from(document.querySelectorAll('#moderator_details select'))"
-        ".map(e => e.id)") if i.startswith("mtype_"))) == "categorical", 10,
+        ".map(e => e.id)") if i.startswith("mtype_"))) == "categorical", 30,
         "moderator type")
     assert _unlabelled(drv) == []  # the moderator's own controls too
     _shot(drv, "02-data-and-guesses")
@@ -398,7 +398,7 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
                         r"t\(26\) = −?\d+\.\d{3}, p [<=] \.\d{3}", apa), apa
     assert _text(drv, "#result-pi").startswith("95% PI [")
     assert "SIMULATED" in _text(drv, "#res-simulated")
-    _wait(drv, lambda: _figure_loaded(drv, "forest"), 10, "forest plot")
+    _wait(drv, lambda: _figure_loaded(drv, "forest"), 30, "forest plot")
     _shot(drv, "03-results-overall")
     _show_tab(drv, "Heterogeneity")
     het = _text(drv, "#heterogeneity-table")
@@ -454,17 +454,17 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     for k in ("profile", "loo", "bias", "figures"):
         _set_checkbox(drv, f"an_{k}", True)
     _start_run(drv)
-    _wait(drv, lambda: _text(drv, "#run-progress"), 20, "the progress indicator")
+    _wait(drv, lambda: _text(drv, "#run-progress"), 60, "the progress indicator")
     _shot(drv, "08-running")
     drv.find_element(By.CSS_SELECTOR, "#main_tabs a[data-value='data']").click()
-    _wait(drv, lambda: drv.find_element(By.ID, "data-facts").is_displayed(), 5,
+    _wait(drv, lambda: drv.find_element(By.ID, "data-facts").is_displayed(), 30,
           "the Data tab while running")
     cancel = drv.find_element(By.ID, "cancel")
     assert cancel.get_attribute("disabled") is None
     cancel.click()
-    _wait(drv, lambda: "cancelled" in _text(drv, "#messages"), 20, "the cancellation")
+    _wait(drv, lambda: "cancelled" in _text(drv, "#messages"), 60, "the cancellation")
     _wait(drv, lambda: drv.find_element(By.ID, "cancel").get_attribute("disabled") is not None,
-          5, "Cancel disabled again")
+          30, "Cancel disabled again")
     assert not _text(drv, "#run-progress")
 
 
@@ -481,13 +481,13 @@ def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, m
     assert cli_main(["fit", "bad.csv", "--yi", "a", "--vi", "b"]) == 2
     cli_msg = capsys.readouterr().err.strip().removeprefix("mlmeta: error: ")
     _upload(drv, "data_file", bad)
-    _wait(drv, lambda: _text(drv, "#messages .mlmeta-error-text"), 20, "the error")
+    _wait(drv, lambda: _text(drv, "#messages .mlmeta-error-text"), 60, "the error")
     assert _text(drv, "#messages .mlmeta-error-text") == cli_msg
     assert "only one column" in cli_msg
     _shot(drv, "09-invalid-file")
     # nothing crashed: the session still works
     _upload(drv, "data_file", DATA / "konstantopoulos2011.csv")
-    _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 20, "data read after error")
+    _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 60, "data read after error")
     assert not _text(drv, "#messages .alert-danger")
     # an analysis file fills the controls back
     toml = tmp_path / "k.toml"
@@ -496,10 +496,10 @@ def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, m
                     'method = "ML"\ntest = "z"\nmoderators = ["year"]\n'
                     '[analyses]\nbias = false\n', encoding="utf-8")
     _upload(drv, "analysis_file", toml)
-    _wait(drv, lambda: "Settings filled in from k.toml" in _text(drv, "#messages"), 20,
+    _wait(drv, lambda: "Settings filled in from k.toml" in _text(drv, "#messages"), 60,
           "settings from the analysis file")
     _wait(drv, lambda: drv.execute_script(
-        "return document.querySelector(\"#moderators input[value='year']\").checked"), 10,
+        "return document.querySelector(\"#moderators input[value='year']\").checked"), 30,
         "moderator year ticked")
     checked = drv.execute_script(
         "return ['method', 'test', 'effect_mode'].map(n => "
@@ -512,7 +512,7 @@ def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, m
     xlsx = tmp_path / "alliance.xlsx"
     pd.read_csv(DATA / "alliance_like.csv").to_excel(xlsx, index=False)
     _upload(drv, "data_file", xlsx)
-    _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 20, "Excel data read")
+    _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 60, "Excel data read")
     assert "SIMULATED" in _text(drv, "#data-simulated")
 
 
@@ -524,7 +524,7 @@ def test_oversized_upload_is_refused_before_sending(app_url, browser, tmp_path):
     big.write_text("study,es,yi,vi\n" + rows + "\n", encoding="utf-8")
     assert big.stat().st_size > LIMIT
     _upload(drv, "data_file", big)
-    _wait(drv, lambda: "too large" in _text(drv, "#messages"), 20, "the refusal")
+    _wait(drv, lambda: "too large" in _text(drv, "#messages"), 60, "the refusal")
     assert "uploads are limited to 64 KB" in _text(drv, "#messages")
     assert not _text(drv, "#data-facts")  # nothing was read
     # the browser never started the upload (no progress bar shown)
@@ -546,13 +546,13 @@ def test_two_sessions_keep_their_own_data(app_url, browser):
     _open(drv, app_url)
     first = drv.current_window_handle
     _upload(drv, "data_file", DATA / "konstantopoulos2011.csv")
-    _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 20, "data A")
+    _wait(drv, lambda: "56 rows" in _text(drv, "#data-facts"), 60, "data A")
     _light(drv, figures=False)
     drv.switch_to.new_window("tab")
     second = drv.current_window_handle
     _open(drv, app_url)
     _upload(drv, "data_file", DATA / "assink2016.csv")
-    _wait(drv, lambda: "100 rows" in _text(drv, "#data-facts"), 20, "data B")
+    _wait(drv, lambda: "100 rows" in _text(drv, "#data-facts"), 60, "data B")
     _light(drv, figures=False)
     _start_run(drv)  # B runs while A starts its own run: two runs at once
     drv.switch_to.window(first)
@@ -571,5 +571,5 @@ def test_two_sessions_keep_their_own_data(app_url, browser):
     assert n_sessions >= 2  # one folder per open page
     drv.close()  # the session ends: its folder goes
     drv.switch_to.window(first)
-    _wait(drv, lambda: len(app_url.sessions()) == n_sessions - 1, 20,
+    _wait(drv, lambda: len(app_url.sessions()) == n_sessions - 1, 60,
           "the closed session's folder removed")
