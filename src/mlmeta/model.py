@@ -26,7 +26,7 @@ from mlmeta.core.inference import (
     qe_test,
     qe_test_blocks,
 )
-from mlmeta.io.prepare import ModelData, level_names, prepare
+from mlmeta.io.prepare import ModelData, id_codes, level_names, prepare
 from mlmeta.errors import InputError
 from mlmeta.results import MetaResults
 from mlmeta.spec import DFS, METHODS, TESTS, ModelSpec
@@ -152,8 +152,7 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
         raise InputError(f"{k} effect sizes are too few for {p} coefficients")
     rho_codes = None
     if spec.rho is not None:
-        _, rho_codes = np.unique(md.frame[spec.rho_cluster].astype(str).to_numpy(),
-                                 return_inverse=True)
+        rho_codes = id_codes(md.frame[spec.rho_cluster].to_numpy())[0]
     core = fit_nested(md.y, md.v, md.X, md.factors, method=spec.method,
                       sigma2_fixed=spec.sigma2, start=start, rho=spec.rho,
                       rho_codes=rho_codes, problem=problem)

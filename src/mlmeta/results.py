@@ -18,7 +18,7 @@ import pandas as pd
 from mlmeta.core.dist import norm_isf, t_isf
 from mlmeta.core.fit import CoreFit
 from mlmeta.core.inference import CoefTests
-from mlmeta.io.prepare import ModelData
+from mlmeta.io.prepare import ModelData, id_codes
 from mlmeta.spec import ModelSpec
 
 __all__ = ["MetaResults", "Prediction"]
@@ -234,8 +234,16 @@ class MetaResults:
                 raise InputError(f"cluster column {cluster!r} has missing values")
         else:
             raise InputError(f"cluster column {cluster!r} not found in the data")
-        uniq, codes = np.unique(labels, return_inverse=True)
-        return codes.ravel(), [_py(u) for u in uniq]
+        return id_codes(labels)
+
+    def rho_codes(self) -> np.ndarray:
+        """Cluster code of each row for the correlated sampling errors (CHE); see
+        :func:`mlmeta.io.prepare.id_codes`."""
+        if self.rho_cluster is None:
+            raise ValueError("the model has no correlated sampling errors")
+        if "rho_codes" not in self._cache:
+            self._cache["rho_codes"] = id_codes(self.data.frame[self.rho_cluster].to_numpy())[0]
+        return self._cache["rho_codes"]
 
     def marginal_blocks(self, codes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Dense blocks (rows, V_c) of the marginal covariance for clusters ``codes``.
@@ -260,8 +268,7 @@ class MetaResults:
         s2 = self.core.sigma2
         rc = None
         if self.rho is not None:
-            _, rc = np.unique(self.data.frame[self.rho_cluster].astype(str).to_numpy(),
-                              return_inverse=True)
+            rc = self.rho_codes()
         out = []
         for a, b in zip(starts, ends):
             rows = order[a:b]
@@ -509,11 +516,6 @@ class MetaResults:
     def __repr__(self) -> str:
         return (f"<MetaResults k={self.k} p={self.p} method={self.method} "
                 f"levels={'/'.join(self.data.random) or 'none'}>")
-
-
-def _py(x):
-    """numpy scalar -> Python scalar (JSON-friendly)."""
-    return x.item() if hasattr(x, "item") else x
 
 
 def _num(x):

@@ -211,5 +211,5 @@ def sampling_blocks(res):
         return None
     from mlmeta.analyses.che import vcalc
 
-    return vcalc(res.data.v, res.data.frame[res.rho_cluster].astype(str).to_numpy(), res.rho)
+    return vcalc(res.data.v, res.rho_codes(), res.rho)
 

@@ -209,8 +209,7 @@ def independent_blocks(res) -> tuple[np.ndarray, int]:
     if res.data.random:
         parts.append(res.level_codes()[0])
     if res.rho is not None:
-        parts.append(np.unique(res.data.frame[res.rho_cluster].astype(str).to_numpy(),
-                               return_inverse=True)[1].ravel())
+        parts.append(res.rho_codes())
     if not parts:
         return np.arange(k), k
     # connected components of rows linked by any of the groupings (union-find over labels)
@@ -247,8 +246,7 @@ def marginal_block(res, rows: np.ndarray, sigma2=None) -> np.ndarray:
     else:
         from mlmeta.core.dense import constant_rho_blocks
 
-        rc = np.unique(res.data.frame[res.rho_cluster].astype(str).to_numpy(),
-                       return_inverse=True)[1].ravel()
+        rc = res.rho_codes()
         M = constant_rho_blocks(v, [rows], rc, res.rho)[0]
     for lv, c in enumerate(res.level_codes()):
         cc = c[rows]

@@ -79,6 +79,21 @@ class ModelData:
         return len(self.y)
 
 
+def id_codes(values) -> tuple[np.ndarray, list]:
+    """Integer codes 0..n-1 and the sorted distinct labels of an id column (study, cluster).
+
+    The one coding of ids used for clusters of correlated sampling errors, robust inference
+    and leave-one-out: labels are compared as they are stored (numbers as numbers, text as
+    text, so the text ids "01" and "1" are two clusters); text and mixed columns are compared
+    as text.
+    """
+    arr = np.asarray(values)
+    if arr.dtype == object or arr.dtype.kind in "USO":
+        arr = arr.astype(str)
+    uniq, codes = np.unique(arr, return_inverse=True)
+    return codes.ravel(), [u.item() if hasattr(u, "item") else u for u in uniq]
+
+
 def row_label(df: pd.DataFrame, pos: int) -> str:
     """'row N' (1-based position) for a default index, else 'row <index label>'."""
     idx = df.index
