@@ -26,8 +26,8 @@ from mlmeta.core.inference import (
     qe_test,
     qe_test_blocks,
 )
-from mlmeta.io.prepare import ModelData, id_codes, level_names, prepare
 from mlmeta.errors import InputError
+from mlmeta.io.prepare import ModelData, id_codes, level_names, prepare
 from mlmeta.results import MetaResults
 from mlmeta.spec import DFS, METHODS, TESTS, ModelSpec
 
