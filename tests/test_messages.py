@@ -996,7 +996,13 @@ def project(tmp_path, alliance):
 
 
 def test_report_one_category_moderator(project):
-    assert cli_error(project('["site"]')) == "moderator 'site' has only 1 category"
+    """A moderator with one category cannot be tested: the report says so and goes on."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(project('["site"]'))
+    assert code == 0, err.getvalue()
+    assert "mlmeta: warning: moderator 'site': it has a single category" in err.getvalue()
+    assert "so it cannot be tested (moderator site)" in err.getvalue()
 
 
 def test_report_joint_moderator_model(project, tmp_path):
