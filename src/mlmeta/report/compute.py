@@ -306,6 +306,13 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
     with ctx.section("moderators", "joint moderator model"):
         out["joint"] = _joint(ctx, spec, ld, obj) if spec.joint else None
 
+    # the figures need the fitted models: they are drawn (in worker processes when possible)
+    # while the rest is computed; the leave-one-out figure, drawn last, uses this process's
+    # refits when it is drawn here (a worker refits on its own)
+    if figures_hook is not None:
+        with ctx.section("figures (start)"):
+            figures_hook(obj)
+
     # optional analyses: one that fails is noted in the report, never fatal
     def guarded(section: str, what: str, fn, *args):
         try:
@@ -325,12 +332,6 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
 
     out["sensitivity"] = guarded("sensitivity", "sensitivity analyses", _sensitivity, ctx,
                                  spec, res, sc, obj)
-
-    # the figures need the fitted moderator models and the leave-one-out refits; they are
-    # drawn (in worker processes when possible) while the bias analyses and the rest run
-    if figures_hook is not None:
-        with ctx.section("figures (start)"):
-            figures_hook(obj)
 
     with ctx.section("publication bias"):
         out["bias"] = guarded("publication bias", "publication-bias analyses", _bias, ctx, spec,

@@ -74,9 +74,11 @@ def _table(doc, b) -> None:
         col.width = widths[j]
     align = b["align"]
     small = Pt(8.5) if ncol > 6 else Pt(9.5)
-    for r, row in enumerate([b["head"], *b["rows"]]):
+    # row.cells once per row: table.cell(r, j) walks the whole table on every call
+    for r, (trow, row) in enumerate(zip(t.rows, [b["head"], *b["rows"]])):
+        tcells = trow.cells
         for j in range(ncol):
-            cell = t.cell(r, j)
+            cell = tcells[j]
             cell.width = widths[j]
             val = row[j] if j < len(row) else ""
             para = cell.paragraphs[0]

@@ -108,7 +108,7 @@ def figure_jobs(obj: dict) -> list[FigureJob]:
     if an["profile"] and res.data.random and not all(res.core.fixed):
         jobs.append(FigureJob("profile", lambda o: _plots().profile_plot(o["res"], n=20), 2.5))
     if an["loo"] and (res.data.random or spec.study):
-        jobs.append(FigureJob("loo", _draw_loo, 2.0, _loo_extra))
+        jobs.append(FigureJob("loo", _draw_loo, 0.1, _loo_extra))  # last: see compute()
     for m, d in obj.get("moderators", {}).items():
         rm = d["res"]
         col = rm.data.frame[m]
