@@ -995,14 +995,16 @@ def project(tmp_path, alliance):
     return write
 
 
-def test_report_one_category_moderator(project):
+def test_report_one_category_moderator(project, tmp_path):
     """A moderator with one category cannot be tested: the report says so and goes on."""
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(project('["site"]'))
     assert code == 0, err.getvalue()
-    assert "mlmeta: warning: moderator 'site': it has a single category" in err.getvalue()
-    assert "so it cannot be tested (moderator site)" in err.getvalue()
+    got = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
+    msgs = [w["message"] for w in got["warnings"] if w["section"] == "moderator site"]
+    assert len(msgs) == 1 and msgs[0].startswith("moderator 'site': it has a single category ")
+    assert msgs[0].endswith(" in the data, so it cannot be tested"), msgs
 
 
 def test_report_joint_moderator_model(project, tmp_path):
