@@ -108,13 +108,13 @@ def prepare_spec(data, spec: ModelSpec, *, yi=_SPEC, vi=_SPEC) -> ModelData:
     :func:`mlmeta.io.structures.prepare_structured` (the general engine); one nesting
     ``~ 1 | a/b`` with ``vi`` (and ``rho``) keeps the exact O(k) nested engine.
     """
-    from mlmeta.io.structures import needs_general, prepare_structured
+    if spec.general:
+        from mlmeta.io.structures import prepare_structured
 
-    if needs_general(spec):
         return prepare_structured(data, spec, yi=spec.yi if yi is _SPEC else yi,
                                   vi=spec.vi if vi is _SPEC else vi)
     nesting = spec.nesting
-    assert nesting is not None  # needs_general() is True otherwise
+    assert nesting is not None  # spec.general is True otherwise
     md = prepare(data, spec.yi if yi is _SPEC else yi, spec.vi if vi is _SPEC else vi,
                  nesting, spec.mods)
     if spec.rho_cluster is not None:
@@ -142,9 +142,7 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
     ``same_as``: a fit to the same rows, design and sampling covariance, whose quantities that
     do not depend on the variance components (QE, the containment df) are reused.
     """
-    from mlmeta.io.structures import StructuredData
-
-    if isinstance(md, StructuredData):
+    if spec.general:
         from mlmeta.structures import fit_structured
         return fit_structured(md, spec, start=start, problem=problem)
     k, p = md.X.shape

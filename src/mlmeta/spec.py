@@ -335,6 +335,12 @@ class ModelSpec:
         return None
 
     @property
+    def general(self) -> bool:
+        """True when the model needs the general engine: crossed or ``~ inner | outer`` terms,
+        ``R`` matrices or a known ``V`` (else one ``~ 1 | a/b`` term with vi and rho)."""
+        return self.nesting is None or self.V is not None or bool(self.R)
+
+    @property
     def cluster(self) -> str | None:
         """The default cluster: the outer factor of the first random term (None without)."""
         return self.random[0].outer[0] if self.random else None

@@ -87,7 +87,7 @@ class StructuredData(ModelData):
 
 def needs_general(spec) -> bool:
     """True when the model needs the general engine (not one ``~ 1 | a/b`` term with vi/rho)."""
-    return spec.nesting is None or spec.V is not None or bool(spec.R)
+    return bool(spec.general)
 
 
 def r_sorted_levels(values: pd.Series) -> list:
