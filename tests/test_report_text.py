@@ -630,3 +630,46 @@ def test_analysis_file_keys_are_validated(tmp_path, key, value, msg):
     assert code == 2
     lines = e.getvalue().splitlines()
     assert len(lines) == 1 and msg in lines[0], lines
+
+
+@pytest.mark.slow
+def test_report_of_1501_effect_sizes_stays_small(tmp_path):
+    """SIMULATED: 1,501 effect sizes in 300 studies. The report's forest is at the study
+    level (first page in the report, every study and every effect size in multi-page PDFs),
+    no figure is taller than 12 inches and the HTML stays under 5 MB."""
+    from PIL import Image
+    rng = np.random.default_rng(7)
+    sizes = 1 + rng.multinomial(1501 - 300, np.full(300, 1 / 300))
+    study = np.repeat(np.arange(1, 301), sizes)
+    k = len(study)
+    vi = rng.uniform(0.005, 0.05, k)
+    pd.DataFrame({"study": study, "es": np.arange(1, k + 1), "vi": vi,
+                  "yi": 0.2 + rng.normal(0, 0.1, 300)[study - 1] + rng.normal(0, 0.05, k)
+                  + rng.normal(0, np.sqrt(vi))}).to_csv(tmp_path / "big.csv", index=False)
+    toml = """title = "Big"
+simulated = true
+[data]
+file = "big.csv"
+[effect]
+yi = "yi"
+vi = "vi"
+[model]
+random = "study/es"
+[analyses]
+profile = false
+lrt = false
+influence = false
+bias = false
+che_sweep = false
+"""
+    out, numbers = run_report(tmp_path, toml)
+    assert (out / "report.html").stat().st_size <= 5 * 1024 * 1024
+    fo = numbers["forest"]
+    assert fo["level"] == "study" and fo["truncated"] and fo["total"] == 300
+    assert (out / "figures" / "forest_effects.pdf").is_file() and fo["effects_pages"] >= 15
+    assert numbers["loo_figure"] == {"truncated": True, "shown": 50, "total": 300}
+    for f in numbers["figures"]:
+        with Image.open(out / f["png"]) as im:
+            assert im.size[1] <= 12 * 300 + 60, f["name"]
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "Shown: the first" in md and "figures/forest_studies.pdf" in md

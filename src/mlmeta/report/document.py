@@ -161,6 +161,9 @@ def figure_captions(numbers: dict) -> dict[str, str]:
     if fo.get("truncated"):
         forest += (f" Shown: the first {fo['shown']} of {fo['total']} rows; all of them are in "
                    f"{fo['pages_file']} ({fo['pages']} pages).")
+        if fo.get("effects_pages"):
+            forest += (f" Every effect size: figures/forest_effects.pdf ({fo['effects_pages']} "
+                       "pages, none taller than 12 inches).")
     elif fo.get("pages_file"):
         forest += (f" Every effect size: {fo['pages_file']} ({fo['pages']} pages, none taller "
                    "than 12 inches).")
