@@ -73,6 +73,17 @@ Schema (every key optional unless marked *required*)::
     forest_sort = "data"         # "data", "effect" or "weight"
     templates = "templates/"     # folder with report.html.j2 / report.md.j2 overriding ours
 
+    [power]                      # optional: power of the test of the overall average effect
+    target = 0.8                 #   (POMADE; see mlmeta.power.report) and studies needed
+    effect = "observed"          # or a number on the analysis scale (Fisher z for ZCOR)
+    model = "CHE"                # working model: CHE, MLMA or CE
+    df = "rve"                   # model, satt or rve (CE needs rve)
+    rho = 0.6                    # sampling correlation (default: the model's rho, else 0.6)
+    tau = "observed"             # between-study SD (default: the fit's); omega likewise
+    alpha = 0.05
+    iterations = 1000            # draws when searching the number of studies
+    seed = 1
+
 Paths: ``data.file`` is relative to the TOML file, so an analysis folder can be moved as a
 whole; ``data.example`` loads a data set shipped inside the package and therefore works from
 any clone or installation (the bundled ``examples/*.toml`` use it).
@@ -135,12 +146,16 @@ SCHEMA: dict[str, Any] = {
                  "selection_side": _STR, "selection_steps": _LNUM, "egger_predictor": _STR,
                  "outlier_rule": _STR},
     "report": {"forest_level": _STR, "forest_sort": _STR, "templates": _STR},
+    "power": {"target": _NUM, "effect": "number|str", "model": _STR, "df": _STR, "rho": _NUM,
+              "tau": "number|str", "omega": "number|str", "alpha": _NUM, "iterations": "int",
+              "seed": "int"},
 }
 
 _KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
               _LSTR: "a list of strings", _LNUM: "a list of numbers",
               "str|list[str]": "a string or a list of strings",
-              "table[str]": "a table of strings (e.g. {phylo = \"cor.csv\"})"}
+              "table[str]": "a table of strings (e.g. {phylo = \"cor.csv\"})",
+              "number|str": "a number or \"observed\"", "int": "an integer"}
 
 
 def _type_name(v) -> str:
@@ -178,6 +193,8 @@ def _check_kind(key: str, v, kind: str, src: str) -> None:
         "str|list[str]": isinstance(v, str) or (isinstance(v, list) and
                                                 all(isinstance(x, str) for x in v)),
         "table[str]": isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+        "number|str": isinstance(v, str) or (_is_num(v) and math.isfinite(v)),
+        "int": isinstance(v, int) and not isinstance(v, bool),
     }[kind]
     if not ok:
         raise AnalysisError(f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} "
@@ -263,6 +280,7 @@ class AnalysisSpec:
     forest_level: str = "auto"
     forest_sort: str = "data"
     templates: Path | None = None
+    power: dict | None = None  # the [power] table with its defaults; None: no power section
 
     @property
     def bias_rho_used(self) -> float:
@@ -337,6 +355,7 @@ class AnalysisSpec:
                          "outlier_rule": self.outlier_rule},
             "report": {"forest_level": self.forest_level, "forest_sort": self.forest_sort,
                        "templates": None if self.templates is None else str(self.templates)},
+            "power": None if self.power is None else dict(self.power),
         }
 
 
@@ -546,7 +565,51 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
         inference=inference, selection_side=side, selection_steps=tuple(sorted(steps)),
         egger_predictor=egger_pred, outlier_rule=outlier_rule, forest_level=forest_level,
         forest_sort=forest_sort, templates=templates,
+        power=None if "power" not in raw else _parse_power(raw["power"], src),
     )
+
+
+POWER_MODELS = ("CHE", "MLMA", "CE")
+POWER_DFS = ("model", "satt", "rve")
+
+
+def _parse_power(p_raw: dict, src: str) -> dict:
+    """The ``[power]`` table checked value by value, with the defaults of
+    :data:`mlmeta.power.report.SPEC_KEYS` filled in."""
+    from mlmeta.power.report import SPEC_KEYS
+
+    out = dict(SPEC_KEYS)
+    out.update(p_raw)
+    for key in ("effect", "tau", "omega"):
+        v = out[key]
+        if isinstance(v, str):
+            if v.strip().lower() != "observed":
+                raise AnalysisError(f"{src}: 'power.{key}' must be a number or \"observed\"; "
+                                    f"got {v!r}")
+            out[key] = "observed"
+        elif key != "effect" and v < 0:
+            raise AnalysisError(f"{src}: 'power.{key}' must be >= 0 or \"observed\"; got {v!r}")
+        else:
+            out[key] = float(v)
+    for key in ("target", "alpha"):
+        if not 0 < out[key] < 1:
+            raise AnalysisError(f"{src}: 'power.{key}' must be strictly between 0 and 1; got "
+                                f"{out[key]!r}")
+        out[key] = float(out[key])
+    if out["rho"] is not None:
+        if not 0 <= out["rho"] <= 1:
+            raise AnalysisError(f"{src}: 'power.rho' must be between 0 and 1; got "
+                                f"{out['rho']!r}")
+        out["rho"] = float(out["rho"])
+    out["model"] = _choice("power.model", out["model"], POWER_MODELS, src)
+    out["df"] = _choice("power.df", out["df"], POWER_DFS, src)
+    if out["model"] == "CE" and out["df"] != "rve":
+        raise AnalysisError(f"{src}: 'power.model' CE (correlated effects) needs power.df = "
+                            f"\"rve\"; got {out['df']!r}")
+    if out["iterations"] < 1:
+        raise AnalysisError(f"{src}: 'power.iterations' must be an integer >= 1; got "
+                            f"{out['iterations']!r}")
+    return out
 
 
 def _bundled_simulated(path: Path | None) -> bool:
