@@ -340,6 +340,10 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
     out["che_sweep"] = guarded("CHE sweep", "CHE sensitivity analysis", _che_sweep, ctx, spec,
                                res, sc) if spec.analyses["che_sweep"] else None
 
+    with ctx.section("power"):
+        out["power"] = guarded("power", "power analysis", _power, spec, res) \
+            if spec.power is not None else None
+
     with ctx.section("diagnostics"):
         # the full check: profile shape (flat / several peaks) and the robust df as well
         try:
@@ -993,6 +997,44 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     sm.setdefault("alternative", alt)
     sm.setdefault("steps", list(steps))
     return out
+
+
+def power_inputs(spec: AnalysisSpec, res) -> dict:
+    """The numbers of the fitted overall model that the power section needs
+    (:func:`mlmeta.power.report.power_section`): J studies, the overall estimate, τ = √σ² of
+    the study (outer) level and ω = √(sum of σ² of the inner levels), the mean sampling
+    variance, the mean number of effect sizes per study and the model's ρ (None without one).
+    """
+    study = spec.study or (res.data.random[0] if res.data.random else None)
+    if study is None:
+        raise InputError("power analysis: no study column (set data.study or model.random)")
+    fr = res.data.frame
+    j = int(fr[study].nunique())
+    s2 = [float(x) for x in res.core.sigma2]
+    levels = list(res.level_names)
+    if levels and levels[0] == study:
+        tau2, omega2 = s2[0], sum(s2[1:])
+    elif not levels:
+        tau2, omega2 = 0.0, 0.0
+    else:
+        raise InputError(f"power analysis needs a model whose outer level is the study column "
+                         f"{study!r}; the random levels are {', '.join(levels)}")
+    return {"studies": j, "estimate": float(res.core.beta[0]), "tau": math.sqrt(tau2),
+            "omega": math.sqrt(omega2), "mean_vi": float(np.mean(fr["_vi"].to_numpy(float))),
+            "es_per_study": int(res.k) / j, "rho": res.rho, "measure": spec.measure}
+
+
+def _power(spec: AnalysisSpec, res) -> dict:
+    """The ``[power]`` section: :func:`mlmeta.power.report.power_section` of the overall model
+    (balanced design: every study with the mean sampling variance and the mean number of
+    effect sizes), with its inputs."""
+    from mlmeta.power.report import power_section
+
+    fit = power_inputs(spec, res)
+    if res.p != 1:
+        raise InputError("power analysis needs the intercept-only overall model")
+    return {"available": True, "inputs": fit, "spec": dict(spec.power or {}),
+            **power_section(spec.power, fit)}
 
 
 def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
