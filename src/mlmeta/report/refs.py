@@ -52,6 +52,10 @@ REFERENCES: dict[str, tuple[str, str, str]] = {
                     "re-evaluation of random-effects meta-analysis. Journal of the Royal "
                     "Statistical Society: Series A, 172(1), 137–159. "
                     "https://doi.org/10.1111/j.1467-985X.2008.00552.x")),
+    "hoenig2001": ("Hoenig & Heisey", "2001",
+                   ("Hoenig, J. M., & Heisey, D. M. (2001). The abuse of power: The pervasive "
+                   "fallacy of power calculations for data analysis. The American "
+                   "Statistician, 55(1), 19–24. https://doi.org/10.1198/000313001300339897")),
     "pustejovsky2018": ("Pustejovsky & Tipton", "2018",
                         ("Pustejovsky, J. E., & Tipton, E. (2018). Small-sample methods for "
                         "cluster-robust variance estimation and hypothesis testing in fixed "
@@ -90,6 +94,11 @@ REFERENCES: dict[str, tuple[str, str, str]] = {
                             "Sánchez-Meca, J. (2013). Three-level meta-analysis of dependent "
                             "effect sizes. Behavior Research Methods, 45(2), 576–594. "
                             "https://doi.org/10.3758/s13428-012-0261-6")),
+    "vembye2023": ("Vembye et al.", "2023",
+                   ("Vembye, M. H., Pustejovsky, J. E., & Pigott, T. D. (2023). Power "
+                   "approximations for overall average effects in meta-analysis with dependent "
+                   "effect sizes. Journal of Educational and Behavioral Statistics, 48(1), "
+                   "70–102. https://doi.org/10.3102/10769986221127379")),
     "vevea1995": ("Vevea & Hedges", "1995",
                   ("Vevea, J. L., & Hedges, L. V. (1995). A general linear model for estimating "
                   "effect size in the presence of publication bias. Psychometrika, 60(3), "
