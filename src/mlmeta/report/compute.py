@@ -270,8 +270,7 @@ def _robust_omnibus(rob) -> dict:
     d = {"stat_name": "F", "stat": _f(rob.QM), "df1": int(df1), "df2": _f(df2),
          "pval": _f(rob.QMp), "type": rob.type, "cluster": rob.cluster,
          "n_clusters": rob.n_clusters, "df_status": status}
-    if status == "undefined":
-        d["pval"] = None
+    if status == "undefined":  # results.json keeps the number; the text does not use it
         d["apa"] = None
         d["why_undefined"] = (f"the Satterthwaite denominator df ({fmt.df_text(df2)}) is below 1"
                               if _f(df2) is not None else
@@ -908,7 +907,6 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
         if rb:
             rb["df_status"] = df_status(rb.get("df"))
             if rb["df_status"] == "undefined":
-                rb["pval"] = None
                 d["robust_apa"] = None
             else:
                 d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = "
