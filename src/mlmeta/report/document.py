@@ -390,6 +390,12 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                 f"assuming selection favours significant {side} effects"
                 f" ({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'as declared in the analysis file'}).")
         paras.append(" ".join(parts))
+    pw = numbers.get("power") or {}
+    if pw.get("available"):
+        paras.append(f"The power of the test of the overall average effect was approximated "
+                     f"for the {pw['label']} working model {c.cite('vembye2023')}, with every "
+                     f"study given the mean sampling variance and the mean number of effect "
+                     f"sizes per study.")
     versions = numbers["software"]
     paras.append(f"Analyses were run with mlmeta {versions['mlmeta']} (Python "
                  f"{versions['python']}, NumPy {versions['numpy']}, SciPy {versions['scipy']}, "
@@ -686,6 +692,7 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
     _moderator_section(doc, numbers, s)
     _sensitivity_blocks(doc, numbers, s)
     _bias_blocks(doc, numbers, s)
+    _power_blocks(doc, numbers)
     _studies_table(doc, numbers)
 
     ws = numbers.get("warnings") or []
@@ -1243,6 +1250,26 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
             + (" With few studies in a p-value interval the selection weights are poorly "
                "estimated." if any(bb["k"] < 4 for bb in sm.get("bins") or []) else ""),
             "selmodel"))
+
+
+def _power_blocks(doc: _Doc, numbers: dict) -> None:
+    """The ``[power]`` section: POMADE's sentence (Vembye et al., 2023), the caveat on power
+    at the observed effect, or why it is not available."""
+    c = doc.cites
+    pw = numbers.get("power")
+    if pw is None:
+        return
+    doc.add(_h(2, "Power of the test of the overall effect", "power"))
+    if pw.get("available") is False:
+        doc.add(_p(f"The power analysis is not available: {pw.get('reason')}.", "power"))
+        return
+    doc.add(_p(f"{pw['sentence'].rstrip('.')} {c.cite('vembye2023')}.", "power"))
+    note = pw.get("note")
+    if note:
+        tail = "(Hoenig & Heisey 2001)."
+        if note.endswith(tail):
+            note = note[: -len(tail)] + c.cite("hoenig2001") + "."
+        doc.add(_p(note, "power-note"))
 
 
 def _studies_table(doc: _Doc, numbers: dict) -> None:
