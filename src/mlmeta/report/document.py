@@ -375,6 +375,11 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                      f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
                      "same predictor and its square (PEESE when PET's intercept is "
                      "significant).")
+        mrho = model.get("rho")
+        assumed = (f"ρ = {mrho:g}" if mrho is not None else
+                   "independent sampling errors, ρ = 0")
+        parts[-1] += (" Both refit the model itself, with its assumption about the sampling "
+                      f"errors ({assumed}).")
         a = b.get("aggregated") or {}
         if a.get("available"):
             sm = a.get("selmodel") or {}
