@@ -45,6 +45,8 @@ Schema (every key optional unless marked *required*)::
     rho = 0.6                    # CHE working model: sampling correlation within rho_cluster
     rho_cluster = "study"        #   (default: outer level); omit rho for the plain model
     moderators = ["phase"]       # each tested alone (subgroups, omnibus F, R2, CR2) ...
+    reference = {phase = "late"} # reference level of a categorical moderator (default: the
+                                 #   first in sorted order), as R's relevel(phase, ref = "late")
     joint = true                 # ... and all together in one model
     inference = "model"          # primary inference: "model" (model-based t/z tests) or "CR2"
 
@@ -105,6 +107,7 @@ __all__ = [
     "DEFAULT_RHOS",
     "AnalysisError",
     "AnalysisSpec",
+    "check_reference",
     "init_template",
     "load_analysis",
     "load_data",
@@ -141,7 +144,7 @@ SCHEMA: dict[str, Any] = {
     "model": {"random": "str|list[str]", "struct": "str|list[str]", "R": "table[str]",
               "V": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
               "cluster": _STR, "rho": _NUM, "rho_cluster": _STR, "moderators": _LSTR,
-              "joint": _BOOL, "inference": _STR},
+              "joint": _BOOL, "inference": _STR, "reference": "table[str|number]"},
     "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM,
                  "selection_side": _STR, "selection_steps": _LNUM, "egger_predictor": _STR,
                  "outlier_rule": _STR},
@@ -155,6 +158,7 @@ _KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
               _LSTR: "a list of strings", _LNUM: "a list of numbers",
               "str|list[str]": "a string or a list of strings",
               "table[str]": "a table of strings (e.g. {phylo = \"cor.csv\"})",
+              "table[str|number]": "a table of levels (e.g. {phase = \"late\"})",
               "number|str": "a number or \"observed\"", "int": "an integer"}
 
 
@@ -193,9 +197,16 @@ def _check_kind(key: str, v, kind: str, src: str) -> None:
         "str|list[str]": isinstance(v, str) or (isinstance(v, list) and
                                                 all(isinstance(x, str) for x in v)),
         "table[str]": isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+        "table[str|number]": isinstance(v, dict) and all(
+            isinstance(x, str) or (_is_num(x) and math.isfinite(x)) for x in v.values()),
         "number|str": isinstance(v, str) or (_is_num(v) and math.isfinite(v)),
         "int": isinstance(v, int) and not isinstance(v, bool),
     }[kind]
+    if not ok and kind == "table[str|number]" and isinstance(v, dict):
+        k3, v3 = next((a, b) for a, b in v.items() if not (isinstance(b, str) or _is_num(b)
+                                                          and math.isfinite(b)))
+        raise AnalysisError(f"{src}: '{key}.{k3}' must be a level (a string or a number), got "
+                            f"{_type_name(v3)} ({_show(v3)})")
     if not ok:
         raise AnalysisError(f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} "
                             f"({_show(v)})")
@@ -268,6 +279,7 @@ class AnalysisSpec:
     rho: float | None = None
     rho_cluster: str | None = None
     moderators: tuple[str, ...] = ()
+    reference: dict = field(default_factory=dict)  # categorical moderator -> reference level
     joint: bool = False
     analyses: dict = field(default_factory=lambda: dict(ANALYSES_DEFAULTS))
     che_rhos: tuple[float, ...] = DEFAULT_RHOS
@@ -343,6 +355,7 @@ class AnalysisSpec:
                       "dfs": self.dfs, "level": self.level, "cluster": self.cluster,
                       "rho": self.rho, "rho_cluster": self.rho_cluster,
                       "moderators": list(self.moderators), "joint": self.joint,
+                      "reference": dict(self.reference) or None,
                       "inference": self.inference},
             "analyses": {**self.analyses, "che_rhos": list(self.che_rhos),
                          "bias_rho": self.bias_rho_used,
@@ -507,6 +520,7 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
             raise AnalysisError(f"{src}: 'model.moderators' entries are column names; got "
                                 f"{m!r}")
     joint = bool(model.get("joint", len(mods) > 1))
+    reference = _parse_reference(model.get("reference", {}), mods, _data_categorical(raw), src)
     an = dict(ANALYSES_DEFAULTS)
     a_raw = raw.get("analyses", {})
     an.update({k: v for k, v in a_raw.items() if k in ANALYSES_DEFAULTS})
@@ -560,13 +574,57 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
         random=random, struct=struct, R=R_files, V=V_file, method=method, test=test, dfs=dfs,
         level=level,
         cluster=model.get("cluster"), rho=None if rho is None else float(rho),
-        rho_cluster=model.get("rho_cluster"), moderators=mods, joint=joint and len(mods) > 1,
+        rho_cluster=model.get("rho_cluster"), moderators=mods, reference=reference,
+        joint=joint and len(mods) > 1,
         analyses=an, che_rhos=rhos, bias_rho=None if bias_rho is None else float(bias_rho),
         inference=inference, selection_side=side, selection_steps=tuple(sorted(steps)),
         egger_predictor=egger_pred, outlier_rule=outlier_rule, forest_level=forest_level,
         forest_sort=forest_sort, templates=templates,
         power=None if "power" not in raw else _parse_power(raw["power"], src),
     )
+
+
+def _data_categorical(raw: dict) -> tuple[str, ...]:
+    """The ``data.categorical`` list of a parsed (already validated) document."""
+    return tuple((raw.get("data") or {}).get("categorical", ()))
+
+
+def _parse_reference(ref_raw: dict, mods: tuple[str, ...], categorical: tuple[str, ...],
+                     src: str) -> dict[str, str]:
+    """``model.reference``: moderator -> reference level (as a category label: a number is
+    written as the category labels of a numeric column are, 2.0 -> "2"). The moderator must be
+    listed in ``model.moderators``; whether it is categorical and has that level is checked
+    with the data (:func:`check_reference`)."""
+    out: dict[str, str] = {}
+    for m, lev in ref_raw.items():
+        if m not in mods:
+            listed = ", ".join(mods) if mods else "none"
+            raise AnalysisError(f"{src}: 'model.reference.{m}': {m!r} is not a moderator "
+                                f"(model.moderators: {listed})")
+        lab = lev if isinstance(lev, str) else _label(lev)
+        if not lab.strip():
+            raise AnalysisError(f"{src}: 'model.reference.{m}' must name a level; got {lev!r}")
+        out[m] = lab
+    return out
+
+
+def check_reference(spec: AnalysisSpec, df) -> None:
+    """Each ``model.reference`` moderator is categorical (a text column, or listed in
+    ``data.categorical``) and has the reference level among its values in ``df``."""
+    import pandas as pd
+
+    for m, lev in spec.reference.items():
+        s = df[m]
+        numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+        if numeric and m not in spec.categorical:
+            raise AnalysisError(f"'model.reference.{m}': {m!r} is not a categorical moderator "
+                                f"(a numeric column; list it in data.categorical to treat it "
+                                f"as categories)")
+        levels = sorted({_label(x) for x in s if not pd.isna(x)})
+        if lev not in levels:
+            shown = ", ".join(repr(x) for x in levels[:20]) + (" ..." if len(levels) > 20 else "")
+            raise AnalysisError(f"'model.reference.{m}': level {lev!r} not found in column "
+                                f"{m!r} (levels: {shown})")
 
 
 POWER_MODELS = ("CHE", "MLMA", "CE")
@@ -687,6 +745,7 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
         need(spec.yi, "effect.yi")
         need(spec.vi, "effect.vi")
         yi, vi = spec.yi, spec.vi
+    check_reference(spec, df)
     for c in spec.categorical:
         s = df[c]
         df[c] = pd.Series([None if pd.isna(x) else _label(x) for x in s], index=df.index,
