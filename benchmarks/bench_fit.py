@@ -304,7 +304,7 @@ def _run_worker(args: list[str], timeout: float | None) -> dict:
         return {"status": f"timeout after {timeout:.0f} s"}
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
-        return {"status": "failed (exit %d): %s" % (p.returncode, " | ".join(tail))}
+        return {"status": f"failed (exit {p.returncode}): {' | '.join(tail)}"}
     for line in reversed(p.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)

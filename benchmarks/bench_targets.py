@@ -69,9 +69,10 @@ def _write_csv(k: int, path: Path) -> None:
 
 def _r_cmd(csv: Path, sparse: bool, escalc: bool) -> list[str]:
     es = ("d <- escalc('ZCOR', ri = ri, ni = ni, data = d); " if escalc else "")
-    code = ("suppressMessages(library(metafor)); d <- read.csv('%s'); %s"
+    sp = ", sparse = TRUE" if sparse else ""
+    code = (f"suppressMessages(library(metafor)); d <- read.csv('{csv}'); {es}"
             "r <- rma.mv(yi, vi, random = ~ 1 | study/es, data = d, test = 't', "
-            "dfs = 'contain'%s); print(coef(r))" % (csv, es, ", sparse = TRUE" if sparse else ""))
+            f"dfs = 'contain'{sp}); print(coef(r))")
     return ["Rscript", "-e", code]
 
 

@@ -180,7 +180,7 @@ def _fd_gradient(f, theta, h):
         e = np.zeros(L)
         e[i] = 1.0
 
-        def D(hh):
+        def D(hh, e=e):
             return (f(theta + hh * e) - f(theta - hh * e)) / (2.0 * hh)
 
         g.append((4.0 * D(h / 2.0) - D(h)) / 3.0)
@@ -198,7 +198,7 @@ def _fd_hessian_from_ll(f, theta, h):
             ej = np.zeros(L)
             ej[j] = 1.0
 
-            def D(hh):
+            def D(hh, ei=ei, ej=ej):
                 return (f(theta + hh * ei + hh * ej) - f(theta + hh * ei - hh * ej)
                         - f(theta - hh * ei + hh * ej)
                         + f(theta - hh * ei - hh * ej)) / (4 * hh * hh)

@@ -13,12 +13,12 @@ import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from conftest import REF
+import matplotlib.pyplot as plt  # noqa: E402
+from conftest import REF  # noqa: E402
 
-import mlmeta
-from mlmeta import plots
-from mlmeta.errors import InputError
+import mlmeta  # noqa: E402
+from mlmeta import plots  # noqa: E402
+from mlmeta.errors import InputError  # noqa: E402
 
 DATA = REF / "data"
 

@@ -313,7 +313,7 @@ def _literal_cr2(X, beta, resid, cluster, blocks, btt):
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_reduced_algebra_matches_literal_clubsandwich(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    C, p = 12, 5
+    C = 12  # clusters; the design below has 5 columns
     sizes = rng.integers(1, 6, size=C)
     cluster = np.repeat(np.arange(C), sizes)
     perm = rng.permutation(cluster.size)

@@ -41,7 +41,7 @@ def _table(rows: list[list[str]], header: list[str], index: list[str] | None = N
     return "\n".join(lines)
 
 
-def format_summary(res: "MetaResults", digits: int = 4) -> str:
+def format_summary(res: MetaResults, digits: int = 4) -> str:
     f = f"{{:.{digits}f}}"
     out = []
     structured = getattr(res, "is_structured", False)

@@ -92,7 +92,7 @@ add("quoted_numbers.csv", q, YV + ["--random", "study/es"], "accepted", None)
 add("header_spaces.csv", base().replace("study,es,yi,vi", " study , es ,yi , vi "),
     YV + ["--random", "study/es"], "accepted", None)
 dc = base(";")
-dc = "\n".join([dc.splitlines()[0]] + [l.replace(".", ",") for l in dc.splitlines()[1:]]) + "\n"
+dc = "\n".join([dc.splitlines()[0]] + [ln.replace(".", ",") for ln in dc.splitlines()[1:]]) + "\n"
 add("decimal_comma.csv", dc, YV + ["--random", "study/es"], "accepted",
     "read ',' as the decimal mark in columns 'yi', 'vi'")
 dq = rows_csv(edit(2, "yi", '"0,12"'))
@@ -177,8 +177,9 @@ add("collinear_moderators.csv", rows_csv(col_rows, col_head),
     "redundant predictors dropped from the model, as metafor does: 'year2' (collinear with "
     "'intrcpt', 'year')", json_check={"coef_names": ["intrcpt", "year"]})
 un = [list(r) for r in BASE_ROWS]
-un[4][HEAD.index("type")] = "c"; un[4][HEAD.index("yi")] = None
-un[9][HEAD.index("type")] = "c"; un[9][HEAD.index("yi")] = None
+for i in (4, 9):
+    un[i][HEAD.index("type")] = "c"
+    un[i][HEAD.index("yi")] = None
 add("unused_level.csv", rows_csv(un), YV + ["--random", "study/es", "--mods", "~ type"], "accepted",
     ["2 of 12 rows dropped for missing values: row 5 (yi), row 10 (yi)",
      "moderator 'type': level 'c' has no rows (its rows were dropped for missing values), so it gets no coefficient"],

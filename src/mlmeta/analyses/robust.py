@@ -61,7 +61,7 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
     check_cluster_sizes(np.bincount(codes, minlength=n), labels)  # before any dense block
     blocks = res.marginal_blocks(codes)
     V = [None] * n
-    for c, (rows, Vc) in enumerate(blocks):
+    for c, (_rows, Vc) in enumerate(blocks):
         # blocks come in code order; core.robust wants each block in data row order
         V[c] = Vc
     X = res.data.X

@@ -22,8 +22,8 @@ bound whose gradient points outward is held there, steps are projected onto the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

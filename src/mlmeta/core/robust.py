@@ -84,7 +84,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 from scipy import special
@@ -114,7 +114,7 @@ def check_cluster_sizes(sizes, labels=None) -> None:
 #: A per-cluster covariance block source: ``blocks[c]`` or ``blocks(c)`` is the dense
 #: ``n_c x n_c`` marginal covariance of cluster ``c`` in the row order of that cluster (rows of
 #: ``X`` with ``cluster == c``, in increasing row index).
-VBlocks = Union[Sequence[Any], Callable[[int], Any]]
+VBlocks = Sequence[Any] | Callable[[int], Any]
 
 #: Eigenvalues at or below this (absolute) value are treated as zero in symmetric matrix powers,
 #: exactly as clubSandwich's ``matrix_power(..., tol = -12)``.
