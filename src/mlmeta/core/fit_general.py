@@ -186,6 +186,8 @@ def _user_fixed(terms: Sequence[Term], sigma2, tau2, rho, gamma2, phi):
     fixed = np.zeros(n, dtype=bool)
     vals = np.full(n, np.nan)
     n_sig = sum(isinstance(t, FactorTerm) for t in terms)
+    if n_sig == 0 and sigma2 is not None and len(np.atleast_1d(sigma2)):
+        raise InputError("sigma2 was given but the model has no '~ 1 | factor' term")
     sig = _expand("sigma2", sigma2, n_sig)
     io_args = [("tau2", tau2, "rho", rho), ("gamma2", gamma2, "phi", phi)]
     pos = 0
@@ -218,8 +220,6 @@ def _user_fixed(terms: Sequence[Term], sigma2, tau2, rho, gamma2, phi):
                 fixed[pos + cs.n_var + j] = True
                 vals[pos + cs.n_var + j] = x
         pos += cs.n_params
-    if n_sig == 0 and sigma2 is not None and len(np.atleast_1d(sigma2)):
-        raise InputError("sigma2 was given but the model has no '~ 1 | factor' term")
     if io < 1 and (tau2 is not None or rho is not None):
         raise InputError("tau2/rho were given but the model has no '~ inner | outer' term")
     if io < 2 and (gamma2 is not None or phi is not None):

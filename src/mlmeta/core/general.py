@@ -168,7 +168,7 @@ def factor_term(labels, *, R=None, R_names=None, name: str = "") -> FactorTerm:
         if np.any(d <= 0):
             i = int(np.flatnonzero(d <= 0)[0])
             raise InputError(f"R for {name or 'the factor'}: the diagonal entry of level "
-                             f"{lv[i]!r} must be > 0; got {d[i]!r}")
+                             f"{str(lv[i])!r} must be > 0; got {float(d[i])!r}")
         s = 1.0 / np.sqrt(d)
         Rm = Rm * np.outer(s, s)
         np.fill_diagonal(Rm, 1.0)
