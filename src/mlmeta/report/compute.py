@@ -497,6 +497,30 @@ def _mod_term(name: str, categorical: bool) -> str:
     return f"factor({q})" if categorical else q
 
 
+def _ref_term(name: str, spec: AnalysisSpec) -> str:
+    """The formula term of moderator ``name``: the column, or R's ``relevel(col, ref = "b")``
+    when the analysis file declares its reference level (``model.reference``; the categories
+    are text by then, so ``ref`` is always a quoted label, never R's level position)."""
+    q = name if name.isidentifier() else f"`{name}`"
+    lev = spec.reference.get(name)
+    if lev is None:
+        return q
+    quote = "'" if '"' in lev else '"'
+    return f"relevel({q}, ref = {quote}{lev}{quote})"
+
+
+def _readable_names(rows: list[dict], spec: AnalysisSpec, names) -> list[dict]:
+    """Coefficient rows with ``relevel(m, ref = "b")a`` shown as ``ma`` (the name the default
+    coding gives the same contrast, a - b), so tables and texts read alike either way."""
+    for m in names:
+        if m in spec.reference:
+            term = _ref_term(m, spec)
+            for r in rows:
+                if r["name"].startswith(term):
+                    r["name"] = m + r["name"][len(term):]
+    return rows
+
+
 def _moderators(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, res, sc: Scale,
                 obj: dict) -> list[dict]:
     out = []
@@ -519,8 +543,7 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
                                              float(x).is_integer() else str(x))
                    for x in col]
     entry: dict[str, Any] = {"name": m, "type": "categorical" if cat else "continuous"}
-    term = m if m.isidentifier() else f"`{m}`"
-    entry["formula"] = f"~ {term}"
+    entry["formula"] = f"~ {_ref_term(m, spec) if cat else _mod_term(m, False)}"
     try:
         if cat:
             nlev = data[m].dropna().nunique()
@@ -556,7 +579,15 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             entry["R2"] = ctx.note_failure(f"moderator {m}", f"R2 of {m!r}", exc)
     if cat:
-        entry["categories"] = _categories(ctx, spec, ld, data, m, rm, sc, study)
+        levels = sorted(str(x) for x in data[m].dropna().unique())
+        entry["reference"] = spec.reference.get(m, levels[0])
+        entry["reference_declared"] = m in spec.reference
+        # differences from the reference category (the coefficients of ~ m after the intercept)
+        entry["contrasts"] = [dict(r, level=r["name"][len(m):]) for r in
+                              _readable_names(_coef_rows(rm, rob), spec, [m])[1:]]
+        cats = _categories(ctx, spec, ld, data, m, rm, sc, study)
+        entry["categories"] = ([c for c in cats if c["level"] == entry["reference"]] +
+                               [c for c in cats if c["level"] != entry["reference"]])
     else:
         entry["coefficients"] = _coef_rows(rm, rob)
         slope = entry["coefficients"][-1]
@@ -625,7 +656,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
     terms = []
     for m in names:
         data[m] = fitted[m]["data"][m]
-        terms.append(m if m.isidentifier() else f"`{m}`")
+        terms.append(_ref_term(m, spec))
     formula = "~ " + " + ".join(terms)
     out: dict[str, Any] = {"formula": formula, "moderators": names}
     try:
@@ -639,7 +670,7 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
     rob = _robust_omnibus_into(ctx, spec, rj, out, "moderators", "CR2 test of the joint model")
     out["k"] = int(rj.k)
     out["rows_dropped"] = len(rj.data.dropped)
-    out["coefficients"] = _coef_rows(rj, rob)
+    out["coefficients"] = _readable_names(_coef_rows(rj, rob), spec, names)
     out["omnibus"] = _omnibus(rj)
     out["sigma2"] = [_f(x) for x in rj.core.sigma2]
     if rj.data.random:
