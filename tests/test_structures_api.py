@@ -321,14 +321,31 @@ def test_R_given_as_a_dataframe_is_matched_by_level_name():
         mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"phylo": R.to_numpy()}, **kw)
 
 
-def test_not_yet_available_analyses_say_so(crossed_fit):
-    for f in (crossed_fit.i2, crossed_fit.r2, crossed_fit.lrt_drop, crossed_fit.profile_ci,
-              crossed_fit.egger):
+def test_not_yet_available_analyses_say_so(crossed_fit, berkey, berkey_V):
+    for f in (crossed_fit.r2, crossed_fit.lrt_drop, crossed_fit.profile_ci, crossed_fit.egger):
         with pytest.raises(InputError, match="is not available yet for models with crossed"):
             f()
-    d = crossed_fit.to_dict(("I2", "robust_cr2"))
-    assert d["I2"] is None and d["robust_cr2"] is None
-    assert set(d["block_notes"]) == {"I2", "robust_cr2"}
+    with pytest.raises(InputError, match=r"^profile-likelihood CIs of I2 is not available yet"):
+        crossed_fit.i2(ci=True)
+    un = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN")
+    with pytest.raises(InputError, match=r"^I2 is not available yet for models with "
+                                         r"'~ inner \| outer' terms \(it is defined here for "
+                                         r"'~ 1 \| factor' components\)$"):
+        un.i2()
+    d = crossed_fit.to_dict(("R2", "robust_cr2"))
+    assert d["R2"] is None and d["robust_cr2"] is None
+    assert set(d["block_notes"]) == {"R2", "robust_cr2"}
+
+
+def test_i2_of_crossed_components_follows_the_metafor_faq(crossed_fit):
+    r = crossed_fit.i2()
+    X, v = crossed_fit.data.X, crossed_fit.data.v
+    W = np.diag(1 / v)
+    P = W - W @ X @ np.linalg.solve(X.T @ W @ X, X.T @ W)
+    tv = (len(v) - X.shape[1]) / np.trace(P)
+    s2 = crossed_fit.sigma2.to_numpy()
+    np.testing.assert_allclose(r.levels.to_numpy(), 100 * s2 / (s2.sum() + tv), rtol=1e-12)
+    assert abs(r.typical_v - tv) < 1e-14
 
 
 def test_inner_levels_sort_as_R_factor():

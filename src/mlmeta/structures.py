@@ -366,8 +366,27 @@ class StructuredResults(MetaResults):
                             index=self.data.frame.index)
 
     # ------------------------------------------------------------------ not yet available
-    def i2(self):
-        raise InputError(f"I2 {_NOT_YET}")
+    def i2(self, ci: bool = False, level: float = 95):
+        """metafor-FAQ multilevel I^2 per ``~ 1 | ...`` component (crossed factors and R
+        matrices included): ``100 sigma2_l / (sum sigma2 + typical v)``, typical v =
+        ``(k - p) / tr(P)``, ``P = W - W X (X'WX)^{-1} X'W``, ``W`` the inverse sampling
+        covariance. Not available with ``~ inner | outer`` terms or with ``ci=True``."""
+        from mlmeta.analyses.heterogeneity import I2Result, typical_v
+
+        if self._io():
+            raise InputError("I2 is not available yet for models with '~ inner | outer' terms "
+                             "(it is defined here for '~ 1 | factor' components)")
+        if ci:
+            raise InputError(f"profile-likelihood CIs of I2 {_NOT_YET}")
+        if not self.level_names:
+            raise InputError("I2 needs random effects; the equal-effects model has none")
+        pr = self.core.problem
+        blocks = [(rows, Sb) for b in pr.batches for rows, Sb in zip(b.rows, b.S)]
+        tv = typical_v(self.data.v, self.data.X, blocks)
+        s2 = self.sigma2.to_numpy()
+        den = float(np.sum(s2)) + tv
+        levels = pd.Series(100.0 * s2 / den, index=list(self.level_names), name="I2")
+        return I2Result(100.0 * float(np.sum(s2)) / den, levels, tv, None)
 
     def r2(self):
         raise InputError(f"R2 {_NOT_YET}")
@@ -460,7 +479,7 @@ class StructuredResults(MetaResults):
                     Xn = np.ones((len(t_lv), 1))
             else:
                 Xn = self.data.X
-                for j, (e, info) in enumerate(io):
+                for j, (_, info) in enumerate(io):
                     col = self.data.frame[info.inner].to_numpy()
                     (t_lv if j == 0 else g_lv).extend(col.tolist())
         else:
