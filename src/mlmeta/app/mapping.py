@@ -452,7 +452,10 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
     mods = list(model.get("moderators", ()))
     v["moderators"] = tuple(mods)
     v["joint"] = bool(model.get("joint", len(mods) > 1))
-    refs = dict(model.get("reference", {}) or {})
+    # a number as a level (reference = {pubstatus = 1}) is the label the page shows ("1")
+    refs = {m: (r if isinstance(r, str) else
+                str(int(r)) if float(r).is_integer() else str(r))
+            for m, r in (model.get("reference", {}) or {}).items()}
     cats = set(data.get("categorical", ()))
     types = {m: ("categorical" if m in cats else "") for m in mods}
     an = dict(raw.get("analyses", {}))
