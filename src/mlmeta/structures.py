@@ -395,7 +395,13 @@ class StructuredResults(MetaResults):
         raise InputError(f"profile likelihood {_NOT_YET}")
 
     def lrt_drop(self):
-        raise InputError(f"the likelihood-ratio test of each component {_NOT_YET}")
+        """Likelihood-ratio test of each ``~ 1 | ...`` component against 0 (refits with it
+        fixed at 0); not available yet with ``~ inner | outer`` terms."""
+        if self._io():
+            raise InputError("the likelihood-ratio test of each component is not available yet "
+                             "for models with '~ inner | outer' terms")
+        from mlmeta.analyses.lrt import lrt_drop
+        return lrt_drop(self)
 
     def egger(self, robust: bool = False, predictor: str = "se", n=None):
         raise InputError(f"the multilevel Egger test {_NOT_YET}")
