@@ -188,6 +188,34 @@ def test_numeric_moderators_set_to_categorical_go_to_data_categorical():
     assert raw["data"]["categorical"] == ["pubstatus"]
 
 
+def test_reference_level_select_maps_to_model_reference():
+    """The page's reference-level select of each categorical moderator is model.reference: only
+    chosen levels of listed moderators are written, and an uploaded file fills them back."""
+    from mlmeta.app.server import reference_supported
+
+    assert mapping.MODERATOR_REF_KEY == "model.reference"
+    assert reference_supported()  # the schema accepts the key, so the page shows the select
+    raw = controls_to_raw(_values(moderators=("phase", "rater")), "a.csv",
+                          {"phase": "categorical", "rater": "categorical"}, set(),
+                          {"phase": "late", "rater": "", "gone": "x"})
+    assert raw["model"]["reference"] == {"phase": "late"}
+    assert "reference" not in controls_to_raw(_values(moderators=("phase",)), "a.csv",
+                                              {"phase": "categorical"}, set(), {})["model"]
+    text = dumps(raw)
+    assert 'reference = { phase = "late" }' in text
+    back = tomllib.loads(text)
+    ex = {**back, "data": {"example": "alliance_like"}}
+    assert parse_analysis(ex, None, "a.toml").reference == {"phase": "late"}
+    _, types, refs = raw_to_controls(back)
+    assert refs == {"phase": "late"} and types == {"phase": "", "rater": ""}
+    # a number as the level (a numeric column listed in data.categorical) comes back as the
+    # label the select shows
+    up = {**back, "data": {**back["data"], "categorical": ["pubstatus"]},
+          "model": {**back["model"], "moderators": ["pubstatus"], "reference": {"pubstatus": 1}}}
+    _, types, refs = raw_to_controls(up)
+    assert types == {"pubstatus": "categorical"} and refs == {"pubstatus": "1"}
+
+
 @pytest.mark.parametrize("kw, match", [
     ({"eff_ri": None}, r"choose the column of Correlation column \(r\)"),
     ({"study": None}, "an effect-size id needs a study column"),
