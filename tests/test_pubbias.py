@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import mlmeta
@@ -610,3 +612,21 @@ def test_egger_sample_size_must_be_positive():
     with pytest.raises(InputError, match="^" + re.escape(
             "n[1], effect size 4: sample size must be finite and > 0, got 0.0")):
         pbe.egger(res, predictor="sqrt_inv_n", n=(d["n1i"].to_numpy(), n2))
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(-3, 3), st.floats(0.2, 5))
+def test_regtest_invariances(shift, scale):
+    """Shifting yi moves the limit estimate by the same amount and leaves the slope test alone;
+    scaling yi by c and vi by c^2 scales the estimates by c and leaves z unchanged."""
+    y, v = case_yv("simbias_rho50")
+    base = pb.regtest(y, v)
+    moved = pb.regtest(y + shift, v)
+    assert moved["est"] == pytest.approx(base["est"] + shift, rel=1e-7, abs=1e-9)
+    assert moved["coef"] == pytest.approx(base["coef"], rel=1e-7, abs=1e-9)
+    assert moved["zval"] == pytest.approx(base["zval"], rel=1e-7, abs=1e-9)
+    scaled = pb.regtest(scale * y, scale**2 * v)
+    assert scaled["est"] == pytest.approx(scale * base["est"], rel=1e-7, abs=1e-9)
+    assert scaled["coef"] == pytest.approx(base["coef"], rel=1e-7, abs=1e-9)
+    assert scaled["zval"] == pytest.approx(base["zval"], rel=1e-7, abs=1e-9)
+    assert scaled["tau2"] == pytest.approx(scale**2 * base["tau2"], rel=1e-6, abs=1e-12)
