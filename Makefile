@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 export OPENBLAS_NUM_THREADS ?= 1
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test bench clean app
+.PHONY: demo test lint bench clean app
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,16 +23,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/mlmeta run examples/alliance_like.toml
 	@echo "The report folder is ./alliance_like-report/: open report.html in a browser (offline);"
-	@echo "report.md, results.json and figures/ (PNG + SVG) are next to it. The data are SIMULATED."
+	@echo "report.md, report.docx, results.json and figures/ are next to it. The data are SIMULATED."
 
 # the web page on http://127.0.0.1:8765/ (or a free port); Ctrl-C stops it
 app: $(STAMP)
 	$(BIN)/mlmeta app
 
+# the suite on both cores (pytest-xdist); the browser tests start their own servers on free ports
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
+
+# ruff (lint and format) and mypy, as CI runs them
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_targets.py
 	$(BIN)/python benchmarks/bench_fit.py
 
 clean:
