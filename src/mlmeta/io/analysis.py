@@ -744,7 +744,7 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
     else:
         need(spec.yi, "effect.yi")
         need(spec.vi, "effect.vi")
-        yi, vi = spec.yi, spec.vi
+        yi, vi = spec.yi or "yi", spec.vi or "vi"  # both given (checked when parsed)
     check_reference(spec, df)
     for c in spec.categorical:
         s = df[c]
