@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mlmeta.errors import InputError
-from mlmeta.plots.base import effect_label, fmt, new_axes, pyplot, transform
+from mlmeta.plots.base import effect_label, fmt, pyplot, transform
 from mlmeta.plots.forestplot import layout as lay
 from mlmeta.plots.forestplot.axis import Summary, draw_page
 from mlmeta.plots.forestplot.rows import effect_rows, study_rows
@@ -27,6 +27,21 @@ from mlmeta.plots.forestplot.rows import effect_rows, study_rows
 __all__ = ["LEVELS", "auto_level", "forest", "forest_height", "forest_pages"]
 
 LEVELS = ("effect", "study")
+
+
+def _new_forest_axes(width: float, height: float, cols, title):
+    """A figure of ``width`` x ``height`` inches whose Axes sits where the text columns leave
+    room (their widths are known in points), without a layout engine: constrained layout
+    would measure every one of a long forest's texts again on each draw."""
+    plt = pyplot()
+    fig = plt.figure(figsize=(width, height))
+    left = (cols.label_width + 18.0) / 72.0
+    right = (cols.x_e_end + 10.0) / 72.0
+    top = 0.12 + (0.3 if title else 0.0)
+    bottom = 0.5
+    ax = fig.add_axes((left / width, bottom / height, max(width - left - right, 1.0) / width,
+                       max(height - top - bottom, 0.5) / height))
+    return ax
 
 
 def _summary_name(res) -> str:
@@ -201,7 +216,8 @@ def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, stu
         p = lay.positions(rows.n, groups, heads, single)
         h = lay.height_inches(p.last + 1.0, d["summary"] is not None)
         shown = int(sum(len(g) for g in groups))
-    ax, _ = new_axes(ax, (lay.width_inches(d["cols"]), h))
+    if ax is None:
+        ax = _new_forest_axes(lay.width_inches(d["cols"]), h, d["cols"], title)
     if shown is not None:
         ax.figure.mlmeta_rows = (shown, rows.n)
     sel = np.concatenate(groups) if groups else np.arange(0)
@@ -252,13 +268,13 @@ def forest_pages(res, path, *, level: str = "effect", max_height: float = lay.MA
             last_page = n == len(pages) - 1
             summ = d["summary"] if last_page else None
             p = lay.positions(rows.n, groups, heads, single)
-            fig = plt.figure(figsize=(width, lay.height_inches(p.last + 1.0, summ is not None)),
-                             layout="constrained")
-            ax = fig.add_subplot()
-            sel = np.concatenate(groups)
             t = title
             if len(pages) > 1:
                 t = f"{title + ' ' if title else ''}(page {n + 1} of {len(pages)})"
+            ax = _new_forest_axes(width, lay.height_inches(p.last + 1.0, summ is not None),
+                                  d["cols"], t)
+            fig = ax.figure
+            sel = np.concatenate(groups)
             draw_page(ax, rows, p, d["cols"], sel=sel, summary=summ, fitted=d["fitted"],
                       est_cols=d["est_cols"], w_strs=d["w_strs"], k_strs=d["k_strs"],
                       est_header=d["est_header"], label_header=d["label_header"],
