@@ -231,9 +231,9 @@ def _validate(raw: dict, src: str) -> None:
                     other = [s for s, sub in SCHEMA.items()
                              if isinstance(sub, dict) and s != key and k2 in sub]
                     hint = (f"; did you mean {near[0]!r}?" if near else
-                            f"; it belongs in the [{other[0]}] table" if other else
                             f"; [{k2}] is a table of its own (start it with a [{k2}] line)"
                             if isinstance(SCHEMA.get(k2), dict) else
+                            f"; it belongs in the [{other[0]}] table" if other else
                             f"; allowed: {', '.join(kind)}")
                     raise AnalysisError(f"{src}: unknown key '{key}.{k2}'{hint}")
                 _check_kind(f"{key}.{k2}", v2, kind[k2], src)
