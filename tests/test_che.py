@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REF
+
 from mlmeta import rma_mv
 from mlmeta.analyses.che import rho_sweep, vcalc
 from mlmeta.core.fit import make_problem

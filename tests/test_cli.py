@@ -10,8 +10,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
-
 from conftest import CORE_KEYS, REF, case_files, compare, load_case, tolerance
+
 from mlmeta.cli import main
 
 CASES = case_files()

@@ -7,10 +7,10 @@ import warnings
 
 import pandas as pd
 import pytest
+from conftest import REF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REF
 from mlmeta import rma_mv
 from mlmeta.errors import MlmetaError
 

@@ -45,7 +45,6 @@ def test_public_functions_have_docstrings(modname):
 
 def test_notebook_display_shows_summary_and_coefficients():
     import pandas as pd
-
     from conftest import REF
 
     d = pd.read_csv(REF / "data" / "konstantopoulos2011.csv")

@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import HERE, case_data, case_files, compare, load_case, tolerance
+
 from mlmeta import rma_mv
 from mlmeta.analyses.blocks import compute_blocks
 

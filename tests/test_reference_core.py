@@ -4,8 +4,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
 from conftest import CORE_KEYS, case_data, case_files, compare, load_case, tolerance
+
 from mlmeta import rma_mv
 
 CASES = case_files()

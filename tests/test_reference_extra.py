@@ -7,8 +7,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-
 from conftest import CORE_KEYS, REF_EXTRA, case_data, case_files, compare, load_case, tolerance
+
 from mlmeta import rma_mv
 from mlmeta.analyses.che import rho_sweep
 

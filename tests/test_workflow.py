@@ -10,14 +10,14 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import HERE, REF, compare
+
 from mlmeta import rma_mv
-from mlmeta.pubbias.egger import pet_peese
-from mlmeta.errors import FitWarning
 from mlmeta.analyses.heterogeneity import i2
 from mlmeta.analyses.lrt import anova
 from mlmeta.analyses.profile import check_profile_shape
+from mlmeta.errors import FitWarning
+from mlmeta.pubbias.egger import pet_peese
 
 W = json.loads((HERE / "fixtures" / "workflow" / "workflow.json").read_text())
 REL, ABS = 1e-5, 1e-7

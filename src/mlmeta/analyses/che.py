@@ -11,7 +11,7 @@ per-cluster blocks) and warm-started from the previous one.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlmeta.core.likelihood import LOG2PI, product_rule, reciprocal_rule, evaluate_terms
+from mlmeta.core.likelihood import LOG2PI, evaluate_terms, product_rule, reciprocal_rule
 from mlmeta.core.structure import NestedStructure
 
 __all__ = ["LooResult", "cluster_terms", "leave_one_cluster_out"]
