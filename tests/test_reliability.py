@@ -738,3 +738,31 @@ def test_a_big_csv_reads_in_a_small_multiple_of_its_memory(tmp_path):
     extra_kb, rows = map(int, r.stdout.split())
     assert rows == n
     assert extra_kb * 1024 < 4 * size, (extra_kb, size)  # the old reader took ~10x
+
+
+# -------------------------------------------------------------- siblings found on the way
+def test_ids_with_leading_zeros_stay_text_everywhere(tmp_path):
+    p = tmp_path / "z.csv"
+    p.write_text("study,es,yi,vi\n01,1,0.1,0.01\n1,2,0.2,0.02\n02,3,0.3,0.01\n2,4,0.1,0.03\n"
+                 "3,5,0.2,0.02\n3,6,0.25,0.02\n")
+    with pytest.warns(mlmeta.errors.DataWarning, match="leading zeros .*'01' and '1' are "
+                                                       "different"):
+        d = mlmeta.io.read_table(p)
+    assert d["study"].tolist() == ["01", "1", "02", "2", "3", "3"]
+    assert d["es"].dtype.kind == "i"  # other whole-number columns stay numbers
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es")
+    assert res.n_levels[0] == 5
+    # a big file (fast path) decides the same from its first MiB
+    rows = [f"{i % 50:03d},{i},0.1,0.01" for i in range(60_000)]
+    p.write_text("study,es,yi,vi\n" + "\n".join(rows) + "\n")
+    with pytest.warns(mlmeta.errors.DataWarning, match="leading zeros"):
+        d = mlmeta.io.read_table(p)
+    assert d["study"].iloc[:3].tolist() == ["000", "001", "002"]
+
+
+def test_identical_effects_give_no_absurd_robust_test(base):
+    d = base.copy()
+    d["yi"] = 0.2
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", test="t")
+    with pytest.raises(InputError, match="every residual is 0"):
+        res.robust()

@@ -14,6 +14,8 @@ it applies, the line, column or byte. Decisions:
   like ``0,35`` (or an integer) is read with ``,`` as the decimal mark, with a DataWarning
   naming the columns. In comma-separated files a quoted ``"0,35"`` is not a number (it is
   refused where a number is needed, with a hint).
+- A whole-number column written with leading zeros (``01``, ``007``) is read as text ids, so
+  ``01`` and ``1`` are different ids everywhere, with a DataWarning.
 - Header names are stripped of surrounding spaces; a name that occurs twice is refused (which
   of the two columns is meant cannot be known). Empty header cells over empty columns (trailing
   delimiters) are dropped.
@@ -178,6 +180,49 @@ def _decimal_commas(df, name: str, sep: str):
     return df
 
 
+_ZERO_PADDED = re.compile(r"^\s*0\d+\s*$")
+
+
+def _leading_zero_ids(df, text: str, sep: str, name: str, source):
+    """A whole-number column written with leading zeros (``01``, ``007``) is an id: read as
+    text, so that ``01`` and ``1`` stay different ids everywhere (as numbers they would merge
+    in some places and not in others). Decided from the text at hand (the whole file, or its
+    first MiB for a big file); the column is read again as text, with a DataWarning."""
+    import pandas as pd
+
+    ints = [i for i, c in enumerate(df.columns) if pd.api.types.is_integer_dtype(df[c].dtype)
+            or (pd.api.types.is_float_dtype(df[c].dtype)
+                and bool(((df[c].dropna() % 1) == 0).all()))]
+    if not ints:
+        return df
+    lines = [ln for ln in text.splitlines()[1:2001] if ln.strip()]
+    hit = []
+    for row in csv.reader(lines, delimiter=sep):
+        for i in ints:
+            if i < len(row) and i not in hit and _ZERO_PADDED.match(row[i]):
+                hit.append(i)
+        if len(hit) == len(ints):
+            break
+    if not hit:
+        return df
+    src = source()
+    kw = {} if isinstance(src, io.StringIO) else {"encoding": "utf-8-sig"}
+    again = pd.read_csv(src, sep=sep, usecols=hit, dtype=str, skip_blank_lines=True,
+                        index_col=False, **kw)
+    if len(again) != len(df):
+        return df
+    names = [df.columns[i] for i in hit]
+    for i, c in zip(hit, names):
+        df[c] = again.iloc[:, hit.index(i)].str.strip().to_numpy(dtype=object)
+    example = next(v for v in df[names[0]] if isinstance(v, str) and _ZERO_PADDED.match(v))
+    warnings.warn(f"data file {name!r}: column{'s' if len(names) > 1 else ''} "
+                  f"{', '.join(repr(c) for c in names)} hold{'' if len(names) > 1 else 's'} "
+                  f"numbers written with leading zeros (e.g. {example!r}): read as text ids, "
+                  f"so {example!r} and {str(int(example))!r} are different", DataWarning,
+                  stacklevel=4)
+    return df
+
+
 def _check_header(cols, name: str) -> list[str]:
     out = [str(c).strip() for c in cols]
     out = [c if c else f"Unnamed: {i}" for i, c in enumerate(out)]
@@ -283,6 +328,7 @@ def _read_fast(p: Path, head: bytes, name: str, suffix: str):
     if len(cols) != df.shape[1]:
         return None
     df.columns = cols
+    df = _leading_zero_ids(df, text, sep, name, lambda: p)
     return _decimal_commas(df, name, sep)
 
 
@@ -354,6 +400,7 @@ def read_table(path) -> pd.DataFrame:  # noqa: F821
                 df.columns = cols
             else:
                 df.columns = _check_header(df.columns, name)
+            df = _leading_zero_ids(df, text, sep, name, lambda: io.StringIO(text))
             df = _decimal_commas(df, name, sep)
     except InputError:
         raise
