@@ -191,7 +191,7 @@ def test_power_block_equals_mlmeta_power_with_given_inputs(given_run):
 
 
 @pytest.mark.parametrize("fixture", ["observed_run", "given_run"])
-def test_html_and_markdown_show_the_sentence(fixture, request):
+def test_html_markdown_and_word_show_the_sentence(fixture, request):
     out, num = request.getfixturevalue(fixture)
     sentence = num["power"]["sentence"]
     md = (out / "report.md").read_text(encoding="utf-8")
@@ -202,6 +202,9 @@ def test_html_and_markdown_show_the_sentence(fixture, request):
     for text in (md, html):
         assert "Vembye, M. H., Pustejovsky, J. E., &amp; Pigott, T. D. (2023)" in text or \
             "Vembye, M. H., Pustejovsky, J. E., & Pigott, T. D. (2023)" in text
+    import docx
+    word = "\n".join(par.text for par in docx.Document(str(out / "report.docx")).paragraphs)
+    assert sentence.rstrip(".") + " (Vembye et al., 2023)." in word
     if num["power"]["note"]:
         assert "(Hoenig & Heisey, 2001)" in md
         assert "Hoenig, J. M., & Heisey, D. M. (2001)" in md
