@@ -48,8 +48,12 @@ import stat
 import unicodedata
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlmeta.errors import DataWarning, InputError
+
+if TYPE_CHECKING:  # pandas is imported when a file is read, not with the package
+    import pandas as pd
 
 __all__ = ["check_regular_file", "lookalike_hint", "read_table"]
 
@@ -206,9 +210,9 @@ def _leading_zero_ids(df, text: str, sep: str, name: str, source):
     if not hit:
         return df
     src = source()
-    kw = {} if isinstance(src, io.StringIO) else {"encoding": "utf-8-sig"}
+    enc = None if isinstance(src, io.StringIO) else "utf-8-sig"
     again = pd.read_csv(src, sep=sep, usecols=hit, dtype=str, skip_blank_lines=True,
-                        index_col=False, **kw)
+                        index_col=False, encoding=enc)
     if len(again) != len(df):
         return df
     names = [df.columns[i] for i in hit]
@@ -332,7 +336,7 @@ def _read_fast(p: Path, head: bytes, name: str, suffix: str):
     return _decimal_commas(df, name, sep)
 
 
-def read_table(path) -> pd.DataFrame:  # noqa: F821
+def read_table(path) -> pd.DataFrame:
     """Read CSV/TSV (delimiter sniffed), Excel or Parquet into a DataFrame (see module doc)."""
     import pandas as pd
 

@@ -205,10 +205,10 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
     target = Path(os.path.abspath(target))  # normalised ('.', '..'), symbolic links kept
     _check_target(target)
     parent = target.parent
-    made = parent  # the outermost missing parent: removed again if the run fails
-    while not made.parent.exists() and made.parent != made:
-        made = made.parent
-    made = None if made.exists() else made
+    top = parent  # the outermost missing parent: removed again if the run fails
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    made = None if top.exists() else top
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
