@@ -348,7 +348,7 @@ def _on_signal(signum, frame):
 def _install_signals() -> dict:
     import signal
 
-    old = {}
+    old = {signal.SIGINT: signal.getsignal(signal.SIGINT)}  # _on_signal ignores it
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is None:
