@@ -137,6 +137,21 @@ add("vi_negative.csv", rows_csv(edit(6, "vi", -0.1)), YV, "refused",
     "column 'vi', row 7: sampling variance must be > 0, got -0.1")
 add("vi_zero.csv", rows_csv(edit(1, "vi", 0)), YV, "refused",
     "column 'vi', row 2: sampling variance must be > 0, got 0.0")
+add("vi_subnormal.csv", rows_csv(edit(1, "vi", "5e-324")), YV, "refused",
+    "column 'vi', row 2: sampling variance 5e-324 is outside the range that can be fitted in "
+    "double precision (1e-60 to 1e+60); check this value")
+add("yi_huge.csv", rows_csv(edit(2, "yi", "1e150")), YV, "refused",
+    "column 'yi', row 3: effect size 1e+150 is outside the range that can be fitted in double "
+    "precision (|yi| <= 1e+30); check this value")
+add("nfc_nfd_header.csv", base().replace("year,type", "caf\u00e9,cafe\u0301"), YV, "refused",
+    "columns 5 ('caf\u00e9') and 6 ('cafe\u0301') look identical but are written with "
+    "different Unicode characters")
+add("leading_zero_ids.csv",
+    rows_csv([(s_, *r[1:]) for s_, r in zip(["01", "01", "1", "1", "02", "02", "2", "2", "03",
+                                              "03", "3", "3"], BASE_ROWS)]),
+    YV + ["--random", "study/es", "--json"], "accepted",
+    "column 'study' holds numbers written with leading zeros (e.g. '01'): read as text ids, "
+    "so '01' and '1' are different")
 add("nan_string.csv", rows_csv(edit(4, "yi", "NaN")), YV + ["--random", "study/es"], "accepted",
     "1 of 12 rows dropped for missing values: row 5 (yi)")
 add("inf_string.csv", rows_csv(edit(3, "vi", "inf")), YV, "refused",
