@@ -732,6 +732,10 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
         need(c, "data.categorical")
     for m in spec.moderators:
         need(m, "model.moderators")
+        if "`" in m:  # a formula names such a column between back-quotes: it cannot hold one
+            raise AnalysisError(f"model.moderators: column {m!r} has a back-quote (`) in its "
+                                "name, which a moderator formula cannot refer to; rename the "
+                                "column")
     if spec.escalc and spec.yi is None:
         for a, c in spec.escalc.items():
             need(c, f"effect.{a}")
