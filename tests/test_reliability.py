@@ -766,3 +766,15 @@ def test_identical_effects_give_no_absurd_robust_test(base):
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", test="t")
     with pytest.raises(InputError, match="every residual is 0"):
         res.robust()
+
+
+def test_a_back_quoted_column_name_is_named_not_a_formula_error(tmp_path, base):
+    d = base.copy()
+    d["a`b"] = d["phase"]
+    toml = analysis(tmp_path, d, mods=["a`b"])
+    msg = one_line_error(["run", toml, "--out", tmp_path / "rep"])
+    assert msg == ("model.moderators: column 'a`b' has a back-quote (`) in its name, which a "
+                   "moderator formula cannot refer to; rename the column")
+    d = base.rename(columns={"phase": "my phase"})
+    toml = analysis(tmp_path, d, mods=["my phase"])  # spaces are fine: back-quoted for it
+    assert run(["run", toml, "--out", tmp_path / "rep", "-q"])[0] == 0
