@@ -151,6 +151,16 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
     rho_codes = None
     if spec.rho is not None:
         rho_codes = id_codes(md.frame[spec.rho_cluster].to_numpy())[0]
+        sizes = np.bincount(rho_codes)
+        nmax = int(sizes.max()) if sizes.size else 1
+        if nmax > 1 and spec.rho <= -1.0 / (nmax - 1):
+            # a constant correlation among n errors is positive definite only for rho > -1/(n-1)
+            who = md.frame[spec.rho_cluster].to_numpy()[int(np.flatnonzero(
+                rho_codes == int(np.argmax(sizes)))[0])]
+            raise InputError(f"rho = {spec.rho:g} makes the sampling covariance of "
+                             f"{spec.rho_cluster} {who!r} ({nmax} effect sizes) not positive "
+                             f"definite: with {nmax} correlated errors rho must be greater than "
+                             f"-1/{nmax - 1} = {-1.0 / (nmax - 1):.4g}")
     core = fit_nested(md.y, md.v, md.X, md.factors, method=spec.method,
                       sigma2_fixed=spec.sigma2, start=start, rho=spec.rho,
                       rho_codes=rho_codes, problem=problem)
