@@ -157,6 +157,7 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
             # a constant correlation among n errors is positive definite only for rho > -1/(n-1)
             who = md.frame[spec.rho_cluster].to_numpy()[int(np.flatnonzero(
                 rho_codes == int(np.argmax(sizes)))[0])]
+            who = who.item() if isinstance(who, np.generic) else who
             raise InputError(f"rho = {spec.rho:g} makes the sampling covariance of "
                              f"{spec.rho_cluster} {who!r} ({nmax} effect sizes) not positive "
                              f"definite: with {nmax} correlated errors rho must be greater than "
