@@ -160,11 +160,11 @@ def test_block_computations_equal_the_dense_formulas(fits, name):
     np.testing.assert_allclose(res.hatvalues().to_numpy(), np.diag(H), rtol=1e-9, atol=1e-12)
     e = res.data.y - res.data.X @ res.core.beta
     got = res.ranef()
-    I = np.eye(res.k)
+    eye = np.eye(res.k)
     for lv, name_l in enumerate(res.level_names):
         D = res.core.sigma2[lv] * np.eye(Z[lv].shape[1])
         pred = D @ Z[lv].T @ W @ e
-        vpred = D - D @ Z[lv].T @ W @ (I - H) @ Z[lv] @ D
+        vpred = D - D @ Z[lv].T @ W @ (eye - H) @ Z[lv] @ D
         # match groups through the row labels: group of row 0, 1, ... at this level
         tab = got[name_l]
         lab = mlmeta.analyses.ranef.level_labels(res)[lv]

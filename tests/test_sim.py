@@ -472,7 +472,9 @@ def test_failed_fit_gives_nan_row_with_the_message():
 def test_summarise_matches_simhelpers():
     cases = json.loads(SIMHELPERS.read_text())["cases"]
     for c in cases:
-        nan = lambda xs: np.array([np.nan if x is None else x for x in xs], float)
+        def nan(xs):
+            return np.array([np.nan if x is None else x for x in xs], float)
+
         got = sim.performance(nan(c["estimates"]), c["true_param"],
                               p_values=nan(c["p_values"]), ci_lb=nan(c["lower_bound"]),
                               ci_ub=nan(c["upper_bound"]), alpha=c["alpha"])

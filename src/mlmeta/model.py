@@ -143,7 +143,11 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
     do not depend on the variance components (QE, the containment df) are reused.
     """
     if spec.general:
+        from mlmeta.io.structures import StructuredData
         from mlmeta.structures import fit_structured
+
+        if not isinstance(md, StructuredData):
+            raise InputError("this model needs data prepared for its random-effects structure")
         return fit_structured(md, spec, start=start, problem=problem)
     k, p = md.X.shape
     if k <= p:

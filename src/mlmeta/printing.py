@@ -196,12 +196,12 @@ def format_structured_components(res, digits: int = 4) -> list[str]:
                     cor[a, b] = cor[b, a] = e.rho[q]
                     fixed[a, b] = fixed[b, a] = e.rho_fixed[q]
                 rows = []
-                for r in range(m):
-                    cells = [("1" if c == r else f.format(cor[r, c])) if c <= r else ""
+                for ri in range(m):
+                    cells = [("1" if c == ri else f.format(cor[ri, c])) if c <= ri else ""
                              for c in range(m)]
-                    info_cells = ["-" if c == r else
-                                  (("yes" if fixed[r, c] else "no") if c < r
-                                   else str(int(occ[r, c]))) for c in range(m)]
+                    info_cells = ["-" if c == ri else
+                                  (("yes" if fixed[ri, c] else "no") if c < ri
+                                   else str(int(occ[ri, c]))) for c in range(m)]
                     rows.append(cells + [""] + info_cells)
                 hdr = [f"{rsym}.{_abbrev(x)}" for x in lv] + [""] + [_abbrev(x) for x in lv]
                 out.append(_table(rows, hdr, lv))

@@ -290,6 +290,7 @@ def _not_a_maximum(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None
     The predicted gain of a Newton step, g' (-H)^{-1} g / 2, does not depend on the units of the
     components, so this check also holds for data on any scale."""
     box = _box_for(box, free)
+    assert ev.grad is not None and ev.hess is not None  # evaluated with order=2
     g = ev.grad[free].copy()
     if not (np.isfinite(ev.ll) and np.all(np.isfinite(g))):
         return "the log-likelihood or its gradient is not finite"
@@ -317,6 +318,7 @@ def _scaled_gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None)
     it is near 0): the predicted relative change of sigma2_i from one more Newton step is of
     this order divided by the curvature, so ~1e-11 means converged to working precision."""
     box = _box_for(box, free)
+    assert ev.grad is not None and ev.hess is not None  # evaluated with order=2
     g = ev.grad[free].copy()
     th = theta[free]
     g[box.held(th, g)] = 0.0
@@ -329,6 +331,7 @@ def _scaled_gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None)
 
 def _gnorm(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None) -> float:
     box = _box_for(box, free)
+    assert ev.grad is not None and ev.hess is not None  # evaluated with order=2
     g = ev.grad[free].copy()
     th = theta[free]
     g[box.held(th, g)] = 0.0  # at a bound with outward gradient: KKT satisfied
