@@ -227,8 +227,14 @@ def wald(res, btt=None, X=None, *, rhs=None, vcov: str = "model",
     -------
     WaldTest
 
-    See the module docstring for the formulas. Example: ``res.wald(btt="deltype")``,
-    ``res.wald(X=[[0, 0, 1, -1, 0]])``, ``res.wald(btt=[2, 3], vcov="CR2")``.
+    Model-based: each hypothesis L_j b = rhs_j gets est = L_j b - rhs_j, se = sqrt(L_j V_b L_j'),
+    z or t = est / se (t with the smallest df of the coefficients L_j involves); the omnibus
+    QM = est' (L V_b L')^{-1} est, chi2(m), or QM / m ~ F(m, df2) for t tests (metafor 3.8-1's
+    ``anova``). CR2: V_b replaced by the CR2 estimator, Satterthwaite df per row and the HTZ
+    F test of all rows (clubSandwich 0.5.8). See the module docstring for the details.
+
+    Examples: ``res.wald(btt="deltype")``, ``res.wald(X=[[0, 0, 1, -1, 0]])``,
+    ``res.wald(btt=[2, 3], vcov="CR2")``, ``mlmeta.anova(res, X=L)``.
     """
     kind = str(vcov).upper() if str(vcov).upper() == "CR2" else str(vcov).lower()
     if kind not in VCOVS:
