@@ -778,3 +778,12 @@ def test_a_back_quoted_column_name_is_named_not_a_formula_error(tmp_path, base):
     d = base.rename(columns={"phase": "my phase"})
     toml = analysis(tmp_path, d, mods=["my phase"])  # spaces are fine: back-quoted for it
     assert run(["run", toml, "--out", tmp_path / "rep", "-q"])[0] == 0
+
+
+def test_a_negative_rho_is_refused_where_the_sampling_covariance_is_not_definite(base):
+    res = mlmeta.rma_mv(base, "yi", "vi", random="study/es", rho=-0.3)  # clusters of <= 4
+    assert res.converged
+    with pytest.raises(InputError, match=r"rho = -0.5 makes the sampling covariance of study \d+ "
+                                         r"\(4 effect sizes\) not positive definite: .* greater "
+                                         r"than -1/3 = -0.3333"):
+        mlmeta.rma_mv(base, "yi", "vi", random="study/es", rho=-0.5)
