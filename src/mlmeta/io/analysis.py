@@ -719,8 +719,10 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             from mlmeta.io.read import lookalike_hint
             hint = lookalike_hint(col, cols) or hint
+            shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} in all)" if len(cols) > 30
+                                             else "")
             raise AnalysisError(f"{key}: column {col!r} not found in the data (columns: "
-                                f"{', '.join(cols)}){hint}")
+                                f"{shown}){hint}")
 
     for lv in spec.random_levels:
         need(lv, "model.random")
