@@ -289,6 +289,15 @@ class RStudent:
     obs: pd.DataFrame
     clusters: pd.DataFrame | None = None
 
+    def __getitem__(self, key: str) -> pd.Series:
+        """A column by name: ``resid``, ``se``, ``z`` (per row) or ``cluster``, ``k``, ``X2``
+        (per cluster), as metafor's list elements."""
+        if key in self.obs.columns:
+            return self.obs[key]
+        if self.clusters is not None and key in self.clusters.columns:
+            return self.clusters[key]
+        raise KeyError(key)
+
     def to_dict(self) -> dict:
         def fl(s):
             return [None if not np.isfinite(x) else float(x) for x in s]
