@@ -47,6 +47,9 @@ def test_formula_case_matches_metafor(data, name):
     e = cs["expect"]
     assert list(res.coef_names) == e["coef_names"]
     assert list(res.data.formula.dropped) == [str(c) for c in np.atleast_1d(cs["dropped"])]
+    # R's model.matrix columns, in R's order, are the kept ones and the dropped ones
+    full = [str(c) for c in np.atleast_1d(cs["all_columns"])]
+    assert [c for c in full if c not in res.data.formula.dropped] == e["coef_names"]
     dropped_warnings = [str(w.message) for w in rec if issubclass(w.category, DataWarning)
                         and "redundant predictors dropped" in str(w.message)]
     assert len(dropped_warnings) == (1 if cs["warnings"] else 0)
