@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -154,9 +155,10 @@ def test_relative_data_path_and_default_out_dir(project, tmp_path_factory, monke
     rep = elsewhere / "my analysis-report"
     assert (rep / "report.html").is_file() and (rep / "results.json").is_file()
     assert str(rep / "report.html") in out
-    assert "r = \u2212.123, SE = .020, 95% CI [\u2212.164, \u2212.082], t(26) = " in out
+    assert "r = \u2212.121, SE = .019, 95% CI [\u2212.159, \u2212.082], t(26) = \u22126.383" in out
     numbers = json.loads((rep / "results.json").read_text())
-    assert numbers["data"]["source"] == str(project / "data" / "alliance.csv")
+    # paths in results.json are relative to the report folder (no user folder names leak)
+    assert numbers["data"]["source"] == os.path.relpath(project / "data" / "alliance.csv", rep)
     assert numbers["simulated"] is False
     assert numbers["figures"] == [] and "figures switched off" in numbers["figures_unavailable"]
     assert numbers["heterogeneity"]["levels"][0].get("sigma2_ci") is None  # profile = false

@@ -44,7 +44,10 @@ def test_chi2_sf(x, df):
 @settings(max_examples=200, deadline=None)
 @given(q=Q, df=st.floats(0.2, 2000.0))
 def test_chi2_isf(q, df):
-    close(dist.chi2_isf(q, df), special.chdtri(df, q), 1e-10)
+    # near q = 1 the lower tail 1 - q is known only to ~1e-16 absolute (q's own rounding):
+    # the quantile is then determined to ~1e-16 / (1 - q) relative, by any method
+    rtol = max(1e-10, 4e-16 / (1.0 - q) / df) if q > 0.5 else 1e-10
+    close(dist.chi2_isf(q, df), special.chdtri(df, q), rtol)
 
 
 @settings(max_examples=300, deadline=None)
