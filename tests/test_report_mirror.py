@@ -55,8 +55,11 @@ def _is_stat_of_f(d: dict) -> bool:
     return d.get("stat_name") in ("F", "QM")
 
 
-def compare(a, b, path="", problems=None, key=None, parent=None):
-    """Walk ``a`` (original) and ``b`` (mirrored); collect what breaks the mirror rule."""
+def compare(a, b, path="", problems=None, key=None, parent=None, default=None):
+    """Walk ``a`` (original) and ``b`` (mirrored); collect what breaks the mirror rule.
+
+    ``default``: the rule of the enclosing key for numbers under keys of their own (a dict
+    of per-level values such as R2 "levels" keyed by level name)."""
     problems = [] if problems is None else problems
     if isinstance(a, dict):
         for k in a:
@@ -78,7 +81,10 @@ def compare(a, b, path="", problems=None, key=None, parent=None):
                 if k in ("side", "alternative") and b.get(k) != want:
                     problems.append(f"{path}.{k}: {a[k]!r} -> {b.get(k)!r}")
             elif isinstance(a[k], (int, float)) and not isinstance(a[k], bool):
-                problems.append(f"{path}.{k}: unclassified number")
+                if default is not None:
+                    _leaf(a[k], b.get(k), f"{path}.{k}", default, problems)
+                else:
+                    problems.append(f"{path}.{k}: unclassified number")
     elif isinstance(a, list):
         if not isinstance(b, list) or len(a) != len(b):
             problems.append(f"{path}: length differs")
@@ -97,7 +103,7 @@ def _leaf(x, y, path, rule, problems):
             _leaf(u, v, f"{path}[{i}]", rule, problems)
         return
     if isinstance(x, dict):
-        compare(x, y, path, problems)
+        compare(x, y if isinstance(y, dict) else {}, path, problems, default=rule)
         return
     if x is None or isinstance(x, (str, bool)):
         if x != y and not isinstance(x, str):
