@@ -697,6 +697,7 @@ def test_convert_matches_borenstein_in_r(case):
     np.testing.assert_allclose(got["vi"], arr(case["expected_vi"]), rtol=1e-12, atol=0)
 
 
+@settings(deadline=None)
 @given(st.floats(min_value=-5, max_value=5, allow_nan=False),
        st.floats(min_value=1e-4, max_value=2), sizes, sizes)
 def test_convert_round_trips(d, v, n1, n2):
@@ -717,7 +718,7 @@ def test_convert_round_trips(d, v, n1, n2):
 counts = st.integers(min_value=0, max_value=300)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(counts, counts, counts, counts, st.sampled_from(["OR", "RR", "RD", "PETO"]))
 def test_swapping_groups_flips_the_sign(a, b, c, d, measure):
     """Group 1 <-> group 2 negates yi and keeps vi (the continuity correction is symmetric)."""
@@ -731,7 +732,7 @@ def test_swapping_groups_flips_the_sign(a, b, c, d, measure):
     np.testing.assert_allclose(y["vi"], x["vi"], rtol=1e-12)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(counts, counts, counts, counts)
 def test_or_of_events_is_minus_or_of_non_events(a, b, c, d):
     """log OR of 'event' = -log OR of 'no event' (swap a<->b, c<->d)."""
@@ -743,7 +744,7 @@ def test_or_of_events_is_minus_or_of_non_events(a, b, c, d):
     np.testing.assert_allclose(y["vi"], x["vi"], rtol=1e-12)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 200), st.integers(0, 200))
 def test_proportion_scales_agree(x, m):
     """PLO, PLN and PAS back-transformed give PR's proportion (same continuity correction)."""
@@ -757,7 +758,7 @@ def test_proportion_scales_agree(x, m):
             assert get_measure(name).back_transform(y) == pytest.approx(p, rel=1e-12, abs=1e-15)
 
 
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(st.floats(-50, 50), st.floats(0.1, 20), st.integers(2, 500),
        st.floats(-50, 50), st.floats(0.1, 20), st.integers(2, 500),
        st.floats(0.01, 100))
@@ -776,7 +777,7 @@ def test_two_group_measures_under_swap_and_scale(m1, s1, n1, m2, s2, n2, c):
         np.testing.assert_allclose(z["vi"], f * f * x["vi"], rtol=1e-10)
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None)
 @given(st.floats(-0.99, 0.99), st.integers(4, 5000), st.floats(0.5, 10), st.floats(-5, 5))
 def test_smd_from_t_and_from_means_agree(r, n, sd, diff):
     """SMD from the two-sample t statistic equals SMD from the means (equal SDs)."""
