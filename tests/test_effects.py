@@ -287,7 +287,7 @@ def test_r_from_f_is_r_from_t(t, df):
     assert r_from_f(t * t, df, sign) == pytest.approx(r_from_t(t, df), rel=1e-12, abs=1e-15)
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(corr, min_size=1, max_size=20), st.integers(min_value=4, max_value=10_000))
 def test_zcor_is_rtoz(rs, n):
     got = escalc("ZCOR", ri=rs, ni=n)
