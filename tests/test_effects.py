@@ -257,6 +257,7 @@ corr = st.floats(min_value=-0.999, max_value=0.999, allow_nan=False)
 sizes = st.integers(min_value=1, max_value=100_000)
 
 
+@settings(deadline=None)
 @given(corr)
 def test_ztor_rtoz_round_trip(r):
     assert ztor(rtoz(r)) == pytest.approx(r, rel=1e-12, abs=1e-15)

@@ -204,6 +204,9 @@ UNSUPPORTED: dict[str, str] = {
     "model.struct": f"{_RUN_IT}, without other random-effects structures",
     "model.R": f"{_RUN_IT}, without known correlation matrices",
     "model.V": f"{_RUN_IT}, with independent sampling errors or the CHE model",
+    **{f"power.{k}": "the page has no power analysis yet" for k in (
+        "target", "effect", "model", "df", "rho", "tau", "omega", "alpha", "iterations",
+        "seed")},
 }
 #: keys the page writes itself (not controls): the uploaded data file's name
 WRITTEN: tuple[str, ...] = ("data.file",)
