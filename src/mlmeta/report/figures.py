@@ -106,7 +106,7 @@ def figure_jobs(obj: dict) -> list[FigureJob]:
     if an["bias"]:
         jobs.append(FigureJob("funnel", lambda o: _plots().funnel(o["res"]), 1.0))
     if an["profile"] and res.data.random and not all(res.core.fixed):
-        jobs.append(FigureJob("profile", lambda o: _plots().profile_plot(o["res"], n=20), 2.5))
+        jobs.append(FigureJob("profile", lambda o: _plots().profile_plot(o["res"], n=15), 2.5))
     if an["loo"] and (res.data.random or spec.study):
         jobs.append(FigureJob("loo", _draw_loo, 0.1, _loo_extra))  # last: see compute()
     for m, d in obj.get("moderators", {}).items():
@@ -188,9 +188,11 @@ def _render_one(i: int) -> dict:
             stem = figdir / safe
             if stem.resolve().parent != figdir.resolve():  # never write outside figures/
                 raise RuntimeError(f"figure file name {safe!r} leaves the figures folder")
-            plots.save_figure(fig, stem, formats=("png",), dpi=DPI)
+            # a figure laid out to its known text widths needs no tight bbox (one draw less)
+            bb = {"bbox_inches": None} if getattr(fig, "mlmeta_fixed_layout", False) else {}
+            plots.save_figure(fig, stem, formats=("png",), dpi=DPI, **bb)
             plots.save_figure(fig, stem, formats=("pdf",),
-                              metadata={"CreationDate": None, "Creator": "mlmeta"})
+                              metadata={"CreationDate": None, "Creator": "mlmeta"}, **bb)
             out["files"] = [f"figures/{safe}.png", f"figures/{safe}.pdf"]
             if job.extra is not None:
                 ex = job.extra(obj, figdir, fig)

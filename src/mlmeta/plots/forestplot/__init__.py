@@ -41,6 +41,7 @@ def _new_forest_axes(width: float, height: float, cols, title):
     bottom = 0.5
     ax = fig.add_axes((left / width, bottom / height, max(width - left - right, 1.0) / width,
                        max(height - top - bottom, 0.5) / height))
+    fig.mlmeta_fixed_layout = True  # everything is inside the figure: no tight bbox needed
     return ax
 
 
