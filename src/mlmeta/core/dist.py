@@ -195,7 +195,7 @@ def _solve_tail(sf, pdf, q: float, x0: float, lo: float, hi: float) -> float:
         if not (lo < new < hi):
             new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else (
                 10.0 * abs(x) + 1.0 if f > 0 else x - abs(x) - 1.0)
-        if abs(new - x) <= 4e-16 * max(1.0, abs(new)):
+        if abs(new - x) <= 4e-16 * max(abs(new), 1e-300):
             return new
         x = new
     return x
