@@ -787,3 +787,47 @@ def test_a_negative_rho_is_refused_where_the_sampling_covariance_is_not_definite
                                          r"\(4 effect sizes\) not positive definite: .* greater "
                                          r"than -1/3 = -0.3333"):
         mlmeta.rma_mv(base, "yi", "vi", random="study/es", rho=-0.5)
+
+
+# -------------------------------------------------------------- tied and constant effect sizes
+def test_rank_test_on_identical_effects_is_undefined_not_significant(base):
+    from mlmeta import pubbias
+    d = base.copy()
+    d["yi"] = 0.2
+    # metafor 3.8-1 reports tau = -1.0000, p < .0001 here: the signs of ~1e-17 rounding
+    # deviates decide it; before the fix mlmeta gave tau = 1, p = 1.6e-22
+    r = pubbias.ranktest(d["yi"], d["vi"])
+    assert np.isnan(r["tau"]) and np.isnan(r["pval"]) and r["available"] is False
+    assert r["reason"].startswith("all effect sizes are equal")
+    # the same after aggregation within studies, where equal effects differ in the last bits
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es")
+    codes, _ = res.cluster_codes(None)
+    agg = pubbias.aggregate(res.data.y, res.data.v, codes, 0.6)
+    assert np.ptp(agg["yi"]) > 0  # the rounding noise is there
+    assert np.isnan(pubbias.ranktest(agg["yi"], agg["vi"])["tau"])
+    # equal sampling variances: tau undefined too (R: NA), with its reason
+    r = pubbias.ranktest(np.arange(5.0), np.full(5, 0.05))
+    assert np.isnan(r["pval"]) and "sampling variances are equal" in r["reason"]
+
+
+def test_rank_test_with_partial_ties_agrees_with_metafor():
+    from mlmeta import pubbias
+    # Rscript: ranktest(yi, vi) -> tau 0.740797197487192, p 0.00517239578438894 (ties: the
+    # normal approximation with the tie-corrected variance, as cor.test(exact = FALSE))
+    yi = [0.1, 0.1, 0.1, 0.3, 0.5, 0.5, -0.2, 0.8, 0.25, 0.4]
+    vi = [0.02, 0.02, 0.02, 0.04, 0.05, 0.05, 0.03, 0.09, 0.04, 0.06]
+    r = pubbias.ranktest(yi, vi)
+    assert r["tau"] == pytest.approx(0.740797197487192, rel=1e-12)
+    assert r["pval"] == pytest.approx(0.00517239578438894, rel=1e-9)
+    assert r["exact"] is False and "reason" not in r
+
+
+def test_report_on_identical_effects_says_why_the_rank_test_is_missing(tmp_path, base):
+    d = base.copy()
+    d["yi"] = 0.2
+    toml = analysis(tmp_path, d, mods=[], bias=True)
+    code, out, err = run(["run", toml, "--out", tmp_path / "rep", "-q"])
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert "could not be computed: all effect sizes are equal" in md
+    assert "Kendall's τ =" not in md

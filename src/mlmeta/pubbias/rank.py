@@ -20,6 +20,11 @@ from mlmeta.pubbias._checks import as_yv
 
 __all__ = ["ranktest"]
 
+_EQUAL_RTOL = 1e-12
+_ALL_EQUAL = ("all effect sizes are equal, so Kendall's tau is undefined (every standardised "
+              "deviate is 0)")
+_ALL_EQUAL_V = "all sampling variances are equal, so Kendall's tau is undefined"
+
 
 def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
     """Kendall's tau-b (R's ``cor(x, y, method = "kendall")``)."""
@@ -121,15 +126,26 @@ def ranktest(yi, vi, exact: bool = True, tie_digits: int | None = None) -> dict:
         bit (for clusters with < 64 rows), so the default agrees with metafor on aggregated
         data.
 
+    When every estimate is equal (to 12 significant digits) or every sampling variance is
+    equal, tau is undefined (R's ``cor`` gives ``NA``): ``tau`` and ``pval`` are NaN, with
+    ``available = False`` and the ``reason``. The tolerance on the estimates matters: equal
+    estimates aggregated within studies differ in the last bits, and the signs of those
+    ~1e-17 deviates would otherwise decide tau (metafor then reports e.g. tau = -1,
+    p < .0001 for identical estimates).
+
     Returns
     -------
     dict
         ``tau`` (Kendall's tau-b), ``pval`` (two-sided), ``exact`` (whether the exact
-        distribution was used).
+        distribution was used); when undefined also ``available`` (False) and ``reason``.
     """
     y, v = as_yv(yi, vi)
     if y.size < 3:
         raise InputError("ranktest needs at least 3 estimates")
+    if np.ptp(y) <= _EQUAL_RTOL * np.max(np.abs(y)):
+        # every deviate is 0 (or rounding noise of ~1e-17 whose signs would decide tau)
+        return {"tau": float("nan"), "pval": float("nan"), "exact": False,
+                "available": False, "reason": _ALL_EQUAL}
     w = 1.0 / v
     theta = np.sum(w * y) / np.sum(w)
     vb = 1.0 / np.sum(w)
@@ -138,8 +154,9 @@ def ranktest(yi, vi, exact: bool = True, tie_digits: int | None = None) -> dict:
     if tie_digits is not None:
         ystar, vv = _signif(ystar, int(tie_digits)), _signif(v, int(tie_digits))
     tau = _kendall_tau_b(ystar, vv)
-    if not np.isfinite(tau):
-        return {"tau": float("nan"), "pval": float("nan"), "exact": False}
+    if not np.isfinite(tau):  # the sampling variances are all equal
+        return {"tau": float("nan"), "pval": float("nan"), "exact": False,
+                "available": False, "reason": _ALL_EQUAL_V}
     pval, used_exact = _kendall_pvalue(tau, ystar, vv, exact)
     return {"tau": float(tau), "pval": pval, "exact": used_exact}
 
