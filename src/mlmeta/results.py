@@ -21,6 +21,10 @@ from mlmeta.core.inference import CoefTests
 from mlmeta.io.prepare import ModelData, id_codes
 from mlmeta.spec import ModelSpec
 
+#: above this many effect sizes the default diagnostics skip the profile-shape check (a note
+#: says so): its refits would cost many times the fit itself
+PROFILE_CHECK_MAX_K = 2000
+
 __all__ = ["MetaResults", "Prediction"]
 
 
@@ -288,17 +292,21 @@ class MetaResults:
         """Whether the fit can be trusted (see :mod:`mlmeta.analyses.diagnostics`).
 
         ``profile`` checks the shape of each component's profile likelihood (flat or several
-        peaks) with ~30 warm-started refits per component; by default it is done when a refit
-        is cheap: k p^2 <= 512,000 (k <= 2,000 with up to 16 coefficients; a 150-level factor
-        on 600 rows would need ~50 refits of a second each). ``robust`` (a RobustResults) adds
-        the few-clusters check.
+        peaks) with 12 warm-started refits per component; by default it is done when refits
+        are cheap: k <= 2,000 and k p^2 <= 512,000 (up to 16 coefficients at k = 2,000; a
+        150-level factor on 600 rows would need refits of a second each). When the default
+        skips it, a note says so. ``robust`` (a RobustResults) adds the few-clusters check.
         """
         from mlmeta.analyses.diagnostics import diagnose
+        skipped = False
         if profile is None:
-            profile = bool(self.data.random) and self.k * max(self.p, 1) ** 2 <= 512_000
-        key = ("diagnostics", profile, id(robust))
+            cheap = self.k <= PROFILE_CHECK_MAX_K and self.k * max(self.p, 1) ** 2 <= 512_000
+            profile = bool(self.data.random) and cheap
+            skipped = bool(self.data.random) and not cheap
+        key = ("diagnostics", profile, skipped, id(robust))
         if key not in self._cache:
-            self._cache[key] = diagnose(self, profile=profile, robust=robust)
+            self._cache[key] = diagnose(self, profile=profile, robust=robust,
+                                        profile_skipped=skipped)
         return self._cache[key]
 
     def i2(self):

@@ -54,8 +54,10 @@ class Diagnostics:
                 "notes": list(self.notes)}
 
 
-def diagnose(res, *, profile: bool = False, robust=None) -> Diagnostics:
-    """Diagnostics of a fitted model (see the module docstring)."""
+def diagnose(res, *, profile: bool = False, robust=None,
+             profile_skipped: bool = False) -> Diagnostics:
+    """Diagnostics of a fitted model (see the module docstring); ``profile_skipped`` adds a
+    note that the profile-shape check was left out (it is optional and needs refits)."""
     opt = res.core.optim
     warns: list[str] = []
     notes: list[str] = []
@@ -96,6 +98,9 @@ def diagnose(res, *, profile: bool = False, robust=None) -> Diagnostics:
         notes.append(f"{res.k - ng[-1]} effect sizes share every random-effect id with another "
                      f"row (the innermost level {names[-1]!r} has {ng[-1]} groups for {res.k} "
                      "rows)")
+    if profile_skipped:
+        notes.append(f"the shape of the profile likelihood was not checked (k = {res.k} is "
+                     "large; diagnostics(profile=True) checks it, and profile-likelihood CIs show it)")
     if res.data.dropped:
         notes.append(f"{len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
                      "values")
