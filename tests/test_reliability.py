@@ -831,3 +831,23 @@ def test_report_on_identical_effects_says_why_the_rank_test_is_missing(tmp_path,
     md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
     assert "could not be computed: all effect sizes are equal" in md
     assert "Kendall's τ =" not in md
+
+
+def test_egger_keeps_the_model_based_test_when_its_cr2_version_is_undefined(tmp_path, base):
+    d = base.copy()
+    d["yi"] = 0.2
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", test="t")
+    eg = res.egger()  # model-based: defined (slope 0, as the effects do not vary)
+    assert eg.coef == pytest.approx(0, abs=1e-9) and eg.pval == pytest.approx(1, abs=1e-6)
+    toml = analysis(tmp_path, d, mods=[], bias=True, extra="robust = true")
+    code, out, err = run(["run", toml, "--out", tmp_path / "rep", "-q"])
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert "The Egger test is not available" not in md
+    para = next(line for line in md.splitlines() if line.startswith("Multilevel Egger"))
+    assert "b = 0.000, SE = " in para and "p > .999" in para
+    assert para.endswith("The CR2 robust version is not available: every residual is 0 (the "
+                         "model fits the effect sizes exactly, e.g. they are all equal).")
+    num = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
+    egj = num["bias"]["egger"]
+    assert egj["pval"] == pytest.approx(eg.pval, abs=1e-12) and egj["robust"]["available"] is False

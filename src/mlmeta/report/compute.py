@@ -928,14 +928,24 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
     which = "sei" if pred["name"] == "se" else "sqrt_inv_n"
     robust = bool(res.data.random) and spec.analyses["robust"]
     try:
-        eg = egger(res, robust=robust, predictor=which, n=pred["n"])
+        rob_failed: dict | None = None
+        try:
+            eg = egger(res, robust=robust, predictor=which, n=pred["n"])
+        except Exception as exc:  # noqa: BLE001 -- the CR2 version alone may be undefined
+            if not robust:
+                raise
+            # e.g. every residual 0: the model-based test stays, the CR2 one is explained
+            eg = egger(res, robust=False, predictor=which, n=pred["n"])
+            rob_failed = ctx.note_failure("publication bias", "CR2 Egger test", exc)
         d = eg.to_dict()
+        if rob_failed is not None:
+            d["robust"], d["robust_apa"] = rob_failed, None
         d["predictor"] = pred["name"]
         d["apa"] = (f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
                     f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "
                     f"{fmt.num(d['stat'], 3)}, {fmt.p_text(d['pval'])}")
         rb = d.get("robust")
-        if rb:
+        if rb and rob_failed is None:
             rb["df_status"] = df_status(rb.get("df"))
             if rb["df_status"] == "undefined":
                 d["robust_apa"] = None
