@@ -851,3 +851,51 @@ def test_egger_keeps_the_model_based_test_when_its_cr2_version_is_undefined(tmp_
     num = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
     egj = num["bias"]["egger"]
     assert egj["pval"] == pytest.approx(eg.pval, abs=1e-12) and egj["robust"]["available"] is False
+
+
+@pytest.fixture()
+def odd_names(base, tmp_path):
+    d = base.copy()
+    d["my col"] = d["phase"]
+    d["2x"] = np.arange(len(d), dtype=float)
+    d["2019"] = d["2x"]
+    d["my-col"] = d["2x"]
+    d.to_csv(tmp_path / "odd.csv", index=False)
+    return d, tmp_path / "odd.csv"
+
+
+@pytest.mark.parametrize("mods, expect", [
+    ("~ my col", "column 'my col' must be back-quoted in a formula (its name has a space): "
+                 "write `my col`"),
+    ("~ phase + my col", "column 'my col' must be back-quoted in a formula (its name has a "
+                         "space): write `my col`"),
+    ("~ 2x", "column '2x' must be back-quoted in a formula (its name starts with a digit): "
+             "write `2x`"),
+    ("~ 2019", "column '2019' must be back-quoted in a formula (its name starts with a digit): "
+               "write `2019`"),
+    ("~ factor(my-col)", "column 'my-col' must be back-quoted in a formula (its name has a "
+                         "character other than letters, digits, '_' and '.'): write `my-col`"),
+])
+def test_an_unquoted_column_name_is_named_with_how_to_write_it(odd_names, mods, expect):
+    d, path = odd_names
+    with pytest.raises(InputError) as ei:
+        mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods=mods)
+    assert str(ei.value) == f"moderator formula {mods!r}: {expect}"
+    msg = one_line_error(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "study/es",
+                          "--mods", mods])
+    assert msg == f"moderator formula {mods!r}: {expect}"
+
+
+def test_back_quoted_odd_column_names_fit_through_api_and_cli(odd_names):
+    d, path = odd_names
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ `my col` + `2x`")
+    ref = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ phase + `2019`")
+    assert res.coef_names == ("intrcpt", "my collate", "2x")
+    np.testing.assert_allclose(res.beta, ref.beta, rtol=1e-10)
+    code, out, err = run(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "study/es",
+                          "--mods", "~ `my col` + `2x`"])
+    assert code == 0 and err == "", err
+    assert "QM(df = 2)" in out
+    # a formula that fails for another reason is not blamed on an odd name it does not use
+    with pytest.raises(InputError, match="column 'nope' not found"):
+        mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ `my col` + nope")

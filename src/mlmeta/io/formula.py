@@ -20,7 +20,9 @@ is let through (anything else is a FormulaError naming the offending piece):
 
 - column names: plain identifiers (unicode letters allowed: ``année``) or back-quoted names
   (```année de publication```, keywords such as ```class```). Every column reaches formulaic
-  under a generated identifier, so no user-written name is ever looked up as Python;
+  under a generated identifier, so no user-written name is ever looked up as Python. A column
+  whose name needs back-quotes (a space, a leading digit, other characters) written without
+  them is named in the error, with how to write it;
 - numbers: ``0`` and ``1`` as terms (intercept), whole-number exponents of ``^``/``**``
   (interaction powers, ``(a + b)^2``), and any number inside function calls;
 - the formula operators ``+ - * / : ^ **`` and parentheses; ``~`` once, at the start;
@@ -51,10 +53,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.errors import FormulaError
 
@@ -116,6 +124,18 @@ _HINTS = {
     "%": " (operators such as %in% are not supported)",
     ".": " ('.' for all columns is not supported; list the moderators)",
 }
+
+
+_BARE = re.compile(r"[^\W\d][\w.]*\Z")  # a name token: no back-quotes needed
+_NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+def _must_quote(name: str) -> str:
+    """The message for a column name written without the back-quotes it needs."""
+    why = ("has a space" if any(ch.isspace() for ch in name) else
+           "starts with a digit" if name[0].isdigit() else
+           "has a character other than letters, digits, '_' and '.'")
+    return f"column {name!r} must be back-quoted in a formula (its name {why}): write `{name}`"
 
 
 @dataclass(frozen=True)
@@ -240,12 +260,29 @@ class _Parser:
         self.i = 0
 
     # ---------------------------------------------------------------- helpers
-    def fail(self, msg: str) -> NoReturn:
+    def fail(self, msg: str, hint: bool = True) -> NoReturn:
+        """Refuse the formula; a column whose name is not a plain identifier, written without
+        back-quotes, is the likelier cause of any parse error, so it is named instead."""
+        name = self.unquoted_column() if hint else None
+        if name is not None:
+            msg = _must_quote(name)
         raise FormulaError(f"moderator formula {_show(self.text)}: {msg}")
+
+    def unquoted_column(self) -> str | None:
+        """The longest column whose name needs back-quotes (a space, a leading digit, other
+        characters) and that the formula writes without them, or None."""
+        outside = re.sub(r"`[^`]*`", lambda m: " " * len(m.group()), self.text)
+        for c in sorted(self.columns, key=len, reverse=True):
+            if (not c or c != c.strip() or "`" in c or _BARE.match(c)
+                    or _NUMBER.match(c) or len(c) > len(outside)):
+                continue  # plain names; numbers are caught where a number is read
+            if re.search(rf"(?<![\w.`]){re.escape(c)}(?![\w.`])", outside):
+                return c
+        return None
 
     def _tokens(self, text):
         if len(text) > MAX_LENGTH:
-            self.fail(f"is too long ({len(text)} characters; at most {MAX_LENGTH})")
+            self.fail(f"is too long ({len(text)} characters; at most {MAX_LENGTH})", hint=False)
         toks = []
         stack = []
         calls: list[str | None] = []  # the function whose argument list each '(' opens
@@ -435,6 +472,8 @@ class _Parser:
         kind, tok, _ = t
         if kind == "num":
             self.take()
+            if tok not in ("0", "1") and tok in self.colset:
+                self.fail(_must_quote(tok), hint=False)
             if tok not in ("0", "1"):
                 self.fail(f"number {tok} {self.where(t)} is not a term; numbers are only "
                           "allowed as 0 / 1 (intercept), as exponents, or inside functions, "
