@@ -28,6 +28,18 @@ R^2 of a moderator model, two kinds (``r2(res, kind=...)``):
   sigma2_inner being the component of the level with the most groups (orchaRd's "residual"
   level; the innermost on ties). No null model is fitted.
 
+Models with general random-effects structures (:class:`mlmeta.structures.StructuredResults`:
+crossed ``~ 1 | ...`` terms, ``R=`` matrices, ``~ inner | outer`` terms, a known ``V``) use the
+same two definitions over all their variance components: every ``sigma2`` and, per
+``~ inner | outer`` term, its variance tau2 (gamma2 for the second term). Where a term has one
+variance per inner level (DIAG, HCS, HAR, UN), the variance that enters the sums is the mean of
+the inner levels' variances (the variance of a random effect of an inner level drawn with equal
+probability); the proportional kind also reports each inner level's own reduction
+(``tau2[level]``). The marginal kind's "residual" level is the ``~ 1 | ...`` component with the
+most levels (for ``["~ 1 | study/es", "~ 1 | lab"]``: ``study/es``); orchaRd's ``r2_ml`` takes
+the last ``sigma2`` instead, which for crossed terms need not be the innermost level, and leaves
+tau2 and gamma2 out.
+
 References: Nakagawa, S., & Schielzeth, H. (2013). A general and simple method for obtaining R2
 from generalized linear mixed-effects models. *Methods in Ecology and Evolution, 4*(2),
 133-142. Nakagawa, S., et al. (2023), orchaRd 2.0, *Methods in Ecology and Evolution*.
@@ -43,7 +55,8 @@ import pandas as pd
 
 from mlmeta.errors import FitWarning, InputError
 
-__all__ = ["R2_KINDS", "I2Result", "R2Marginal", "R2Result", "i2", "r2", "typical_v"]
+__all__ = ["R2_KINDS", "I2Result", "R2Marginal", "R2Result", "i2", "r2", "typical_v",
+           "variance_components"]
 
 #: the kinds of R^2 of :func:`r2`
 R2_KINDS = ("proportional", "marginal")
@@ -169,38 +182,68 @@ def r2(res, kind: str = "proportional") -> R2Result | R2Marginal:
     """
     if kind not in R2_KINDS:
         raise InputError(f"kind must be one of {', '.join(R2_KINDS)}; got {kind!r}")
-    if not res.data.random:
+    if not res.data.random and getattr(res, "tau2", None) is None:
         raise InputError("R2 needs random effects; the equal-effects model has none")
     if res.intercept_only:
         raise InputError("R2 needs moderators; this is the intercept-only model")
     if kind == "marginal":
         return _r2_marginal(res)
     null = res.refit(design=(np.ones((res.k, 1)), ["intrcpt"]), mods=None, warm=False)
-    s0 = null.core.sigma2
-    s1 = res.core.sigma2
+    names, s1, t1 = variance_components(res)
+    _, s0, t0 = variance_components(null)
     with np.errstate(divide="ignore", invalid="ignore"):
         lv = np.where(s0 > 0, (s0 - s1) / s0, np.nan)
-        tot = float((s0.sum() - s1.sum()) / s0.sum()) if s0.sum() > 0 else float("nan")
+        tot = float((t0 - t1) / t0) if t0 > 0 else float("nan")
     neg = bool(np.any(lv < 0) or tot < 0)
     if neg:
         warnings.warn("a pseudo-R2 is negative: the moderators explain none of that level's "
                       "variance (the estimate went up), reported untruncated", FitWarning,
                       stacklevel=2)
-    return R2Result(pd.Series(lv, index=list(res.level_names), name="R2"), tot,
-                    pd.Series(s0, index=list(res.level_names)), neg)
+    return R2Result(pd.Series(lv, index=names, name="R2"), tot, pd.Series(s0, index=names), neg)
+
+
+def variance_components(res) -> tuple[list[str], np.ndarray, float]:
+    """Names and values of the variance components a pseudo-R^2 compares, and their total.
+
+    Nested models: the sigma2 of each level, total = their sum. Models with general structures
+    (``res.is_structured``): the sigma2 of each ``~ 1 | ...`` term, then per ``~ inner | outer``
+    term its variance (``tau2``/``gamma2``, or ``tau2[level]`` per inner level); total = sum of
+    the sigma2 + per term the mean of its inner levels' variances (see the module docstring).
+    """
+    names = list(res.level_names)
+    s2 = np.asarray(res.sigma2 if getattr(res, "is_structured", False) else res.core.sigma2,
+                    dtype=float)
+    vals = list(s2)
+    total = float(np.sum(s2))
+    if getattr(res, "is_structured", False):
+        for vc in (res.tau2, res.gamma2):
+            if vc is None:
+                continue
+            t = vc.to_numpy(dtype=float)
+            if len(t) == 1:
+                names.append(str(vc.name))
+            else:
+                names += [f"{vc.name}[{lv}]" for lv in vc.index]
+            vals += list(t)
+            total += float(np.mean(t))
+    return names, np.asarray(vals, dtype=float), total
 
 
 def _r2_marginal(res) -> R2Marginal:
     fitted = res.data.X @ res.core.beta
     f = float(np.var(fitted, ddof=1))
-    s2 = res.core.sigma2
-    tot = f + float(np.sum(s2))
+    names, comp, vtot = variance_components(res)
+    s2 = comp[:len(res.level_names)]
     n = list(res.n_levels)
+    if not n:
+        raise InputError("the marginal R2 needs a '~ 1 | factor' component for its residual "
+                         "level (conditional R2); this model has only '~ inner | outer' terms")
+    tot = f + vtot
     j = max(i for i in range(len(n)) if n[i] == max(n))
     with np.errstate(divide="ignore", invalid="ignore"):
         marg = f / tot
         cond = (tot - float(s2[j])) / tot
-    return R2Marginal(float(marg), float(cond), f, pd.Series(s2, index=list(res.level_names)),
+    return R2Marginal(float(marg), float(cond), f, pd.Series(comp, index=names),
                       res.level_names[j])
 
 

@@ -44,7 +44,7 @@ __all__ = ["aggregated_bias"]
 
 def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1.0),
                     alternative: str = "greater", level: float = 95,
-                    threshold: float = 1e-10) -> dict:
+                    threshold: float = 1e-10, cluster: str | None = None) -> dict:
     r"""Publication-bias checks of a multilevel model on per-cluster aggregated estimates.
 
     The estimates of ``res`` (``res.data.y``, ``res.data.v``) are aggregated within the
@@ -57,6 +57,13 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
     the REML random-effects model of the aggregates with their standard error as moderator,
     z test of its coefficient; metafor's ``regtest(rma(yi, vi, data = agg))``). Moderators of
     ``res`` are ignored: the methods concern the overall effect.
+
+    The clusters are ``res.cluster_codes(cluster)``: by default the outer random level of a
+    nested model, or for a model with general structures
+    (:class:`mlmeta.structures.StructuredResults`) its default cluster (the outer factor that
+    contains every random effect; crossed terms have none, so ``cluster=`` names the column,
+    e.g. the study). The aggregation uses only ``y``, ``v`` (the diagonal of a known ``V``) and
+    ``rho``, as metafor's ``aggregate(dat, cluster = ..., rho = rho)``.
 
     Parameters
     ----------
@@ -76,6 +83,8 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
         Confidence level in percent.
     threshold : float
         Fisher-scoring threshold of the model fits (see :func:`rma_uni`).
+    cluster : str, optional
+        Column of the clusters to aggregate within (default: see above).
 
     Returns
     -------
@@ -86,7 +95,7 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
         se of the standard error, zval, pval, and the limit estimate est with ci_lb, ci_ub),
         and ``rho``.
     """
-    codes, labels = res.cluster_codes(None)
+    codes, labels = res.cluster_codes(cluster)
     # codes are 0..C-1 in the order of the sorted labels, so the aggregated rows line up
     agg = aggregate(res.data.y, res.data.v, codes, rho)
     agg["cluster"] = labels

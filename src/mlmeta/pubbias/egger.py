@@ -137,6 +137,7 @@ def _sample_sizes(res, n) -> np.ndarray:
 
 
 def _predictor_values(res, predictor: str, n) -> np.ndarray:
+    predictor = "sei" if predictor == "se" else predictor
     if predictor not in PREDICTORS:
         raise InputError(f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got "
                          f"{predictor!r}")
@@ -150,7 +151,8 @@ def _with_moderator(res, values: np.ndarray, name: str):
     return res.refit(design=(X, list(res.coef_names) + [name]))
 
 
-def egger(res, robust: bool = False, predictor: str = "sei", n=None) -> EggerResult:
+def egger(res, robust: bool = False, predictor: str = "sei", n=None,
+          cluster: str | None = None) -> EggerResult:
     r"""Multilevel Egger regression test for funnel-plot asymmetry.
 
     The model of ``res`` (same random effects, method and inference) is refitted with the
@@ -162,6 +164,13 @@ def egger(res, robust: bool = False, predictor: str = "sei", n=None) -> EggerRes
     Rodgers & Pustejovsky 2021), with the model's own test (z or t) and, with ``robust=True``,
     also with the CR2 cluster-robust variance and Satterthwaite df (clubSandwich's
     ``coef_test``).
+
+    The refit goes through ``res.refit(design=...)``, so the test applies to every fitted
+    model: nested levels, and general structures (:class:`mlmeta.structures.StructuredResults`:
+    crossed terms, ``R=``, ``~ inner | outer`` terms; there :math:`v_{ij}` is the diagonal of
+    the sampling covariance, as ``sqrt(vi)`` added to metafor's ``rma.mv``). The CR2 test
+    clusters by ``cluster`` (default: the model's default cluster, its outer level; for
+    structured models :meth:`~mlmeta.structures.StructuredResults.default_cluster`).
 
     With ``predictor="sqrt_inv_n"`` the moderator is :math:`\sqrt{1/\tilde n_{ij}}` instead of
     :math:`\sqrt{v_{ij}}` (:func:`effective_n`): for standardized mean differences and log odds
@@ -175,16 +184,19 @@ def egger(res, robust: bool = False, predictor: str = "sei", n=None) -> EggerRes
     robust : bool
         Also the CR2 test (needs a random cluster level).
     predictor : {"sei", "sqrt_inv_n"}
-        The small-study moderator.
+        The small-study moderator (``"se"`` is accepted for ``"sei"``).
     n : str, pair, or array_like, optional
         Sample sizes for ``"sqrt_inv_n"``: a column of the model's data or one value per effect
         size (total n, or n~ itself), or a pair ``(n1, n2)`` of columns/arrays with the group
         sizes (then n~ = n1 n2 / (n1 + n2)).
+    cluster : str, optional
+        Cluster column of the CR2 test (default: the model's default cluster).
 
     Returns
     -------
     EggerResult
     """
+    predictor = "sei" if predictor == "se" else predictor
     values = _predictor_values(res, predictor, n)
     name = "sqrt(vi)" if predictor == "sei" else "sqrt(1/n)"
     if name in res.coef_names:
@@ -194,11 +206,11 @@ def egger(res, robust: bool = False, predictor: str = "sei", n=None) -> EggerRes
     t = fit.tests
     rob = None
     if robust:
-        if not res.data.random:
+        if not res.data.random and cluster is None and getattr(res, "tau2", None) is None:
             raise InputError("robust Egger test needs a cluster level (random effects)")
         from dataclasses import replace
         fit_r = replace(fit, btt=np.array([j]))
-        rb = fit_r.robust(type="CR2")
+        rb = fit_r.robust(cluster=cluster, type="CR2")
         rob = {"se": float(rb.coefs["se"].iloc[j]), "stat": float(rb.coefs["tval"].iloc[j]),
                "df": float(rb.coefs["df"].iloc[j]), "pval": float(rb.coefs["pval"].iloc[j])}
     return EggerResult(float(fit.core.beta[j]), float(t.se[j]), float(t.stat[j]),
