@@ -138,6 +138,70 @@ def _fit_from_args(a):
                   dfs=a.dfs, level=a.level, measure=measure, **extra)
 
 
+def _quick_summary(a) -> str | None:
+    """The summary of ``mlmeta fit`` through the quick path (:mod:`mlmeta.io.light`: a plain
+    CSV, nested random effects, no moderators; no pandas import), or None when the careful
+    path must run: whenever the quick path meets anything it does not vouch for, raises or
+    warns, the careful path runs instead and says what it says."""
+    if (os.environ.get("MLMETA_CAREFUL") or a.mods or a.R or a.V or a.struct
+            or a.rho is not None or a.rho_cluster):
+        return None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            text = _quick_fit_text(a)
+    except Exception:  # noqa: BLE001 -- the careful path gives the message
+        return None
+    return None if caught else text
+
+
+def _quick_fit_text(a) -> str | None:
+    import numpy as np
+
+    from mlmeta.io.light import ids, numbers, quick_model_data, read_plain_csv
+    from mlmeta.model import fit_prepared
+    from mlmeta.spec import ModelSpec
+
+    random = _random_arg(a.random)
+    spec = ModelSpec.build(random=random, method=a.method, test=a.test, dfs=a.dfs,
+                           level=a.level, sigma2=_sigma2_arg(a.sigma2, random),
+                           measure=a.measure)
+    nesting = spec.nesting
+    if spec.general or nesting is None:
+        return None
+    if a.measure:
+        from mlmeta.effects import registry
+        from mlmeta.effects.compute import check_arguments, compute_columns
+        from mlmeta.effects.inputs import Col, Rows
+
+        m = registry.get(a.measure)
+        given = {x: getattr(a, x) for x in ESCALC_ARGS if getattr(a, x)}
+        check_arguments(m, given)
+        value_cols = list(dict.fromkeys(given.values()))
+    else:
+        if not a.yi or not a.vi:
+            return None
+        value_cols = list(dict.fromkeys([a.yi, a.vi]))
+    cells = read_plain_csv(a.data, list(dict.fromkeys([*value_cols, *nesting])))
+    if cells is None:
+        return None
+    values = {c: numbers(cells[c]) for c in value_cols}
+    if any(v is None for v in values.values()):
+        return None
+    if a.measure:
+        k = len(cells[value_cols[0]])
+        cols = {x: Col(x, c, np.asarray(values[c])) for x, c in given.items()}
+        y, v, keep, _ = compute_columns(m, cols, k, Rows(None))
+        if not keep.all():
+            return None
+    else:
+        y, v = np.asarray(values[a.yi]), np.asarray(values[a.vi])
+    md = quick_model_data(y, v, tuple(nesting), [ids(cells[c]) for c in nesting])
+    if md is None:
+        return None
+    return fit_prepared(md, spec).summary()
+
+
 def _random_arg(values):
     """--random given once (a nesting or a formula) or repeated (one term each)."""
     if not values:
@@ -233,6 +297,10 @@ def _run(argv) -> int:
         return 0
     if a.cmd == "fit":
         blocks = _blocks(a.with_)
+        text = None if blocks or a.json else _quick_summary(a)
+        if text is not None:
+            sys.stdout.write(_safe(text))
+            return 0
         res = _fit_from_args(a)
         if a.json:
             print(json.dumps(_clean(res.to_dict(blocks))))

@@ -12,9 +12,16 @@ Viechtbauer (2010), metafor 3.8-1.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.core.fit import fit_nested
 from mlmeta.core.inference import (

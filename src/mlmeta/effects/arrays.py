@@ -5,10 +5,16 @@ the input (float for a scalar, Series for a Series, else ndarray)."""
 from __future__ import annotations
 
 from numbers import Number
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.effects.inputs import fmt
 from mlmeta.errors import InputError

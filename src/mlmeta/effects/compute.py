@@ -11,9 +11,16 @@ from __future__ import annotations
 import math
 import warnings
 from numbers import Number
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.effects import registry
 from mlmeta.effects.inputs import (
@@ -29,7 +36,7 @@ from mlmeta.effects.inputs import (
 )
 from mlmeta.errors import DataWarning, InputError
 
-__all__ = ["escalc"]
+__all__ = ["check_arguments", "compute_columns", "escalc"]
 
 _TO = ("all", "only0", "if0all", "none")
 
@@ -214,15 +221,7 @@ def escalc(
                 "sd2i": sd2i, "n2i": n2i, "ai": ai, "bi": bi, "ci": ci, "di": di, "xi": xi,
                 "mi": mi, "ti": ti, "r2i": r2i}
     given = {a: v for a, v in supplied.items() if v is not None}
-    for a in given:
-        if a not in m.args:
-            raise InputError(
-                f"argument {a!r} is not used by measure {measure!r} (it uses "
-                f"{', '.join(map(repr, m.args))})"
-            )
-    msg = _required_message(m, set(given))
-    if msg is not None:
-        raise InputError(msg)
+    check_arguments(m, given)
 
     frame = resolve_data(data)
     index, k, raw, labels = gather(frame, given)
@@ -237,6 +236,38 @@ def escalc(
             vals = np.repeat(vals, k)
         cols[a] = Col(a, labels[a], vals)
 
+    yi, vi, keep, missing_any = compute_columns(m, cols, k, rows, vtype=vtype, add=add, to=to,
+                                                drop00=bool(drop00), drop_missing=drop_missing)
+    out = pd.DataFrame({"yi": yi, "vi": vi}, index=index)
+    if missing_any.any():
+        out = out.loc[keep]
+    return out
+
+
+def check_arguments(m, given) -> None:
+    """InputError unless the argument names ``given`` are used by measure ``m`` and complete
+    one of its input alternatives (e.g. ai, bi, ci, di or ai, n1i, ci, n2i for OR)."""
+    for a in given:
+        if a not in m.args:
+            raise InputError(
+                f"argument {a!r} is not used by measure {m.name!r} (it uses "
+                f"{', '.join(map(repr, m.args))})"
+            )
+    msg = _required_message(m, set(given))
+    if msg is not None:
+        raise InputError(msg)
+
+
+def compute_columns(m, cols: dict[str, Col], k: int, rows: Rows, *, vtype: str = "LS",
+                    add: float = 0.5, to: str = "only0", drop00: bool = False,
+                    drop_missing: bool = False):
+    """The computation of :func:`escalc` on float columns (no pandas): ``m`` is the measure's
+    registry entry, ``cols`` its inputs by argument (label for messages, values with NaN where
+    missing), ``rows`` names rows in messages. Returns ``(yi, vi, keep, missing)`` over all
+    ``k`` rows (``keep``: rows without a missing input). Same rules, messages and warnings as
+    :func:`escalc` (infinite inputs refused; infinite or undefined results and negative
+    variances set to NaN with a DataWarning, as metafor does)."""
+    measure = m.name
     # --- missing values: a row misses a slot when no alternative of it is complete ------------
     missing_any = np.zeros(k, dtype=bool)
     first_missing: tuple[int, str] | None = None
@@ -286,7 +317,7 @@ def escalc(
             f"escalc({measure!r}): yi/vi are infinite or undefined for "
             f"{rowlist(rows, np.flatnonzero(bad))}{hint}; set to NaN, as metafor does",
             DataWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     negative = live & ~bad & (vi < 0)
     if negative.any():
@@ -294,19 +325,17 @@ def escalc(
             f"escalc({measure!r}): the sampling variance is negative for "
             f"{rowlist(rows, np.flatnonzero(negative))}; vi set to NaN, as metafor does",
             DataWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     nan = bad | x.undefined
     yi = np.where(nan, np.nan, yi)
     vi = np.where(nan | negative, np.nan, vi)
 
-    out = pd.DataFrame({"yi": yi, "vi": vi}, index=index)
     if missing_any.any():
         warnings.warn(
             f"escalc({measure!r}): dropped {int(missing_any.sum())} of {k} rows with missing "
             f"values ({rowlist(rows, np.flatnonzero(missing_any))})",
             DataWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        out = out.loc[keep]
-    return out
+    return yi, vi, keep, missing_any

@@ -13,10 +13,16 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from numbers import Number
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.effects.rmath import wmean
 from mlmeta.errors import DataWarning, InputError
@@ -54,16 +60,16 @@ def fmt_count(v: float) -> str:
 
 
 class Rows:
-    """Row naming: 'row N' (1-based) for a default index, else 'row <index label>'."""
+    """Row naming: 'row N' (1-based) for a default index (or None), else 'row <index label>'."""
 
-    def __init__(self, index: pd.Index):
+    def __init__(self, index: pd.Index | None):
         self.index = index
-        self.default = (
+        self.default = index is None or (
             isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
         )
 
     def __call__(self, pos: int) -> str:
-        if self.default:
+        if self.default or self.index is None:
             return f"row {pos + 1}"
         label = self.index[pos]
         if isinstance(label, np.generic):

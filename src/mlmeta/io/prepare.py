@@ -40,9 +40,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import get_close_matches
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+from mlmeta._lazy import lazy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy("pandas")
 
 from mlmeta.errors import DataWarning, InputError
 from mlmeta.io.formula import ModelFormula, formula_variables, parse_formula

@@ -55,7 +55,7 @@ from mlmeta.errors import DataWarning, InputError
 if TYPE_CHECKING:  # pandas is imported when a file is read, not with the package
     import pandas as pd
 
-__all__ = ["check_regular_file", "lookalike_hint", "read_table"]
+__all__ = ["check_regular_file", "delimiter_of", "header_names", "lookalike_hint", "read_table"]
 
 _DELIMS = (",", ";", "\t", "|")
 _DELIM_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
@@ -108,7 +108,9 @@ def _header_line(text: str) -> str:
     return ""
 
 
-def _delimiter(text: str, suffix: str) -> str:
+def delimiter_of(text: str, suffix: str) -> str:
+    """The delimiter of CSV ``text``: tab for .tsv/.tab, else the one of ``,`` ``;`` tab ``|``
+    that occurs most often in the header line outside quotes (``,`` when none does)."""
     if suffix in (".tsv", ".tab"):
         return "\t"
     head = re.sub(r'"[^"]*"', "", _header_line(text))  # ignore quoted delimiters
@@ -227,7 +229,9 @@ def _leading_zero_ids(df, text: str, sep: str, name: str, source):
     return df
 
 
-def _check_header(cols, name: str) -> list[str]:
+def header_names(cols, name: str) -> list[str]:
+    """Header cells stripped (an empty one named ``Unnamed: i`` as pandas does); a repeated
+    name, or two names equal once NFC-normalised, is an InputError naming both columns."""
     out = [str(c).strip() for c in cols]
     out = [c if c else f"Unnamed: {i}" for i, c in enumerate(out)]
     seen: dict[str, int] = {}
@@ -316,9 +320,9 @@ def _read_fast(p: Path, head: bytes, name: str, suffix: str):
     header = _header_line(text)
     if not header.strip() or '"' in header or len(header) >= len(text):
         return None  # a quoted header may span lines: the careful path
-    sep = _delimiter(text, suffix)
+    sep = delimiter_of(text, suffix)
     first = next(csv.reader(io.StringIO(header), delimiter=sep), [])
-    cols = _check_header(first, name)
+    cols = header_names(first, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -371,7 +375,7 @@ def read_table(path) -> pd.DataFrame:
                                  f"data file {name!r} has an Excel extension but is "
                                  f"{_KIND_TEXT[kind]}, not an Excel workbook")
             header = pd.read_excel(io.BytesIO(raw), header=None, nrows=1)
-            cols = _check_header(["" if pd.isna(x) else x for x in header.iloc[0]], name) \
+            cols = header_names(["" if pd.isna(x) else x for x in header.iloc[0]], name) \
                 if len(header) else []
             df = pd.read_excel(io.BytesIO(raw))
             if len(cols) == df.shape[1]:
@@ -392,9 +396,9 @@ def read_table(path) -> pd.DataFrame:
             text = _decode(raw, name)
             if not text.strip():
                 raise InputError(f"data file {name!r} is empty")
-            sep = _delimiter(text, suf)
+            sep = delimiter_of(text, suf)
             first = next(csv.reader(io.StringIO(_header_line(text)), delimiter=sep), [])
-            cols = _check_header(first, name)
+            cols = header_names(first, name)
             _check_fields(text, sep, name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ParserWarning for trailing delimiters
@@ -403,7 +407,7 @@ def read_table(path) -> pd.DataFrame:
             if len(cols) == df.shape[1]:
                 df.columns = cols
             else:
-                df.columns = _check_header(df.columns, name)
+                df.columns = header_names(df.columns, name)
             df = _leading_zero_ids(df, text, sep, name, lambda: io.StringIO(text))
             df = _decimal_commas(df, name, sep)
     except InputError:
