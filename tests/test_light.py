@@ -181,3 +181,14 @@ def test_larger_files_agree(tmp_path, k, n):
     f.write_text(_table(rng, k, n, False))
     _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es", "--test", "t",
            "--dfs", "contain"])
+
+
+def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
+    code = ("import os, sys\nfrom mlmeta.cli import main\n"
+            "main(['--version'])\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if k not in cli.BLAS_THREAD_VARS}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.stdout.split()[-1] == "1"
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert p.stdout.split()[-1] == "2"

@@ -465,7 +465,16 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
+#: BLAS threads of the command line unless the user sets them: mlmeta's matrices are small
+#: (p x p, per-cluster blocks), so BLAS threads add start-up and contention (and oversubscribe
+#: the cores next to the report's figure workers) rather than speed
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv=None) -> int:
+    if "numpy" not in sys.modules:  # read by the BLAS library when numpy loads it
+        for var in BLAS_THREAD_VARS:
+            os.environ.setdefault(var, "1")
     debug = bool(os.environ.get("MLMETA_DEBUG"))
 
     held: list[str] = []
