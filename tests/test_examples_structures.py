@@ -1,0 +1,62 @@
+"""The bundled examples of the random-effects structures (mlmeta.examples) are the reference
+data: fitted from the package alone, as the README shows, they give metafor's numbers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mlmeta
+from mlmeta.examples import EXAMPLES, load_example
+
+CASES = Path(__file__).parent / "fixtures" / "reference_structures"
+PHYLO = ["~ 1 | article", "~ 1 | esid", "~ 1 | species", "~ 1 | phylo"]
+
+
+def _expect(case: str) -> dict:
+    return json.loads((CASES / "cases" / f"{case}.json").read_text())["expect"]
+
+
+@pytest.mark.parametrize("name,data_file", [
+    ("berkey1998", "berkey1998.csv"), ("ishak2007", "ishak2007.csv"),
+    ("lim2014", "lim2014_o_o_adj.csv"), ("crossed_lab", "crossed_lab.csv"),
+    ("multivar_labs", "multivar_labs.csv")])
+def test_bundled_copies_are_the_reference_data(name, data_file):
+    ex = load_example(name)
+    ref = pd.read_csv(CASES / "data" / data_file)
+    pd.testing.assert_frame_equal(ex.data, ref)
+    assert ex.simulated == ("SIMULATED" in ex.notice) == EXAMPLES[name][2]
+
+
+@pytest.mark.parametrize("case,fit", [
+    ("berkey1998_un_t", lambda: mlmeta.rma_mv(
+        (ex := load_example("berkey1998")).data, "yi", V=ex.matrices["V"],
+        random="~ outcome | trial", struct="UN", mods="~ 0 + outcome", test="t", dfs="contain")),
+    ("ishak2007_ar_t", lambda: mlmeta.rma_mv(
+        (ex := load_example("ishak2007")).data, "yi", V=ex.matrices["V"],
+        random="~ time | study", struct="AR", mods="~ 0 + factor(time)", test="t",
+        dfs="contain")),
+    ("lim2014_phylo_t", lambda: mlmeta.rma_mv(
+        (ex := load_example("lim2014")).data, "yi", "vi", R={"phylo": ex.matrices["R_phylo"]},
+        random=PHYLO, test="t", dfs="contain")),
+    ("crossed_lab_t", lambda: mlmeta.rma_mv(
+        load_example("crossed_lab").data, "yi", "vi", random=["~ 1 | study/es", "~ 1 | lab"],
+        test="t", dfs="contain")),
+    ("multivar_labs_t", lambda: mlmeta.rma_mv(
+        load_example("multivar_labs").data, "yi", "vi",
+        random=["~ outcome | study", "~ outcome | lab"], struct=["UN", "CS"], rho=0.5,
+        rho_cluster="study", mods="~ 0 + outcome", test="t", dfs="contain")),
+])
+def test_readme_models_on_bundled_examples_match_metafor(case, fit):
+    res, exp = fit(), _expect(case)
+    np.testing.assert_allclose(res.core.beta, exp["beta"], rtol=1e-5)
+    np.testing.assert_allclose(res.tests.se, exp["se"], rtol=1e-5)
+    assert res.fitstats["logLik"] == pytest.approx(exp["logLik"], rel=1e-7)
+    for key in ("sigma2", "tau2", "rho", "gamma2", "phi"):
+        if exp.get(key) is not None:
+            got = getattr(res, key)
+            np.testing.assert_allclose(np.asarray(got, dtype=float), exp[key], rtol=1e-5,
+                                       atol=1e-8)
