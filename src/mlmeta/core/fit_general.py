@@ -6,7 +6,8 @@
 
 - parameters: ``sigma2`` (one per ``~ 1 | f`` term, in order), then per ``~ inner | outer`` term
   its ``tau2`` and ``rho`` (first such term) or ``gamma2`` and ``phi`` (second);
-- fixed values (``sigma2=[None, 0]``, ``tau2=``, ``rho=`` ...) are held; components that the data
+- fixed values (``sigma2=[None, 0]``, ``tau2=``, ``rho=`` ..., or ``hold=`` on the internal
+  scale) are held; components that the data
   cannot identify are fixed as metafor fixes them (a factor with one level: sigma2 = 0; an inner
   factor with one level, or outer groups of one row each: rho = 0; UN pairs of inner levels that
   never meet in an outer group: their rho = 0; an inner level without data: its tau2 = 0; with
@@ -298,6 +299,7 @@ def fit_general(
     start: Sequence[float] | None = None,
     problem: GeneralProblem | None = None,
     block_terms: Sequence[int] | None = None,
+    hold: dict[int, float] | None = None,
 ) -> GeneralFit:
     """Fit ``y ~ N(X beta, S + sum_t Z_t G_t Z_t')`` by REML or ML.
 
@@ -310,6 +312,9 @@ def fit_general(
     sigma2, tau2, rho, gamma2, phi : metafor's arguments: values to fix (None/NaN = estimate);
         a scalar is recycled over the term's components.
     start : internal starting vector (warm starts of refits).
+    hold : ``{index: value}`` of entries of the internal parameter vector to hold fixed (on the
+        internal scale: standard deviations for HCS, HAR, UN), on top of the fixed values above;
+        profile likelihoods hold one parameter while the others are re-optimised.
 
     Returns
     -------
@@ -335,6 +340,15 @@ def fit_general(
     pr = problem if problem is not None else GeneralProblem(
         y, X, S, terms, reml=(method == "REML"), block_terms=block_terms)
     fixed, vals = _user_fixed(pr.terms, sigma2, tau2, rho, gamma2, phi)
+    for i, v in (hold or {}).items():
+        i = int(i)
+        if not 0 <= i < pr.n_params:
+            raise InputError(f"hold: no parameter {i} (the model has {pr.n_params})")
+        v = float(v)
+        if not (np.isfinite(v) and pr.lower[i] <= v <= pr.upper[i]):
+            raise InputError(f"hold: {v!r} is outside [{pr.lower[i]}, {pr.upper[i]}] for "
+                             f"{pr.params[i].label}")
+        fixed[i], vals[i] = True, v
     notes = auto_fixed(pr.terms, fixed, vals)
     for note in notes:
         warnings.warn(note, FitWarning, stacklevel=2)
