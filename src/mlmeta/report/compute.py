@@ -691,6 +691,8 @@ def _r2_applicable(rm, mods: list[str]) -> dict:
     among units of level l within those groups (e.g. effect sizes within a study), so R² at
     level l is not meaningful; the outer level is always applicable."""
     fr = rm.data.frame
+    if getattr(rm, "is_structured", False):
+        return _r2_applicable_structured(rm, mods)
     codes = rm.level_codes()
     out = {}
     for j, name in enumerate(rm.level_names):
@@ -707,6 +709,37 @@ def _r2_applicable(rm, mods: list[str]) -> dict:
                 break
         out[name] = varies
     return out
+
+
+def _r2_applicable_structured(rm, mods: list[str]) -> dict:
+    """:func:`_r2_applicable` for general structures: a ``~ 1 | a/b`` level's parent groups are
+    those of ``a``; a crossed factor (``~ 1 | lab``), an ``R=`` factor and tau2/gamma2 have
+    none, so they count as applicable."""
+    fr = rm.data.frame
+    out = {}
+    for name in rm.level_names:
+        cols = str(name).split("/")
+        if len(cols) < 2 or not all(c in fr.columns for c in cols[:-1]):
+            out[name] = True
+            continue
+        parent = fr[cols[:-1]].astype(str).agg("\x1f".join, axis=1).to_numpy()
+        out[name] = any(bool((pd.Series(fr[m].astype(str).to_numpy()).groupby(parent)
+                              .nunique() > 1).any()) for m in mods)
+    return out
+
+
+def _bias_cluster(spec: AnalysisSpec, res) -> str | None:
+    """Cluster of the aggregated bias analyses: the outer level (None) of a nested model; for
+    general structures model.cluster, else the factor containing every random effect
+    (``default_cluster``), else data.study (crossed terms have no such factor)."""
+    if not getattr(res, "is_structured", False):
+        return None
+    if spec.cluster:
+        return spec.cluster
+    try:
+        return res.default_cluster()
+    except InputError:
+        return spec.study
 
 
 def _inference(spec: AnalysisSpec, out: dict, res) -> dict:
@@ -926,11 +959,13 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
     pred = _small_study_predictor(spec, ld, res)
     out["predictor"] = {k: v for k, v in pred.items() if k != "n"}
     which = "sei" if pred["name"] == "se" else "sqrt_inv_n"
-    robust = bool(res.data.random) and spec.analyses["robust"]
+    structured = getattr(res, "is_structured", False)
+    robust = (bool(res.data.random) or structured) and spec.analyses["robust"]
     try:
         rob_failed: dict | None = None
         try:
-            eg = egger(res, robust=robust, predictor=which, n=pred["n"])
+            eg = egger(res, robust=robust, predictor=which, n=pred["n"],
+                       cluster=spec.cluster if structured else None)
         except Exception as exc:  # noqa: BLE001 -- the CR2 version alone may be undefined
             if not robust:
                 raise
@@ -984,12 +1019,12 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     be estimated (e.g. no effect in a p-value interval) leaves the others in the report."""
     from mlmeta import pubbias
 
-    if not res.data.random:
+    if not res.data.random and not getattr(res, "is_structured", False):
         return {"available": False, "reason": "needs a study level to aggregate within"}
     rho = spec.bias_rho_used
     steps = (*spec.selection_steps, 1.0)
     try:
-        codes, labels = res.cluster_codes(None)
+        codes, labels = res.cluster_codes(_bias_cluster(spec, res))
         agg = pubbias.aggregate(res.data.y, res.data.v, codes, rho)
         agg["cluster"] = labels
         y, v = agg["yi"].to_numpy(), agg["vi"].to_numpy()
