@@ -60,3 +60,22 @@ def test_readme_models_on_bundled_examples_match_metafor(case, fit):
             got = getattr(res, key)
             np.testing.assert_allclose(np.asarray(got, dtype=float), exp[key], rtol=1e-5,
                                        atol=1e-8)
+
+
+def test_the_web_page_offers_only_the_nested_examples(tmp_path, monkeypatch):
+    from mlmeta.app import ui
+
+    seen = {}
+
+    def spy(examples):
+        seen.update(examples)
+        return real(examples)
+
+    real = ui.app_ui
+    monkeypatch.setattr(ui, "app_ui", spy)
+    from mlmeta.app import create_app
+
+    create_app(tmp_path)
+    assert "alliance_like" in seen and "assink2016" in seen
+    assert not set(seen) & {"berkey1998", "ishak2007", "lim2014", "crossed_lab",
+                            "multivar_labs"}

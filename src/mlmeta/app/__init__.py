@@ -32,7 +32,9 @@ def create_app(root: str | Path, max_upload: int | None = None):
     from mlmeta.app.server import make_server
     from mlmeta.app.ui import app_ui
     from mlmeta.app.upload import UploadLimit
+    from mlmeta.examples import STRUCTURE_EXAMPLES
 
-    examples = {name: title for name, (title, _notice, _sim) in EXAMPLES.items()}
+    examples = {name: title for name, (title, _notice, _sim) in EXAMPLES.items()
+                if name not in STRUCTURE_EXAMPLES}
     shiny_app = App(app_ui(examples), make_server(Path(root), examples))
     return UploadLimit(shiny_app, max_upload)

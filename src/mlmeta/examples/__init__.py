@@ -24,7 +24,7 @@ import pandas as pd
 
 from mlmeta.errors import InputError
 
-__all__ = ["Example", "load_example", "EXAMPLES"]
+__all__ = ["EXAMPLES", "STRUCTURE_EXAMPLES", "Example", "load_example"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,11 @@ EXAMPLES = {
                       "SIMULATED DATA (seed 20241205): 16 labs with 2-4 studies each, each study "
                       "reporting 1-3 of the outcomes anx, dep, str.", True),
 }
+
+#: examples of the random-effects structures (crossed terms, ``~ inner | outer``, R, V): the
+#: web page, which fits nested models, does not offer them
+STRUCTURE_EXAMPLES = frozenset({"berkey1998", "ishak2007", "lim2014", "crossed_lab",
+                                "multivar_labs"})
 
 #: example -> matrix name -> (file, read with the first column as index)
 MATRICES = {
