@@ -164,3 +164,20 @@ def test_formula_features_match_r_model_matrix(alliance, formula):
     got = {"coef_names": e["coef_names"], "beta": list(res.core.beta), "se": list(res.tests.se),
            "logLik": res.core.ll}
     assert not compare(e, got, REL, ABS)
+
+
+def test_profile_shape_check_runs_for_small_fits_and_says_when_it_is_skipped():
+    rng = np.random.default_rng(7)  # SIMULATED data
+    def data(k):
+        return pd.DataFrame({"study": np.repeat(np.arange(k // 4), 4), "es": np.arange(k),
+                             "yi": rng.normal(0.2, 0.3, k), "vi": rng.uniform(0.01, 0.05, k)})
+    small = fit(data(400), random="study/es")
+    assert not any("profile likelihood was not checked" in n
+                   for n in small.diagnostics().notes)
+    big = fit(data(2400), random="study/es")
+    note = [n for n in big.diagnostics().notes if "profile likelihood was not checked" in n]
+    assert note == ["the shape of the profile likelihood was not checked (k = 2400 effect "
+                    "sizes make its refits slow; diagnostics(profile=True) checks it, and the "
+                    "profile-likelihood CIs show it)"]
+    assert "not checked" not in " ".join(big.diagnostics(profile=True).notes)
+    assert big.diagnostics(profile=True).trustworthy

@@ -99,8 +99,11 @@ def diagnose(res, *, profile: bool = False, robust=None,
                      f"row (the innermost level {names[-1]!r} has {ng[-1]} groups for {res.k} "
                      "rows)")
     if profile_skipped:
-        notes.append(f"the shape of the profile likelihood was not checked (k = {res.k} is "
-                     "large; diagnostics(profile=True) checks it, and profile-likelihood CIs show it)")
+        size = (f"k = {res.k} effect sizes" if res.p <= 1 else
+                f"k = {res.k} effect sizes and {res.p} coefficients")
+        notes.append(f"the shape of the profile likelihood was not checked ({size} make its "
+                     "refits slow; diagnostics(profile=True) checks it, and the "
+                     "profile-likelihood CIs show it)")
     if res.data.dropped:
         notes.append(f"{len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
                      "values")
