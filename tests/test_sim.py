@@ -559,6 +559,7 @@ def test_summarise_errors(serial):
         sim.summarise([1, 2], 0.0)
 
 
+@pytest.mark.filterwarnings("error")
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=30),
        st.floats(-2, 2), st.floats(0.1, 10))
@@ -571,6 +572,27 @@ def test_summarise_scale_and_shift_invariance(t, theta, c):
     assert b["rmse"] == pytest.approx(c * a["rmse"], abs=1e-9)
     assert b["var"] == pytest.approx(c**2 * a["var"], abs=1e-9)
     assert b["bias_mcse"] == pytest.approx(c * a["bias_mcse"], abs=1e-9)
+
+
+@pytest.mark.filterwarnings("error")
+def test_constant_and_tiny_series_summarise_without_warnings():
+    """A constant series has s = 0 (not the ~1e-17 of a mean that is not exactly 0.1), so its
+    variance and MSE have MCSE 0; a series of spread 1e-120 (whose cubes underflow) or 1e100
+    (whose fourth powers overflow) gives the same standardised moments as its rescaled copy."""
+    for t in ([0.1, 0.1, 0.1], [2.0] * 5, [0.0, 0.0, 5e-324]):
+        a = sim.performance(np.array(t), 0.0)
+        assert a["var"] == 0 and a["stddev"] == 0 and a["bias_mcse"] == 0
+        assert a["var_mcse"] == 0 and a["mse_mcse"] == 0
+        assert a["bias"] == t[0] and a["mse"] == pytest.approx(t[0] ** 2, rel=1e-15)
+    t = np.array([1.0, 0.0, 0.0, 3.0, -2.0])
+    ref = sim.performance(t, 0.0)
+    for c in (1e-120, 1e100):
+        a = sim.performance(c * t, 0.0)
+        assert a["var_mcse"] == pytest.approx(c**2 * ref["var_mcse"], rel=1e-12)
+        assert a["mse_mcse"] == pytest.approx(c**2 * ref["mse_mcse"], rel=1e-12)
+    # mean 0.4, sum d^2 = 13.2 (s^2 = 3.3), sum d^4 = 79.056
+    assert ref["var_mcse"] == pytest.approx(3.3 * np.sqrt((79.056 / (5 * 3.3**2) - 1) / 5),
+                                            rel=1e-12)
 
 
 # ------------------------------------------------------------------ agreement with POMADE

@@ -52,7 +52,9 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
         return {"K": 0, **{k: nan for k in ("bias", "bias_mcse", "var", "var_mcse", "stddev",
                                             "stddev_mcse", "mse", "mse_mcse", "rmse",
                                             "rmse_mcse")}}
-    tbar = t.mean()
+    # a constant series has mean t[0] exactly (t.mean() of [0.1] * 3 is not 0.1, which left
+    # s ~ 1e-17 and a spurious kurtosis)
+    tbar = t[0] if t.min() == t.max() else t.mean()
     bias = tbar - theta
     mse = float(np.mean((t - theta) ** 2))
     rmse = float(np.sqrt(mse))
@@ -65,12 +67,14 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
     s = float(np.sqrt(s2))
     out.update(bias_mcse=s / np.sqrt(K), var=s2, stddev=s)
     if s > 0:
-        g = float(np.sum(d**3) / (K * s**3))
-        kurt = float(np.sum(d**4) / (K * s**4))
+        # standardised first: s^3 and s^4 underflow (s ~ 1e-120) or overflow (s ~ 1e100)
+        z = d / s
+        g = float(np.mean(z**3))
+        kurt = float(np.mean(z**4))
         with np.errstate(invalid="ignore"):  # NaN, as simhelpers, if rounding makes k < 1
             out["var_mcse"] = s2 * np.sqrt((kurt - 1) / K)
-            out["mse_mcse"] = float(np.sqrt((s**4 * (kurt - 1) + 4 * s**3 * g * bias
-                                             + 4 * s2 * bias**2) / K))
+            out["mse_mcse"] = s * float(np.sqrt((s2 * (kurt - 1) + 4 * s * g * bias
+                                                 + 4 * bias**2) / K))
     else:
         out["var_mcse"] = out["mse_mcse"] = 0.0
     if K > 2:
