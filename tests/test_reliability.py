@@ -899,3 +899,45 @@ def test_back_quoted_odd_column_names_fit_through_api_and_cli(odd_names):
     # a formula that fails for another reason is not blamed on an odd name it does not use
     with pytest.raises(InputError, match="column 'nope' not found"):
         mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ `my col` + nope")
+
+
+def _wide(n_clusters: int, per: int, P: int, seed: int) -> tuple[pd.DataFrame, str]:
+    rng = np.random.default_rng(seed)
+    n = n_clusters * per
+    cols = {"study": np.repeat(np.arange(n_clusters), per), "es": np.arange(n),
+            "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n)}
+    cols.update({f"x{j}": rng.normal(size=n) for j in range(1, P + 1)})
+    return pd.DataFrame(cols), "~ " + " + ".join(f"x{j}" for j in range(1, P + 1))
+
+
+def test_a_seventy_coefficient_htz_test_agrees_with_clubsandwich():
+    # the rank-n_c route of the HTZ moments (q p > 4472); the data as written by
+    # np.random.default_rng(7) (columns study, es, yi, vi, x1..x70), and in R:
+    # Wald_test(rma.mv(yi, vi, mods = ~ x1 + ... + x70, random = ~ 1 | study/es), constrain_zero(
+    # 2:71), vcov = "CR2", cluster = study, test = "HTZ") -> F = 0, df_denom = -10.1805816837
+    rng = np.random.default_rng(7)
+    n = 300
+    d = pd.DataFrame({"study": np.repeat(np.arange(75), 4), "es": np.arange(n),
+                      "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n)})
+    for j in range(1, 71):
+        d[f"x{j}"] = rng.normal(size=n)
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es",
+                        mods="~ " + " + ".join(f"x{j}" for j in range(1, 71)))
+    rob = res.robust()
+    assert rob.QM_df[0] == 70 and rob.QM_df[1] == pytest.approx(-10.1805816837, rel=1e-6)
+
+
+def test_a_two_hundred_coefficient_cr2_test_in_seconds_and_bounded_memory():
+    import tracemalloc
+    d, mods = _wide(250, 4, 200, 1)
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods=mods)
+    tracemalloc.start()
+    t0 = time.process_time()
+    try:
+        rob = res.robust()  # was: a 40,200 x 40,200 array (12 GB), then no HTZ test at all
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.process_time() - t0 < 30
+    assert peak < 1.5e9, peak
+    assert rob.QM_df[0] == 200 and np.isfinite(rob.QM_df[1])
