@@ -941,3 +941,19 @@ def test_a_two_hundred_coefficient_cr2_test_in_seconds_and_bounded_memory():
     assert time.process_time() - t0 < 30
     assert peak < 1.5e9, peak
     assert rob.QM_df[0] == 200 and np.isfinite(rob.QM_df[1])
+
+
+def test_random_levels_accept_the_back_quotes_a_moderator_formula_needs(odd_names):
+    d, path = odd_names
+    d = d.assign(**{"my study": d["study"]})
+    res = mlmeta.rma_mv(d, "yi", "vi", random="`my study`/es", mods="~ `my col`")
+    ref = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ `my col`")
+    assert res.n_levels == ref.n_levels and res.level_names[0] == "my study"
+    np.testing.assert_allclose(res.sigma2, ref.sigma2, rtol=1e-8)
+    res = mlmeta.rma_mv(d, "yi", "vi", random="~ 1 | `my study`/es")
+    assert res.level_names[0] == "my study"
+    d["out come"] = d["phase"]
+    a = mlmeta.rma_mv(d, "yi", "vi", random="~ `out come` | study", struct="CS")
+    b = mlmeta.rma_mv(d, "yi", "vi", random="~ phase | study", struct="CS")
+    assert float(a.tau2.iloc[0]) == pytest.approx(float(b.tau2.iloc[0]), rel=1e-8)
+    assert float(a.tau2.iloc[0]) == pytest.approx(0.00787, abs=5e-6)

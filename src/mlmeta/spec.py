@@ -138,7 +138,8 @@ class RandomTerm:
 
 
 def _split_names(text: str, original: Any) -> tuple[str, ...]:
-    parts = tuple(x.strip() for x in text.split("/"))
+    # `my study` as in a moderator formula, where such a name must be back-quoted
+    parts = tuple(re.sub(r"^`(.*)`$", r"\1", x.strip()) for x in text.split("/"))
     if any(not x for x in parts):
         raise InputError(f"random={original!r}: empty level name; write e.g. 'study/es'")
     if len(set(parts)) != len(parts):
@@ -159,7 +160,10 @@ def _parse_term(text: str, original: Any) -> RandomTerm:
     outer = _split_names(rhs.strip(), original)
     if inner in ("1", ""):
         return RandomTerm(outer)
-    if not re.fullmatch(_NAME, inner):
+    quoted = re.fullmatch(r"`([^`]+)`", inner)
+    if quoted:
+        inner = quoted.group(1)
+    elif not re.fullmatch(_NAME, inner):
         raise InputError(f"random={original!r}: the left side of '|' must be 1 or one column "
                          f"name (e.g. '~ outcome | trial'); got {inner!r}")
     if len(outer) != 1:
