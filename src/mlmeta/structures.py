@@ -388,8 +388,14 @@ class StructuredResults(MetaResults):
         levels = pd.Series(100.0 * s2 / den, index=list(self.level_names), name="I2")
         return I2Result(100.0 * float(np.sum(s2)) / den, levels, tv, None)
 
-    def r2(self):
-        raise InputError(f"R2 {_NOT_YET}")
+    def r2(self, kind: str = "proportional"):
+        """R^2 of a moderator model over every variance component (sigma2, tau2, gamma2):
+        ``"proportional"`` (reduction against the intercept-only model on the same rows; a
+        tau2 per inner level enters the total as the mean over the inner levels) or
+        ``"marginal"`` (Nakagawa & Schielzeth's marginal and conditional R^2); see
+        :func:`mlmeta.analyses.heterogeneity.r2`."""
+        from mlmeta.analyses.heterogeneity import r2
+        return r2(self, kind=kind)
 
     def profile_ci(self, level: float = 95, **kw):
         raise InputError(f"profile likelihood {_NOT_YET}")
@@ -403,11 +409,20 @@ class StructuredResults(MetaResults):
         from mlmeta.analyses.lrt import lrt_drop
         return lrt_drop(self)
 
-    def egger(self, robust: bool = False, predictor: str = "se", n=None):
-        raise InputError(f"the multilevel Egger test {_NOT_YET}")
+    def egger(self, robust: bool = False, predictor: str = "se", n=None,
+              cluster: str | None = None):
+        """Multilevel Egger test: sqrt(vi) (or sqrt(1/n~)) added as a moderator to this model,
+        model-based and, with ``robust=True``, CR2 by ``cluster`` (default
+        :meth:`default_cluster`); see :func:`mlmeta.pubbias.egger.egger`."""
+        from mlmeta.pubbias.egger import egger
+        return egger(self, robust=robust, predictor=predictor, n=n, cluster=cluster)
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
-        raise InputError(f"aggregated publication-bias analyses {_NOT_YET}")
+        """Rank test, trim-and-fill, selection model and Egger's regression on effects
+        aggregated within ``cluster=`` (default :meth:`default_cluster`); see
+        :func:`mlmeta.pubbias.aggregated.aggregated_bias`."""
+        from mlmeta.pubbias.aggregated import aggregated_bias
+        return aggregated_bias(self, rho=rho, **kw)
 
     def diagnostics(self, *, profile: bool | None = None, robust=None):
         """Convergence, components on the boundary (variances 0, correlations +-1), the spread
