@@ -208,24 +208,32 @@ figures = false
 """
 
 
-def test_report_of_a_crossed_model_shows_r2_egger_and_aggregated_analyses(tmp_path):
+CROSSED_CSV = HERE / "fixtures" / "reference_structures" / "data" / "crossed_lab.csv"
+
+
+def run_report(tmp_path, text: str):
+    """``mlmeta run`` on an analysis file; its folder and results.json."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    import pandas as pd
-
-    from mlmeta import rma_mv
     from mlmeta.cli import main
 
-    csv = HERE / "fixtures" / "reference_structures" / "data" / "crossed_lab.csv"
-    toml = tmp_path / "crossed.toml"
-    toml.write_text(CROSSED_TOML.format(csv=json.dumps(str(csv))), encoding="utf-8")
+    toml = tmp_path / "analysis.toml"
+    toml.write_text(text, encoding="utf-8")
     out = tmp_path / "report"
     err = io.StringIO()
     with redirect_stdout(io.StringIO()), redirect_stderr(err):
         assert main(["run", str(toml), "--out", str(out), "--quiet"]) == 0, err.getvalue()
-    got = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    d = pd.read_csv(csv)
+    return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
+
+
+def test_report_of_a_crossed_model_shows_r2_egger_and_aggregated_analyses(tmp_path):
+    import pandas as pd
+
+    from mlmeta import rma_mv
+
+    out, got = run_report(tmp_path, CROSSED_TOML.format(csv=json.dumps(str(CROSSED_CSV))))
+    d = pd.read_csv(CROSSED_CSV)
     random = ["~ 1 | study/es", "~ 1 | lab"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -259,3 +267,33 @@ def test_report_of_a_crossed_model_shows_r2_egger_and_aggregated_analyses(tmp_pa
     assert "Multilevel Egger regression test" in md and "b = 0.190, SE = 0.824" in md
     assert "Effects aggregated within studies" in md and "24 studies" in md
     assert "not available yet" not in md
+
+
+def test_report_aggregates_within_the_declared_cluster(tmp_path):
+    import pandas as pd
+
+    from mlmeta import rma_mv
+
+    text = CROSSED_TOML.format(csv=json.dumps(str(CROSSED_CSV))).replace(
+        'moderators = ["dose"]', 'moderators = ["dose"]\ncluster = "lab"')
+    out, got = run_report(tmp_path, text)
+    a = got["bias"]["aggregated"]
+    assert a["cluster"] == "lab" and a["n_aggregated"] == 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = rma_mv(pd.read_csv(CROSSED_CSV), "yi", "vi", random=["~ 1 | study/es", "~ 1 | lab"])
+        # (every lab aggregate is significant, so aggregated_bias's selection model is refused;
+        # the report gives the other analyses)
+        with pytest.raises(InputError, match="intervals do not contain any observed p-values"):
+            res.aggregated_bias(rho=0.0, cluster="lab")
+    from mlmeta import pubbias
+
+    codes, _ = res.cluster_codes("lab")
+    ag = pubbias.aggregate(res.data.y, res.data.v, codes, 0.0)
+    fit = pubbias.rma_uni(ag["yi"].to_numpy(), ag["vi"].to_numpy(), "REML")
+    check(fit["beta"], a["rma_agg"]["beta"], "rma_agg beta")
+    check(fit["tau2"], a["rma_agg"]["tau2"], "rma_agg tau2")
+    assert a["selmodel"]["available"] is False
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "Effects aggregated within clusters of lab" in md and "8 clusters of lab" in md
+    assert "on the 8 cluster estimates" in md

@@ -1023,8 +1023,9 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
         return {"available": False, "reason": "needs a study level to aggregate within"}
     rho = spec.bias_rho_used
     steps = (*spec.selection_steps, 1.0)
+    cluster = _bias_cluster(spec, res)
     try:
-        codes, labels = res.cluster_codes(_bias_cluster(spec, res))
+        codes, labels = res.cluster_codes(cluster)
         agg = pubbias.aggregate(res.data.y, res.data.v, codes, rho)
         agg["cluster"] = labels
         y, v = agg["yi"].to_numpy(), agg["vi"].to_numpy()
@@ -1035,6 +1036,8 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
                            "rho_from": spec.to_dict()["analyses"]["bias_rho_from"],
                            "selection_side_requested": spec.selection_side,
                            "n_aggregated": len(agg), "aggregate": _jsonable(agg)}
+    if cluster is not None and cluster != spec.study:
+        out["cluster"] = cluster  # a structured model's containing factor (e.g. labs)
     alt = {"auto": "less" if fit["beta"] < 0 else "greater", "positive": "greater",
            "negative": "less"}[spec.selection_side]
     runs = {"rma_agg": lambda: fit,

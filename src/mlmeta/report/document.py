@@ -386,9 +386,9 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
             steps = [x for x in (sm.get("steps") or []) if x < 1]
             side = sm.get("side", "positive")
             parts.append(
-                f"Effects were aggregated within studies assuming a sampling correlation of "
-                f"ρ = {a['rho']:g} ({_rho_from(a)}); on the {a.get('n_aggregated')} study "
-                f"estimates we ran the rank correlation test {c.cite('begg1994')}, "
+                f"Effects were aggregated within {_agg_units(a)} assuming a sampling "
+                f"correlation of ρ = {a['rho']:g} ({_rho_from(a)}); on the "
+                f"{a.get('n_aggregated')} {_agg_unit(a)} estimates we ran the rank correlation test {c.cite('begg1994')}, "
                 f"trim-and-fill (L0 estimator; {c.inner('duval2000')}), and a step-function "
                 f"selection model {c.cite('vevea1995')} with one-sided p-value cut point"
                 f"{'s' if len(steps) > 1 else ''} {', '.join(fmt.num(x, 3, True) for x in steps)}, "
@@ -1191,6 +1191,16 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     doc.add(_fig("funnel"))
 
 
+def _agg_units(a: dict) -> str:
+    """What the effects were aggregated within: studies, or the clusters of the column a model
+    with general structures aggregates in (e.g. 'clusters of lab')."""
+    return f"clusters of {a['cluster']}" if a.get("cluster") else "studies"
+
+
+def _agg_unit(a: dict) -> str:
+    return "cluster" if a.get("cluster") else "study"
+
+
 def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
     c = doc.cites
     if not a:
@@ -1206,8 +1216,8 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
 
     n = a.get("n_aggregated")
     ra = a.get("rma_agg") or {}
-    head = (f"Effects aggregated within studies (ρ = {a['rho']:g}, {_rho_from(a)}; "
-            f"{n} studies): random-effects estimate {L} = {s.v(disp(ra, 'beta'))} "
+    head = (f"Effects aggregated within {_agg_units(a)} (ρ = {a['rho']:g}, {_rho_from(a)}; "
+            f"{n} {_agg_units(a)}): random-effects estimate {L} = {s.v(disp(ra, 'beta'))} "
             f"{s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}.")
     doc.add(_p(head, "aggregated"))
     rt = a.get("ranktest")
