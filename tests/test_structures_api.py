@@ -322,16 +322,12 @@ def test_R_given_as_a_dataframe_is_matched_by_level_name():
 
 
 def test_not_yet_available_analyses_say_so(crossed_fit, berkey, berkey_V):
-    for f in (crossed_fit.r2, crossed_fit.profile_ci, crossed_fit.egger):
+    # profile CIs, LRTs per term and I2 with inner|outer terms: test_structures_profile.py
+    for f in (crossed_fit.r2, crossed_fit.egger):
         with pytest.raises(InputError, match="is not available yet for models with crossed"):
             f()
     with pytest.raises(InputError, match=r"^profile-likelihood CIs of I2 is not available yet"):
         crossed_fit.i2(ci=True)
-    un = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN")
-    with pytest.raises(InputError, match=r"^I2 is not available yet for models with "
-                                         r"'~ inner \| outer' terms \(it is defined here for "
-                                         r"'~ 1 \| factor' components\)$"):
-        un.i2()
     d = crossed_fit.to_dict(("R2", "robust_cr2"))
     assert d["R2"] is None and d["robust_cr2"] is None
     assert set(d["block_notes"]) == {"R2", "robust_cr2"}
@@ -348,10 +344,8 @@ def test_lrt_of_crossed_components(crossed_fit, crossed, berkey, berkey_V):
     assert abs(t["logLik_reduced"].iloc[2] - nested.ll) < 1e-8
     assert abs(t["LRT"].iloc[2] - 2 * (crossed_fit.core.ll - nested.ll)) < 1e-8
     un = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN")
-    with pytest.raises(InputError, match=r"^the likelihood-ratio test of each component is not "
-                                         r"available yet for models with '~ inner \| outer' "
-                                         r"terms$"):
-        un.lrt_drop()
+    (row,) = un.lrt_drop().table.to_dict(orient="records")  # the term against V only
+    assert row["kind"] == "inner_outer" and row["df"] == 3
 
 
 def test_i2_of_crossed_components_follows_the_metafor_faq(crossed_fit):

@@ -19,8 +19,11 @@ first ``~ inner | outer`` term, ``gamma2``, ``phi`` for the second) and these ru
   the outer factor that contains all the others; when the terms have no such factor, an
   explicit ``cluster=`` is required.
 
-I², R², profile likelihoods and LRTs of these models are not available yet (a one-line error
-says so).
+I² (the metafor FAQ's multilevel I², extended per inner level for ``~ inner | outer`` terms),
+profile-likelihood CIs of every sigma2, tau2, rho, gamma2 and phi (metafor's ``confint``) and a
+likelihood-ratio test per component or term (metafor's ``anova(full, reduced)``) are in
+:mod:`mlmeta.analyses.profile_general`; profile-likelihood CIs of I² are not available yet (a
+one-line error says so).
 """
 
 from __future__ import annotations
@@ -367,17 +370,19 @@ class StructuredResults(MetaResults):
 
     # ------------------------------------------------------------------ not yet available
     def i2(self, ci: bool = False, level: float = 95):
-        """metafor-FAQ multilevel I^2 per ``~ 1 | ...`` component (crossed factors and R
-        matrices included): ``100 sigma2_l / (sum sigma2 + typical v)``, typical v =
-        ``(k - p) / tr(P)``, ``P = W - W X (X'WX)^{-1} X'W``, ``W`` the inverse sampling
-        covariance. Not available with ``~ inner | outer`` terms or with ``ci=True``."""
+        """Multilevel I^2 (percentages). Without ``~ inner | outer`` terms, the metafor FAQ's
+        ``100 sigma2_l / (sum sigma2 + typical v)`` per ``~ 1 | ...`` component (crossed factors
+        and R matrices included), typical v = ``(k - p) / tr(P)``, ``P = W - W X (X'WX)^{-1}
+        X'W``, ``W`` the inverse sampling covariance; with them, its extension with one row per
+        tau2/gamma2 (per inner level for HCS, HAR, DIAG, UN), see
+        :func:`mlmeta.analyses.profile_general.i2_structured`. ``ci=True`` is not available."""
         from mlmeta.analyses.heterogeneity import I2Result, typical_v
 
-        if self._io():
-            raise InputError("I2 is not available yet for models with '~ inner | outer' terms "
-                             "(it is defined here for '~ 1 | factor' components)")
         if ci:
             raise InputError(f"profile-likelihood CIs of I2 {_NOT_YET}")
+        if self._io():
+            from mlmeta.analyses.profile_general import i2_structured
+            return i2_structured(self)
         if not self.level_names:
             raise InputError("I2 needs random effects; the equal-effects model has none")
         pr = self.core.problem
@@ -398,14 +403,21 @@ class StructuredResults(MetaResults):
         return r2(self, kind=kind)
 
     def profile_ci(self, level: float = 95, **kw):
-        raise InputError(f"profile likelihood {_NOT_YET}")
+        """Profile-likelihood CIs of every estimated sigma2, tau2, rho, gamma2, phi as metafor's
+        ``confint(fit, sigma2 = j)`` etc.: bounds where ``2 (ll_max - ll_p) =
+        qchisq(level, 1)``; see :func:`mlmeta.analyses.profile_general.profile_ci_structured`
+        (``components=`` row positions or labels)."""
+        from mlmeta.analyses.profile_general import profile_ci_structured
+        return profile_ci_structured(self, level=level, **kw)
 
     def lrt_drop(self):
-        """Likelihood-ratio test of each ``~ 1 | ...`` component against 0 (refits with it
-        fixed at 0); not available yet with ``~ inner | outer`` terms."""
+        """Likelihood-ratio test of each ``~ 1 | ...`` component against 0 (refit with it fixed
+        at 0) and, with ``~ inner | outer`` terms, of each such term against the model without
+        it (df = its estimated parameters; the 50:50 mixture p-value only for one variance);
+        see :func:`mlmeta.analyses.profile_general.lrt_drop_structured`."""
         if self._io():
-            raise InputError("the likelihood-ratio test of each component is not available yet "
-                             "for models with '~ inner | outer' terms")
+            from mlmeta.analyses.profile_general import lrt_drop_structured
+            return lrt_drop_structured(self)
         from mlmeta.analyses.lrt import lrt_drop
         return lrt_drop(self)
 

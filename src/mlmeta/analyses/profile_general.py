@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,7 +151,7 @@ class _Prof:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MlmetaWarning)
                 fit = fit_general(md.y, md.X, md.S, list(md.terms), method=self.res.core.method,
-                                  problem=self.pr, hold=hold, start=st)
+                                  problem=self.pr, hold=hold, start=list(st))
         except (ConvergenceError, np.linalg.LinAlgError):
             return None
         return fit if np.isfinite(fit.ll) else None
@@ -218,7 +219,7 @@ class StructuredProfileCI(ProfileCI):
     def to_list(self) -> list[dict]:
         out = []
         for name, r in self.table.iterrows():
-            d = {"component": str(name)}
+            d: dict[str, Any] = {"component": str(name)}
             for c in ("estimate", "ci_lb", "ci_ub"):
                 x = float(r[c])
                 d[c] = x if np.isfinite(x) else None
