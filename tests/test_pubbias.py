@@ -630,3 +630,16 @@ def test_regtest_invariances(shift, scale):
     assert scaled["coef"] == pytest.approx(base["coef"], rel=1e-7, abs=1e-9)
     assert scaled["zval"] == pytest.approx(base["zval"], rel=1e-7, abs=1e-9)
     assert scaled["tau2"] == pytest.approx(scale**2 * base["tau2"], rel=1e-6, abs=1e-12)
+
+
+def test_trimfill_on_identical_effects_imputes_nothing():
+    # regression: the centred estimates were rounding noise (~1e-17) whose signs imputed 7-14
+    # studies at random or stopped the iteration
+    from mlmeta.pubbias.trim_fill import trimfill
+
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        k = int(rng.integers(5, 60))
+        out = trimfill(np.full(k, 0.2), rng.uniform(0.005, 0.2, k))
+        assert out["k0"] == 0 and out["beta"] == pytest.approx(0.2, rel=1e-12)
+        assert out["k"] == k and not np.any(out["fill"])

@@ -24,6 +24,10 @@ from mlmeta.pubbias._checks import as_yv, check_method
 __all__ = ["trimfill"]
 
 
+#: centred estimates within this relative distance of the centre count as ties at the centre
+CENTRE_RTOL = 1e-12
+
+
 def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str = "REML", *,
              maxiter: int = 100, ilim: tuple[float, float] | None = None, level: float = 95,
              threshold: float = 1e-10) -> dict:
@@ -34,7 +38,8 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
        ``"right"`` if :math:`\hat b_1 < 0`, else ``"left"``. For ``"right"`` the estimates are
        flipped (:math:`y \to -y`) so that studies are always missing on the left.
     2. Sort by y. Iterate: fit the model (``method``) to the k - k0 smallest estimates, centre
-       all k estimates at that :math:`\hat\mu`, rank their absolute values (ties: first
+       all k estimates at that :math:`\hat\mu` (one within 1e-12 of the largest
+       :math:`|y_i|` of it counts as exactly at the centre), rank their absolute values (ties: first
        occurrence first) and give the ranks the sign of the centred value; with
        :math:`S_r` = the sum of the positive signed ranks,
 
@@ -103,6 +108,7 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
     ys = ys[ix]
     vs = v0[ix]
 
+    scale = float(np.max(np.abs(ys)))
     k0_prev, k0, it = -1, 0, 0
     beta = se_k0 = float("nan")
     yc = ys
@@ -113,6 +119,9 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
             raise ConvergenceError("trim-and-fill algorithm did not converge")
         beta = float(fit(ys[: k - k0], vs[: k - k0])["beta"][0])
         yc = ys - beta
+        # an estimate equal to the centre to 12 significant digits is at the centre: its sign
+        # would be rounding noise (identical effects would otherwise impute studies at random)
+        yc[np.abs(yc) <= CENTRE_RTOL * scale] = 0.0
         ranks = stats.rankdata(np.abs(yc), method="ordinal")
         signed = np.sign(yc) * ranks
         if est == "R0":
