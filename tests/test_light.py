@@ -192,3 +192,12 @@ def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
     env["OPENBLAS_NUM_THREADS"] = "2"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert p.stdout.split()[-1] == "2"
+
+
+def test_blocks_without_json_are_refused_not_ignored():
+    # regression: --with without --json printed the summary and silently dropped the blocks
+    code, out, err = _run(["fit", str(EXAMPLE), "--measure", "ZCOR", "--ri", "ri", "--ni", "ni",
+                           "--random", "study/es", "--with", "I2"], careful=False)
+    assert code == 2 and out == ""
+    assert err.strip() == ("mlmeta: error: --with adds blocks to the JSON output: add --json "
+                           "(the text summary has no place for them)")

@@ -81,7 +81,8 @@ def _add_fit_args(ap: argparse.ArgumentParser) -> None:
                          "first and fixes the second at 0")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--with", dest="with_", default="",
-                    help="optional blocks, comma-separated: " + ",".join(BLOCKS))
+                    help="optional blocks of the --json output, comma-separated: "
+                         + ",".join(BLOCKS))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,7 +298,10 @@ def _run(argv) -> int:
         return 0
     if a.cmd == "fit":
         blocks = _blocks(a.with_)
-        text = None if blocks or a.json else _quick_summary(a)
+        if blocks and not a.json:
+            raise MlmetaError("--with adds blocks to the JSON output: add --json (the text "
+                              "summary has no place for them)")
+        text = None if a.json else _quick_summary(a)
         if text is not None:
             sys.stdout.write(_safe(text))
             return 0
