@@ -69,8 +69,8 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
     scale = float(np.max(np.abs(res.data.y))) if res.k else 0.0
     if np.max(np.abs(resid), initial=0.0) <= 1e-12 * max(scale, np.sqrt(np.min(res.data.v))):
         # the sandwich would be rounding noise: t = 1e16, p < .001 for identical effects
-        raise InputError("cluster-robust inference is not defined here: every residual is 0 "
-                         "(the model fits the effect sizes exactly, e.g. they are all equal)")
+        raise InputError("every residual is 0 (the model fits the effect sizes exactly, e.g. "
+                         "they are all equal), so the cluster-robust variance is undefined")
     if btt is None:
         sel = res.btt
     else:

@@ -1155,7 +1155,6 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
                 t += f" ({SMALL_DF_WARNING})"
         elif (eg.get("robust") or {}).get("available") is False:
             why = str(eg["robust"].get("reason"))
-            why = why.removeprefix("cluster-robust inference is not defined here: ")
             t += f". The CR2 robust version is not available: {why}"
         elif eg.get("robust"):
             t += "; the CR2 test is not defined (df below 1)"
