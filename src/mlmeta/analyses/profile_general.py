@@ -19,7 +19,10 @@ marks it (``lb_sign = "<"`` when the end is not the edge of the parameter space 
 0, a correlation's -1 --, ``ub_sign = ">"`` for a variance's upper end and a correlation's end
 below 1). When the refit at an end fails, the end moves a tenth of the way towards the estimate
 (at most 10 times, as metafor's ``eptries``); a bound that cannot be obtained is NaN with
-metafor's warning text. The roots are found by Newton's method on the exact slope of the profile
+metafor's warning text. One difference: mlmeta keeps the G of a UN term positive semidefinite,
+while metafor's refits accept an indefinite G; at a UN correlation of +-1 (which forces the other
+correlations onto a lower-dimensional set) mlmeta's refit can then fail where metafor's returns a
+value, and the end moves as for any failed refit. The roots are found by Newton's method on the exact slope of the profile
 (envelope theorem: the partial derivative of ll in the held parameter at the profiled optimum),
 bracketed, from the Wald (quadratic) approximation.
 """
