@@ -79,3 +79,31 @@ def test_the_web_page_offers_only_the_nested_examples(tmp_path, monkeypatch):
     assert "alliance_like" in seen and "assink2016" in seen
     assert not set(seen) & {"berkey1998", "ishak2007", "lim2014", "crossed_lab",
                             "multivar_labs"}
+
+
+def test_crossed_example_report_runs_and_says_once_why_cr2_is_missing(tmp_path):
+    # regressions: the forest figure failed (a study-level forest needs one nesting) and every
+    # analysis repeated the same CR2 refusal as a warning; the moderator table kept an empty
+    # CR2 column under a text that promised CR2 tests
+    import contextlib
+    import io
+
+    from mlmeta.cli import main
+
+    toml = Path(__file__).parents[1] / "examples" / "structures" / "crossed_lab.toml"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", str(toml), "--out", str(tmp_path / "rep"), "--quiet"])
+    assert code == 0, err.getvalue()
+    assert "could not be drawn" not in err.getvalue()
+    assert err.getvalue().count("no single outer factor") == 0
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert md.count("no single outer factor") == 1
+    assert "CR2 cluster-robust inference is not available: random=['~ 1 | study/es', " \
+           "'~ 1 | lab'] has no single outer factor" in md
+    assert "| Moderator / level | k | Studies | d | 95% CI | Test | R² |" in md
+    assert "model-based (CR2 cluster-robust inference is not available for this model" in md
+    assert (tmp_path / "rep" / "figures" / "forest.png").exists()
+    res = mlmeta.rma_mv(load_example("crossed_lab").data, "yi", "vi",
+                        random=["~ 1 | study/es", "~ 1 | lab"], test="t", dfs="contain")
+    assert f"d = {res.core.beta[0]:.3f}" in md

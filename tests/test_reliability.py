@@ -846,9 +846,12 @@ def test_egger_keeps_the_model_based_test_when_its_cr2_version_is_undefined(tmp_
     assert "The Egger test is not available" not in md
     para = next(line for line in md.splitlines() if line.startswith("Multilevel Egger"))
     assert "b = 0.000, SE = " in para and "p > .999" in para
-    assert para.endswith("The CR2 robust version is not available: every residual is 0 (the "
-                         "model fits the effect sizes exactly, e.g. they are all equal), so the "
-                         "cluster-robust variance is undefined.")
+    # the reason is the model's (every residual 0): said once, in the robust section
+    assert para.endswith("The CR2 robust version is not available for this model (see "
+                         "Sensitivity).")
+    assert ("CR2 cluster-robust inference is not available: every residual is 0 (the model "
+            "fits the effect sizes exactly, e.g. they are all equal), so the cluster-robust "
+            "variance is undefined.") in md
     num = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
     egj = num["bias"]["egger"]
     assert egj["pval"] == pytest.approx(eg.pval, abs=1e-12) and egj["robust"]["available"] is False

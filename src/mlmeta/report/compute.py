@@ -178,9 +178,23 @@ def _rob_cluster(spec: AnalysisSpec, res) -> str | None:
     return spec.cluster or (None if res.data.random else spec.study)
 
 
+def _robust_blocker(spec: AnalysisSpec, res) -> str | None:
+    """Why CR2 cannot be computed for ``res`` at all (None when it can): no cluster for an
+    equal-effects model, or a structured model whose terms cross each other when the analysis
+    file names no model.cluster. Decided once per model, so that the report states it once
+    (in the robust section) instead of once per analysis."""
+    if not (res.data.random or _rob_cluster(spec, res) is not None):
+        return "no cluster level (equal-effects model); set model.cluster or data.study"
+    if getattr(res, "is_structured", False) and spec.cluster is None:
+        try:
+            res.default_cluster()
+        except InputError as exc:
+            return str(exc).replace("give cluster= a column", "set model.cluster to a column")
+    return None
+
+
 def _can_robust(spec: AnalysisSpec, res) -> bool:
-    return bool(spec.analyses["robust"]) and (bool(res.data.random) or
-                                             _rob_cluster(spec, res) is not None)
+    return bool(spec.analyses["robust"]) and _robust_blocker(spec, res) is None
 
 
 def _stat_name(res) -> str:
@@ -791,9 +805,9 @@ def _studies(spec: AnalysisSpec, ld: LoadedData, res) -> dict | None:
 
 
 def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -> dict:
-    if not _can_robust(spec, res):
-        return {"available": False, "reason": "no cluster level (equal-effects model); set "
-                "model.cluster or data.study"}
+    why = _robust_blocker(spec, res)
+    if why is not None:
+        return {"available": False, "reason": why}
     try:
         rob = res.robust(cluster=_rob_cluster(spec, res), type="CR2")
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
@@ -960,7 +974,7 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
     out["predictor"] = {k: v for k, v in pred.items() if k != "n"}
     which = "sei" if pred["name"] == "se" else "sqrt_inv_n"
     structured = getattr(res, "is_structured", False)
-    robust = (bool(res.data.random) or structured) and spec.analyses["robust"]
+    robust = (bool(res.data.random) or structured) and _can_robust(spec, res)
     try:
         rob_failed: dict | None = None
         try:
@@ -975,6 +989,10 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
         d = eg.to_dict()
         if rob_failed is not None:
             d["robust"], d["robust_apa"] = rob_failed, None
+        elif spec.analyses["robust"] and not robust and (res.data.random or structured):
+            # CR2 undefined for this model (said once, in the robust section)
+            d["robust"] = {"available": False, "reason": _robust_blocker(spec, res)}
+            d["robust_apa"] = None
         d["predictor"] = pred["name"]
         d["apa"] = (f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
                     f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "

@@ -869,10 +869,17 @@ def _moderator_section(doc: _Doc, numbers: dict, s: _S) -> None:
     L = s.label
     primary = (numbers.get("inference") or {}).get("primary", "model")
     doc.add(_h(2, "Moderators", "moderators"))
+    # a CR2 column only when some moderator has a CR2 test (none when CR2 is switched off or
+    # undefined for the model, e.g. crossed random effects without model.cluster)
+    has_rob = any(m.get("robust_omnibus") for m in mods)
+    rob_off = (numbers.get("robust") or {}).get("available") is False
+    how = (f"model-based and with CR2 cluster-robust inference {c.cite('tipton2015')}"
+           if has_rob else "model-based" + (" (CR2 cluster-robust inference is not available "
+                                            "for this model; see Sensitivity)" if rob_off
+                                            else ""))
     doc.add(_p(f"Each moderator in its own model. Subgroup estimates ({L} with {lv} CI) come "
                "from the cell-means model; the omnibus test compares the subgroups (or tests "
-               "the slope) in the model with an intercept, model-based and with CR2 "
-               f"cluster-robust inference {c.cite('tipton2015')}; the primary inference is "
+               f"the slope) in the model with an intercept, {how}; the primary inference is "
                f"{'CR2' if primary == 'CR2' else 'model-based'}."))
     # the journal-style table
     rows = []
@@ -897,16 +904,19 @@ def _moderator_section(doc: _Doc, numbers: dict, s: _S) -> None:
             rows.append([f"   slope ({s.model_scale} per unit)", "", "",
                          fmt.num(sl["estimate"], dg), fmt.ci_text(sl["ci_lb"], sl["ci_ub"], dg),
                          "", "", ""])
+    crn = (f"; CR2 = cluster-robust HTZ test {c.cite('tipton2015')}" if has_rob else "")
     note = (f"k = effect sizes; Studies = studies contributing. Test = omnibus test of the "
-            f"moderator ({'F' if numbers['overall']['stat_name'] == 't' else 'QM'}); CR2 = "
-            f"cluster-robust HTZ test {c.cite('tipton2015')}. R² = proportional reduction of "
-            "each variance component (0 = no variance explained; n/a = the moderator cannot "
-            "explain variance at that level).")
+            f"moderator ({'F' if numbers['overall']['stat_name'] == 't' else 'QM'}){crn}. R² = "
+            "proportional reduction of each variance component (0 = no variance explained; "
+            "n/a = the moderator cannot explain variance at that level).")
     if small:
         note += f" † {SMALL_DF_WARNING[0].upper() + SMALL_DF_WARNING[1:]}."
-    doc.table("Moderator analyses", ["Moderator / level", "k", "Studies", f"{L}",
-                                     f"{lv} CI", "Test", "CR2 test", "R²"], rows,
-              align="lrrrrlll", note=note, id_="moderator-table")
+    head = ["Moderator / level", "k", "Studies", f"{L}", f"{lv} CI", "Test", "CR2 test", "R²"]
+    align = "lrrrrlll"
+    if not has_rob:
+        head, align = head[:6] + head[7:], align[:6] + align[7:]
+        rows = [r[:6] + r[7:] for r in rows]
+    doc.table("Moderator analyses", head, rows, align=align, note=note, id_="moderator-table")
     for m in mods:
         _moderator_blocks(doc, m, s, numbers)
     j = numbers.get("joint")
@@ -1155,7 +1165,10 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
                 t += f" ({SMALL_DF_WARNING})"
         elif (eg.get("robust") or {}).get("available") is False:
             why = str(eg["robust"].get("reason"))
-            t += f". The CR2 robust version is not available: {why}"
+            if why == str((numbers.get("robust") or {}).get("reason")):
+                t += ". The CR2 robust version is not available for this model (see Sensitivity)"
+            else:
+                t += f". The CR2 robust version is not available: {why}"
         elif eg.get("robust"):
             t += "; the CR2 test is not defined (df below 1)"
         doc.add(_p(t + ".", "egger"))

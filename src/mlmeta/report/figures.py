@@ -46,8 +46,8 @@ def _forest_settings(spec, res):
     level = spec.forest_level
     if level == "auto":
         level = plots.auto_level(res, MAX_HEIGHT)
-    if level == "study" and not res.data.random:
-        level = "effect"
+    if level == "study" and (not res.data.random or getattr(res, "is_structured", False)):
+        level = "effect"  # study-level estimates need one nesting (see study_estimates)
     sort = {"data": False, "effect": "effect", "weight": "weight"}[spec.forest_sort]
     return level, sort
 

@@ -129,8 +129,9 @@ def forest_height(res, level: str = "effect") -> tuple[float, int]:
 
 def auto_level(res, max_height: float = lay.MAX_PAGE_INCHES) -> str:
     """"effect" when the effect-level forest fits on one page of ``max_height`` inches, else
-    "study" (models without a study level are always drawn at the effect level)."""
-    if not res.data.random:
+    "study" (models without a study level, or with a structure other than one nesting, are
+    always drawn at the effect level)."""
+    if not res.data.random or getattr(res, "is_structured", False):
         return "effect"
     f = transform(res, "none")
     rows = effect_rows(res, f)

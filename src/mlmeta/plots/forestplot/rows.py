@@ -146,6 +146,10 @@ def study_estimates(res) -> pd.DataFrame:
     if not res.data.random:
         raise InputError("a study-level forest plot needs a model with a study level "
                          "(random effects)")
+    if getattr(res, "is_structured", False):
+        raise InputError("a study-level forest plot needs one nesting of random effects "
+                         "(~ 1 | study/...): with crossed or '~ inner | outer' terms, R or V "
+                         "there is no between-study component to separate; use level='effect'")
     codes, labels = res.cluster_codes(None)
     w = res.weights()
     s1 = float(res.core.sigma2[0])
