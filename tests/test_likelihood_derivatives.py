@@ -318,3 +318,28 @@ def test_reference_data_derivatives_and_dense(fname, random, mods, method):
         _assert_close(ev.grad, _fd_gradient(f, theta, h), 1e-6, f"gradient at {theta}")
         _assert_close(ev.grad, grad, 1e-9, f"gradient vs dense at {theta}")
         _assert_close(ev.hess, hess, 1e-9, f"Hessian vs dense at {theta}")
+
+
+def test_wide_designs_need_no_groups_by_m_by_m_array():
+    # regression: the derivatives summed b_g b_g' through a G x m x m array (640 MB for 500
+    # studies and 400 coefficients); one evaluation must stay far below that
+    import tracemalloc
+
+    rng = np.random.default_rng(3)  # SIMULATED
+    k, G, p = 1500, 400, 250
+    study = np.sort(rng.integers(0, G, k))
+    X = np.column_stack([np.ones(k), rng.normal(size=(k, p - 1))])
+    y, v = rng.normal(size=k), rng.uniform(0.01, 0.1, k)
+    pr = make_problem(y, v, X, [study, np.arange(k)], "REML")
+    theta = np.array([0.05, 0.02])
+    ev = pr(theta, order=2)  # warm-up (imports, caches)
+    tracemalloc.start()
+    ev = pr(theta, order=2)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    bb_bytes = G * (p + 1) ** 2 * 8  # what the G x m x m array alone would take (~200 MB)
+    assert peak < bb_bytes / 4, peak
+    ll, grad, hess, _ = dense_quantities(y, v, X, [study, np.arange(k)], theta, True)
+    assert ev.ll == pytest.approx(ll, rel=1e-10)
+    np.testing.assert_allclose(ev.grad, grad, rtol=1e-8)
+    np.testing.assert_allclose(ev.hess, hess, rtol=1e-8)

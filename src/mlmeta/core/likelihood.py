@@ -194,13 +194,17 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
             fb = bv * fv[:, None]
             C -= fb.T @ bv
             if order >= 1:
-                bb = bv[:, :, None] * bv[:, None, :]  # G x m x m
-                t1 = np.tensordot(bb, fg, axes=(0, 0))  # m x n x i
+                # sum_g fg[g, i] b_g b_g' as one BLAS product per parameter i (never the
+                # G x m x m array of all b_g b_g': 640 MB for 500 studies and 400 coefficients)
+                t1 = np.stack([(bv * fg[:, i, None]).T @ bv for i in range(L)], axis=2)
                 t2 = np.tensordot(bg * fv[:, None, None], bv, axes=(0, 0))  # m x i x n
                 t2 = t2.transpose(0, 2, 1)
                 Cg -= t1 + t2 + t2.transpose(1, 0, 2)
             if order >= 2:
-                h1 = np.tensordot(bb, fh, axes=(0, 0))  # m n i j
+                h1 = np.empty((m, m, L, L))  # m n i j
+                for i in range(L):
+                    for j in range(L):
+                        h1[:, :, i, j] = (bv * fh[:, i, j, None]).T @ bv
                 h2 = np.tensordot(bg, fg[:, None, :] * bv[:, :, None], axes=(0, 0))  # m j n i
                 h2 = h2.transpose(0, 2, 3, 1)
                 h2 = h2 + h2.transpose(1, 0, 2, 3)
