@@ -615,6 +615,19 @@ def _pp_total_lowrank(factors: list[tuple[np.ndarray, ...]]) -> float:
     return total
 
 
+def _gram_sq_norms(H_all: np.ndarray) -> np.ndarray:
+    """For each coefficient i, ||H_i' H_i||_F^2 with H_i the C x p matrix of rows H_c[i, :]
+    (= ||H_i H_i'||_F^2: the smaller Gram matrix is formed), one contiguous BLAS product per
+    coefficient instead of a p x p x p batch (512 MB and 7 s for 400 coefficients)."""
+    C, p, _ = H_all.shape
+    out = np.empty(p)
+    for i in range(p):
+        Hi = np.ascontiguousarray(H_all[:, i, :])
+        G = Hi.T @ Hi if p <= C else Hi @ Hi.T
+        out[i] = float(np.sum(G * G))
+    return out
+
+
 def _cr2(
     groups: list[_Group], M: np.ndarray, beta: np.ndarray, C: int, btt: np.ndarray, level: float
 ) -> dict[str, Any]:
@@ -646,11 +659,10 @@ def _cr2(
     d_a = np.einsum("cii->ci", a_all)
     d_b = np.einsum("cij,cij->ci", H_all, H_all)
     E_coef = d_a.sum(axis=0) - d_b.sum(axis=0)
-    S_diag = np.swapaxes(H_all, 0, 1).transpose(0, 2, 1) @ np.swapaxes(H_all, 0, 1)
     SS_coef = (
         (d_a * d_a).sum(axis=0)
         - 2.0 * (d_a * d_b).sum(axis=0)
-        + np.einsum("iab,iab->i", S_diag, S_diag)
+        + _gram_sq_norms(H_all)
     )
     df = E_coef**2 / SS_coef
 
