@@ -125,17 +125,15 @@ class _Prof:
     def at(self, p: Param, x: float, start=None):
         """(ll_p(x), internal theta, d ll_p / d x); ll NaN when the refit fails.
 
-        Refits start from ``start`` (the previous profile point); for a parameter of a UN term,
-        or when that refit fails, also from the estimates with ``x`` put in (the term's other
-        correlations shrunk until its G is positive semidefinite), keeping the higher maximum:
-        profiles of UN correlations can jump between local maxima when only warm-started."""
+        Refits start from ``start`` (the previous profile point) and from the estimates with
+        ``x`` put in (for a UN correlation, the term's other correlations shrunk until its G is
+        positive semidefinite), keeping the higher maximum: warm starts alone can follow a lower
+        local maximum (e.g. one with a variance at 0, reached at the end of the interval)."""
         v = p.internal(x)
         hold = dict(self.base)
         hold[p.index] = v
         best = self._refit(hold, start if start is not None else self.res.core.theta, p.index, v)
-        t = self.pr.terms[p.term]
-        if (start is not None or best is None) and not isinstance(t, FactorTerm) and \
-                (t.cov.struct == "UN" or best is None):
+        if start is not None or best is None:
             alt = self._refit(hold, self._psd_start(p, v), p.index, v)
             if alt is not None and (best is None or alt.ll > best.ll):
                 best = alt
@@ -164,9 +162,9 @@ class _Prof:
         th[p.index] = v
         t = self.pr.terms[p.term]
         sl = self.pr.slices[p.term]
-        cs = t.cov
-        if cs.struct != "UN" or cs.m < 3 or p.kind != "cor":
+        if isinstance(t, FactorTerm) or t.cov.struct != "UN" or t.cov.m < 3 or p.kind != "cor":
             return th
+        cs = t.cov
         cors = np.arange(sl.start + cs.n_var, sl.stop)
         others = cors[cors != p.index]
         base = th[others].copy()
