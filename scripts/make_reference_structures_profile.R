@@ -39,7 +39,8 @@ src <- "tests/fixtures/reference_structures"
 out_dir <- "tests/fixtures/reference_structures_profile"
 dir.create(out_dir, showWarnings = FALSE, recursive = TRUE)
 cases <- c("crossed_lab_t", "crossed_lab_ml_z", "berkey1998_un_t", "berkey1998_cs_t",
-           "ishak2007_ar_t", "lim2014_phylo_t", "assink2016_che_t", "multivar_labs_t")
+           "ishak2007_ar_t", "lim2014_phylo_t", "assink2016_che_t", "multivar_labs_t",
+           "multivar_labs_har_z")
 ctrl <- list(optimizer = "bobyqa", rhoend = 1e-12)
 # when confint() with ctrl cannot obtain a bound (a refit fails), it is rerun with these, in turn
 fallback <- list(list(), list(optimizer = "optim", optmethod = "BFGS", reltol = 1e-14),
@@ -55,8 +56,17 @@ read_V <- function(path, k) {
 
 num <- function(x) if (is.null(x) || length(x) == 0 || is.na(x)) NULL else unname(x)
 
+# cases defined here (no case file in reference_structures): a '~ 1 | ...' component next to a
+# heteroscedastic '~ inner | outer' term; the definition is written into the output (`definition`)
+extra <- list(
+  multivar_labs_har_z = list(
+    data = "multivar_labs.csv", escalc = NULL, yi = "yi", vi = "vi",
+    random_terms = c("~ 1 | study", "~ outcome | lab"), struct = "HAR", R = NULL, V = NULL,
+    rho = NULL, mods = "~ 0 + outcome", method = "REML", test = "z", dfs = "residual"))
+
 one_case <- function(name) {
-  case <- fromJSON(file.path(src, "cases", paste0(name, ".json")), simplifyVector = TRUE)
+  case <- if (!is.null(extra[[name]])) extra[[name]] else
+    fromJSON(file.path(src, "cases", paste0(name, ".json")), simplifyVector = TRUE)
   dat <- read.csv(file.path(src, "data", case$data))
   if (!is.null(case$escalc)) {
     e <- case$escalc
@@ -215,6 +225,7 @@ one_case <- function(name) {
   }
   res <- list(case = name, source = paste0("metafor ", packageVersion("metafor"), ", ",
                                            R.version.string),
+              definition = if (!is.null(extra[[name]])) case else NULL,
               level = 95, logLik = as.numeric(logLik(fit)),
               sigma2 = if (fit$withS) unname(fit$sigma2) else I(numeric(0)),
               profile_ci = comps, lrt = lrts,
