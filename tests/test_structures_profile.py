@@ -304,3 +304,28 @@ def test_cli_blocks_carry_the_new_rows():
     assert lr["df"] == 2 and lr["pval_mixture"] is None
     assert lr["LRT"] == pytest.approx(ref["lrt"][0]["LRT"], rel=1e-6)
     assert d["I2"]["names"] == ["tau2"] and len(d["I2"]["levels"]) == 1
+
+
+def test_a_fixed_component_gets_no_interval_and_stays_fixed_in_the_refits():
+    d, kw = case_kwargs("multivar_labs_har_z")
+    kw["sigma2"] = [0.02]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MlmetaWarning)
+        res = mlmeta.rma_mv(d, **kw)
+        tab = res.profile_ci(components=["sigma2[study]", "rho"]).table
+        lrt = res.lrt_drop().table
+    assert tab.loc["sigma2[study]", "estimate"] == 0.02
+    assert math.isnan(tab.loc["sigma2[study]", "ci_lb"])
+    assert np.all(np.isnan(tab.loc[["tau2[anx]", "tau2[dep]", "tau2[str]"], "ci_lb"]))
+    # the rho profile re-optimises the tau2 with sigma2 held at 0.02: the bound is where the
+    # refit with both held drops by the chi2 quantile
+    md = res.data
+    x = tab.loc["rho", "ci_ub"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MlmetaWarning)
+        fit = fit_general(md.y, md.X, md.S, list(md.terms), problem=res.core.problem,
+                          hold={0: 0.02, 4: float(x)}, start=res.core.theta)
+    assert fit.ll == pytest.approx(res.core.ll - 0.5 * 3.841458820694124, abs=1e-9)
+    assert 0.7 < x < 1
+    # no LRT of a fixed component; the HAR term against the model without it
+    assert lrt["kind"].tolist() == ["inner_outer"] and lrt["df"].iloc[0] == 4
