@@ -11,20 +11,22 @@ Profile-likelihood CI (metafor 3.8-1's ``confint.rma.mv(fit, sigma2 = j)``, ``ta
 every other estimated parameter is re-optimised (``ll_p(x)``); the bounds are the values where
 ``2 (ll_max - ll_p(x)) = qchisq(level, 1)``, searched, as metafor searches them, in
 
-- variances: ``[0, max(10, 100 x)]`` (``[0, 10]`` when the estimate is ~0);
-- correlations of CS, HCS, UN: ``[-1, 1]``; of AR, HAR: ``[min(0, rho), 1]``.
+- variances: ``[0, max(10, 100 est)]`` (``[0, 10]`` when the estimate ``est`` is ~0);
+- correlations of CS, HCS, UN: ``[-1, 1]``; of AR, HAR: ``[min(0, est), 1]``.
 
 When the profile stays above the cut-off at an end of the interval, that end is the bound; metafor
 marks it (``lb_sign = "<"`` when the end is not the edge of the parameter space -- a variance's
 0, a correlation's -1 --, ``ub_sign = ">"`` for a variance's upper end and a correlation's end
-below 1). When the refit at an end fails, the end moves a tenth of the way towards the estimate
-(at most 10 times, as metafor's ``eptries``); a bound that cannot be obtained is NaN with
-metafor's warning text. One difference: mlmeta keeps the G of a UN term positive semidefinite,
-while metafor's refits accept an indefinite G; at a UN correlation of +-1 (which forces the other
-correlations onto a lower-dimensional set) mlmeta's refit can then fail where metafor's returns a
-value, and the end moves as for any failed refit. The roots are found by Newton's method on the exact slope of the profile
-(envelope theorem: the partial derivative of ll in the held parameter at the profiled optimum),
-bracketed, from the Wald (quadratic) approximation.
+below 1). When the refit at an end fails, the end moves by a tenth of its first distance to the
+estimate (at most 10 times, as metafor's ``eptries``); a bound that cannot be obtained is NaN
+with metafor's warning text. The roots are found by Newton's method on the exact slope of the
+profile (envelope theorem: the partial derivative of ll in the held parameter at the profiled
+optimum), bracketed, from the Wald (quadratic) approximation.
+
+One difference from metafor: mlmeta keeps the G of a UN term positive semidefinite, while
+metafor's refits accept an indefinite G. At a UN correlation of +-1 (which confines the other
+correlations to a lower-dimensional set) mlmeta's refit can then fail where metafor's returns a
+value, and the end moves as for any failed refit (tests/test_structures_profile.py, ``KNOWN``).
 """
 
 from __future__ import annotations
