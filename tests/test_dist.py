@@ -4,9 +4,9 @@ at 40 digits decides: mlmeta must then be the accurate one (scipy's cephes routi
 deep in the tails, e.g. fdtrc near 1e-271)."""
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
-import mpmath
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
