@@ -107,3 +107,56 @@ def test_crossed_example_report_runs_and_says_once_why_cr2_is_missing(tmp_path):
     res = mlmeta.rma_mv(load_example("crossed_lab").data, "yi", "vi",
                         random=["~ 1 | study/es", "~ 1 | lab"], test="t", dfs="contain")
     assert f"d = {res.core.beta[0]:.3f}" in md
+
+
+def _run_report(toml: Path, out: Path) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from mlmeta.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", str(toml), "--out", str(out), "--quiet"])
+    return code, err.getvalue()
+
+
+def test_report_of_an_inner_outer_model_has_every_parameter_with_its_profile_ci(tmp_path):
+    # regression: a model with only '~ inner | outer' terms had no heterogeneity section at
+    # all (no tau2, rho, I², profile CIs or LRTs), and its R code crashed the report (vcalc obs)
+    ex = load_example("ishak2007")
+    ex.data.to_csv(tmp_path / "ishak.csv", index=False)
+    ex.matrices["V"].to_csv(tmp_path / "ishak_V.csv", index=False)
+    toml = tmp_path / "a.toml"
+    toml.write_text('title = "DBS"\n[data]\nfile = "ishak.csv"\nstudy = "study"\n'
+                    '[effect]\nyi = "yi"\nvi = "vi"\n'
+                    '[model]\nrandom = "~ time | study"\nstruct = "AR"\nV = "ishak_V.csv"\n'
+                    'test = "t"\ndfs = "contain"\n'
+                    '[analyses]\nprofile = true\nlrt = true\n', encoding="utf-8")
+    code, err = _run_report(toml, tmp_path / "rep")
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    res = mlmeta.rma_mv(ex.data, "yi", V=ex.matrices["V"], random="~ time | study",
+                        struct="AR", test="t", dfs="contain")
+    prof = res.profile_ci().table
+    t2, rho = prof.loc["tau2"], prof.loc["rho"]
+    i2 = res.i2().levels["tau2"]
+    assert (f"| tau2 | 46 | {t2['estimate']:.4f} [{t2['ci_lb']:.4f}, {t2['ci_ub']:.4f}] | "
+            f"{i2:.1f}% |") in md
+    assert f"| rho | 46 | {rho['estimate']:.3f} [{rho['ci_lb']:.3f}, {rho['ci_ub']:.3f}] |  |" in md
+    lrt = res.lrt_drop().table.iloc[0]
+    assert f"| ~ time \\| study | {lrt['LRT']:.3f} | 2 | < .001 |" in md
+    assert "each random-effects term was tested with a likelihood-ratio test" in md
+    assert "V <- matrix(0, nrow(dat), nrow(dat))" in md  # the R code of a known V
+
+
+@pytest.mark.slow
+def test_multivariate_example_report_runs(tmp_path):
+    toml = Path(__file__).parents[1] / "examples" / "structures" / "multivar_labs.toml"
+    code, err = _run_report(toml, tmp_path / "rep")
+    assert code == 0, err
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    for name in ("tau2[anx]", "tau2[dep]", "tau2[str]", "rho[anx-dep]", "gamma2", "phi"):
+        assert f"| {name} | " in md
+    assert "| ~ outcome \\| study | " in md and "| ~ outcome \\| lab | " in md
+    assert "With CR2 cluster-robust inference (16 clusters by lab" in md

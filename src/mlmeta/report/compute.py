@@ -173,9 +173,12 @@ def _fit(spec: AnalysisSpec, ld: LoadedData, mods: str | None, data=None):
 
 
 def _rob_cluster(spec: AnalysisSpec, res) -> str | None:
-    """Cluster of the CR2 inference: model.cluster, else the outer level (None), else, for an
-    equal-effects model, data.study."""
-    return spec.cluster or (None if res.data.random else spec.study)
+    """Cluster of the CR2 inference: model.cluster, else the model's default (None: the outer
+    level, or for a structured model the factor that contains every random effect), else, for
+    an equal-effects model, data.study."""
+    if spec.cluster:
+        return spec.cluster
+    return None if (res.data.random or getattr(res, "is_structured", False)) else spec.study
 
 
 def _robust_blocker(spec: AnalysisSpec, res) -> str | None:
@@ -183,7 +186,8 @@ def _robust_blocker(spec: AnalysisSpec, res) -> str | None:
     equal-effects model, or a structured model whose terms cross each other when the analysis
     file names no model.cluster. Decided once per model, so that the report states it once
     (in the robust section) instead of once per analysis."""
-    if not (res.data.random or _rob_cluster(spec, res) is not None):
+    if not (res.data.random or getattr(res, "is_structured", False)
+            or _rob_cluster(spec, res) is not None):
         return "no cluster level (equal-effects model); set model.cluster or data.study"
     if getattr(res, "is_structured", False) and spec.cluster is None:
         try:
@@ -436,7 +440,60 @@ def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
             "model": _model_dict(res)}
 
 
+def _heterogeneity_structured(ctx: _Context, spec: AnalysisSpec, res) -> dict:
+    """Heterogeneity of a model with '~ inner | outer' terms: every variance and correlation
+    parameter (sigma2, tau2, rho, gamma2, phi) with its profile-likelihood CI (metafor's
+    confint), I² per variance, and the likelihood-ratio test of each random-effects term
+    against the model without it (metafor's anova)."""
+    out: dict[str, Any] = {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp),
+                           "structured": True, "levels": []}
+    out["QE_text"] = f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}"
+    vc = res.variance_components
+    prof = None
+    if spec.analyses["profile"]:
+        with ctx.section("profile CIs"), ctx.progress.step("profile CIs", 1) as tick:
+            try:
+                prof = res.profile_ci(level=spec.level).table
+            except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
+                out["profile_error"] = ctx.note_failure("profile CIs", "profile CIs", exc)
+            tick()
+    with ctx.section("heterogeneity"):
+        i2res = res.i2()
+        i2lv = i2res.levels
+        comps = []
+        for name, row in vc.iterrows():
+            name = str(name)
+            kind = "correlation" if name.split("[")[0] in ("rho", "phi") else "variance"
+            key = name[len("sigma2["):-1] if name.startswith("sigma2[") else name
+            d: dict[str, Any] = {"name": name, "kind": kind, "n_groups": int(row["n_levels"]),
+                                 "estimate": _f(row["estimate"]), "fixed": bool(row["fixed"]),
+                                 "I2": _f(i2lv[key]) if key in i2lv.index else None}
+            if prof is not None and name in prof.index and not row["fixed"]:
+                pr = prof.loc[name]
+                d["ci"] = [_f(pr["ci_lb"]), _f(pr["ci_ub"])]
+                d["ci_beyond"] = [str(pr.get("lb_sign", "") or ""),
+                                  str(pr.get("ub_sign", "") or "")]
+            comps.append(d)
+        out["components"] = comps
+        out["I2_total"] = _f(i2res.total)
+        out["I2_sampling"] = _f(i2res.sampling)
+        if spec.analyses["lrt"]:
+            try:
+                lrt = res.lrt_drop().table
+                out["terms"] = [{"term": str(r["level"]), "LRT": _f(r["LRT"]),
+                                 "df": int(r["df"]), "pval": _f(r["pval"]),
+                                 "pval_mixture": _f(r["pval_mixture"]),
+                                 "logLik_reduced": _f(r["logLik_reduced"])}
+                                for _, r in lrt.iterrows()]
+            except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
+                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests",
+                                                    exc)
+    return out
+
+
 def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
+    if getattr(res, "is_structured", False) and res.tau2 is not None:
+        return _heterogeneity_structured(ctx, spec, res)
     if not res.data.random:
         return {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp), "levels": [],
                 "note": "equal-effects model: no variance components"}

@@ -307,7 +307,18 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
     paras.append(" ".join(parts))
 
     parts = []
-    if levels:
+    het = numbers.get("heterogeneity") or {}
+    if het.get("structured"):
+        t = ("Heterogeneity is described by every variance and correlation parameter of the "
+             f"random-effects terms and by I² per variance {c.cite('cheung2014')}")
+        if an.get("profile"):
+            t += (", with profile-likelihood CIs of each parameter, the others re-estimated at "
+                  "every profile point (metafor's confint)")
+        if an.get("lrt"):
+            t += ("; each random-effects term was tested with a likelihood-ratio test against "
+                  "the model without it, on as many df as the term has parameters")
+        parts.append(t + ".")
+    elif levels:
         t = (f"Heterogeneity is described by the variance components and by I² per level "
              f"{c.cite('cheung2014')}")
         if an.get("profile"):
@@ -369,9 +380,10 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                     f"{c.inner('pustejovsky2019')})")
         else:
             plab = "the standard error √vi as moderator"
-        word = "multilevel " if len(levels) >= 2 else ""
-        parts.append(f"Small-study effects were assessed with a {word}Egger regression test "
-                     f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if len(levels) >= 2 else ''} "
+        multi = len(levels) >= 2 or bool(_structured_terms(model))
+        word = "a multilevel " if multi else "an "
+        parts.append(f"Small-study effects were assessed with {word}Egger regression test "
+                     f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if multi else ''} "
                      f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
                      "same predictor and its square (PEESE when PET's intercept is "
                      "significant).")
@@ -440,8 +452,8 @@ def r_code(numbers: dict) -> str:
     V = vi
     if model.get("rho") is not None:
         cl = model.get("rho_cluster") or (levels[0] if levels else "study")
-        lines.append(f"V <- vcalc({vi}, cluster = {cl}, obs = {levels[-1].split('/')[-1]}, "
-                     f"rho = {model['rho']:g}, data = dat)")
+        obs = f"obs = {levels[-1].split('/')[-1]}, " if levels else ""  # vcalc's obs is optional
+        lines.append(f"V <- vcalc({vi}, cluster = {cl}, {obs}rho = {model['rho']:g}, data = dat)")
         V = "V"
     terms = _structured_terms(model)
     if terms and model.get("V"):
@@ -730,8 +742,62 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- sections
+def _heterogeneity_structured_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
+    """Variance and correlation parameters of a model with '~ inner | outer' terms, their
+    profile-likelihood CIs and I², and the likelihood-ratio test of each term."""
+    het = numbers["heterogeneity"]
+    c = doc.cites
+    lv = numbers["settings"]["level_text"]
+    doc.add(_h(2, "Heterogeneity", "heterogeneity"))
+    any_ci = any(x.get("ci") for x in het["components"])
+
+    def ci_text(x: dict) -> str:
+        lo, hi = x["ci"]
+        if lo is None or hi is None:
+            return "[not defined]"
+        d = 4 if x["kind"] == "variance" else 3
+        beyond = x.get("ci_beyond") or ["", ""]
+        return f"[{beyond[0]}{fmt.num(lo, d)}, {beyond[1]}{fmt.num(hi, d)}]"
+
+    rows = [["Sampling error", fmt.count(numbers["data"]["k"]), "", _pct(het["I2_sampling"])]]
+    for x in het["components"]:
+        est = fmt.num(x["estimate"], 4 if x["kind"] == "variance" else 3)
+        if x["fixed"]:
+            est += " (fixed)"
+        elif x.get("ci"):
+            est += " " + ci_text(x)
+        rows.append([x["name"], fmt.count(x["n_groups"]), est,
+                     "" if x["I2"] is None else _pct(x["I2"])])
+    doc.table(f"Variance components and correlations ({s.model_scale} scale)"
+              f"{' with ' + lv + ' profile-likelihood CIs' if any_ci else ''}, and I²",
+              ["Parameter", "Groups", "Estimate" + (" [CI]" if any_ci else ""), "I²"], rows,
+              id_="heterogeneity-table",
+              note=("sigma2 = variance of a '~ 1 | factor' term; tau2 and rho = variance(s) and "
+                    "correlation(s) of the first '~ inner | outer' term, gamma2 and phi of the "
+                    "second (metafor's names); Groups = levels of the outer factor. I² = share of "
+                    "the total variance (random effects + typical sampling variance; "
+                    f"{c.inner('cheung2014')}), per inner level where the term has one variance "
+                    "per level. CIs from the profile likelihood (metafor's confint); '<' or '>' "
+                    "(metafor's marks): the profile stays above the cut-off up to the end of "
+                    "the searched range, so the limit lies beyond the value shown."))
+    terms = het.get("terms") or []
+    if terms:
+        trows = [[t["term"], fmt.num(t["LRT"], 3), str(t["df"]), _pv(t["pval"])]
+                 for t in terms]
+        doc.table("Likelihood-ratio tests of each random-effects term",
+                  ["Term dropped", "LRT χ²", "df", "p"], trows, id_="lrt-terms-table",
+                  note=("Each term against the model without it, both fitted by "
+                        f"{numbers['settings']['model']['method']} (metafor's anova); df = the "
+                        "term's parameters. A variance on the boundary makes the χ² reference "
+                        f"conservative {c.cite('self1987')}."))
+    doc.add(_p(f"Residual heterogeneity: {het['QE_text']}."))
+
+
 def _heterogeneity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     het = numbers.get("heterogeneity")
+    if het and het.get("structured"):
+        _heterogeneity_structured_blocks(doc, numbers, s)
+        return
     if not het or not het.get("levels"):
         return
     c = doc.cites
@@ -1157,7 +1223,8 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     plab = "√(1/ñ)" if pred.get("name") == "sqrt_inv_n" else "√vi"
     eg = b.get("egger", {})
     if eg.get("apa"):
-        word = "Multilevel Egger" if len(levels) >= 2 else "Egger"
+        multi = len(levels) >= 2 or bool(_structured_terms(numbers["settings"]["model"]))
+        word = "Multilevel Egger" if multi else "Egger"
         t = f"{word} regression test ({c.inner('egger1997')}; slope of {plab}): {eg['apa']}"
         if eg.get("robust_apa"):
             t += f"; {eg['robust_apa']}"
