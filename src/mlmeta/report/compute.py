@@ -840,23 +840,35 @@ def _studies(spec: AnalysisSpec, ld: LoadedData, res) -> dict | None:
         return None
     fr = res.data.frame
     mods = [m for m in spec.moderators if m in ld.frame.columns]
+    # the moderators' values as read (before coding), for the rows the model used
+    src = ld.frame.loc[fr.index] if fr.index.isin(ld.frame.index).all() else fr
+    keys = fr[study]
+    order = pd.unique(keys)
+    sizes = keys.groupby(keys, sort=False).size()
+    nmax = None
+    if spec.n is not None and spec.n in fr.columns:
+        nmax = pd.to_numeric(fr[spec.n], errors="coerce").groupby(keys, sort=False).max()
+
+    def text(x) -> str:
+        x = _py(x)
+        if isinstance(x, float):
+            return fmt.num(x, 6).rstrip("0").rstrip(".")
+        return str(x).replace("-", fmt.MINUS) if isinstance(x, int) else str(x)
+
+    values: dict[str, dict] = {}
+    for m in mods:
+        col = src[m] if m in src.columns else fr.get(m)
+        if col is None:
+            continue
+        ok = col.notna().to_numpy()
+        uniq = col[ok].groupby(keys[ok].to_numpy(), sort=False).unique()
+        values[m] = {sid: ", ".join(text(x) for x in u) for sid, u in uniq.items()}
     rows = []
-    for sid, g in fr.groupby(study, sort=False):
-        r: dict[str, Any] = {"study": _py(sid), "k": len(g)}
-        if spec.n is not None and spec.n in g.columns:
-            n = pd.to_numeric(g[spec.n], errors="coerce")
-            r["n"] = _f(n.max()) if n.notna().any() else None
-        src = ld.frame.loc[g.index] if set(g.index) <= set(ld.frame.index) else g
-        vals = {}
-        for m in mods:
-            col = src[m] if m in src.columns else g.get(m)
-            if col is None:
-                continue
-            u = [fmt.num(x, 6).rstrip("0").rstrip(".") if isinstance(_py(x), float) else
-                 str(_py(x)).replace("-", fmt.MINUS) if isinstance(_py(x), int) else
-                 str(_py(x)) for x in pd.unique(col.dropna())]
-            vals[m] = ", ".join(u) if u else None
-        r["moderators"] = vals
+    for sid in order:
+        r: dict[str, Any] = {"study": _py(sid), "k": int(sizes[sid])}
+        if nmax is not None:
+            r["n"] = _f(nmax[sid]) if pd.notna(nmax[sid]) else None
+        r["moderators"] = {m: values[m].get(sid) or None for m in values}
         rows.append(r)
     return {"study_column": study, "n_column": spec.n, "moderators": mods, "rows": rows}
 
