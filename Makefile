@@ -36,6 +36,7 @@ test: $(STAMP)
 # ruff (lint and format) and mypy, as CI runs them
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -67,6 +67,7 @@ METAFOR_REPORTED = [
     ("k ~ 10,000", "does not finish in 200 s"),
 ]
 
+
 # ----------------------------------------------------------------------------- simulation
 def simulate(k: int, seed: int = SEED):
     """Three-level data with exactly ``k`` effect sizes; returns plain numpy arrays.
@@ -177,8 +178,15 @@ def _warmup():
     from mlmeta.core.fit import fit_nested
 
     study, es, yi, vi = simulate(200, seed=1)
-    mlmeta.rma_mv(make_frame(study, es, yi, vi), "yi", "vi", random="study/es",
-                  method="REML", test="t", dfs="contain")
+    mlmeta.rma_mv(
+        make_frame(study, es, yi, vi),
+        "yi",
+        "vi",
+        random="study/es",
+        method="REML",
+        test="t",
+        dfs="contain",
+    )
     fit_nested(yi, vi, np.ones((len(yi), 1)), [study, es], method="REML")
 
 
@@ -192,36 +200,45 @@ def worker_fit(k: int, repeats: int, trace: bool) -> dict:
     t_sim = time.perf_counter() - t0
     df = make_frame(study, es, yi, vi)
     X = np.ones((k, 1))
-    out = {"k": k, "n_studies": int(study[-1]) + 1, "simulate_s": t_sim,
-           "rss_before_fits": _current_rss_bytes()}
+    out = {
+        "k": k,
+        "n_studies": int(study[-1]) + 1,
+        "simulate_s": t_sim,
+        "rss_before_fits": _current_rss_bytes(),
+    }
 
     def api():
-        return mlmeta.rma_mv(df, "yi", "vi", random="study/es", method="REML", test="t",
-                             dfs="contain")
+        return mlmeta.rma_mv(
+            df, "yi", "vi", random="study/es", method="REML", test="t", dfs="contain"
+        )
 
     def core():
         return fit_nested(yi, vi, X, [study, es], method="REML")
 
     res, m_api = measure(api, repeats, trace)
     out["api"] = m_api
-    out["api"].update({
-        "iterations": int(res.core.optim.iterations),
-        "converged": bool(res.core.optim.converged),
-        "optimizer": str(res.core.optim.method),
-        "mu": float(res.beta.iloc[0]),
-        "se": float(res.se.iloc[0]),
-        "sigma2": [float(s) for s in res.sigma2],
-        "n_levels": [int(n) for n in res.n_levels],
-        "df": None if res.df is None else float(np.asarray(res.df).ravel()[0]),
-    })
+    out["api"].update(
+        {
+            "iterations": int(res.core.optim.iterations),
+            "converged": bool(res.core.optim.converged),
+            "optimizer": str(res.core.optim.method),
+            "mu": float(res.beta.iloc[0]),
+            "se": float(res.se.iloc[0]),
+            "sigma2": [float(s) for s in res.sigma2],
+            "n_levels": [int(n) for n in res.n_levels],
+            "df": None if res.df is None else float(np.asarray(res.df).ravel()[0]),
+        }
+    )
     del res
     cf, m_core = measure(core, repeats, trace)
     out["core"] = m_core
-    out["core"].update({
-        "iterations": int(cf.optim.iterations),
-        "mu": float(cf.beta[0]),
-        "sigma2": [float(s) for s in cf.sigma2],
-    })
+    out["core"].update(
+        {
+            "iterations": int(cf.optim.iterations),
+            "mu": float(cf.beta[0]),
+            "sigma2": [float(s) for s in cf.sigma2],
+        }
+    )
     return out
 
 
@@ -255,8 +272,7 @@ def worker_extra(name: str, k: int) -> dict:
     attr, call, label = EXTRAS[name]
     study, es, yi, vi = simulate(k)
     df = make_frame(study, es, yi, vi)
-    res = mlmeta.rma_mv(df, "yi", "vi", random="study/es", method="REML", test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(df, "yi", "vi", random="study/es", method="REML", test="t", dfs="contain")
     out = {"name": name, "k": k, "call": label}
     if not hasattr(res, attr):
         out["status"] = "not available"
@@ -264,8 +280,15 @@ def worker_extra(name: str, k: int) -> dict:
     # warm-up on small data so imports are not timed
     try:
         s2, e2, y2, v2 = simulate(200, seed=1)
-        small = mlmeta.rma_mv(make_frame(s2, e2, y2, v2), "yi", "vi", random="study/es",
-                              method="REML", test="t", dfs="contain")
+        small = mlmeta.rma_mv(
+            make_frame(s2, e2, y2, v2),
+            "yi",
+            "vi",
+            random="study/es",
+            method="REML",
+            test="t",
+            dfs="contain",
+        )
         call(small)
     except Exception:  # noqa: BLE001 - the timed call below reports the error
         pass
@@ -354,6 +377,7 @@ def machine_info() -> dict:
 
     try:
         import mlmeta
+
         mv = mlmeta.__version__
     except Exception:  # noqa: BLE001
         mv = "?"
@@ -374,9 +398,11 @@ def machine_info() -> dict:
 def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
     print()
     print(f"mlmeta {info['mlmeta']} scaling benchmark - {info['date']}")
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {fmt_bytes(info['memory'])} RAM, "
-          f"{info['os']}; Python {info['python']}, numpy {info['numpy']}, "
-          f"scipy {info['scipy']}, pandas {info['pandas']}")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {fmt_bytes(info['memory'])} RAM, "
+        f"{info['os']}; Python {info['python']}, numpy {info['numpy']}, "
+        f"scipy {info['scipy']}, pandas {info['pandas']}"
+    )
     print(f"truth: mu = {MU}, sigma2 = {SIGMA2}; seed {SEED}")
     ok = [r for r in results if "api" in r]
     bad = [r for r in results if "api" not in r]
@@ -386,32 +412,45 @@ def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
         return
     reset = all(r["api"]["rss_reset"] and r["core"]["rss_reset"] for r in ok)
     print()
-    hdr = ("| k | studies | runs | rma_mv time | fit_nested time | rma_mv peak RSS + "
-           "| fit_nested peak RSS + | rma_mv tracemalloc peak | process peak RSS | Newton it. "
-           "| mu (se) | sigma2 study | sigma2 es |")
+    hdr = (
+        "| k | studies | runs | rma_mv time | fit_nested time | rma_mv peak RSS + "
+        "| fit_nested peak RSS + | rma_mv tracemalloc peak | process peak RSS | Newton it. "
+        "| mu (se) | sigma2 study | sigma2 es |"
+    )
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     for r in ok:
         a, c = r["api"], r["core"]
-        print(f"| {fmt_k(r['k'])} | {r['n_studies']:,} | {len(a['time_all'])} "
-              f"| {fmt_s(a['time_best'])} | {fmt_s(c['time_best'])} "
-              f"| {fmt_bytes(a['rss_peak_increase'])} | {fmt_bytes(c['rss_peak_increase'])} "
-              f"| {fmt_bytes(a.get('tracemalloc_peak'))} | {fmt_bytes(a['process_peak_rss'])} "
-              f"| {a['iterations']} | {a['mu']:.4f} ({a['se']:.4f}) "
-              f"| {a['sigma2'][0]:.4f} | {a['sigma2'][1]:.4f} |")
+        print(
+            f"| {fmt_k(r['k'])} | {r['n_studies']:,} | {len(a['time_all'])} "
+            f"| {fmt_s(a['time_best'])} | {fmt_s(c['time_best'])} "
+            f"| {fmt_bytes(a['rss_peak_increase'])} | {fmt_bytes(c['rss_peak_increase'])} "
+            f"| {fmt_bytes(a.get('tracemalloc_peak'))} | {fmt_bytes(a['process_peak_rss'])} "
+            f"| {a['iterations']} | {a['mu']:.4f} ({a['se']:.4f}) "
+            f"| {a['sigma2'][0]:.4f} | {a['sigma2'][1]:.4f} |"
+        )
     print()
-    print("peak RSS + : ru_maxrss after the fit minus before it, "
-          + ("with the high-water mark reset to the current RSS just before the fit "
-             "(/proc/self/clear_refs)" if reset else
-             "WITHOUT a high-water-mark reset (not supported here): an increase may be "
-             "hidden by the earlier peak of the data simulation")
-          + "; tracemalloc peak: traced Python + numpy allocations during a separate run; "
-            "process peak RSS: whole worker process (interpreter, data, fits).")
-    agree = all(abs(r["api"]["mu"] - r["core"]["mu"]) <= 1e-10 * max(1, abs(r["core"]["mu"]))
-                and np.allclose(r["api"]["sigma2"], r["core"]["sigma2"], rtol=1e-10, atol=0)
-                for r in ok)
-    print(f"rma_mv and fit_nested give identical estimates: {'yes' if agree else 'NO'}; "
-          f"Newton iterations (fit_nested): {[r['core']['iterations'] for r in ok]}")
+    print(
+        "peak RSS + : ru_maxrss after the fit minus before it, "
+        + (
+            "with the high-water mark reset to the current RSS just before the fit "
+            "(/proc/self/clear_refs)"
+            if reset
+            else "WITHOUT a high-water-mark reset (not supported here): an increase may be "
+            "hidden by the earlier peak of the data simulation"
+        )
+        + "; tracemalloc peak: traced Python + numpy allocations during a separate run; "
+        "process peak RSS: whole worker process (interpreter, data, fits)."
+    )
+    agree = all(
+        abs(r["api"]["mu"] - r["core"]["mu"]) <= 1e-10 * max(1, abs(r["core"]["mu"]))
+        and np.allclose(r["api"]["sigma2"], r["core"]["sigma2"], rtol=1e-10, atol=0)
+        for r in ok
+    )
+    print(
+        f"rma_mv and fit_nested give identical estimates: {'yes' if agree else 'NO'}; "
+        f"Newton iterations (fit_nested): {[r['core']['iterations'] for r in ok]}"
+    )
 
     # recovery of the truth
     print()
@@ -419,9 +458,11 @@ def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
     for r in ok:
         a = r["api"]
         z = (a["mu"] - MU) / a["se"]
-        print(f"  k = {fmt_k(r['k'])}: mu_hat = {a['mu']:.4f} (z = {z:+.2f}), "
-              f"sigma2 = ({a['sigma2'][0]:.4f}, {a['sigma2'][1]:.4f}) vs {SIGMA2}, "
-              f"contain df = {a['df']:.0f}, converged = {a['converged']}")
+        print(
+            f"  k = {fmt_k(r['k'])}: mu_hat = {a['mu']:.4f} (z = {z:+.2f}), "
+            f"sigma2 = ({a['sigma2'][0]:.4f}, {a['sigma2'][1]:.4f}) vs {SIGMA2}, "
+            f"contain df = {a['df']:.0f}, converged = {a['converged']}"
+        )
 
     # scaling
     if len(ok) > 1:
@@ -433,11 +474,18 @@ def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
             rc = r1["core"]["time_best"] / r0["core"]["time_best"]
             per10a = ra ** (1 / np.log10(f)) if f > 1 else float("nan")
             per10c = rc ** (1 / np.log10(f)) if f > 1 else float("nan")
-            print(f"  {fmt_k(r0['k'])} -> {fmt_k(r1['k'])}: rma_mv x{per10a:.1f}, "
-                  f"fit_nested x{per10c:.1f}")
-        print("  time per effect size: " + ", ".join(
-            f"{fmt_k(r['k'])}: {r['api']['time_best'] / r['k'] * 1e6:.2f} us (rma_mv) / "
-            f"{r['core']['time_best'] / r['k'] * 1e6:.2f} us (fit_nested)" for r in ok))
+            print(
+                f"  {fmt_k(r0['k'])} -> {fmt_k(r1['k'])}: rma_mv x{per10a:.1f}, "
+                f"fit_nested x{per10c:.1f}"
+            )
+        print(
+            "  time per effect size: "
+            + ", ".join(
+                f"{fmt_k(r['k'])}: {r['api']['time_best'] / r['k'] * 1e6:.2f} us (rma_mv) / "
+                f"{r['core']['time_best'] / r['k'] * 1e6:.2f} us (fit_nested)"
+                for r in ok
+            )
+        )
 
     # target
     print()
@@ -447,12 +495,14 @@ def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
         t_ok = a["time_best"] < TARGET_SECONDS
         m_ok = a["rss_peak_increase"] < TARGET_BYTES
         p_ok = a["process_peak_rss"] < TARGET_BYTES
-        print(f"target k = 1e6 in < {TARGET_SECONDS:.0f} s and < 2 GiB (rma_mv): "
-              f"time {fmt_s(a['time_best'])} {'PASS' if t_ok else 'FAIL'}, "
-              f"fit peak RSS increase {fmt_bytes(a['rss_peak_increase'])} "
-              f"{'PASS' if m_ok else 'FAIL'} (whole process peak "
-              f"{fmt_bytes(a['process_peak_rss'])} {'PASS' if p_ok else 'FAIL'}) "
-              f"=> {'PASS' if (t_ok and m_ok) else 'FAIL'}")
+        print(
+            f"target k = 1e6 in < {TARGET_SECONDS:.0f} s and < 2 GiB (rma_mv): "
+            f"time {fmt_s(a['time_best'])} {'PASS' if t_ok else 'FAIL'}, "
+            f"fit peak RSS increase {fmt_bytes(a['rss_peak_increase'])} "
+            f"{'PASS' if m_ok else 'FAIL'} (whole process peak "
+            f"{fmt_bytes(a['process_peak_rss'])} {'PASS' if p_ok else 'FAIL'}) "
+            f"=> {'PASS' if (t_ok and m_ok) else 'FAIL'}"
+        )
     else:
         print("target k = 1e6 in < 10 s and < 2 GiB: not run (k = 1e6 not in --sizes)")
 
@@ -467,29 +517,49 @@ def print_report(results: list[dict], extras: list[dict], info: dict) -> None:
         for e in extras:
             st = e.get("status", "?")
             if st == "ok" and e.get("extrapolated"):
-                print(f"  k = {fmt_k(e['k'])}: {e['call']}: ~{fmt_s(e['seconds'])} "
-                      f"({fmt_s(e['per_refit_s'])} per refit)")
+                print(
+                    f"  k = {fmt_k(e['k'])}: {e['call']}: ~{fmt_s(e['seconds'])} "
+                    f"({fmt_s(e['per_refit_s'])} per refit)"
+                )
             elif st == "ok":
-                print(f"  k = {fmt_k(e['k'])}: {e['call']}: {fmt_s(e['time_best'])}, "
-                      f"peak RSS + {fmt_bytes(e['rss_peak_increase'])}")
+                print(
+                    f"  k = {fmt_k(e['k'])}: {e['call']}: {fmt_s(e['time_best'])}, "
+                    f"peak RSS + {fmt_bytes(e['rss_peak_increase'])}"
+                )
             else:
                 print(f"  k = {fmt_k(e['k'])}: {e['call']}: {st}")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=_parse_sizes, default=None,
-                    help="comma-separated k values, e.g. 1e3,1e4,1e5,1e6 (default: all four; "
-                         "with --quick 1e3,1e4,1e5)")
-    ap.add_argument("--quick", action="store_true",
-                    help="one run per size, no tracemalloc run, hooks only at k = 1e4, and "
-                         "sizes up to 1e5 unless --sizes is given")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="runs per size (default: 7 / 5 / 3 / 1 for k <= 1e3 / 1e4 / 1e5 / more)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
+        help="comma-separated k values, e.g. 1e3,1e4,1e5,1e6 (default: all four; "
+        "with --quick 1e3,1e4,1e5)",
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="one run per size, no tracemalloc run, hooks only at k = 1e4, and "
+        "sizes up to 1e5 unless --sizes is given",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="runs per size (default: 7 / 5 / 3 / 1 for k <= 1e3 / 1e4 / 1e5 / more)",
+    )
     ap.add_argument("--no-extras", action="store_true", help="skip the robust/profile/LOO hooks")
-    ap.add_argument("--extra-timeout", type=float, default=900.0,
-                    help="time limit in seconds for each hook subprocess (default 900)")
+    ap.add_argument(
+        "--extra-timeout",
+        type=float,
+        default=900.0,
+        help="time limit in seconds for each hook subprocess (default 900)",
+    )
     ap.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
     # internal: worker modes
     ap.add_argument("--_worker", choices=["fit", "extra"], help=argparse.SUPPRESS)
@@ -510,8 +580,9 @@ def main(argv=None) -> int:
     info = machine_info()
     results = []
     for k in sizes:
-        reps = args.repeats or (1 if args.quick else
-                                7 if k <= 10**3 else 5 if k <= 10**4 else 3 if k <= 10**5 else 1)
+        reps = args.repeats or (
+            1 if args.quick else 7 if k <= 10**3 else 5 if k <= 10**4 else 3 if k <= 10**5 else 1
+        )
         wargs = ["--_worker", "fit", "--_k", str(k), "--repeats", str(reps)]
         if args.quick:
             wargs.append("--_notrace")
@@ -519,9 +590,12 @@ def main(argv=None) -> int:
         r = _run_worker(wargs, timeout=None)
         r.setdefault("k", k)
         if "api" in r:
-            print(f"  rma_mv {fmt_s(r['api']['time_best'])}, "
-                  f"fit_nested {fmt_s(r['core']['time_best'])}, "
-                  f"peak RSS + {fmt_bytes(r['api']['rss_peak_increase'])}", flush=True)
+            print(
+                f"  rma_mv {fmt_s(r['api']['time_best'])}, "
+                f"fit_nested {fmt_s(r['core']['time_best'])}, "
+                f"peak RSS + {fmt_bytes(r['api']['rss_peak_increase'])}",
+                flush=True,
+            )
         else:
             print(f"  {r.get('status')}", flush=True)
         results.append(r)
@@ -532,8 +606,10 @@ def main(argv=None) -> int:
         for k in ek:
             for name in EXTRAS:
                 print(f"hook {name} at k = {fmt_k(k)} ...", flush=True)
-                e = _run_worker(["--_worker", "extra", "--_name", name, "--_k", str(k)],
-                                timeout=args.extra_timeout)
+                e = _run_worker(
+                    ["--_worker", "extra", "--_name", name, "--_k", str(k)],
+                    timeout=args.extra_timeout,
+                )
                 e.setdefault("k", k)
                 e.setdefault("call", EXTRAS[name][2])
                 e.setdefault("name", name)
@@ -544,8 +620,10 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "results": results, "extras": extras}, f, indent=1)
     tgt = [r for r in results if r.get("k") == TARGET_K and "api" in r]
-    if tgt and not (tgt[0]["api"]["time_best"] < TARGET_SECONDS
-                    and tgt[0]["api"]["rss_peak_increase"] < TARGET_BYTES):
+    if tgt and not (
+        tgt[0]["api"]["time_best"] < TARGET_SECONDS
+        and tgt[0]["api"]["rss_peak_increase"] < TARGET_BYTES
+    ):
         return 1
     return 0
 

@@ -10,6 +10,7 @@ computations, so their times overlap the sections above them; "figures (wait)" i
 main process waited for them. Exits with status 1 when the best wall time exceeds ``--limit``
 seconds (the issue's target: 5 s on a 2-core machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ def main(argv=None) -> int:
         for i in range(a.repeat):
             out = Path(tmp) / f"run{i}"
             t0 = time.perf_counter()
-            p = subprocess.run(mlmeta_cmd() + ["run", a.toml, "--out", str(out), "--quiet"],
-                               capture_output=True, text=True, cwd=tmp)
+            p = subprocess.run(
+                mlmeta_cmd() + ["run", a.toml, "--out", str(out), "--quiet"],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+            )
             wall = time.perf_counter() - t0
             if p.returncode != 0:
                 print(p.stderr, file=sys.stderr)
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
     if figs:
         print("  figures, each (drawn in parallel with the above):")
         for k, v in figs.items():
-            print(f"    {k[len('figure '):]:<26s}{v:7.3f}")
+            print(f"    {k[len('figure ') :]:<26s}{v:7.3f}")
     startup = wall - timings.get("total", wall)
     print(f"  {'start-up and imports':<28s}{startup:7.3f}")
     print(f"  {'total in run_report':<28s}{timings.get('total', float('nan')):7.3f}")

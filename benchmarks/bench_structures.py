@@ -70,10 +70,16 @@ def crossed(k: int, n_lab: int):
     lab = rng.integers(0, n_lab, k)
     n = rng.integers(20, 400, k)
     vi = 1.0 / (n - 3.0)
-    yi = (0.3 + rng.normal(0, 0.2, ns)[study] + rng.normal(0, 0.1, k)
-          + rng.normal(0, np.sqrt(0.02), n_lab)[lab] + rng.normal(0, np.sqrt(vi)))
-    df = pd.DataFrame({"study": study, "es": es, "lab": [f"L{x:04d}" for x in lab],
-                       "yi": yi, "vi": vi})
+    yi = (
+        0.3
+        + rng.normal(0, 0.2, ns)[study]
+        + rng.normal(0, 0.1, k)
+        + rng.normal(0, np.sqrt(0.02), n_lab)[lab]
+        + rng.normal(0, np.sqrt(vi))
+    )
+    df = pd.DataFrame(
+        {"study": study, "es": es, "lab": [f"L{x:04d}" for x in lab], "yi": yi, "vi": vi}
+    )
     return df, {"random": ["~ 1 | study/es", "~ 1 | lab"]}, "sigma2 = (0.04, 0.01, 0.02)"
 
 
@@ -94,8 +100,9 @@ def un(n_trials: int):
     shared = rng.normal(size=n_trials)[trial]
     e = np.sqrt(vi) * (np.sqrt(0.5) * shared + np.sqrt(0.5) * z)
     yi = np.array([0.2, 0.3, 0.1])[out] + u[trial, out] + e
-    df = pd.DataFrame({"trial": trial, "outcome": np.array(["anx", "dep", "str"])[out],
-                       "yi": yi, "vi": vi})
+    df = pd.DataFrame(
+        {"trial": trial, "outcome": np.array(["anx", "dep", "str"])[out], "yi": yi, "vi": vi}
+    )
     kw = {"random": "~ outcome | trial", "struct": "UN", "rho": 0.5, "mods": "~ 0 + outcome"}
     return df, kw, "tau2 = (0.05, 0.04, 0.06), rho = (0.67, 0.37, 0.51)"
 
@@ -126,14 +133,23 @@ def phylo(q: int, k: int):
     study = np.repeat(np.arange(ns), 2)
     L = np.linalg.cholesky(R + 1e-9 * np.eye(q))
     vi = rng.uniform(0.01, 0.05, k)
-    yi = (0.2 + np.sqrt(0.03) * (L @ rng.normal(size=q))[sp] + rng.normal(0, 0.2, ns)[study]
-          + rng.normal(0, 0.1, q)[sp] + rng.normal(0, 0.1, k) + rng.normal(0, np.sqrt(vi)))
-    df = pd.DataFrame({"study": study, "es": np.arange(k), "species": np.array(names)[sp],
-                       "yi": yi, "vi": vi})
+    yi = (
+        0.2
+        + np.sqrt(0.03) * (L @ rng.normal(size=q))[sp]
+        + rng.normal(0, 0.2, ns)[study]
+        + rng.normal(0, 0.1, q)[sp]
+        + rng.normal(0, 0.1, k)
+        + rng.normal(0, np.sqrt(vi))
+    )
+    df = pd.DataFrame(
+        {"study": study, "es": np.arange(k), "species": np.array(names)[sp], "yi": yi, "vi": vi}
+    )
     df["phylo"] = df["species"]
     Rdf = pd.DataFrame(R, index=names, columns=names)
-    kw = {"random": ["~ 1 | study", "~ 1 | es", "~ 1 | species", "~ 1 | phylo"],
-          "R": {"phylo": Rdf}}
+    kw = {
+        "random": ["~ 1 | study", "~ 1 | es", "~ 1 | species", "~ 1 | phylo"],
+        "R": {"phylo": Rdf},
+    }
     return df, kw, "sigma2 = (0.04, 0.01, 0.01, 0.03)"
 
 
@@ -158,7 +174,7 @@ def worker(name: str) -> dict:
     warnings.simplefilter("ignore")
     df, kw, truth = make(name)
     # warm-up on a small slice: imports and first-call costs are not timed
-    small, skw, _ = (crossed(500, 10) if name != "un_1e4" else un(100))
+    small, skw, _ = crossed(500, 10) if name != "un_1e4" else un(100)
     mlmeta.rma_mv(small, "yi", "vi", **skw)
     before = _rss_mib()
     reset = _reset_peak()
@@ -171,15 +187,21 @@ def worker(name: str) -> dict:
     if res.tau2 is not None:
         est["tau2"] = [round(float(x), 4) for x in res.tau2]
         est["rho"] = [round(float(x), 4) for x in res.rho]
-    return {"scenario": name, "k": int(res.k), "seconds": dt,
-            "iterations": int(res.core.optim.iterations),
-            "woodbury_q": int(res.core.problem.q),
-            "block_terms": [res.core.problem.terms[i].name for i in
-                            res.core.problem.block_terms],
-            "largest_block": int(np.bincount(res.core.problem.block_labels).max()),
-            "estimates": est, "truth": truth,
-            "peak_rss_increase_mib": peak - base, "peak_reset": reset,
-            "process_peak_rss_mib": peak, "target_s": TARGETS[name]}
+    return {
+        "scenario": name,
+        "k": int(res.k),
+        "seconds": dt,
+        "iterations": int(res.core.optim.iterations),
+        "woodbury_q": int(res.core.problem.q),
+        "block_terms": [res.core.problem.terms[i].name for i in res.core.problem.block_terms],
+        "largest_block": int(np.bincount(res.core.problem.block_labels).max()),
+        "estimates": est,
+        "truth": truth,
+        "peak_rss_increase_mib": peak - base,
+        "peak_reset": reset,
+        "process_peak_rss_mib": peak,
+        "target_s": TARGETS[name],
+    }
 
 
 def main() -> int:
@@ -188,9 +210,13 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=1800)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="BLAS threads of the workers (OPENBLAS/OMP/MKL_NUM_THREADS); default: "
-                         "the environment's")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads of the workers (OPENBLAS/OMP/MKL_NUM_THREADS); default: "
+        "the environment's",
+    )
     a = ap.parse_args()
     if a.worker:
         print(json.dumps(worker(a.worker)))
@@ -203,14 +229,22 @@ def main() -> int:
         for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[v] = str(a.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"Python {platform.python_version()}, numpy {_np.__version__}, scipy "
-          f"{scipy.__version__}, {os.cpu_count()} cores, load average {load:.1f}, BLAS threads "
-          f"{a.threads or 'default'}; SIMULATED data")
+    print(
+        f"Python {platform.python_version()}, numpy {_np.__version__}, scipy "
+        f"{scipy.__version__}, {os.cpu_count()} cores, load average {load:.1f}, BLAS threads "
+        f"{a.threads or 'default'}; SIMULATED data"
+    )
     rows, bad = [], 0
     for name in a.only.split(","):
         try:
-            r = subprocess.run([sys.executable, __file__, "--worker", name], check=False,
-                               capture_output=True, text=True, timeout=a.timeout, env=env)
+            r = subprocess.run(
+                [sys.executable, __file__, "--worker", name],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=a.timeout,
+                env=env,
+            )
         except subprocess.TimeoutExpired:
             print(f"{name}: no result in {a.timeout:.0f} s")
             bad += 1
@@ -226,11 +260,13 @@ def main() -> int:
         ok = "" if tgt is None else f" (target <= {tgt:g} s: {verdict})"
         if tgt is not None and d["seconds"] > tgt:
             bad += 1
-        print(f"{name}: k = {d['k']:,}, {d['seconds']:.2f} s{ok}, {d['iterations']} Newton "
-              f"iterations, Woodbury q = {d['woodbury_q']}, largest block "
-              f"{d['largest_block']} rows, peak RSS +{d['peak_rss_increase_mib']:.0f} MiB "
-              f"(process {d['process_peak_rss_mib']:.0f} MiB); {d['estimates']} "
-              f"(truth {d['truth']})")
+        print(
+            f"{name}: k = {d['k']:,}, {d['seconds']:.2f} s{ok}, {d['iterations']} Newton "
+            f"iterations, Woodbury q = {d['woodbury_q']}, largest block "
+            f"{d['largest_block']} rows, peak RSS +{d['peak_rss_increase_mib']:.0f} MiB "
+            f"(process {d['process_peak_rss_mib']:.0f} MiB); {d['estimates']} "
+            f"(truth {d['truth']})"
+        )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -56,8 +56,9 @@ def _wall(cmd: list[str], repeats: int, env=None) -> tuple[float, int]:
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=env)
+        subprocess.run(
+            cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         best = min(best, time.perf_counter() - t)
     return best, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
@@ -68,17 +69,37 @@ def _write_csv(k: int, path: Path) -> None:
 
 
 def _r_cmd(csv: Path, sparse: bool, escalc: bool) -> list[str]:
-    es = ("d <- escalc('ZCOR', ri = ri, ni = ni, data = d); " if escalc else "")
+    es = "d <- escalc('ZCOR', ri = ri, ni = ni, data = d); " if escalc else ""
     sp = ", sparse = TRUE" if sparse else ""
-    code = (f"suppressMessages(library(metafor)); d <- read.csv('{csv}'); {es}"
-            "r <- rma.mv(yi, vi, random = ~ 1 | study/es, data = d, test = 't', "
-            f"dfs = 'contain'{sp}); print(coef(r))")
+    code = (
+        f"suppressMessages(library(metafor)); d <- read.csv('{csv}'); {es}"
+        "r <- rma.mv(yi, vi, random = ~ 1 | study/es, data = d, test = 't', "
+        f"dfs = 'contain'{sp}); print(coef(r))"
+    )
     return ["Rscript", "-e", code]
 
 
 def bench_cold(a) -> dict:
-    t, _ = _wall([MLMETA, "fit", str(EXAMPLE), "--measure", "ZCOR", "--ri", "ri", "--ni", "ni",
-                  "--random", "study/es", "--test", "t", "--dfs", "contain"], a.repeats)
+    t, _ = _wall(
+        [
+            MLMETA,
+            "fit",
+            str(EXAMPLE),
+            "--measure",
+            "ZCOR",
+            "--ri",
+            "ri",
+            "--ni",
+            "ni",
+            "--random",
+            "study/es",
+            "--test",
+            "t",
+            "--dfs",
+            "contain",
+        ],
+        a.repeats,
+    )
     out = {"mlmeta_s": t}
     if a.r:
         out["metafor_s"], _ = _wall(_r_cmd(EXAMPLE, False, True), a.repeats)
@@ -90,8 +111,24 @@ def bench_cold(a) -> dict:
 def bench_k4900(a, tmp: Path) -> dict:
     csv = tmp / "k4900.csv"
     _write_csv(4900, csv)
-    t, _ = _wall([MLMETA, "fit", str(csv), "--yi", "yi", "--vi", "vi", "--random", "study/es",
-                  "--test", "t", "--dfs", "contain"], a.repeats)
+    t, _ = _wall(
+        [
+            MLMETA,
+            "fit",
+            str(csv),
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "study/es",
+            "--test",
+            "t",
+            "--dfs",
+            "contain",
+        ],
+        a.repeats,
+    )
     out = {"mlmeta_s": t}
     if a.r:
         out["metafor_s"], _ = _wall(_r_cmd(csv, True, False), 1)
@@ -103,18 +140,40 @@ def bench_k4900(a, tmp: Path) -> dict:
 def bench_csv1e6(a, tmp: Path) -> dict:
     csv = tmp / "k1e6.csv"
     _write_csv(10**6, csv)
-    cmd = [MLMETA, "fit", str(csv), "--yi", "yi", "--vi", "vi", "--random", "study/es",
-           "--test", "t", "--dfs", "contain"]
+    cmd = [
+        MLMETA,
+        "fit",
+        str(csv),
+        "--yi",
+        "yi",
+        "--vi",
+        "vi",
+        "--random",
+        "study/es",
+        "--test",
+        "t",
+        "--dfs",
+        "contain",
+    ]
     timev = shutil.which("time") or "/usr/bin/time"
     best, peak = float("inf"), 0
     for _ in range(a.repeats):
         t = time.perf_counter()
-        p = subprocess.run([timev, "-f", "%M", *cmd], check=True, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+        p = subprocess.run(
+            [timev, "-f", "%M", *cmd],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         best = min(best, time.perf_counter() - t)
         peak = max(peak, int(p.stderr.strip().splitlines()[-1]))
-    return {"mlmeta_s": best, "peak_MiB": peak / 1024, "csv_MiB": csv.stat().st_size / 2**20,
-            "pass": best <= 3.0 and peak <= 1024 * 1024}
+    return {
+        "mlmeta_s": best,
+        "peak_MiB": peak / 1024,
+        "csv_MiB": csv.stat().st_size / 2**20,
+        "pass": best <= 3.0 and peak <= 1024 * 1024,
+    }
 
 
 def bench_run(a, tmp: Path) -> dict:
@@ -122,9 +181,19 @@ def bench_run(a, tmp: Path) -> dict:
     for i in range(a.repeats):
         out_dir = tmp / f"run{i}"
         t = time.perf_counter()
-        subprocess.run([MLMETA, "run", str(ROOT / "examples" / "alliance_like.toml"), "--out",
-                        str(out_dir), "--quiet"], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                MLMETA,
+                "run",
+                str(ROOT / "examples" / "alliance_like.toml"),
+                "--out",
+                str(out_dir),
+                "--quiet",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         best = min(best, time.perf_counter() - t)
     return {"mlmeta_s": best, "pass": best <= 5.0}
 
@@ -161,19 +230,29 @@ def main(argv=None) -> int:
         print("Rscript not found: metafor comparisons skipped")
         a.r = False
     rows = [x.strip() for x in a.only.split(",") if x.strip()]
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; Python "
-          f"{sys.version.split()[0]}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; Python "
+        f"{sys.version.split()[0]}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}"
+    )
     results = {}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         res = _fit_1e5() if {"loo", "profile"} & set(rows) else None
         for name in rows:
-            fn = {"cold": lambda: bench_cold(a), "k4900": lambda: bench_k4900(a, tmp),
-                  "csv1e6": lambda: bench_csv1e6(a, tmp), "run": lambda: bench_run(a, tmp),
-                  "loo": lambda: bench_loo(a, res), "profile": lambda: bench_profile(a, res)}[name]
+            fn = {
+                "cold": lambda: bench_cold(a),
+                "k4900": lambda: bench_k4900(a, tmp),
+                "csv1e6": lambda: bench_csv1e6(a, tmp),
+                "run": lambda: bench_run(a, tmp),
+                "loo": lambda: bench_loo(a, res),
+                "profile": lambda: bench_profile(a, res),
+            }[name]
             results[name] = r = fn()
-            shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                              for k, v in r.items() if k != "pass")
+            shown = ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in r.items()
+                if k != "pass"
+            )
             verdict = {True: "PASS", False: "MISS", None: "-"}[r.get("pass")]
             print(f"{name:8s} {shown:70s} target {TARGETS[name]:45s} {verdict}", flush=True)
     return 0

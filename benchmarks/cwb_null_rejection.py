@@ -41,8 +41,11 @@ def tests(data: pd.DataFrame, condition: dict) -> pd.DataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = mlmeta.rma_mv(data, "yi", "vi", random="study/es", mods="~ x_study + x_es")
-        seed = int(np.random.SeedSequence(
-            np.frombuffer(data["yi"].to_numpy().tobytes(), np.uint32)).generate_state(1)[0])
+        seed = int(
+            np.random.SeedSequence(
+                np.frombuffer(data["yi"].to_numpy().tobytes(), np.uint32)
+            ).generate_state(1)[0]
+        )
         rows = []
         for adjust in (False, True):
             out = cwb.cwb_test(res, "x_study", R=condition["R"], adjust=adjust, seed=seed)
@@ -62,17 +65,43 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--seed", type=int, default=20240607)
     args = ap.parse_args()
-    design = [{"J": int(J), "mu": 0.1, "tau": 0.2, "omega": 0.1, "rho": 0.0, "k": 3,
-               "k_dist": "poisson", "sigma2": [0.01, 0.03, 0.06, 0.1], "beta_study": 0.0,
-               "beta_es": 0.1, "R": args.R} for J in args.studies.split(",")]
+    design = [
+        {
+            "J": int(J),
+            "mu": 0.1,
+            "tau": 0.2,
+            "omega": 0.1,
+            "rho": 0.0,
+            "k": 3,
+            "k_dist": "poisson",
+            "sigma2": [0.01, 0.03, 0.06, 0.1],
+            "beta_study": 0.0,
+            "beta_es": 0.1,
+            "R": args.R,
+        }
+        for J in args.studies.split(",")
+    ]
     t0 = time.perf_counter()
-    res = sim.run(design, sim.generate_three_level, tests, reps=args.reps, seed=args.seed,
-                  executor=args.workers, checkpoint=args.checkpoint, chunk_size=10)
+    res = sim.run(
+        design,
+        sim.generate_three_level,
+        tests,
+        reps=args.reps,
+        seed=args.seed,
+        executor=args.workers,
+        checkpoint=args.checkpoint,
+        chunk_size=10,
+    )
     perf = sim.summarise(res, true_value=0.0, estimate="p", ci=None)
-    print(f"\n{args.reps} simulated data sets per condition, R = {args.R}, alpha = 0.05, "
-          f"{time.perf_counter() - t0:.0f} s")
-    print(perf[["J", "method", "K_rejection", "rej_rate", "rej_rate_mcse"]]
-          .to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    print(
+        f"\n{args.reps} simulated data sets per condition, R = {args.R}, alpha = 0.05, "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+    print(
+        perf[["J", "method", "K_rejection", "rej_rate", "rej_rate_mcse"]].to_string(
+            index=False, float_format=lambda x: f"{x:.3f}"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from a seeded generator; r is rounded to 3 decimals as in a published table, and
 vi = 1 / (n - 3) are metafor's escalc("ZCOR") values. The seed is fixed, so the file is
 reproducible byte for byte; ``--check`` verifies the bundled file instead of writing it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,22 +46,40 @@ def generate(seed: int = SEED) -> pd.DataFrame:
     es = 0
     for i, m in enumerate(sizes, start=1):
         n = int(np.clip(np.round(rng.lognormal(np.log(205), 0.5)), 45, 560))
-        treatment = rng.choice(["integrative", "other", "psychodynamic", "CBT"],
-                               p=[0.35, 0.27, 0.19, 0.19])
+        treatment = rng.choice(
+            ["integrative", "other", "psychodynamic", "CBT"], p=[0.35, 0.27, 0.19, 0.19]
+        )
         u = rng.normal(0, SD_STUDY)
         # studies with several correlations usually measure the alliance both early and late
-        phases = (rng.permutation(["early", "late"] * 2)[:m] if m > 1
-                  else [rng.choice(["early", "late"])])
+        phases = (
+            rng.permutation(["early", "late"] * 2)[:m] if m > 1 else [rng.choice(["early", "late"])]
+        )
         for phase in phases:
             es += 1
             rater = rng.choice(["patient", "therapist", "observer"], p=[0.42, 0.37, 0.21])
             measure = rng.choice(["WAI", "CALPAS", "HAq", "other"], p=[0.35, 0.25, 0.23, 0.17])
-            z = BETA0 + BETA_LATE * (phase == "late") + u + rng.normal(0, SD_ES) \
+            z = (
+                BETA0
+                + BETA_LATE * (phase == "late")
+                + u
+                + rng.normal(0, SD_ES)
                 + rng.normal(0, 1 / np.sqrt(n - 3))
+            )
             r = float(np.round(np.tanh(z), 3))
-            rows.append({"study": i, "es": es, "ni": n, "ri": r, "phase": phase,
-                         "rater": rater, "measure": measure, "treatment": treatment,
-                         "yi": float(np.arctanh(r)), "vi": 1.0 / (n - 3)})
+            rows.append(
+                {
+                    "study": i,
+                    "es": es,
+                    "ni": n,
+                    "ri": r,
+                    "phase": phase,
+                    "rater": rater,
+                    "measure": measure,
+                    "treatment": treatment,
+                    "yi": float(np.arctanh(r)),
+                    "vi": 1.0 / (n - 3),
+                }
+            )
     return pd.DataFrame(rows)
 
 

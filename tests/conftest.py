@@ -1,4 +1,5 @@
 """Shared helpers for the test suite: reference cases and tolerance checks."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,33 @@ HERE = Path(__file__).parent
 REF = HERE / "fixtures" / "reference"
 REF_EXTRA = HERE / "fixtures" / "reference_extra"
 
-CORE_KEYS = ["k", "p", "n_levels", "sigma2", "beta", "se", "stat", "df", "pval", "ci_lb",
-             "ci_ub", "vcov", "QE", "QE_df", "QEp", "QM", "QM_df", "QMp", "logLik", "deviance",
-             "AIC", "BIC", "AICc", "predict", "predict_r"]
+CORE_KEYS = [
+    "k",
+    "p",
+    "n_levels",
+    "sigma2",
+    "beta",
+    "se",
+    "stat",
+    "df",
+    "pval",
+    "ci_lb",
+    "ci_ub",
+    "vcov",
+    "QE",
+    "QE_df",
+    "QEp",
+    "QM",
+    "QM_df",
+    "QMp",
+    "logLik",
+    "deviance",
+    "AIC",
+    "BIC",
+    "AICc",
+    "predict",
+    "predict_r",
+]
 SKIP_KEYS = {"notes", "metafor"}
 
 
@@ -34,8 +59,11 @@ def compare(exp, got, rel, abs_, path="", diffs=None):
     """Recursive comparison with |got - exp| <= max(abs, rel |exp|); returns the differences."""
     diffs = [] if diffs is None else diffs
     if exp is None:
-        if got not in (None, [], {}) and not (isinstance(got, float) and math.isnan(got)) and \
-                not (isinstance(got, list) and all(g is None for g in got)):
+        if (
+            got not in (None, [], {})
+            and not (isinstance(got, float) and math.isnan(got))
+            and not (isinstance(got, list) and all(g is None for g in got))
+        ):
             diffs.append(f"{path}: expected null, got {got!r}")
         return diffs
     if got is None:

@@ -1,6 +1,7 @@
 """Analysis files (`mlmeta run`, `mlmeta init`): schema errors name the key, paths are relative
 to the TOML file, the report folder is written atomically, the progress printer stays quiet off
 a terminal."""
+
 from __future__ import annotations
 
 import io
@@ -75,29 +76,38 @@ def one_line_error(args):
 
 
 # ---------------------------------------------------------------- schema errors
-@pytest.mark.parametrize("patch,words", [
-    (("", 'colour = "red"\n'), ["unknown key 'colour'"]),
-    (('test = "t"', 'test = "t"\nmetod = "ML"'), ["'model.metod'", "did you mean 'method'"]),
-    (('profile = false', 'profile = false\nprofil = true'), ["'analyses.profil'",
-                                                             "'profile'"]),
-    (('[analyses]', '[analyses]\nrandom = "study"'), ["'analyses.random'", "[model]"]),
-    (('test = "t"', 'test = "t"\njoint = "yes"'), ["'model.joint'", "true or false",
-                                                   "a string"]),
-    (('test = "t"', 'test = "t"\nlevel = "95"'), ["'model.level'", "a number"]),
-    (('moderators = ["phase"]', 'moderators = "phase"'), ["'model.moderators'",
-                                                           "a list of strings"]),
-    (('profile = false', 'profile = 0'), ["'analyses.profile'", "true or false",
-                                          "an integer"]),
-    (('ri = "ri"', 'ri = 3'), ["'effect.ri'", "a string"]),
-    (('test = "t"', 'test = "t"\nmethod = "OLS"'), ["'model.method'", "REML, ML", "'OLS'"]),
-    (('test = "t"', 'test = "F"'), ["'model.test'"]),
-    (('test = "t"', 'test = "t"\nrho = 1.5'), ["'model.rho'", "between -1 and 1"]),
-    (('[analyses]', '[analyses]\nche_rhos = [0.2, "x"]'), ["'analyses.che_rhos'",
-                                                           "a list of numbers"]),
-    (('[effect]', '[effect2]'), ["unknown key 'effect2'", "did you mean 'effect'"]),
-    (('[effect]', 'effect = 1\n[effect]'), ["unknown key 'data.effect'",
-                                           "[effect] is a table of its own"]),
-])
+@pytest.mark.parametrize(
+    "patch,words",
+    [
+        (("", 'colour = "red"\n'), ["unknown key 'colour'"]),
+        (('test = "t"', 'test = "t"\nmetod = "ML"'), ["'model.metod'", "did you mean 'method'"]),
+        (("profile = false", "profile = false\nprofil = true"), ["'analyses.profil'", "'profile'"]),
+        (("[analyses]", '[analyses]\nrandom = "study"'), ["'analyses.random'", "[model]"]),
+        (
+            ('test = "t"', 'test = "t"\njoint = "yes"'),
+            ["'model.joint'", "true or false", "a string"],
+        ),
+        (('test = "t"', 'test = "t"\nlevel = "95"'), ["'model.level'", "a number"]),
+        (
+            ('moderators = ["phase"]', 'moderators = "phase"'),
+            ["'model.moderators'", "a list of strings"],
+        ),
+        (("profile = false", "profile = 0"), ["'analyses.profile'", "true or false", "an integer"]),
+        (('ri = "ri"', "ri = 3"), ["'effect.ri'", "a string"]),
+        (('test = "t"', 'test = "t"\nmethod = "OLS"'), ["'model.method'", "REML, ML", "'OLS'"]),
+        (('test = "t"', 'test = "F"'), ["'model.test'"]),
+        (('test = "t"', 'test = "t"\nrho = 1.5'), ["'model.rho'", "between -1 and 1"]),
+        (
+            ("[analyses]", '[analyses]\nche_rhos = [0.2, "x"]'),
+            ["'analyses.che_rhos'", "a list of numbers"],
+        ),
+        (("[effect]", "[effect2]"), ["unknown key 'effect2'", "did you mean 'effect'"]),
+        (
+            ("[effect]", "effect = 1\n[effect]"),
+            ["unknown key 'data.effect'", "[effect] is a table of its own"],
+        ),
+    ],
+)
 def test_schema_errors_name_the_key(project, patch, words):
     old, new = patch
     text = (new + QUICK) if old == "" else QUICK.replace(old, new, 1)
@@ -112,20 +122,29 @@ def test_table_given_as_value(project):
     assert "'model' must be a table" in msg or "modelx" in msg
 
 
-@pytest.mark.parametrize("patch,words", [
-    (('file = "data/alliance.csv"', 'file = "data/nope.csv"'), ["'data.file'", "nope.csv",
-                                                                  "not found"]),
-    (('file = "data/alliance.csv"', 'file = "data/alliance.csv"\nexample = "assink2016"'),
-     ["exactly one of 'data.file' and 'data.example'"]),
-    (('file = "data/alliance.csv"', 'example = "nosuch"'), ["'data.example'", "alliance_like"]),
-    (('moderators = ["phase"]', 'moderators = ["phse"]'), ["model.moderators", "'phse'",
-                                                           "did you mean 'phase'"]),
-    (('random = "study/es"', 'random = "study/esx"'), ["model.random", "'esx'"]),
-    (('study = "study"', 'study = "studie"'), ["data.study", "'studie'"]),
-    (('ri = "ri"', 'ri = "r"'), ["effect.ri", "'r'"]),
-    (('ri = "ri"\n', ''), ["effect.measure = 'ZCOR' needs", "effect.ri"]),
-    (('moderators = ["phase"]', 'moderators = ["phase", "phase"]'), ["'phase' twice"]),
-])
+@pytest.mark.parametrize(
+    "patch,words",
+    [
+        (
+            ('file = "data/alliance.csv"', 'file = "data/nope.csv"'),
+            ["'data.file'", "nope.csv", "not found"],
+        ),
+        (
+            ('file = "data/alliance.csv"', 'file = "data/alliance.csv"\nexample = "assink2016"'),
+            ["exactly one of 'data.file' and 'data.example'"],
+        ),
+        (('file = "data/alliance.csv"', 'example = "nosuch"'), ["'data.example'", "alliance_like"]),
+        (
+            ('moderators = ["phase"]', 'moderators = ["phse"]'),
+            ["model.moderators", "'phse'", "did you mean 'phase'"],
+        ),
+        (('random = "study/es"', 'random = "study/esx"'), ["model.random", "'esx'"]),
+        (('study = "study"', 'study = "studie"'), ["data.study", "'studie'"]),
+        (('ri = "ri"', 'ri = "r"'), ["effect.ri", "'r'"]),
+        (('ri = "ri"\n', ""), ["effect.measure = 'ZCOR' needs", "effect.ri"]),
+        (('moderators = ["phase"]', 'moderators = ["phase", "phase"]'), ["'phase' twice"]),
+    ],
+)
 def test_value_and_column_errors(project, patch, words):
     msg = one_line_error(["run", str(write(project, QUICK.replace(*patch)))])
     for w in words:
@@ -168,13 +187,18 @@ def test_relative_data_path_and_default_out_dir(project, tmp_path_factory, monke
 def test_bundled_simulated_data_read_by_path_is_flagged(project):
     from mlmeta.io.analysis import load_analysis
 
-    toml = write(project, QUICK.replace('file = "data/alliance.csv"',
-                                        f'file = "{DATA / "alliance_like.csv"}"'))
+    toml = write(
+        project,
+        QUICK.replace('file = "data/alliance.csv"', f'file = "{DATA / "alliance_like.csv"}"'),
+    )
     assert load_analysis(toml).simulated is True
-    toml = write(project, QUICK.replace('file = "data/alliance.csv"',
-                                        f'file = "{DATA / "assink2016.csv"}"'))
+    toml = write(
+        project, QUICK.replace('file = "data/alliance.csv"', f'file = "{DATA / "assink2016.csv"}"')
+    )
     assert load_analysis(toml).simulated is False
-    assert load_analysis(write(project, QUICK)).simulated is False  # a copy elsewhere: the file says
+    assert (
+        load_analysis(write(project, QUICK)).simulated is False
+    )  # a copy elsewhere: the file says
 
 
 def test_simulated_flag_and_quiet(project):
@@ -281,6 +305,7 @@ def test_init_guesses_columns_and_runs(project):
 
 def test_init_yi_vi_and_two_level(tmp_path):
     import pandas as pd
+
     d = pd.read_csv(DATA / "konstantopoulos2011.csv")
     d.to_csv(tmp_path / "k.csv", index=False)
     code, out, _ = run(["init", str(tmp_path / "k.csv")])

@@ -60,20 +60,33 @@ def test_guess_yi_vi_and_numeric_moderator_types():
 
 def test_guess_smd_and_or_raw_columns():
     rng = np.random.default_rng(1)
-    smd = pd.DataFrame({"Study": [1, 1, 2, 2, 3], "m1i": rng.normal(size=5),
-                        "sd1i": [1.0] * 5, "n1i": [20] * 5, "m2i": rng.normal(size=5),
-                        "sd2i": [1.1] * 5, "n2i": [22] * 5, "dose": [1.5, 2.5, 3.1, 4.2, 5.9]})
+    smd = pd.DataFrame(
+        {
+            "Study": [1, 1, 2, 2, 3],
+            "m1i": rng.normal(size=5),
+            "sd1i": [1.0] * 5,
+            "n1i": [20] * 5,
+            "m2i": rng.normal(size=5),
+            "sd2i": [1.1] * 5,
+            "n2i": [22] * 5,
+            "dose": [1.5, 2.5, 3.1, 4.2, 5.9],
+        }
+    )
     g = guess_columns(smd)
     assert g.mode == "smd" and g.measure == "SMD" and g.study == "Study"
     assert g.effect == {c: c for c in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")}
     assert [m.name for m in g.moderators] == ["dose"]
-    orr = pd.DataFrame({"trial": range(6), "tpos": [4, 6, 3, 62, 33, 180],
-                        "tneg": [119, 300, 228, 13536, 5036, 1361],
-                        "cpos": [11, 29, 11, 248, 47, 372],
-                        "cneg": [128, 274, 209, 12619, 5761, 1079]})
+    orr = pd.DataFrame(
+        {
+            "trial": range(6),
+            "tpos": [4, 6, 3, 62, 33, 180],
+            "tneg": [119, 300, 228, 13536, 5036, 1361],
+            "cpos": [11, 29, 11, 248, 47, 372],
+            "cneg": [128, 274, 209, 12619, 5761, 1079],
+        }
+    )
     g = guess_columns(orr)
-    assert g.mode == "or" and g.effect == {"ai": "tpos", "bi": "tneg", "ci": "cpos",
-                                           "di": "cneg"}
+    assert g.mode == "or" and g.effect == {"ai": "tpos", "bi": "tneg", "ci": "cpos", "di": "cneg"}
     assert g.study == "trial" and g.es_id is None
 
 
@@ -121,8 +134,12 @@ def test_every_control_names_one_analysis_file_key():
 
 def test_every_analysis_file_key_has_a_control_or_a_reason():
     """A key added to the schema must get a control (or a stated reason) here too."""
-    covered = ({c.key for c in CONTROLS} | set(mapping.UNSUPPORTED) | set(mapping.WRITTEN)
-               | {mapping.MODERATOR_TYPE_KEY, mapping.MODERATOR_REF_KEY})
+    covered = (
+        {c.key for c in CONTROLS}
+        | set(mapping.UNSUPPORTED)
+        | set(mapping.WRITTEN)
+        | {mapping.MODERATOR_TYPE_KEY, mapping.MODERATOR_REF_KEY}
+    )
     covered |= {f"effect.{k}" for k in mapping.ESCALC_COLUMNS}
     keys = {k for k, v in SCHEMA.items() if not isinstance(v, dict)}
     keys |= {f"{k}.{k2}" for k, v in SCHEMA.items() if isinstance(v, dict) for k2 in v}
@@ -140,9 +157,19 @@ def test_choice_controls_offer_the_library_values():
 
 
 def test_non_default_advanced_settings_are_written_and_read_back():
-    v = _values(inference="CR2", selection_side="negative", selection_steps="0.025, 0.5",
-                egger_predictor="se", outlier_rule="z1.96", forest_level="study",
-                forest_sort="weight", bias_rho=0.3, che=True, rho=0.5, rho_cluster="study")
+    v = _values(
+        inference="CR2",
+        selection_side="negative",
+        selection_steps="0.025, 0.5",
+        egger_predictor="se",
+        outlier_rule="z1.96",
+        forest_level="study",
+        forest_sort="weight",
+        bias_rho=0.3,
+        che=True,
+        rho=0.5,
+        rho_cluster="study",
+    )
     raw = controls_to_raw(v, "d.csv")
     assert raw["model"]["inference"] == "CR2" and raw["model"]["rho_cluster"] == "study"
     assert raw["analyses"]["selection_steps"] == [0.025, 0.5]
@@ -159,15 +186,16 @@ def test_non_default_advanced_settings_are_written_and_read_back():
 
 def _values(**kw):
     v = default_values()
-    v.update(effect_mode="r", measure="ZCOR", eff_ri="ri", eff_ni="ni", study="study",
-             es_id="es")
+    v.update(effect_mode="r", measure="ZCOR", eff_ri="ri", eff_ni="ni", study="study", es_id="es")
     v.update(kw)
     return v
 
 
 def test_controls_to_raw_writes_the_analysis_file_keys():
-    raw = controls_to_raw(_values(moderators=("phase", "rater"), che=True, rho=0.6,
-                                  an_loo=False, title='A "title"'), "alliance_like.csv")
+    raw = controls_to_raw(
+        _values(moderators=("phase", "rater"), che=True, rho=0.6, an_loo=False, title='A "title"'),
+        "alliance_like.csv",
+    )
     assert raw["title"] == 'A "title"'
     assert raw["data"] == {"file": "alliance_like.csv", "study": "study"}
     assert raw["effect"] == {"measure": "ZCOR", "ri": "ri", "ni": "ni"}
@@ -182,9 +210,12 @@ def test_controls_to_raw_writes_the_analysis_file_keys():
 
 
 def test_numeric_moderators_set_to_categorical_go_to_data_categorical():
-    raw = controls_to_raw(_values(moderators=("pubstatus", "deltype", "year")), "a.csv",
-                          {"pubstatus": "categorical", "deltype": "categorical",
-                           "year": "continuous"}, {"pubstatus", "year"})
+    raw = controls_to_raw(
+        _values(moderators=("pubstatus", "deltype", "year")),
+        "a.csv",
+        {"pubstatus": "categorical", "deltype": "categorical", "year": "continuous"},
+        {"pubstatus", "year"},
+    )
     assert raw["data"]["categorical"] == ["pubstatus"]
 
 
@@ -195,12 +226,20 @@ def test_reference_level_select_maps_to_model_reference():
 
     assert mapping.MODERATOR_REF_KEY == "model.reference"
     assert reference_supported()  # the schema accepts the key, so the page shows the select
-    raw = controls_to_raw(_values(moderators=("phase", "rater")), "a.csv",
-                          {"phase": "categorical", "rater": "categorical"}, set(),
-                          {"phase": "late", "rater": "", "gone": "x"})
+    raw = controls_to_raw(
+        _values(moderators=("phase", "rater")),
+        "a.csv",
+        {"phase": "categorical", "rater": "categorical"},
+        set(),
+        {"phase": "late", "rater": "", "gone": "x"},
+    )
     assert raw["model"]["reference"] == {"phase": "late"}
-    assert "reference" not in controls_to_raw(_values(moderators=("phase",)), "a.csv",
-                                              {"phase": "categorical"}, set(), {})["model"]
+    assert (
+        "reference"
+        not in controls_to_raw(
+            _values(moderators=("phase",)), "a.csv", {"phase": "categorical"}, set(), {}
+        )["model"]
+    )
     text = dumps(raw)
     assert 'reference = { phase = "late" }' in text
     back = tomllib.loads(text)
@@ -210,20 +249,26 @@ def test_reference_level_select_maps_to_model_reference():
     assert refs == {"phase": "late"} and types == {"phase": "", "rater": ""}
     # a number as the level (a numeric column listed in data.categorical) comes back as the
     # label the select shows
-    up = {**back, "data": {**back["data"], "categorical": ["pubstatus"]},
-          "model": {**back["model"], "moderators": ["pubstatus"], "reference": {"pubstatus": 1}}}
+    up = {
+        **back,
+        "data": {**back["data"], "categorical": ["pubstatus"]},
+        "model": {**back["model"], "moderators": ["pubstatus"], "reference": {"pubstatus": 1}},
+    }
     _, types, refs = raw_to_controls(up)
     assert types == {"pubstatus": "categorical"} and refs == {"pubstatus": "1"}
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"eff_ri": None}, r"choose the column of Correlation column \(r\)"),
-    ({"study": None}, "an effect-size id needs a study column"),
-    ({"es_id": "study"}, "must differ; both are 'study'"),
-    ({"che": True, "rho": None}, r"Assumed sampling correlation ρ: give a number"),
-    ({"che_rhos": "0, x"}, r"ρ values of the CHE sweep: 'x' is not a number"),
-    ({"effect_mode": "zz"}, "effect-size input must be one of r, yi, smd, or, other; got 'zz'"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"eff_ri": None}, r"choose the column of Correlation column \(r\)"),
+        ({"study": None}, "an effect-size id needs a study column"),
+        ({"es_id": "study"}, "must differ; both are 'study'"),
+        ({"che": True, "rho": None}, r"Assumed sampling correlation ρ: give a number"),
+        ({"che_rhos": "0, x"}, r"ρ values of the CHE sweep: 'x' is not a number"),
+        ({"effect_mode": "zz"}, "effect-size input must be one of r, yi, smd, or, other; got 'zz'"),
+    ],
+)
 def test_controls_to_raw_errors_name_the_control(kw, match):
     with pytest.raises(MlmetaError, match=match):
         controls_to_raw(_values(**kw), "d.csv")
@@ -234,8 +279,7 @@ def test_no_data_is_an_error():
         controls_to_raw(_values(), None)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")),
-                         ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.toml")), ids=lambda p: p.stem)
 def test_analysis_files_fill_the_controls_and_come_back_the_same(path):
     """Every bundled analysis file -> controls -> analysis file gives the same analysis."""
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -253,8 +297,9 @@ def test_raw_to_controls_refuses_what_the_page_cannot_show():
     base = {"data": {"file": "d.csv"}, "effect": {"yi": "yi", "vi": "vi"}}
     with pytest.raises(MlmetaError, match="has 3 levels; the page offers two"):
         raw_to_controls({**base, "model": {"random": "a/b/c"}})
-    with pytest.raises(MlmetaError, match="model.random with 2 terms: the page fits effects "
-                                          "nested in studies"):
+    with pytest.raises(
+        MlmetaError, match="model.random with 2 terms: the page fits effects nested in studies"
+    ):
         raw_to_controls({**base, "model": {"random": ["~ 1 | a/b", "~ 1 | lab"]}})
     with pytest.raises(MlmetaError, match=r"model.random = '~ outcome \| trial': the page"):
         raw_to_controls({**base, "model": {"random": "~ outcome | trial"}})
@@ -262,23 +307,35 @@ def test_raw_to_controls_refuses_what_the_page_cannot_show():
         raw_to_controls({**base, "model": {"random": "a/b", "V": "V.csv"}})
     v, _, _ = raw_to_controls({**base, "model": {"random": ["~ 1 | a/b"]}})
     assert (v["study"], v["es_id"]) == ("a", "b")
-    with pytest.raises(MlmetaError, match="report.templates: the page uses the report's own "
-                                          "templates; run this file with mlmeta run"):
+    with pytest.raises(
+        MlmetaError,
+        match="report.templates: the page uses the report's own "
+        "templates; run this file with mlmeta run",
+    ):
         raw_to_controls({**base, "report": {"templates": "t/"}})
     with pytest.raises(MlmetaError, match="data.study without model.random"):
         raw_to_controls({**base, "data": {"file": "d.csv", "study": "s"}})
     with pytest.raises(MlmetaError, match="is not the outer level of model.random"):
-        raw_to_controls({**base, "data": {"file": "d.csv", "study": "s"},
-                         "model": {"random": "a/b"}})
+        raw_to_controls(
+            {**base, "data": {"file": "d.csv", "study": "s"}, "model": {"random": "a/b"}}
+        )
 
 
 def test_every_measure_of_the_library_and_its_column_sets_round_trip():
     for measure, forms in mapping.FORMS.items():
         for i, form in enumerate(forms):
-            raw = {"data": {"file": "d.csv"},
-                   "effect": {"measure": measure, **{a: f"col_{a}" for a in form}},
-                   "model": {"random": "none", "method": "REML", "test": "t",
-                             "dfs": "contain", "level": 95.0, "moderators": []}}
+            raw = {
+                "data": {"file": "d.csv"},
+                "effect": {"measure": measure, **{a: f"col_{a}" for a in form}},
+                "model": {
+                    "random": "none",
+                    "method": "REML",
+                    "test": "t",
+                    "dfs": "contain",
+                    "level": 95.0,
+                    "moderators": [],
+                },
+            }
             v, types, refs = raw_to_controls(raw)
             assert v["measure"] == measure and v["effect_form"] == str(i)
             back = controls_to_raw(v, "d.csv", types, set(), refs)
@@ -287,29 +344,46 @@ def test_every_measure_of_the_library_and_its_column_sets_round_trip():
 
 
 def test_effect_columns_that_are_no_column_set_are_refused():
-    with pytest.raises(MlmetaError, match=r"the columns ai, bi are not one of the column sets "
-                                          r"of OR \(ai, bi, ci, di; "):
-        raw_to_controls({"data": {"file": "d.csv"},
-                         "effect": {"measure": "OR", "ai": "a", "bi": "b"}})
+    with pytest.raises(
+        MlmetaError,
+        match=r"the columns ai, bi are not one of the column sets "
+        r"of OR \(ai, bi, ci, di; ",
+    ):
+        raw_to_controls(
+            {"data": {"file": "d.csv"}, "effect": {"measure": "OR", "ai": "a", "bi": "b"}}
+        )
     with pytest.raises(MlmetaError, match="effect.measure must be one of COR, "):
         raw_to_controls({"data": {"file": "d.csv"}, "effect": {"measure": "XX", "ai": "a"}})
 
 
 def test_raw_to_controls_reads_smd_and_or_inputs():
-    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
-                               "effect": {"measure": "SMD", **{c: c.upper() for c in (
-                                   "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")}}})
+    v, _, _ = raw_to_controls(
+        {
+            "data": {"file": "d.csv"},
+            "effect": {
+                "measure": "SMD",
+                **{c: c.upper() for c in ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")},
+            },
+        }
+    )
     assert v["effect_mode"] == "smd" and v["eff_sd2i"] == "SD2I" and v["measure"] == "SMD"
-    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
-                               "effect": {"measure": "OR", "ai": "a", "bi": "b", "ci": "c",
-                                          "di": "d"}})
+    v, _, _ = raw_to_controls(
+        {
+            "data": {"file": "d.csv"},
+            "effect": {"measure": "OR", "ai": "a", "bi": "b", "ci": "c", "di": "d"},
+        }
+    )
     assert v["effect_mode"] == "or" and v["eff_di"] == "d"
-    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
-                               "effect": {"measure": "RR", "ai": "a", "bi": "b", "ci": "c",
-                                          "n2i": "n"}})
+    v, _, _ = raw_to_controls(
+        {
+            "data": {"file": "d.csv"},
+            "effect": {"measure": "RR", "ai": "a", "bi": "b", "ci": "c", "n2i": "n"},
+        }
+    )
     assert (v["effect_mode"], v["effect_form"], v["eff_n2i"]) == ("or", "1", "n")
-    v, _, _ = raw_to_controls({"data": {"file": "d.csv"},
-                               "effect": {"measure": "PLO", "xi": "x", "ni": "n"}})
+    v, _, _ = raw_to_controls(
+        {"data": {"file": "d.csv"}, "effect": {"measure": "PLO", "xi": "x", "ni": "n"}}
+    )
     assert (v["effect_mode"], v["measure"], v["effect_form"]) == ("other", "PLO", "1")
 
 
@@ -317,11 +391,14 @@ _text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_si
 
 
 @settings(max_examples=60, deadline=None)
-@given(title=_text, col=_text.filter(lambda s: s.strip() != ""), level=st.floats(50, 99.9),
-       rhos=st.lists(st.floats(-0.99, 0.99), min_size=1, max_size=6))
+@given(
+    title=_text,
+    col=_text.filter(lambda s: s.strip() != ""),
+    level=st.floats(50, 99.9),
+    rhos=st.lists(st.floats(-0.99, 0.99), min_size=1, max_size=6),
+)
 def test_toml_writer_round_trips_exactly(title, col, level, rhos):
-    raw = controls_to_raw(_values(title=title, eff_ri=col, level=level, che_rhos=rhos),
-                          "d.csv")
+    raw = controls_to_raw(_values(title=title, eff_ri=col, level=level, che_rhos=rhos), "d.csv")
     assert tomllib.loads(dumps(raw, header="line 1\nline 2")) == raw
 
 
@@ -334,8 +411,10 @@ def test_toml_writer_refuses_non_finite_numbers():
 def _asgi(app, path: str, body_chunks, headers=()):
     """Call an ASGI app with a POST; (status, body, what the inner app received)."""
     sent = []
-    queue = [{"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1}
-             for i, c in enumerate(body_chunks)]
+    queue = [
+        {"type": "http.request", "body": c, "more_body": i < len(body_chunks) - 1}
+        for i, c in enumerate(body_chunks)
+    ]
 
     async def receive():
         return queue.pop(0) if queue else {"type": "http.disconnect"}
@@ -372,8 +451,9 @@ class _Inner:
 
 def test_upload_limit_refuses_a_declared_length_without_reading():
     inner = _Inner()
-    status, body = _asgi(UploadLimit(inner, 100), "/session/abc/upload/1", [b"x" * 10],
-                         [(b"content-length", b"101")])
+    status, body = _asgi(
+        UploadLimit(inner, 100), "/session/abc/upload/1", [b"x" * 10], [(b"content-length", b"101")]
+    )
     assert status == 413 and inner.calls == 0
     assert body.decode() == too_large_message(100, 101)
 
@@ -387,8 +467,12 @@ def test_upload_limit_cuts_a_streamed_body_at_the_limit():
 
 def test_upload_limit_passes_small_uploads_and_other_paths():
     inner = _Inner()
-    status, body = _asgi(UploadLimit(inner, 100), "/session/abc/upload/1", [b"x" * 50] * 2,
-                         [(b"content-length", b"100")])
+    status, body = _asgi(
+        UploadLimit(inner, 100),
+        "/session/abc/upload/1",
+        [b"x" * 50] * 2,
+        [(b"content-length", b"100")],
+    )
     assert (status, body, len(inner.got)) == (200, b"OK", 100)
     inner = _Inner()
     status, _ = _asgi(UploadLimit(inner, 10), "/other", [b"x" * 50])
@@ -404,7 +488,8 @@ def test_upload_limit_from_the_environment(monkeypatch):
     assert max_upload_bytes() == 100 * 1024 * 1024
     assert too_large_message(100 * 1024 * 1024, 150 * 1024 * 1024) == (
         "the file is too large (150 MB): uploads are limited to 100 MB; run large data sets "
-        "with mlmeta run on the command line")
+        "with mlmeta run on the command line"
+    )
 
 
 # ---------------------------------------------------------------- runs in a child process
@@ -415,10 +500,20 @@ def _write_analysis(folder: Path, **analyses) -> str:
     import shutil
 
     shutil.copy(DATA / "konstantopoulos2011.csv", folder / "k.csv")
-    raw = controls_to_raw({**default_values(), "effect_mode": "yi", "measure": "",
-                           "eff_yi": "yi", "eff_vi": "vi", "study": "district",
-                           "es_id": "school", "moderators": ("year",),
-                           **{f"an_{k}": v for k, v in {**LIGHT, **analyses}.items()}}, "k.csv")
+    raw = controls_to_raw(
+        {
+            **default_values(),
+            "effect_mode": "yi",
+            "measure": "",
+            "eff_yi": "yi",
+            "eff_vi": "vi",
+            "study": "district",
+            "es_id": "school",
+            "moderators": ("year",),
+            **{f"an_{k}": v for k, v in {**LIGHT, **analyses}.items()},
+        },
+        "k.csv",
+    )
     (folder / "k.toml").write_text(dumps(raw), encoding="utf-8")
     return "k.toml"
 
@@ -465,8 +560,7 @@ def test_run_errors_have_the_command_line_words(tmp_path):
     from mlmeta.app.runner import Job
 
     name = _write_analysis(tmp_path)
-    text = (tmp_path / name).read_text().replace('moderators = ["year"]',
-                                                 'moderators = ["yaer"]')
+    text = (tmp_path / name).read_text().replace('moderators = ["year"]', 'moderators = ["yaer"]')
     (tmp_path / name).write_text(text)
     job = Job(tmp_path, name, "out")
     job.start()
@@ -507,12 +601,20 @@ def _png() -> bytes:
     import zlib
 
     def chunk(kind, data):
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))  # 2x2 red
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.slow
@@ -532,8 +634,15 @@ def test_result_view_shows_the_report_numbers_and_figures(finished_run, tmp_path
     (out / "figures").mkdir()
     (out / "figures" / "forest.png").write_bytes(_png())
     n = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    n["figures"] = [{"name": "forest", "number": 1, "caption": "Forest plot.",
-                     "png": "figures/forest.png", "svg": "figures/forest.svg"}]
+    n["figures"] = [
+        {
+            "name": "forest",
+            "number": 1,
+            "caption": "Forest plot.",
+            "png": "figures/forest.png",
+            "svg": "figures/forest.svg",
+        }
+    ]
     (out / "results.json").write_text(json.dumps(n), encoding="utf-8")
     res = load_result(out, "k.toml", "toml", "k.csv")
     assert res.figures["forest"]["png"] == _png()
@@ -545,18 +654,32 @@ def test_result_view_shows_the_report_numbers_and_figures(finished_run, tmp_path
     for title in ("Overall effect", "Heterogeneity", "Moderators", "Methods"):
         assert f">{title}</a>" in html
     with zipfile.ZipFile(io.BytesIO(zip_folder(out, "k-report"))) as z:
-        assert {"k-report/results.json", "k-report/report.html",
-                "k-report/figures/forest.png"} <= set(z.namelist())
+        assert {
+            "k-report/results.json",
+            "k-report/report.html",
+            "k-report/figures/forest.png",
+        } <= set(z.namelist())
 
 
 def test_blocks_are_escaped():
     from mlmeta.app.results import blocks_view
 
     head, sections = blocks_view(
-        [{"t": "p", "text": "<script>alert(1)</script>", "cls": None},
-         {"t": "h", "level": 2, "text": "Overall effect", "id": "overall"},
-         {"t": "table", "caption": "c<b>", "head": ["a", "b"], "rows": [["<i>", "2"]],
-          "align": "lr", "note": None, "id": "t"}], {})
+        [
+            {"t": "p", "text": "<script>alert(1)</script>", "cls": None},
+            {"t": "h", "level": 2, "text": "Overall effect", "id": "overall"},
+            {
+                "t": "table",
+                "caption": "c<b>",
+                "head": ["a", "b"],
+                "rows": [["<i>", "2"]],
+                "align": "lr",
+                "note": None,
+                "id": "t",
+            },
+        ],
+        {},
+    )
     assert "<script>" not in str(head[0]) and "&lt;script&gt;" in str(head[0])
     sid, title, content = sections[0]
     assert (sid, title) == ("overall", "Overall effect")
@@ -581,11 +704,14 @@ def test_reference_key_is_offered_only_when_the_schema_has_it():
 
 # ---------------------------------------------------------------- mlmeta app
 def test_app_help_does_not_import_shiny():
-    code = ("import sys; from mlmeta.cli import build_parser; "
-            "a = build_parser().parse_args(['app', '--port', '9', '--no-browser']); "
-            "print(a.port, a.no_browser, a.host, 'shiny' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=False)
+    code = (
+        "import sys; from mlmeta.cli import build_parser; "
+        "a = build_parser().parse_args(['app', '--port', '9', '--no-browser']); "
+        "print(a.port, a.no_browser, a.host, 'shiny' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.stdout.split() == ["9", "True", "127.0.0.1", "False"], out.stderr
 
 
@@ -603,8 +729,9 @@ def test_has_display():
 
     assert has_display("darwin", {}) and has_display("win32", {})
     assert not has_display("linux", {})
-    assert has_display("linux", {"DISPLAY": ":0"}) and has_display("linux",
-                                                                    {"WAYLAND_DISPLAY": "w"})
+    assert has_display("linux", {"DISPLAY": ":0"}) and has_display(
+        "linux", {"WAYLAND_DISPLAY": "w"}
+    )
 
 
 def test_busy_port_is_an_error_and_the_default_falls_back():
@@ -614,8 +741,11 @@ def test_busy_port_is_an_error_and_the_default_falls_back():
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         port = s.getsockname()[1]
-        with pytest.raises(MlmetaError, match=rf"--port {port}: cannot listen on "
-                                              rf"127\.0\.0\.1:{port}"):
+        with pytest.raises(
+            MlmetaError,
+            match=rf"--port {port}: cannot listen on "
+            rf"127\.0\.0\.1:{port}",
+        ):
             _bind("127.0.0.1", port)
     sock = _bind("127.0.0.1", None)
     try:
@@ -636,8 +766,13 @@ def test_app_stops_cleanly_on_signals(tmp_path, sig):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mlmeta.cli", "app", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlmeta.cli", "app", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = proc.stdout.readline()
     assert line.startswith(f"mlmeta app: http://127.0.0.1:{port}/"), proc.stderr.read()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("mlmeta-app-")]
@@ -664,9 +799,13 @@ def test_cancel_before_start_never_starts_the_run(tmp_path):
 
 def test_reference_levels_map_to_model_reference():
     """Written only for moderators that are chosen; read back as they were."""
-    raw = controls_to_raw(_values(moderators=("phase", "rater")), "d.csv",
-                          {"phase": "categorical", "rater": "categorical"}, set(),
-                          {"phase": "late", "treatment": "CBT", "rater": ""})
+    raw = controls_to_raw(
+        _values(moderators=("phase", "rater")),
+        "d.csv",
+        {"phase": "categorical", "rater": "categorical"},
+        set(),
+        {"phase": "late", "treatment": "CBT", "rater": ""},
+    )
     assert raw["model"]["reference"] == {"phase": "late"}
     assert tomllib.loads(dumps(raw))["model"]["reference"] == {"phase": "late"}
     _, _, refs = raw_to_controls(raw)

@@ -36,9 +36,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "src" / "mlmeta" / "examples" / "data"
 DRIVER = "/usr/bin/chromedriver"
-CHROME_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update",
-                "--no-first-run"]
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 LIMIT = 64 * 1024  # upload limit of the test server (bytes)
 WIDTH, HEIGHT = 1280, 800
 # results.json entries that say when and where a report was made, not what it found
@@ -62,15 +68,15 @@ def _chromium() -> str:
 
 def _tools() -> str:
     chrome = _chromium()
-    missing = [n for n, ok in (("chromium", chrome), ("chromedriver", Path(DRIVER).exists()))
-               if not ok]
+    missing = [
+        n for n, ok in (("chromium", chrome), ("chromedriver", Path(DRIVER).exists())) if not ok
+    ]
     try:
         import selenium  # noqa: F401
     except ImportError:
         missing.append("selenium (pip install selenium)")
     if missing:
-        msg = f"{' and '.join(missing)} not installed (apt-get install -y chromium " \
-              "chromium-driver)"
+        msg = f"{' and '.join(missing)} not installed (apt-get install -y chromium chromium-driver)"
         if _ci():
             pytest.fail(f"CI is set but {msg}")
         pytest.skip(msg)
@@ -107,14 +113,22 @@ def app_url(tmp_path_factory):
     _tools()
     port = _free_port()
     tmp = tmp_path_factory.mktemp("apptmp")  # the app's temporary folders go here
-    env = {**os.environ, "MLMETA_APP_MAX_UPLOAD": str(LIMIT), "PYTHONUNBUFFERED": "1",
-           "TMPDIR": str(tmp)}
+    env = {
+        **os.environ,
+        "MLMETA_APP_MAX_UPLOAD": str(LIMIT),
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": str(tmp),
+    }
     env.pop("DISPLAY", None)
     log = tmp_path_factory.mktemp("applog") / "app.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "mlmeta.cli", "app", "--port", str(port),
-                                 "--no-browser"], stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                cwd=str(tmp_path_factory.mktemp("appcwd")))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlmeta.cli", "app", "--port", str(port), "--no-browser"],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(tmp_path_factory.mktemp("appcwd")),
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while True:
@@ -151,12 +165,18 @@ def browser(tmp_path_factory):
     for flag in CHROME_FLAGS + [f"--window-size={WIDTH},{HEIGHT}"]:
         opts.add_argument(flag)
     opts.binary_location = chrome
-    opts.add_experimental_option("prefs", {
-        "download.default_directory": str(downloads), "download.prompt_for_download": False,
-        "safebrowsing.enabled": False})
+    opts.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": False,
+        },
+    )
     drv = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    drv.execute_cdp_cmd("Browser.setDownloadBehavior",
-                        {"behavior": "allow", "downloadPath": str(downloads)})
+    drv.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     drv.downloads = downloads
     try:
         yield drv
@@ -166,17 +186,24 @@ def browser(tmp_path_factory):
 
 # ---------------------------------------------------------------- helpers
 def _viewport(drv) -> None:
-    drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1,
-                         "mobile": False})
+    drv.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+    )
 
 
 def _open(drv, url: str) -> None:
     drv.get(url)
     _viewport(drv)
-    _wait(drv, lambda: drv.execute_script(
-        "return !!(window.Shiny && Shiny.shinyapp && Shiny.shinyapp.isConnected()) && "
-        "document.querySelector('#data_file.shiny-bound-input') !== null"), 60, "page ready")
+    _wait(
+        drv,
+        lambda: drv.execute_script(
+            "return !!(window.Shiny && Shiny.shinyapp && Shiny.shinyapp.isConnected()) && "
+            "document.querySelector('#data_file.shiny-bound-input') !== null"
+        ),
+        60,
+        "page ready",
+    )
 
 
 def _wait(drv, cond, timeout: float, what: str):
@@ -192,15 +219,19 @@ def _wait(drv, cond, timeout: float, what: str):
         time.sleep(0.1)
     shot = _shots() / f"timeout-{re.sub(r'[^a-z0-9]+', '-', what.lower())}.png"
     drv.save_screenshot(str(shot))
-    msgs = drv.execute_script("var e=document.getElementById('messages');"
-                              "return e ? e.innerText : ''")
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r}; "
-                         f"messages: {msgs!r}; screenshot {shot})")
+    msgs = drv.execute_script(
+        "var e=document.getElementById('messages');return e ? e.innerText : ''"
+    )
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what} (last: {last!r}; "
+        f"messages: {msgs!r}; screenshot {shot})"
+    )
 
 
 def _text(drv, css: str) -> str:
     return drv.execute_script(
-        "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css)
+        "var e = document.querySelector(arguments[0]); return e ? e.innerText : '';", css
+    )
 
 
 def _upload(drv, input_id: str, path: Path) -> None:
@@ -223,8 +254,17 @@ def _open_step(drv, value: str) -> None:
     if btn.get_attribute("aria-expanded") != "true":
         drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
         btn.click()
-        _wait(drv, lambda: panel.find_element(By.CSS_SELECTOR, ".accordion-collapse")
-              .get_attribute("class").find("show") >= 0, 15, f"panel {value}")
+        _wait(
+            drv,
+            lambda: (
+                panel.find_element(By.CSS_SELECTOR, ".accordion-collapse")
+                .get_attribute("class")
+                .find("show")
+                >= 0
+            ),
+            15,
+            f"panel {value}",
+        )
         time.sleep(0.3)  # the panel's opening transition
 
 
@@ -258,8 +298,9 @@ def _start_run(drv) -> None:
     """Press Run analysis (the result shown before loses its id, to tell the new one)."""
     from selenium.webdriver.common.by import By
 
-    drv.execute_script("var e = document.getElementById('result-apa');"
-                       "if (e) e.removeAttribute('id');")
+    drv.execute_script(
+        "var e = document.getElementById('result-apa');if (e) e.removeAttribute('id');"
+    )
     btn = drv.find_element(By.ID, "run")
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
     btn.click()
@@ -271,8 +312,12 @@ def _run(drv, timeout: float = 300, started: bool = False) -> str:
     t0 = time.monotonic()
     if not started:
         _start_run(drv)
-    _wait(drv, lambda: _text(drv, "#result-apa") or _text(drv, "#messages .alert-danger"),
-          timeout, "the result")
+    _wait(
+        drv,
+        lambda: _text(drv, "#result-apa") or _text(drv, "#messages .alert-danger"),
+        timeout,
+        "the result",
+    )
     err = _text(drv, "#messages .alert-danger")
     assert not err, err
     print(f"run: {time.monotonic() - t0:.1f} s")
@@ -293,8 +338,10 @@ ACTIVE = "#result_tabs ~ .tab-content > .tab-pane.active"
 
 def _figure_loaded(drv, name: str) -> bool:
     return drv.execute_script(
-        "var i = document.querySelector(\"img[data-figure='\" + arguments[0] + \"']\");"
-        "return !!i && i.complete && i.naturalWidth > 100;", name)
+        'var i = document.querySelector("img[data-figure=\'" + arguments[0] + "\']");'
+        "return !!i && i.complete && i.naturalWidth > 100;",
+        name,
+    )
 
 
 def _download(drv, button_id: str, pattern: str, timeout: float = 60) -> Path:
@@ -302,10 +349,14 @@ def _download(drv, button_id: str, pattern: str, timeout: float = 60) -> Path:
 
     d: Path = drv.downloads
     before = set(d.iterdir())
+
     def ready():
         e = drv.find_element(By.ID, button_id)
-        return e if e.get_attribute("href") and "disabled" not in (e.get_attribute("class")
-                                                                   or "") else None
+        return (
+            e
+            if e.get_attribute("href") and "disabled" not in (e.get_attribute("class") or "")
+            else None
+        )
 
     link = _wait(drv, ready, 60, f"{button_id} ready")
     drv.execute_script("arguments[0].scrollIntoView({block: 'center'});", link)
@@ -331,7 +382,8 @@ def _unlabelled(drv) -> list[str]:
 def _positive_tabindex(drv) -> list[str]:
     return drv.execute_script(
         "return Array.from(document.querySelectorAll('[tabindex]'))"
-        ".filter(e => parseInt(e.getAttribute('tabindex')) > 0).map(e => e.id);")
+        ".filter(e => parseInt(e.getAttribute('tabindex')) > 0).map(e => e.id);"
+    )
 
 
 def _shot(drv, name: str) -> None:
@@ -361,8 +413,7 @@ def _close(a, b, path="") -> None:
 
 
 # ---------------------------------------------------------------- tests
-def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, monkeypatch,
-                                                 capsys):
+def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, monkeypatch, capsys):
     from selenium.webdriver.common.by import By
 
     drv = browser
@@ -372,8 +423,12 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     _upload(drv, "data_file", DATA / "alliance_like.csv")
     _wait(drv, lambda: "48 rows" in _text(drv, "#data-facts"), 60, "data read")
     # the guesses: ZCOR from r and n, studies with effect sizes nested in them
-    assert drv.execute_script("return document.querySelector("
-                              "\"input[name='effect_mode']:checked\").value") == "r"
+    assert (
+        drv.execute_script(
+            "return document.querySelector(\"input[name='effect_mode']:checked\").value"
+        )
+        == "r"
+    )
     assert (_value(drv, "eff_ri"), _value(drv, "eff_ni")) == ("ri", "ni")
     assert (_value(drv, "study"), _value(drv, "es_id")) == ("study", "es")
     assert _value(drv, "measure") == "ZCOR"
@@ -383,10 +438,25 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     labels = _text(drv, "#moderators")
     assert "phase (categorical, 2 levels)" in labels and "yi" not in labels.split()
     _tick_moderator(drv, "phase")
-    _wait(drv, lambda: _value(drv, next(i for i in drv.execute_script(
-        "return Array.from(document.querySelectorAll('#moderator_details select'))"
-        ".map(e => e.id)") if i.startswith("mtype_"))) == "categorical", 30,
-        "moderator type")
+    _wait(
+        drv,
+        lambda: (
+            _value(
+                drv,
+                next(
+                    i
+                    for i in drv.execute_script(
+                        "return Array.from(document.querySelectorAll('#moderator_details select'))"
+                        ".map(e => e.id)"
+                    )
+                    if i.startswith("mtype_")
+                ),
+            )
+            == "categorical"
+        ),
+        30,
+        "moderator type",
+    )
     assert _unlabelled(drv) == []  # the moderator's own controls too
     _shot(drv, "02-data-and-guesses")
     _open_step(drv, "analyses")
@@ -394,8 +464,11 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
         _set_checkbox(drv, f"an_{k}", False)
     apa = _run(drv)
     # the report's APA sentence (checked against results.json below); t(26): 27 studies
-    assert re.fullmatch(r"r = −?\.\d{3}, SE = \.\d{3}, 95% CI \[−?\.\d{3}, −?\.\d{3}\], "
-                        r"t\(26\) = −?\d+\.\d{3}, p [<=] \.\d{3}", apa), apa
+    assert re.fullmatch(
+        r"r = −?\.\d{3}, SE = \.\d{3}, 95% CI \[−?\.\d{3}, −?\.\d{3}\], "
+        r"t\(26\) = −?\d+\.\d{3}, p [<=] \.\d{3}",
+        apa,
+    ), apa
     assert _text(drv, "#result-pi").startswith("95% PI [")
     assert "SIMULATED" in _text(drv, "#res-simulated")
     _wait(drv, lambda: _figure_loaded(drv, "forest"), 30, "forest plot")
@@ -457,19 +530,26 @@ def test_upload_run_rerun_download_and_reproduce(app_url, browser, tmp_path, mon
     _wait(drv, lambda: _text(drv, "#run-progress"), 60, "the progress indicator")
     _shot(drv, "08-running")
     drv.find_element(By.CSS_SELECTOR, "#main_tabs a[data-value='data']").click()
-    _wait(drv, lambda: drv.find_element(By.ID, "data-facts").is_displayed(), 30,
-          "the Data tab while running")
+    _wait(
+        drv,
+        lambda: drv.find_element(By.ID, "data-facts").is_displayed(),
+        30,
+        "the Data tab while running",
+    )
     cancel = drv.find_element(By.ID, "cancel")
     assert cancel.get_attribute("disabled") is None
     cancel.click()
     _wait(drv, lambda: "cancelled" in _text(drv, "#messages"), 60, "the cancellation")
-    _wait(drv, lambda: drv.find_element(By.ID, "cancel").get_attribute("disabled") is not None,
-          30, "Cancel disabled again")
+    _wait(
+        drv,
+        lambda: drv.find_element(By.ID, "cancel").get_attribute("disabled") is not None,
+        30,
+        "Cancel disabled again",
+    )
     assert not _text(drv, "#run-progress")
 
 
-def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, monkeypatch,
-                                                   capsys):
+def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, monkeypatch, capsys):
     import pandas as pd
     from selenium.webdriver.common.by import By
 
@@ -491,22 +571,39 @@ def test_invalid_file_shows_the_command_line_error(app_url, browser, tmp_path, m
     assert not _text(drv, "#messages .alert-danger")
     # an analysis file fills the controls back
     toml = tmp_path / "k.toml"
-    toml.write_text('[data]\nfile = "konstantopoulos2011.csv"\nstudy = "district"\n'
-                    '[effect]\nyi = "yi"\nvi = "vi"\n[model]\nrandom = "district/school"\n'
-                    'method = "ML"\ntest = "z"\nmoderators = ["year"]\n'
-                    '[analyses]\nbias = false\n', encoding="utf-8")
+    toml.write_text(
+        '[data]\nfile = "konstantopoulos2011.csv"\nstudy = "district"\n'
+        '[effect]\nyi = "yi"\nvi = "vi"\n[model]\nrandom = "district/school"\n'
+        'method = "ML"\ntest = "z"\nmoderators = ["year"]\n'
+        "[analyses]\nbias = false\n",
+        encoding="utf-8",
+    )
     _upload(drv, "analysis_file", toml)
-    _wait(drv, lambda: "Settings filled in from k.toml" in _text(drv, "#messages"), 60,
-          "settings from the analysis file")
-    _wait(drv, lambda: drv.execute_script(
-        "return document.querySelector(\"#moderators input[value='year']\").checked"), 30,
-        "moderator year ticked")
+    _wait(
+        drv,
+        lambda: "Settings filled in from k.toml" in _text(drv, "#messages"),
+        60,
+        "settings from the analysis file",
+    )
+    _wait(
+        drv,
+        lambda: drv.execute_script(
+            "return document.querySelector(\"#moderators input[value='year']\").checked"
+        ),
+        30,
+        "moderator year ticked",
+    )
     checked = drv.execute_script(
         "return ['method', 'test', 'effect_mode'].map(n => "
-        "document.querySelector('input[name=' + n + ']:checked').value)")
+        "document.querySelector('input[name=' + n + ']:checked').value)"
+    )
     assert checked == ["ML", "z", "yi"]
     assert [_value(drv, i) for i in ("eff_yi", "eff_vi", "study", "es_id")] == [
-        "yi", "vi", "district", "school"]
+        "yi",
+        "vi",
+        "district",
+        "school",
+    ]
     assert not drv.find_element(By.ID, "an_bias").is_selected()
     # an Excel file is read by the same reader; the simulated example is recognised in it
     xlsx = tmp_path / "alliance.xlsx"
@@ -528,13 +625,18 @@ def test_oversized_upload_is_refused_before_sending(app_url, browser, tmp_path):
     assert "uploads are limited to 64 KB" in _text(drv, "#messages")
     assert not _text(drv, "#data-facts")  # nothing was read
     # the browser never started the upload (no progress bar shown)
-    assert not drv.execute_script("var b = document.querySelector('#data_file_progress');"
-                                  "return b && b.style.visibility === 'visible';")
+    assert not drv.execute_script(
+        "var b = document.querySelector('#data_file_progress');"
+        "return b && b.style.visibility === 'visible';"
+    )
     _shot(drv, "10-oversized-refused")
     # the server refuses on its own too: a declared length over the limit is answered 413
-    req = urllib.request.Request(app_url + "session/x/upload/y?w=", data=b"x" * (LIMIT + 1),
-                                 method="POST",
-                                 headers={"Content-Type": "application/octet-stream"})
+    req = urllib.request.Request(
+        app_url + "session/x/upload/y?w=",
+        data=b"x" * (LIMIT + 1),
+        method="POST",
+        headers={"Content-Type": "application/octet-stream"},
+    )
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 413
@@ -571,5 +673,9 @@ def test_two_sessions_keep_their_own_data(app_url, browser):
     assert n_sessions >= 2  # one folder per open page
     drv.close()  # the session ends: its folder goes
     drv.switch_to.window(first)
-    _wait(drv, lambda: len(app_url.sessions()) == n_sessions - 1, 60,
-          "the closed session's folder removed")
+    _wait(
+        drv,
+        lambda: len(app_url.sessions()) == n_sessions - 1,
+        60,
+        "the closed session's folder removed",
+    )

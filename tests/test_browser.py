@@ -9,6 +9,7 @@ page's text, and the SIMULATED notice is shown.
 Chromium and chromedriver come from Debian (``apt-get install chromium chromium-driver``;
 .ci/run installs them). Without them the test is skipped locally, but FAILS when CI=true.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,18 @@ from pathlib import Path
 import pytest
 from test_report import build_report
 
-CHROME_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--window-size=1200,900"]
+CHROME_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,900",
+]
 
 
 def _find(*names):
@@ -35,8 +45,12 @@ def _find(*names):
         p = shutil.which(n)
         if p:
             return p
-    for p in ("/usr/bin/chromium", "/usr/lib/chromium/chromium", "/usr/bin/chromedriver",
-              "/usr/lib/chromium/chromedriver"):
+    for p in (
+        "/usr/bin/chromium",
+        "/usr/lib/chromium/chromium",
+        "/usr/bin/chromedriver",
+        "/usr/lib/chromium/chromedriver",
+    ):
         if Path(p).name in names and Path(p).exists():
             return p
     return None
@@ -47,8 +61,7 @@ def _tools():
     driver = _find("chromedriver")
     if chrome and driver:
         return chrome, driver
-    missing = " and ".join(x for x, p in (("chromium", chrome), ("chromedriver", driver))
-                           if not p)
+    missing = " and ".join(x for x, p in (("chromium", chrome), ("chromedriver", driver)) if not p)
     msg = f"{missing} not installed (apt-get install -y chromium chromium-driver)"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI is set but {msg}")
@@ -66,8 +79,11 @@ class WebDriver:
 
     def __init__(self, driver: str, chrome: str, profile: str):
         self.port = _free_port()
-        self.proc = subprocess.Popen([driver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [driver, f"--port={self.port}", "--allowed-ips=127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while True:
@@ -80,12 +96,18 @@ class WebDriver:
                 self.close()
                 raise RuntimeError("chromedriver did not start")
             time.sleep(0.1)
-        caps = {"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": chrome,
-                                   "args": CHROME_ARGS + [f"--user-data-dir={profile}"]},
-            "goog:loggingPrefs": {"browser": "ALL"},
-        }}}
+        caps = {
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": chrome,
+                        "args": CHROME_ARGS + [f"--user-data-dir={profile}"],
+                    },
+                    "goog:loggingPrefs": {"browser": "ALL"},
+                }
+            }
+        }
         self.session = None
         try:
             self.session = self._call("POST", "/session", caps)["value"]["sessionId"]
@@ -95,14 +117,14 @@ class WebDriver:
 
     def _call(self, method: str, path: str, body=None, timeout: float = 60):
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return json.loads(r.read().decode())
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"WebDriver {method} {path}: {exc.read().decode()[:500]}") \
-                from None
+            raise RuntimeError(f"WebDriver {method} {path}: {exc.read().decode()[:500]}") from None
 
     def cmd(self, method: str, path: str, body=None):
         return self._call(method, f"/session/{self.session}{path}", body)["value"]
@@ -168,8 +190,10 @@ def test_no_console_errors(page):
 
 def test_every_figure_loads(page):
     browser, numbers, _out = page
-    imgs = browser.js("return Array.from(document.images).map(i => ({src: i.src.slice(0, 30), "
-                      "complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")
+    imgs = browser.js(
+        "return Array.from(document.images).map(i => ({src: i.src.slice(0, 30), "
+        "complete: i.complete, w: i.naturalWidth, h: i.naturalHeight}))"
+    )
     n_figures = len([f for f in numbers["figures"] if f["number"]])
     assert n_figures >= 6  # forest, profile, 4 orchards, loo, funnel
     assert len(imgs) == n_figures
@@ -185,7 +209,8 @@ def test_offline_no_requests(page):
     n_ext = browser.js(
         "return Array.from(document.querySelectorAll('[src],[href]')).map(e => "
         "e.getAttribute('src') || e.getAttribute('href'))"
-        ".filter(u => !u.startsWith('data:') && !u.startsWith('#')).length")
+        ".filter(u => !u.startsWith('data:') && !u.startsWith('#')).length"
+    )
     assert n_ext == 0
 
 
@@ -196,8 +221,7 @@ def test_apa_sentence_and_simulated_notice_on_page(page):
     assert apa in text
     assert browser.js("return document.getElementById('apa-overall').innerText.trim()") == apa
     assert apa.startswith("r = \u2212.121, SE = .019, 95% CI [\u2212.159, \u2212.082], t(26) = ")
-    assert "SIMULATED DATA" in browser.js(
-        "return document.getElementById('simulated').innerText")
+    assert "SIMULATED DATA" in browser.js("return document.getElementById('simulated').innerText")
     assert browser.js("return document.title") == numbers["title"]
 
 
@@ -216,22 +240,32 @@ def test_missing_chromium_fails_on_ci_and_skips_locally(monkeypatch):
 def test_references_and_numbered_tables_on_page(page):
     """The page shows the numbered reference list and numbered tables and figures."""
     browser, _numbers, _ = page
-    refs = browser.js("return Array.from(document.querySelectorAll('#reference-list li'))"
-                      ".map(li => li.innerText)")
+    refs = browser.js(
+        "return Array.from(document.querySelectorAll('#reference-list li')).map(li => li.innerText)"
+    )
     assert len(refs) >= 10
     assert any(r.startswith("Viechtbauer, W. (2010)") for r in refs)
-    assert browser.js("return getComputedStyle(document.getElementById('reference-list'))"
-                      ".listStyleType") == "decimal"
+    assert (
+        browser.js(
+            "return getComputedStyle(document.getElementById('reference-list')).listStyleType"
+        )
+        == "decimal"
+    )
     body = browser.js("return document.body.innerText")
     assert "(Viechtbauer, 2010)" in body and "(Tipton & Pustejovsky, 2015" in body
-    nums = browser.js("return Array.from(document.querySelectorAll('caption .tnum'))"
-                      ".map(c => c.innerText)")
+    nums = browser.js(
+        "return Array.from(document.querySelectorAll('caption .tnum')).map(c => c.innerText)"
+    )
     assert nums == [f"Table {i}" for i in range(1, len(nums) + 1)] and len(nums) >= 8
-    titles = browser.js("return Array.from(document.querySelectorAll('caption .ttitle'))"
-                        ".map(c => c.innerText)")
+    titles = browser.js(
+        "return Array.from(document.querySelectorAll('caption .ttitle')).map(c => c.innerText)"
+    )
     assert "Included studies" in titles and "Moderator analyses" in titles
-    caps = browser.js("return Array.from(document.querySelectorAll('figcaption .fnum'))"
-                      ".map(c => c.innerText)")
+    caps = browser.js(
+        "return Array.from(document.querySelectorAll('figcaption .fnum')).map(c => c.innerText)"
+    )
     assert caps == [f"Figure {i}." for i in range(1, len(caps) + 1)]
-    assert browser.js("return document.getElementById('summary').innerText") == \
-        "Summary for practitioners"
+    assert (
+        browser.js("return document.getElementById('summary').innerText")
+        == "Summary for practitioners"
+    )

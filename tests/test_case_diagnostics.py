@@ -2,6 +2,7 @@
 rstudent and dfbetas per row and per cluster, hatvalues and the BLUPs of ranef(); and the
 two kinds of R2 (proportional, Nakagawa & Schielzeth's marginal/conditional as orchaRd's r2_ml).
 Dense k x k versions of the formulas check the block-by-block computations independently."""
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,19 @@ HERE = Path(__file__).parent
 DATA = HERE / "fixtures" / "reference" / "data"
 INF = json.loads((HERE / "fixtures" / "workflow2" / "influence.json").read_text())
 R2 = json.loads((HERE / "fixtures" / "workflow2" / "r2.json").read_text())
-RANDOM = {"assink2016.csv": "study/esid", "konstantopoulos2011.csv": "district/school",
-          "alliance_like.csv": "study/es"}  # alliance_like: SIMULATED data
+RANDOM = {
+    "assink2016.csv": "study/esid",
+    "konstantopoulos2011.csv": "district/school",
+    "alliance_like.csv": "study/es",
+}  # alliance_like: SIMULATED data
 REL = 1e-5
 
 
 def close(got, want, rel=REL, abs_=1e-8):
     got = np.asarray(got, dtype=float).ravel()
-    want = np.asarray([np.nan if x is None else x for x in np.atleast_1d(want)],
-                      dtype=float).ravel()
+    want = np.asarray(
+        [np.nan if x is None else x for x in np.atleast_1d(want)], dtype=float
+    ).ravel()
     assert got.shape == want.shape, (got.shape, want.shape)
     both_nan = np.isnan(got) & np.isnan(want)
     ok = both_nan | (np.abs(got - want) <= np.maximum(abs_, rel * np.abs(want)))
@@ -42,9 +47,17 @@ def _fit(cs):
     d = pd.read_csv(DATA / cs["data"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MlmetaWarning)
-        return mlmeta.rma_mv(d, "yi", "vi", random=RANDOM[cs["data"]], mods=cs["mods"],
-                             test=cs["test"], dfs=cs["dfs"], method=cs["method"],
-                             rho=cs.get("rho"))
+        return mlmeta.rma_mv(
+            d,
+            "yi",
+            "vi",
+            random=RANDOM[cs["data"]],
+            mods=cs["mods"],
+            test=cs["test"],
+            dfs=cs["dfs"],
+            method=cs["method"],
+            rho=cs.get("rho"),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +110,9 @@ def test_rstudent_and_dfbetas_per_cluster(deletion, name):
     assert [str(x) for x in rs.clusters["cluster"]] == list(rc["cluster"])
     # metafor gives NA for k where the refit fails (a coefficient inestimable without the
     # cluster: study 16 holds every 'covert' effect size); mlmeta keeps the count
-    assert [k for k, r in zip(rs.clusters["k"], rc["k"]) if r is not None] == \
-        [r for r in rc["k"] if r is not None]
+    assert [k for k, r in zip(rs.clusters["k"], rc["k"]) if r is not None] == [
+        r for r in rc["k"] if r is not None
+    ]
     close(rs.clusters["X2"], rc["X2"])
     close(rs["X2"], rc["X2"])
     close(rs["z"], rc["z"])
@@ -184,8 +198,15 @@ def test_blups_of_a_model_with_intercept_sum_to_zero(fits, name):
 
 
 def test_independent_blocks_join_outer_and_sampling_clusters():
-    d = pd.DataFrame({"study": [1, 1, 2, 2, 3, 3], "es": range(6), "lab": [1, 1, 2, 3, 4, 4],
-                      "yi": [0.1, 0.3, 0.2, 0.5, 0.0, 0.4], "vi": [0.02] * 6})
+    d = pd.DataFrame(
+        {
+            "study": [1, 1, 2, 2, 3, 3],
+            "es": range(6),
+            "lab": [1, 1, 2, 3, 4, 4],
+            "yi": [0.1, 0.3, 0.2, 0.5, 0.0, 0.4],
+            "vi": [0.02] * 6,
+        }
+    )
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", rho=0.5, rho_cluster="lab")
     codes, n = independent_blocks(res)
     assert n == 3 and list(codes) == [0, 0, 1, 1, 2, 2]
@@ -218,12 +239,21 @@ def test_equal_effects_model_deleted_residuals():
 
 
 @settings(max_examples=10, deadline=None, database=None, derandomize=True)
-@given(st.lists(st.floats(0.005, 0.2), min_size=12, max_size=12),
-       st.lists(st.floats(-1, 1), min_size=12, max_size=12))
+@given(
+    st.lists(st.floats(0.005, 0.2), min_size=12, max_size=12),
+    st.lists(st.floats(-1, 1), min_size=12, max_size=12),
+)
 def test_leverages_sum_to_p(v, y):
     """trace(H) = p; with correlated rows H is not symmetric and a leverage may be negative."""
-    d = pd.DataFrame({"s": np.repeat(np.arange(4), 3), "e": np.arange(12), "yi": y, "vi": v,
-                      "x": np.linspace(0, 1, 12)})
+    d = pd.DataFrame(
+        {
+            "s": np.repeat(np.arange(4), 3),
+            "e": np.arange(12),
+            "yi": y,
+            "vi": v,
+            "x": np.linspace(0, 1, 12),
+        }
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MlmetaWarning)
         res = mlmeta.rma_mv(d, "yi", "vi", random="s/e", mods="~ x")
@@ -234,8 +264,9 @@ def test_leverages_sum_to_p(v, y):
 def test_methods_refuse_models_without_random_effects():
     d = pd.read_csv(DATA / "konstantopoulos2011.csv")
     res = mlmeta.rma_mv(d, "yi", "vi")
-    with pytest.raises(InputError, match=re.escape(
-            "the equal-effects model has no random effects to predict")):
+    with pytest.raises(
+        InputError, match=re.escape("the equal-effects model has no random effects to predict")
+    ):
         res.ranef()
 
 
@@ -251,8 +282,9 @@ def r2fits():
         d = pd.read_csv(DATA / cs["data"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MlmetaWarning)
-            out[name] = mlmeta.rma_mv(d, "yi", "vi", random=RANDOM[cs["data"]], mods=cs["mods"],
-                                      method=cs["method"])
+            out[name] = mlmeta.rma_mv(
+                d, "yi", "vi", random=RANDOM[cs["data"]], mods=cs["mods"], method=cs["method"]
+            )
     return out
 
 
@@ -282,8 +314,9 @@ def test_r2_proportional_matches(r2fits, name):
 
 
 def test_r2_kind_is_checked(r2fits):
-    with pytest.raises(InputError, match=re.escape(
-            "kind must be one of proportional, marginal; got 'nagelkerke'")):
+    with pytest.raises(
+        InputError, match=re.escape("kind must be one of proportional, marginal; got 'nagelkerke'")
+    ):
         r2fits["konst_year"].r2(kind="nagelkerke")
 
 
@@ -292,8 +325,9 @@ def test_r2_marginal_grows_with_a_stronger_moderator():
     d = pd.read_csv(DATA / "konstantopoulos2011.csv")
     base = mlmeta.rma_mv(d, "yi", "vi", random="district/school", mods="~ year")
     x = (d["year"] - d["year"].mean()) / d["year"].std()
-    strong = mlmeta.rma_mv(d.assign(yi=d["yi"] + 0.5 * x), "yi", "vi", random="district/school",
-                           mods="~ year")
+    strong = mlmeta.rma_mv(
+        d.assign(yi=d["yi"] + 0.5 * x), "yi", "vi", random="district/school", mods="~ year"
+    )
     assert strong.r2(kind="marginal").marginal > base.r2(kind="marginal").marginal
 
 
@@ -309,9 +343,21 @@ def test_cli_with_blocks():
     e = INF["cases"]["konst_intercept_z"]["expect"]
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        code = main(["fit", str(DATA / "konstantopoulos2011.csv"), "--yi", "yi", "--vi", "vi",
-                     "--random", "district/school", "--json", "--with",
-                     "hatvalues,ranef,rstudent,dfbetas"])
+        code = main(
+            [
+                "fit",
+                str(DATA / "konstantopoulos2011.csv"),
+                "--yi",
+                "yi",
+                "--vi",
+                "vi",
+                "--random",
+                "district/school",
+                "--json",
+                "--with",
+                "hatvalues,ranef,rstudent,dfbetas",
+            ]
+        )
     assert code == 0, err.getvalue()
     got = json.loads(out.getvalue())
     close(got["hatvalues"], e["hat"], abs_=1e-9)
@@ -324,8 +370,22 @@ def test_cli_with_blocks():
         close(g["se"], comp["se"])
     r2 = R2["cases"]["konst_year"]["expect"]
     with redirect_stdout(out := io.StringIO()), redirect_stderr(err):
-        code = main(["fit", str(DATA / "konstantopoulos2011.csv"), "--yi", "yi", "--vi", "vi",
-                     "--random", "district/school", "--mods", "~ year", "--json", "--with",
-                     "R2_marginal"])
+        code = main(
+            [
+                "fit",
+                str(DATA / "konstantopoulos2011.csv"),
+                "--yi",
+                "yi",
+                "--vi",
+                "vi",
+                "--random",
+                "district/school",
+                "--mods",
+                "~ year",
+                "--json",
+                "--with",
+                "R2_marginal",
+            ]
+        )
     assert code == 0
     close(json.loads(out.getvalue())["R2_marginal"]["R2_marginal"], r2["R2_marginal"])

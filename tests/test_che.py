@@ -4,6 +4,7 @@ Reference values against metafor's vcalc + rma.mv are in tests/fixtures/referenc
 test_reference_extra.py); here: the dense engine equals the O(k) nested engine when rho = 0,
 its derivatives are exact, and the rho sweep behaves.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,8 +40,15 @@ def test_dense_derivatives_match_finite_differences(alliance, method):
     v = alliance["vi"].to_numpy()
     X = np.column_stack([np.ones(len(y)), (alliance["phase"] == "late").to_numpy(float)])
     _, rc = np.unique(alliance["study"], return_inverse=True)
-    pr = make_problem(y, v, X, [alliance["study"].to_numpy(), alliance["es"].to_numpy()],
-                      method, rho=0.6, rho_codes=rc)
+    pr = make_problem(
+        y,
+        v,
+        X,
+        [alliance["study"].to_numpy(), alliance["es"].to_numpy()],
+        method,
+        rho=0.6,
+        rho_codes=rc,
+    )
     th = np.array([0.004, 0.003])
     ev = pr(th, 2)
     h = 1e-6

@@ -8,6 +8,7 @@ Python API (read_table, escalc, rma_mv), which raises InputError/FormulaError wi
 message. A handful run through the installed ``mlmeta`` entry point, and a 200,000-row file is
 generated at run time to check that big input is fast.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,6 +40,7 @@ CASES = MANIFEST["cases"]
 def params(cases, where):
     return [pytest.param(c, id=c["file"]) for c in cases]
 
+
 EXE = Path(sys.executable).with_name("mlmeta")
 PWNED = Path("/tmp/pwned")
 
@@ -66,8 +68,11 @@ def case_args(case) -> list[str]:
 
 def test_manifest_covers_every_file_and_is_large_enough():
     listed = {c["file"] for c in CASES}
-    on_disk = {p.name for p in CORPUS.iterdir()
-               if p.name not in ("MANIFEST.json", "make_corpus.py", "__pycache__")}
+    on_disk = {
+        p.name
+        for p in CORPUS.iterdir()
+        if p.name not in ("MANIFEST.json", "make_corpus.py", "__pycache__")
+    }
     assert on_disk <= listed, f"files missing from MANIFEST.json: {sorted(on_disk - listed)}"
     assert len(CASES) >= 40
     assert len(listed) == len(CASES)
@@ -126,11 +131,24 @@ def test_accepted_variants_give_the_same_fit():
     """Delimiters, encodings, BOM, quotes, CRLF, blank lines and header spaces do not change
     the numbers."""
     ref = None
-    for f in ["semicolon.csv", "tab_delimited.csv", "tab.tsv", "pipe.csv", "bom.csv", "crlf.csv",
-              "trailing_empty_lines.csv", "trailing_delimiters.csv", "empty_cells_rows.csv",
-              "quoted_numbers.csv", "header_spaces.csv", "decimal_comma.csv", "utf16_bom.csv"]:
-        code, out, err = run(["fit", str(CORPUS / f), "--yi", "yi", "--vi", "vi", "--random",
-                              "study/es", "--json"])
+    for f in [
+        "semicolon.csv",
+        "tab_delimited.csv",
+        "tab.tsv",
+        "pipe.csv",
+        "bom.csv",
+        "crlf.csv",
+        "trailing_empty_lines.csv",
+        "trailing_delimiters.csv",
+        "empty_cells_rows.csv",
+        "quoted_numbers.csv",
+        "header_spaces.csv",
+        "decimal_comma.csv",
+        "utf16_bom.csv",
+    ]:
+        code, out, err = run(
+            ["fit", str(CORPUS / f), "--yi", "yi", "--vi", "vi", "--random", "study/es", "--json"]
+        )
         assert code == 0, (f, err)
         got = json.loads(out)
         key = (got["k"], round(got["beta"][0], 10), [round(s, 10) for s in got["sigma2"]])
@@ -160,15 +178,37 @@ def api_inputs(case):
     df = read_table(CORPUS / case["file"])
     o = _options(case["args"])
     if "measure" in o:
-        kw = {a: o[a] for a in ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai",
-                                "bi", "ci", "di") if a in o}
+        kw = {
+            a: o[a]
+            for a in (
+                "ri",
+                "ni",
+                "m1i",
+                "sd1i",
+                "n1i",
+                "m2i",
+                "sd2i",
+                "n2i",
+                "ai",
+                "bi",
+                "ci",
+                "di",
+            )
+            if a in o
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", errors.MlmetaWarning)
             es = escalc(o["measure"], df, **kw)
         df = df.assign(yi=es["yi"].to_numpy(), vi=es["vi"].to_numpy())
-    return df, {"yi": o.get("yi", "yi"), "vi": o.get("vi", "vi"), "random": o.get("random"),
-                "mods": o.get("mods"), "method": o.get("method", "REML"),
-                "level": float(o.get("level", 95)), "measure": o.get("measure")}
+    return df, {
+        "yi": o.get("yi", "yi"),
+        "vi": o.get("vi", "vi"),
+        "random": o.get("random"),
+        "mods": o.get("mods"),
+        "method": o.get("method", "REML"),
+        "level": float(o.get("level", 95)),
+        "measure": o.get("measure"),
+    }
 
 
 API_CASES = [c for c in CASES if c.get("api", True)]
@@ -208,14 +248,29 @@ def test_api_corpus(case):
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["empty.csv", "latin1.csv", "formula_injection_import.csv",
-                                  "a_directory.csv", "vi_negative.csv", "decimal_comma.csv",
-                                  "ok_baseline.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "empty.csv",
+        "latin1.csv",
+        "formula_injection_import.csv",
+        "a_directory.csv",
+        "vi_negative.csv",
+        "decimal_comma.csv",
+        "ok_baseline.csv",
+    ],
+)
 def test_entry_point(name):
     case = next(c for c in CASES if c["file"] == name)
     existed = PWNED.exists()
-    r = subprocess.run([str(EXE)] + case_args(case), capture_output=True, text=True,
-                       check=False, timeout=120, env={**os.environ, "MLMETA_DEBUG": ""})
+    r = subprocess.run(
+        [str(EXE)] + case_args(case),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "MLMETA_DEBUG": ""},
+    )
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     if case["expect"] == "refused":
@@ -240,10 +295,15 @@ def test_entry_point(name):
 def huge_csv(tmp_path_factory):
     n = 200_000
     rng = np.random.default_rng(7)
-    df = pd.DataFrame({"study": np.repeat(np.arange(n // 4), 4), "es": np.arange(n),
-                       "yi": np.round(rng.normal(0.3, 0.3, n), 5),
-                       "vi": np.round(rng.uniform(0.01, 0.1, n), 5),
-                       "x": np.round(rng.normal(size=n), 4)})
+    df = pd.DataFrame(
+        {
+            "study": np.repeat(np.arange(n // 4), 4),
+            "es": np.arange(n),
+            "yi": np.round(rng.normal(0.3, 0.3, n), 5),
+            "vi": np.round(rng.uniform(0.01, 0.1, n), 5),
+            "x": np.round(rng.normal(size=n), 4),
+        }
+    )
     path = tmp_path_factory.mktemp("huge") / "huge.csv"
     df.to_csv(path, index=False)
     return path
@@ -251,8 +311,21 @@ def huge_csv(tmp_path_factory):
 
 def test_huge_file_is_fast(huge_csv):
     t0 = time.perf_counter()
-    code, out, err = run(["fit", str(huge_csv), "--yi", "yi", "--vi", "vi", "--random",
-                          "study/es", "--mods", "~ x", "--json"])
+    code, out, err = run(
+        [
+            "fit",
+            str(huge_csv),
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "study/es",
+            "--mods",
+            "~ x",
+            "--json",
+        ]
+    )
     elapsed = time.perf_counter() - t0
     assert code == 0, err
     got = json.loads(out)
@@ -262,9 +335,12 @@ def test_huge_file_is_fast(huge_csv):
 
 def test_huge_file_with_one_coefficient_per_row_is_refused_quickly(huge_csv):
     t0 = time.perf_counter()
-    code, out, err = run(["fit", str(huge_csv), "--yi", "yi", "--vi", "vi", "--mods",
-                          "~ factor(es)"])
+    code, out, err = run(
+        ["fit", str(huge_csv), "--yi", "yi", "--vi", "vi", "--mods", "~ factor(es)"]
+    )
     assert time.perf_counter() - t0 < 15
     assert code == 2 and out == ""
-    assert err.startswith("mlmeta: error: moderator formula '~ factor(es)' would give up to "
-                          "200001 coefficients for 200000 rows; too many to estimate")
+    assert err.startswith(
+        "mlmeta: error: moderator formula '~ factor(es)' would give up to "
+        "200001 coefficients for 200000 rows; too many to estimate"
+    )

@@ -1,6 +1,7 @@
 """`mlmeta run` on every corpus file: the refused ones exit 2 with one stderr line and leave
 no report folder; the accepted ones write a complete report (kept light: no figures, profiles or
 refits, so the whole corpus runs in seconds)."""
+
 from __future__ import annotations
 
 import io
@@ -44,9 +45,24 @@ def toml_for(case) -> str | None:
         opts[a.lstrip("-")] = args[i + 1]
         i += 2
     path = (CORPUS / case["file"]).as_posix()
-    lines = [f'[data]\nfile = {json.dumps(path)}\n', "[effect]"]
-    for k in ("yi", "vi", "measure", "ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i",
-              "ai", "bi", "ci", "di"):
+    lines = [f"[data]\nfile = {json.dumps(path)}\n", "[effect]"]
+    for k in (
+        "yi",
+        "vi",
+        "measure",
+        "ri",
+        "ni",
+        "m1i",
+        "sd1i",
+        "n1i",
+        "m2i",
+        "sd2i",
+        "n2i",
+        "ai",
+        "bi",
+        "ci",
+        "di",
+    ):
         if k in opts:
             lines.append(f"{k} = {json.dumps(opts.pop(k))}")
     lines.append("\n[model]")
@@ -58,7 +74,7 @@ def toml_for(case) -> str | None:
         cols, cats = [], []
         for t in terms:
             if t.startswith("factor(") and t.endswith(")"):
-                t = t[len("factor("):-1]
+                t = t[len("factor(") : -1]
                 cats.append(t.strip("`"))
             cols.append(t.strip("`"))
         lines.append(f"moderators = {json.dumps(cols, ensure_ascii=False)}")

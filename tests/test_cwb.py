@@ -5,6 +5,7 @@ wildmeta's random draws cannot be reproduced in Python, so each reference case c
 weights wildmeta used (recovered by scripts/make_cwb_fixtures.R); with them the same bootstrap
 replicates are computed here. alliance_like.csv is SIMULATED data.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -59,8 +60,9 @@ def check_case(c, n_boot):
     np.testing.assert_allclose(f, c["null_fitted"], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(e, c["null_resid"], rtol=1e-5, atol=1e-8)
     W = np.array(c["weights"], dtype=float)[:n_boot]
-    out = cwb.cwb_test(res, c["constraints"], R=n_boot, weights=W, adjust=adjust,
-                       type=c["type"], test=test)
+    out = cwb.cwb_test(
+        res, c["constraints"], R=n_boot, weights=W, adjust=adjust, type=c["type"], test=test
+    )
     assert out.statistic == pytest.approx(c["expect"]["original"], rel=1e-6)
     boot = np.array(c["expect"]["boot"], dtype=float)[:n_boot]
     rel = np.abs(out.boot - boot) / np.abs(boot)
@@ -86,8 +88,9 @@ def test_wildmeta_reference_all_replicates(c):
 
 
 def test_reference_cases_cover_the_options():
-    seen = {(c["adjust"], c["type"], c["test"], c["auxiliary_dist"], c["rho"] is None)
-            for c in CASES}
+    seen = {
+        (c["adjust"], c["type"], c["test"], c["auxiliary_dist"], c["rho"] is None) for c in CASES
+    }
     assert {a for a, *_ in seen} == {"CR0", "CR2"}
     assert {t for _, t, *_ in seen} == {"CR0", "CR1", "CR2"}
     assert {d for *_, d, _ in seen} == {"Rademacher", "Mammen", "Webb six"}
@@ -159,16 +162,16 @@ def test_cr1_statistic_is_a_multiple_of_cr0_with_the_same_p(res_year, base):
 
 
 def test_htz_statistic_is_the_robust_wald_test(res_year):
-    out = cwb.cwb_test(res_year, ["deltypegeneral", "deltypeovert"], R=5, seed=1, type="CR2",
-                       test="HTZ")
+    out = cwb.cwb_test(
+        res_year, ["deltypegeneral", "deltypeovert"], R=5, seed=1, type="CR2", test="HTZ"
+    )
     rob = res_year.robust(type="CR2", btt=["deltypegeneral", "deltypeovert"])
     assert out.statistic == pytest.approx(rob.QM, rel=1e-12)
 
 
 def test_invariant_to_row_order(assink, res_year, base):
     perm = np.random.default_rng(4).permutation(len(assink))
-    res = mlmeta.rma_mv(assink.iloc[perm], "yi", "vi", random="study/esid",
-                        mods="~ year + deltype")
+    res = mlmeta.rma_mv(assink.iloc[perm], "yi", "vi", random="study/esid", mods="~ year + deltype")
     out = cwb.cwb_test(res, "year", R=30, seed=11)
     assert out.statistic == pytest.approx(base.statistic, rel=1e-6)
     np.testing.assert_allclose(out.boot, base.boot, rtol=1e-4)
@@ -192,8 +195,9 @@ def test_invariant_to_shifts_in_the_null_space_and_to_scale(assink, base):
 
 
 def test_null_model_keeps_the_working_model(assink):
-    res = mlmeta.rma_mv(assink, "yi", "vi", random="study/esid", mods="~ year", rho=0.6,
-                        method="ML")
+    res = mlmeta.rma_mv(
+        assink, "yi", "vi", random="study/esid", mods="~ year", rho=0.6, method="ML"
+    )
     res0 = cwb.null_model(res, "year")
     direct = mlmeta.rma_mv(assink, "yi", "vi", random="study/esid", rho=0.6, method="ML")
     assert res0.coef_names == ("intrcpt",) and res0.rho == 0.6 and res0.method == "ML"
@@ -213,7 +217,7 @@ def test_weights_distributions():
     assert set(np.unique(w)) == {-1.0, 1.0} and abs(w.mean()) < 0.02
     w = cwb.draw_weights("mammen", 20000, 5, rng)
     assert abs(w.mean()) < 0.02 and w.var() == pytest.approx(1.0, abs=0.03)
-    assert np.mean(w ** 3) == pytest.approx(1.0, abs=0.06)  # Mammen: third moment 1
+    assert np.mean(w**3) == pytest.approx(1.0, abs=0.06)  # Mammen: third moment 1
     w = cwb.draw_weights("Webb", 20000, 5, rng)
     assert len(np.unique(w)) == 6 and w.var() == pytest.approx(1.0, abs=0.03)
 
@@ -246,35 +250,78 @@ def test_cwb_block_defaults(monkeypatch, res_year):
 
     monkeypatch.setattr(cwb, "cwb_test", fake)
     block = cwb.cwb_block(res_year)
-    assert seen == {"R": 1999, "weights": "rademacher", "adjust": True, "seed": 1,
-                    "constraints": None}
+    assert seen == {
+        "R": 1999,
+        "weights": "rademacher",
+        "adjust": True,
+        "seed": 1,
+        "constraints": None,
+    }
     assert block["adjusted"] is True and block["q"] == 3 and block["seed"] == 1
 
 
 # ------------------------------------------------------------------ errors
-@pytest.mark.parametrize(("kw", "msg"), [
-    ({"constraints": "age"}, (r"^constraints: 'age' is not a coefficient \(intrcpt, year, "
-                             r"deltypegeneral, deltypeovert\)$")),
-    ({"constraints": 7}, r"^constraints: position 7 is out of range 0..3$"),
-    ({"constraints": [1.5]}, (r"^constraints: give coefficient names, 0-based positions or a q x "
-                             r"p matrix; got 1.5$")),
-    ({"constraints": []}, r"^constraints: no coefficient given$"),
-    ({"constraints": np.ones((1, 3))}, (r"^constraints: a constraint matrix needs 4 columns "
-                                       r"\(one per coefficient\); got shape \(1, 3\)$")),
-    ({"constraints": np.ones((2, 4))}, (r"^constraints: the constraint matrix must be finite "
-                                       r"with linearly independent rows$")),
-    ({"R": 0}, r"^R must be a positive integer \(bootstrap replicates\); got 0$"),
-    ({"weights": "normal"}, r"^weights must be one of rademacher, mammen, webb; got 'normal'$"),
-    ({"weights": np.ones((2, 2))}, (r"^weights: an array of weights must be finite with shape "
-                                   r"\(R, clusters\) = \(5, 17\); got shape \(2, 2\)$")),
-    ({"type": "CR3"}, r"^type must be one of CR0, CR1, CR2; got 'CR3'$"),
-    ({"test": "HTA"}, r"^test must be one of naive-F, HTZ; got 'HTA'$"),
-    ({"test": "HTZ"}, r"^test='HTZ' needs type='CR2' and constraints given as coefficients$"),
-    ({"executor": "threads"}, (r"^executor must be 'serial', a concurrent.futures.Executor or a "
-                              r"dask.distributed Client; got 'threads'$")),
-    ({"executor": 3.5}, (r"^executor must be 'serial', a concurrent.futures.Executor or a "
-                        r"dask.distributed Client; got float$")),
-])
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        (
+            {"constraints": "age"},
+            (
+                r"^constraints: 'age' is not a coefficient \(intrcpt, year, "
+                r"deltypegeneral, deltypeovert\)$"
+            ),
+        ),
+        ({"constraints": 7}, r"^constraints: position 7 is out of range 0..3$"),
+        (
+            {"constraints": [1.5]},
+            (
+                r"^constraints: give coefficient names, 0-based positions or a q x "
+                r"p matrix; got 1.5$"
+            ),
+        ),
+        ({"constraints": []}, r"^constraints: no coefficient given$"),
+        (
+            {"constraints": np.ones((1, 3))},
+            (
+                r"^constraints: a constraint matrix needs 4 columns "
+                r"\(one per coefficient\); got shape \(1, 3\)$"
+            ),
+        ),
+        (
+            {"constraints": np.ones((2, 4))},
+            (
+                r"^constraints: the constraint matrix must be finite "
+                r"with linearly independent rows$"
+            ),
+        ),
+        ({"R": 0}, r"^R must be a positive integer \(bootstrap replicates\); got 0$"),
+        ({"weights": "normal"}, r"^weights must be one of rademacher, mammen, webb; got 'normal'$"),
+        (
+            {"weights": np.ones((2, 2))},
+            (
+                r"^weights: an array of weights must be finite with shape "
+                r"\(R, clusters\) = \(5, 17\); got shape \(2, 2\)$"
+            ),
+        ),
+        ({"type": "CR3"}, r"^type must be one of CR0, CR1, CR2; got 'CR3'$"),
+        ({"test": "HTA"}, r"^test must be one of naive-F, HTZ; got 'HTA'$"),
+        ({"test": "HTZ"}, r"^test='HTZ' needs type='CR2' and constraints given as coefficients$"),
+        (
+            {"executor": "threads"},
+            (
+                r"^executor must be 'serial', a concurrent.futures.Executor or a "
+                r"dask.distributed Client; got 'threads'$"
+            ),
+        ),
+        (
+            {"executor": 3.5},
+            (
+                r"^executor must be 'serial', a concurrent.futures.Executor or a "
+                r"dask.distributed Client; got float$"
+            ),
+        ),
+    ],
+)
 def test_errors(res_year, kw, msg):
     args = {"R": 5, "seed": 1, **kw}
     with pytest.raises(InputError, match=msg):
@@ -282,11 +329,21 @@ def test_errors(res_year, kw, msg):
 
 
 def test_too_few_clusters():
-    d = pd.DataFrame({"study": [1, 1, 1], "es": [1, 2, 3], "yi": [0.1, 0.3, 0.2],
-                      "vi": [0.01, 0.02, 0.01], "x": [0.0, 1.0, 2.0]})
+    d = pd.DataFrame(
+        {
+            "study": [1, 1, 1],
+            "es": [1, 2, 3],
+            "yi": [0.1, 0.3, 0.2],
+            "vi": [0.01, 0.02, 0.01],
+            "x": [0.0, 1.0, 2.0],
+        }
+    )
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x")
-    with pytest.raises(InputError, match=r"^the cluster wild bootstrap needs at least 2 "
-                                         r"clusters; got 1$"):
+    with pytest.raises(
+        InputError,
+        match=r"^the cluster wild bootstrap needs at least 2 "
+        r"clusters; got 1$",
+    ):
         cwb.cwb_test(res, "x", R=5)
 
 
@@ -297,8 +354,12 @@ def null_tests(data, condition):
     res = mlmeta.rma_mv(data, "yi", "vi", random="study/es", mods="~ x_study")
     seed = np.random.SeedSequence(np.frombuffer(data["yi"].to_numpy().tobytes(), np.uint32))
     out = cwb.cwb_test(res, "x_study", R=condition["R"], seed=int(seed.generate_state(1)[0]))
-    return pd.DataFrame({"method": ["CWB-adj", "CR2-HTZ"],
-                         "p": [out.p_value, res.robust(type="CR2", btt="x_study").QMp]})
+    return pd.DataFrame(
+        {
+            "method": ["CWB-adj", "CR2-HTZ"],
+            "p": [out.p_value, res.robust(type="CR2", btt="x_study").QMp],
+        }
+    )
 
 
 @pytest.mark.slow
@@ -306,10 +367,28 @@ def test_null_rejection_rate_with_few_clusters():
     """10 studies, 120 simulated data sets under H0: the CWB-adjusted test rejects at a rate
     within Monte Carlo error of 5%, the CR2 HTZ test at most that (it is conservative with few
     clusters). The larger run is benchmarks/cwb_null_rejection.py."""
-    design = [{"J": 10, "mu": 0.2, "tau": 0.2, "omega": 0.1, "rho": 0.0, "k": 2,
-               "sigma2": [0.02, 0.05, 0.1], "beta_study": 0.0, "R": 19}]
-    res = sim.run(design, sim.generate_three_level, null_tests, reps=120, seed=99,
-                  executor="serial", progress=False)
+    design = [
+        {
+            "J": 10,
+            "mu": 0.2,
+            "tau": 0.2,
+            "omega": 0.1,
+            "rho": 0.0,
+            "k": 2,
+            "sigma2": [0.02, 0.05, 0.1],
+            "beta_study": 0.0,
+            "R": 19,
+        }
+    ]
+    res = sim.run(
+        design,
+        sim.generate_three_level,
+        null_tests,
+        reps=120,
+        seed=99,
+        executor="serial",
+        progress=False,
+    )
     perf = sim.summarise(res, true_value=0.0, estimate="p", by=["method"], ci=None)
     rate = perf.set_index("method")["rej_rate"]
     mcse = np.sqrt(0.05 * 0.95 / 120)

@@ -2,6 +2,7 @@
 use directly): the small-input path must give the same numbers. Where the two disagree, mpmath
 at 40 digits decides: mlmeta must then be the accurate one (scipy's cephes routines lose digits
 deep in the tails, e.g. fdtrc near 1e-271)."""
+
 from __future__ import annotations
 
 import mpmath
@@ -13,8 +14,12 @@ from scipy import special
 
 from mlmeta.core import dist
 
-DF = st.one_of(st.floats(0.05, 5.0), st.floats(5.0, 300.0), st.floats(300.0, 1e5),
-               st.integers(1, 1000).map(float))
+DF = st.one_of(
+    st.floats(0.05, 5.0),
+    st.floats(5.0, 300.0),
+    st.floats(300.0, 1e5),
+    st.integers(1, 1000).map(float),
+)
 X = st.floats(-60.0, 60.0)
 Q = st.one_of(st.floats(1e-100, 1e-10), st.floats(1e-10, 0.999999), st.floats(0.5, 1 - 1e-12))
 
@@ -57,8 +62,7 @@ def f_sf_exact(x, d1, d2):
     """P(F > x) = I_z(d2/2, d1/2), z = d2 / (d2 + d1 x), at 40 significant digits."""
     with mpmath.workdps(40):
         z = mpmath.mpf(d2) / (mpmath.mpf(d2) + mpmath.mpf(d1) * mpmath.mpf(x))
-        return float(mpmath.betainc(mpmath.mpf(d2) / 2, mpmath.mpf(d1) / 2, 0, z,
-                                    regularized=True))
+        return float(mpmath.betainc(mpmath.mpf(d2) / 2, mpmath.mpf(d1) / 2, 0, z, regularized=True))
 
 
 @settings(max_examples=300, deadline=None)
@@ -90,11 +94,11 @@ def test_edges_and_shapes():
     assert np.isnan(dist.t_sf(1.0, -1.0)) and np.isnan(dist.t_isf(1.5, 3.0))
     assert dist.t_isf(0.0, 3.0) == np.inf and dist.chi2_sf(0.0, 2.0) == 1.0
     assert dist.t_sf(np.inf, 4.0) == 0.0 and dist.t_sf(2.0, np.inf) == pytest.approx(
-        special.ndtr(-2.0), rel=1e-14)
+        special.ndtr(-2.0), rel=1e-14
+    )
     out = dist.t_isf(np.array([0.025, 0.005]), np.array([[10.0], [20.0]]))
     assert out.shape == (2, 2)
-    np.testing.assert_allclose(out, -special.stdtrit([[10.0], [20.0]], [0.025, 0.005]),
-                               rtol=1e-12)
+    np.testing.assert_allclose(out, -special.stdtrit([[10.0], [20.0]], [0.025, 0.005]), rtol=1e-12)
     big = np.linspace(-5, 5, dist.SMALL + 1)
     np.testing.assert_array_equal(dist.t_sf(big, 7.0), special.stdtr(7.0, -big))
     assert isinstance(dist.t_sf(1.0, 3.0), np.floating)

@@ -8,6 +8,7 @@
     squares;
 (d) a four-level nesting agrees with a dense-matrix REML/ML fit done here with scipy.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -47,8 +48,9 @@ def one_per_study_sim(seed: int, k: int = 25) -> pd.DataFrame:
     v = rng.uniform(0.01, 0.1, k)
     x = rng.normal(size=k)
     y = 0.2 + 0.1 * x + rng.normal(scale=np.sqrt(v + 0.05))
-    return pd.DataFrame({"study": rng.permutation(k) + 10, "es": np.ones(k, dtype=int),
-                         "x": x, "yi": y, "vi": v})
+    return pd.DataFrame(
+        {"study": rng.permutation(k) + 10, "es": np.ones(k, dtype=int), "x": x, "yi": y, "vi": v}
+    )
 
 
 # =========================================================================== (a)
@@ -169,10 +171,14 @@ def _fixed_zero_data(name):
 
 
 @pytest.mark.parametrize("method,test", [("REML", "z"), ("ML", "z"), ("REML", "t")])
-@pytest.mark.parametrize("name,full,s2,red,keep,mods", FIXED_ZERO,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}-{c[5]}" for c in FIXED_ZERO])
-def test_component_fixed_at_zero_equals_model_without_level(name, full, s2, red, keep, mods,
-                                                            method, test):
+@pytest.mark.parametrize(
+    "name,full,s2,red,keep,mods",
+    FIXED_ZERO,
+    ids=[f"{c[0]}-{c[1]}-{c[2]}-{c[5]}" for c in FIXED_ZERO],
+)
+def test_component_fixed_at_zero_equals_model_without_level(
+    name, full, s2, red, keep, mods, method, test
+):
     d = _fixed_zero_data(name)
     a = fit(d, random=full, sigma2=s2, mods=mods, method=method, test=test)
     b = fit(d, random=red, mods=mods, method=method, test=test)
@@ -207,9 +213,14 @@ def _ee_data(name):
 
 
 EE = [
-    ("molloy2014", None), ("molloy2014", "~ meanage"), ("molloy2014", "~ controls + meanage"),
-    ("konstantopoulos2011", None), ("konstantopoulos2011", "~ year"),
-    ("assink2016", "~ deltype + year"), ("sim", "~ x + g"), ("sim", "~ 0 + g"),
+    ("molloy2014", None),
+    ("molloy2014", "~ meanage"),
+    ("molloy2014", "~ controls + meanage"),
+    ("konstantopoulos2011", None),
+    ("konstantopoulos2011", "~ year"),
+    ("assink2016", "~ deltype + year"),
+    ("sim", "~ x + g"),
+    ("sim", "~ 0 + g"),
 ]
 
 
@@ -254,8 +265,13 @@ def test_equal_effects_is_weighted_least_squares(name, mods, method, test):
         ll = -0.5 * (k * LOG2PI + np.sum(np.log(v)) + QE)
         close(res.fitstats["deviance"], QE, 1e-9)  # deviance relative to the saturated model
     else:
-        ll = -0.5 * ((k - p) * LOG2PI - np.linalg.slogdet(X.T @ X)[1] + np.sum(np.log(v))
-                     + np.linalg.slogdet(XtWX)[1] + QE)
+        ll = -0.5 * (
+            (k - p) * LOG2PI
+            - np.linalg.slogdet(X.T @ X)[1]
+            + np.sum(np.log(v))
+            + np.linalg.slogdet(XtWX)[1]
+            + QE
+        )
     close(res.logLik, ll, 1e-11)
     close(res.fitstats["AIC"], -2 * ll + 2 * p, 1e-11)
 
@@ -283,8 +299,11 @@ def _sim_four_level(seed, single_inner):
             for c in range(int(rng.integers(1, 4))):
                 for e in range(int(rng.integers(1, 4))):
                     rows.append((a, b, c, e))
-    names = ["district", "school", "class", "obs"] if single_inner else \
-        ["region", "district", "school", "class"]
+    names = (
+        ["district", "school", "class", "obs"]
+        if single_inner
+        else ["region", "district", "school", "class"]
+    )
     d = pd.DataFrame(rows, columns=["l1", "l2", "l3", "l4"])
     if not single_inner:
         d["l4"] = d["l4"] // 2  # innermost groups of one or two rows: a grouping level too
@@ -336,8 +355,12 @@ def _dense_fit(d, names, X, reml):
             return ll, g, None, b, Ai
         TZ = [T @ Z for Z in Zs]
         PZPy = [P @ (Z @ Py) for Z in Zs]
-        H = np.array([[0.5 * np.sum(TZ[i] * TZ[j].T) - (Zs[i] @ Py) @ PZPy[j]
-                       for j in range(len(Zs))] for i in range(len(Zs))])
+        H = np.array(
+            [
+                [0.5 * np.sum(TZ[i] * TZ[j].T) - (Zs[i] @ Py) @ PZPy[j] for j in range(len(Zs))]
+                for i in range(len(Zs))
+            ]
+        )
         return ll, g, H, b, Ai
 
     def negll(th):
@@ -345,9 +368,14 @@ def _dense_fit(d, names, X, reml):
         return -ll, -g
 
     start = np.full(len(Zs), max(np.var(y) - np.mean(v), 0.01) / len(Zs))
-    r = optimize.minimize(negll, start, jac=True, method="L-BFGS-B",
-                          bounds=[(0.0, None)] * len(Zs),
-                          options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 5000})
+    r = optimize.minimize(
+        negll,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, None)] * len(Zs),
+        options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 5000},
+    )
     th = r.x
     assert np.all(th > 1e-4), f"dense optimum on the boundary {th}: choose another seed"
     for _ in range(20):  # interior optimum: Newton with the exact dense Hessian

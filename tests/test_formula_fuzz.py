@@ -1,5 +1,6 @@
 """Fuzzing the moderator-formula front end: whatever the text, the result is a fit or an
 mlmeta error (never another exception, never code execution), and it is quick."""
+
 from __future__ import annotations
 
 import time
@@ -15,10 +16,56 @@ from mlmeta import rma_mv
 from mlmeta.errors import MlmetaError
 
 DATA = pd.read_csv(REF / "data" / "alliance_like.csv")
-TOKENS = ["phase", "rater", "ni", "ri", "study", "factor(", "C(", "I(", "poly(", "log(", "exp(",
-          "sqrt(", "abs(", "scale(", "(", ")", "+", "-", "*", "/", ":", "^", "**", ",", "0",
-          "1", "2", "3.5", "1e3", " ", "~", "`ni`", "`x y`", "'a'", '"', "[", "]", ".", "__",
-          "os", "import", "lambda", "=", "|", "%in%", "\\", "€", "\n"]
+TOKENS = [
+    "phase",
+    "rater",
+    "ni",
+    "ri",
+    "study",
+    "factor(",
+    "C(",
+    "I(",
+    "poly(",
+    "log(",
+    "exp(",
+    "sqrt(",
+    "abs(",
+    "scale(",
+    "(",
+    ")",
+    "+",
+    "-",
+    "*",
+    "/",
+    ":",
+    "^",
+    "**",
+    ",",
+    "0",
+    "1",
+    "2",
+    "3.5",
+    "1e3",
+    " ",
+    "~",
+    "`ni`",
+    "`x y`",
+    "'a'",
+    '"',
+    "[",
+    "]",
+    ".",
+    "__",
+    "os",
+    "import",
+    "lambda",
+    "=",
+    "|",
+    "%in%",
+    "\\",
+    "€",
+    "\n",
+]
 
 
 @settings(max_examples=300, deadline=None, database=None, derandomize=True)
@@ -38,15 +85,18 @@ def test_any_formula_gives_a_fit_or_an_mlmeta_error(tokens):
     assert time.perf_counter() - t0 < 5.0
 
 
-@pytest.mark.parametrize("text", [
-    "~ __import__('os').system('touch /tmp/mlmeta_fuzz_pwned')",
-    "~ phase.__class__.__mro__",
-    "~ (lambda: 1)()",
-    "~ I(open('/etc/passwd').read())",
-    "~ eval('1')",
-    "~ globals()",
-    "~ I(9**9**9)",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "~ __import__('os').system('touch /tmp/mlmeta_fuzz_pwned')",
+        "~ phase.__class__.__mro__",
+        "~ (lambda: 1)()",
+        "~ I(open('/etc/passwd').read())",
+        "~ eval('1')",
+        "~ globals()",
+        "~ I(9**9**9)",
+    ],
+)
 def test_code_in_formulas_is_refused(text, tmp_path):
     with pytest.raises(MlmetaError):
         rma_mv(DATA, random="study/es", mods=text)

@@ -1,5 +1,6 @@
 """The quick path of ``mlmeta fit`` (mlmeta.io.light): the same output as the careful path on
 every input, and no pandas import where it applies."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,7 @@ from mlmeta import cli
 from mlmeta.cli import main
 from mlmeta.io import light
 
-EXAMPLE = Path(__file__).parents[1] / "src" / "mlmeta" / "examples" / "data" / \
-    "alliance_like.csv"
+EXAMPLE = Path(__file__).parents[1] / "src" / "mlmeta" / "examples" / "data" / "alliance_like.csv"
 
 
 def _run(argv, careful: bool) -> tuple[int, str, str]:
@@ -55,32 +55,59 @@ def _table(rng, k, n_studies, int_ids, sep=","):
     ri = np.round(rng.uniform(-0.6, 0.6, k), 3)
     sid = [str(s + 1) if int_ids else f"S{s + 1}" for s in study]
     lines = [sep.join(["study", "es", "yi", "vi", "ri", "ni"])]
-    lines += [sep.join([sid[i], str(es[i]), repr(float(yi[i])), repr(float(vi[i])),
-                        repr(float(ri[i])), str(ni[i])]) for i in range(k)]
+    lines += [
+        sep.join(
+            [
+                sid[i],
+                str(es[i]),
+                repr(float(yi[i])),
+                repr(float(vi[i])),
+                repr(float(ri[i])),
+                str(ni[i]),
+            ]
+        )
+        for i in range(k)
+    ]
     return "\n".join(lines) + "\n"
 
 
-OPTIONS = st.fixed_dictionaries({
-    "random": st.sampled_from([None, "study", "study/es", "~ 1 | study/es", "none"]),
-    "test": st.sampled_from(["z", "t"]),
-    "dfs": st.sampled_from(["residual", "contain"]),
-    "method": st.sampled_from(["REML", "ML"]),
-    "level": st.sampled_from(["95", "90", "99.5"]),
-    "measure": st.booleans(),
-})
+OPTIONS = st.fixed_dictionaries(
+    {
+        "random": st.sampled_from([None, "study", "study/es", "~ 1 | study/es", "none"]),
+        "test": st.sampled_from(["z", "t"]),
+        "dfs": st.sampled_from(["residual", "contain"]),
+        "method": st.sampled_from(["REML", "ML"]),
+        "level": st.sampled_from(["95", "90", "99.5"]),
+        "measure": st.booleans(),
+    }
+)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32 - 1), k=st.integers(3, 60), int_ids=st.booleans(),
-       opts=OPTIONS)
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(3, 60), int_ids=st.booleans(), opts=OPTIONS)
 def test_quick_and_careful_print_the_same(tmp_path, seed, k, int_ids, opts):
     rng = np.random.default_rng(seed)
     f = tmp_path / "d.csv"
     f.write_text(_table(rng, k, max(2, k // 3), int_ids))
-    argv = ["fit", str(f), "--method", opts["method"], "--test", opts["test"],
-            "--dfs", opts["dfs"], "--level", opts["level"]]
-    argv += (["--measure", "ZCOR", "--ri", "ri", "--ni", "ni"] if opts["measure"]
-             else ["--yi", "yi", "--vi", "vi"])
+    argv = [
+        "fit",
+        str(f),
+        "--method",
+        opts["method"],
+        "--test",
+        opts["test"],
+        "--dfs",
+        opts["dfs"],
+        "--level",
+        opts["level"],
+    ]
+    argv += (
+        ["--measure", "ZCOR", "--ri", "ri", "--ni", "ni"]
+        if opts["measure"]
+        else ["--yi", "yi", "--vi", "vi"]
+    )
     if opts["random"] is not None:
         argv += ["--random", opts["random"]]
     code, out, _ = _same(argv)
@@ -91,14 +118,39 @@ def test_quick_and_careful_print_the_same(tmp_path, seed, k, int_ids, opts):
 
 # cells that the careful reader treats specially: missing-value words, leading zeros, spaces,
 # decimal commas, quotes, booleans, infinities, empty cells, text in number columns
-ODD = ["", "NA", "nan", "01", " 0.5", "0,5", '"0.5"', "True", "inf", "-", "1e400", "x",
-       "0.0", "-0.0", "1e-320", "007"]
+ODD = [
+    "",
+    "NA",
+    "nan",
+    "01",
+    " 0.5",
+    "0,5",
+    '"0.5"',
+    "True",
+    "inf",
+    "-",
+    "1e400",
+    "x",
+    "0.0",
+    "-0.0",
+    "1e-320",
+    "007",
+]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32 - 1), cells=st.lists(
-    st.tuples(st.integers(0, 30), st.integers(0, 5), st.sampled_from(ODD)), min_size=1,
-    max_size=3), sep=st.sampled_from([",", ";", "\t"]), blank=st.booleans())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cells=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(0, 5), st.sampled_from(ODD)),
+        min_size=1,
+        max_size=3,
+    ),
+    sep=st.sampled_from([",", ";", "\t"]),
+    blank=st.booleans(),
+)
 def test_odd_cells_give_the_careful_answer(tmp_path, seed, cells, sep, blank):
     rng = np.random.default_rng(seed)
     rows = _table(rng, 31, 8, True, sep).splitlines()
@@ -115,8 +167,9 @@ def test_odd_cells_give_the_careful_answer(tmp_path, seed, cells, sep, blank):
 def test_warnings_and_errors_come_from_the_careful_path(tmp_path):
     f = tmp_path / "d.csv"
     # a missing yi: the row is dropped with a warning that the careful path gives
-    f.write_text("study,es,yi,vi\n1,1,0.1,0.01\n1,2,NA,0.02\n2,3,0.3,0.01\n2,4,0.2,0.03\n"
-                 "3,5,0.1,0.02\n")
+    f.write_text(
+        "study,es,yi,vi\n1,1,0.1,0.01\n1,2,NA,0.02\n2,3,0.3,0.01\n2,4,0.2,0.03\n3,5,0.1,0.02\n"
+    )
     code, out, err = _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"])
     assert code == 0 and "1 of 5 rows dropped for missing values" in err
     # a negative variance: one line naming the row, exit 2
@@ -124,8 +177,10 @@ def test_warnings_and_errors_come_from_the_careful_path(tmp_path):
     code, out, err = _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"])
     assert code == 2 and "row 2" in err and "Traceback" not in err
     # a repeated study/es pair: the careful path's note
-    f.write_text("study,es,yi,vi\n1,1,0.1,0.01\n1,1,0.2,0.02\n2,3,0.3,0.01\n2,4,0.1,0.02\n"
-                 "3,5,0.0,0.02\n3,6,0.2,0.01\n4,7,0.1,0.02\n4,8,0.3,0.02\n")
+    f.write_text(
+        "study,es,yi,vi\n1,1,0.1,0.01\n1,1,0.2,0.02\n2,3,0.3,0.01\n2,4,0.1,0.02\n"
+        "3,5,0.0,0.02\n3,6,0.2,0.01\n4,7,0.1,0.02\n4,8,0.3,0.02\n"
+    )
     code, out, err = _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"])
     assert code == 0
     # a correlation of 1 for ZCOR: escalc's message, exit 2
@@ -135,11 +190,13 @@ def test_warnings_and_errors_come_from_the_careful_path(tmp_path):
 
 
 def test_plain_data_take_the_quick_path_without_pandas():
-    code = ("import sys\nfrom mlmeta.cli import main\n"
-            f"rc = main(['fit', {str(EXAMPLE)!r}, '--measure', 'ZCOR', '--ri', 'ri', '--ni', "
-            "'ni', '--random', 'study/es', '--test', 't'])\n"
-            "assert rc == 0\n"
-            "assert 'pandas' not in sys.modules and 'scipy' not in sys.modules, 'imported'\n")
+    code = (
+        "import sys\nfrom mlmeta.cli import main\n"
+        f"rc = main(['fit', {str(EXAMPLE)!r}, '--measure', 'ZCOR', '--ri', 'ri', '--ni', "
+        "'ni', '--random', 'study/es', '--test', 't'])\n"
+        "assert rc == 0\n"
+        "assert 'pandas' not in sys.modules and 'scipy' not in sys.modules, 'imported'\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLMETA_CAREFUL"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
@@ -150,14 +207,16 @@ def test_the_reader_refuses_what_it_cannot_vouch_for(tmp_path):
     f = tmp_path / "d.csv"
     f.write_text("a,b\n1,2\n3,4\n")
     assert light.read_plain_csv(f, ["a", "b"]) == {"a": ["1", "3"], "b": ["2", "4"]}
-    for text in ["a,b\n1,2\n\n3,4\n",        # a blank line
-                 'a,b\n"1",2\n',               # quotes
-                 "a,b\n1,2,3\n",               # a long row
-                 "a,b\n1\n",                   # a short row
-                 "a, b\n1,2\n",                # a header name with a space
-                 "a,b\n01,2\n",                # leading zeros
-                 "a,b\nNA,2\n",                # a missing-value word
-                 "a,b\r\n1,2\r\n"]:            # CR line ends
+    for text in [
+        "a,b\n1,2\n\n3,4\n",  # a blank line
+        'a,b\n"1",2\n',  # quotes
+        "a,b\n1,2,3\n",  # a long row
+        "a,b\n1\n",  # a short row
+        "a, b\n1,2\n",  # a header name with a space
+        "a,b\n01,2\n",  # leading zeros
+        "a,b\nNA,2\n",  # a missing-value word
+        "a,b\r\n1,2\r\n",
+    ]:  # CR line ends
         f.write_text(text)
         assert light.read_plain_csv(f, ["a", "b"]) is None, text
     assert light.read_plain_csv(f, ["a", "zzz"]) is None
@@ -179,13 +238,29 @@ def test_larger_files_agree(tmp_path, k, n):
     rng = np.random.default_rng(k)
     f = tmp_path / "d.csv"
     f.write_text(_table(rng, k, n, False))
-    _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es", "--test", "t",
-           "--dfs", "contain"])
+    _same(
+        [
+            "fit",
+            str(f),
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "study/es",
+            "--test",
+            "t",
+            "--dfs",
+            "contain",
+        ]
+    )
 
 
 def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
-    code = ("import os, sys\nfrom mlmeta.cli import main\n"
-            "main(['--version'])\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))\n")
+    code = (
+        "import os, sys\nfrom mlmeta.cli import main\n"
+        "main(['--version'])\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in cli.BLAS_THREAD_VARS}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert p.stdout.split()[-1] == "1"
@@ -196,8 +271,25 @@ def test_the_command_line_uses_one_blas_thread_unless_told_otherwise():
 
 def test_blocks_without_json_are_refused_not_ignored():
     # regression: --with without --json printed the summary and silently dropped the blocks
-    code, out, err = _run(["fit", str(EXAMPLE), "--measure", "ZCOR", "--ri", "ri", "--ni", "ni",
-                           "--random", "study/es", "--with", "I2"], careful=False)
+    code, out, err = _run(
+        [
+            "fit",
+            str(EXAMPLE),
+            "--measure",
+            "ZCOR",
+            "--ri",
+            "ri",
+            "--ni",
+            "ni",
+            "--random",
+            "study/es",
+            "--with",
+            "I2",
+        ],
+        careful=False,
+    )
     assert code == 2 and out == ""
-    assert err.strip() == ("mlmeta: error: --with adds blocks to the JSON output: add --json "
-                           "(the text summary has no place for them)")
+    assert err.strip() == (
+        "mlmeta: error: --with adds blocks to the JSON output: add --json "
+        "(the text summary has no place for them)"
+    )

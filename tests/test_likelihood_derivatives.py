@@ -7,6 +7,7 @@
 * the log-likelihood, ``C = M'V^{-1}M`` and the derivatives against a dense computation that
   builds ``V`` explicitly (metafor's REML constant ``+1/2 log|X'X|`` included).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -124,8 +125,15 @@ def _design(name, rng):
     raise KeyError(name)
 
 
-DESIGNS = ["1L_groups", "1L_single", "2L_study_es", "2L_both_groups", "2L_all_single",
-           "3L_single_inner", "3L_all_groups"]
+DESIGNS = [
+    "1L_groups",
+    "1L_single",
+    "2L_study_es",
+    "2L_both_groups",
+    "2L_all_single",
+    "3L_single_inner",
+    "3L_all_groups",
+]
 
 
 def make_data(design, moderators, seed=0):
@@ -199,9 +207,12 @@ def _fd_hessian_from_ll(f, theta, h):
             ej[j] = 1.0
 
             def D(hh, ei=ei, ej=ej):
-                return (f(theta + hh * ei + hh * ej) - f(theta + hh * ei - hh * ej)
-                        - f(theta - hh * ei + hh * ej)
-                        + f(theta - hh * ei - hh * ej)) / (4 * hh * hh)
+                return (
+                    f(theta + hh * ei + hh * ej)
+                    - f(theta + hh * ei - hh * ej)
+                    - f(theta - hh * ei + hh * ej)
+                    + f(theta - hh * ei - hh * ej)
+                ) / (4 * hh * hh)
 
             H[i, j] = (4.0 * D(h / 2.0) - D(h)) / 3.0
     return H
@@ -214,9 +225,11 @@ def _assert_close(got, exp, rel, what):
     scale = np.max(np.abs(exp)) if exp.size else 0.0
     tol = rel * (np.abs(exp) + 1e-3 * scale)
     bad = np.abs(got - exp) > tol
-    assert not bad.any(), (f"{what}: max rel err "
-                           f"{np.max(np.abs(got - exp) / np.maximum(np.abs(exp), 1e-300)):.3g}\n"
-                           f"got {got!r}\nexp {exp!r}")
+    assert not bad.any(), (
+        f"{what}: max rel err "
+        f"{np.max(np.abs(got - exp) / np.maximum(np.abs(exp), 1e-300)):.3g}\n"
+        f"got {got!r}\nexp {exp!r}"
+    )
 
 
 def _seed(*parts):
@@ -289,12 +302,15 @@ def test_reml_constant_is_metafor_half_log_det_xtx():
 
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
-@pytest.mark.parametrize("fname,random,mods", [
-    ("konstantopoulos2011.csv", ["district", "school"], []),
-    ("assink2016.csv", ["study", "esid"], ["deltype", "year"]),
-    ("alliance_like.csv", ["study", "es"], ["phase", "rater"]),
-    ("molloy2014.csv", ["id"], []),
-])
+@pytest.mark.parametrize(
+    "fname,random,mods",
+    [
+        ("konstantopoulos2011.csv", ["district", "school"], []),
+        ("assink2016.csv", ["study", "esid"], ["deltype", "year"]),
+        ("alliance_like.csv", ["study", "es"], ["phase", "rater"]),
+        ("molloy2014.csv", ["id"], []),
+    ],
+)
 def test_reference_data_derivatives_and_dense(fname, random, mods, method):
     d = pd.read_csv(DATA / fname)
     k = len(d)

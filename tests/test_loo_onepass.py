@@ -1,5 +1,6 @@
 """Leave-one-cluster-out in one pass (mlmeta.core.loo): the per-cluster terms are exact, and the
 one-pass estimates equal exact refits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,8 +25,12 @@ def _sim(J: int, seed: int, three_levels: bool = True):
     es = np.concatenate([np.arange(n) for n in m])
     vi = 1.0 / (rng.integers(20, 300, k) - 3.0)
     u = rng.normal(0, np.sqrt(0.05), J)[study]
-    yi = 0.3 + u + rng.normal(0, np.sqrt(0.02 if three_levels else 0), k) + \
-        rng.normal(0, np.sqrt(vi))
+    yi = (
+        0.3
+        + u
+        + rng.normal(0, np.sqrt(0.02 if three_levels else 0), k)
+        + rng.normal(0, np.sqrt(vi))
+    )
     x = rng.normal(size=k)
     xs = rng.normal(size=J)[study]
     return pd.DataFrame({"study": study, "es": es, "yi": yi, "vi": vi, "x": x, "xs": xs})
@@ -58,10 +63,12 @@ def test_cluster_terms_are_each_clusters_own_terms():
     top = pr.st.codes[0]
     for c in (0, 5, 11):
         rows = top == c
-        sub = fit_nested(d["yi"].to_numpy()[pr.st.order][rows], pr.v[rows],
-                         np.ones((rows.sum(), 1)),
-                         [d["study"].to_numpy()[pr.st.order][rows],
-                          d["es"].to_numpy()[pr.st.order][rows]]).problem
+        sub = fit_nested(
+            d["yi"].to_numpy()[pr.st.order][rows],
+            pr.v[rows],
+            np.ones((rows.sum(), 1)),
+            [d["study"].to_numpy()[pr.st.order][rows], d["es"].to_numpy()[pr.st.order][rows]],
+        ).problem
         own = evaluate_terms(theta_c[c], sub.st, sub.v, sub.M)
         for a, b in zip(per, own):
             np.testing.assert_allclose(a[c], b, rtol=1e-9, atol=1e-10)
@@ -70,8 +77,7 @@ def test_cluster_terms_are_each_clusters_own_terms():
 @pytest.fixture(scope="module")
 def big():
     d = _sim(2500, 11)
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x + xs", test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x + xs", test="t", dfs="contain")
     return d, res
 
 
@@ -92,8 +98,9 @@ def test_one_pass_equals_exact_refits(big):
 def test_loo_table_one_pass_equals_exact(big, monkeypatch):
     d, res = big
     pr = res.core.problem
-    done = np.flatnonzero(leave_one_cluster_out(pr.st, pr.v, pr.M, res.core.sigma2,
-                                                res.core.fixed, reml=True).done)
+    done = np.flatnonzero(
+        leave_one_cluster_out(pr.st, pr.v, pr.M, res.core.sigma2, res.core.fixed, reml=True).done
+    )
     pick = done[[0, len(done) // 2, -1]]
     refs = {c: res.refit(rows=(d["study"] != c).to_numpy()) for c in pick}
 
@@ -122,8 +129,15 @@ def test_contain_df_leave_out_matches_refits():
     d = _sim(30, 5)
     d["only_in_3"] = np.where(d["study"] == 3, d["x"], 0.0)  # varies within study 3 only
     X = np.column_stack([np.ones(len(d)), d["x"], d["xs"], d["only_in_3"]])
-    res = mlmeta.rma_mv(d.assign(z=d["only_in_3"]), "yi", "vi", random="study/es",
-                        mods="~ x + xs + z", test="t", dfs="contain")
+    res = mlmeta.rma_mv(
+        d.assign(z=d["only_in_3"]),
+        "yi",
+        "vi",
+        random="study/es",
+        mods="~ x + xs + z",
+        test="t",
+        dfs="contain",
+    )
     codes = res.level_codes()
     got = contain_df_leave_out(X, codes, res.n_levels, codes[0])
     for c in range(30):

@@ -1,4 +1,5 @@
 """Package-level behaviour: fast, light import; lazy entry points; docstrings everywhere."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,8 +13,10 @@ import mlmeta
 
 
 def test_import_is_light():
-    code = "import sys, mlmeta; print(sorted(m for m in ('numpy', 'pandas', 'scipy', " \
-           "'matplotlib', 'formulaic') if m in sys.modules))"
+    code = (
+        "import sys, mlmeta; print(sorted(m for m in ('numpy', 'pandas', 'scipy', "
+        "'matplotlib', 'formulaic') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -25,12 +28,28 @@ def test_lazy_entry_points():
         mlmeta.nope  # noqa: B018
 
 
-MODULES = ["mlmeta.model", "mlmeta.results", "mlmeta.effects", "mlmeta.analyses.heterogeneity",
-           "mlmeta.analyses.profile", "mlmeta.analyses.lrt", "mlmeta.analyses.robust", "mlmeta.analyses.influence", "mlmeta.pubbias.egger",
-           "mlmeta.pubbias", "mlmeta.analyses.che", "mlmeta.analyses.diagnostics", "mlmeta.plots",
-           "mlmeta.core.fit", "mlmeta.core.likelihood", "mlmeta.core.optimize",
-           "mlmeta.core.inference", "mlmeta.core.robust", "mlmeta.core.dense",
-           "mlmeta.core.structure"]
+MODULES = [
+    "mlmeta.model",
+    "mlmeta.results",
+    "mlmeta.effects",
+    "mlmeta.analyses.heterogeneity",
+    "mlmeta.analyses.profile",
+    "mlmeta.analyses.lrt",
+    "mlmeta.analyses.robust",
+    "mlmeta.analyses.influence",
+    "mlmeta.pubbias.egger",
+    "mlmeta.pubbias",
+    "mlmeta.analyses.che",
+    "mlmeta.analyses.diagnostics",
+    "mlmeta.plots",
+    "mlmeta.core.fit",
+    "mlmeta.core.likelihood",
+    "mlmeta.core.optimize",
+    "mlmeta.core.inference",
+    "mlmeta.core.robust",
+    "mlmeta.core.dense",
+    "mlmeta.core.structure",
+]
 
 
 @pytest.mark.parametrize("modname", MODULES)

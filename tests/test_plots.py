@@ -1,5 +1,6 @@
 """Plots (mlmeta.plots): render without warnings, draw the right numbers, save PNG/PDF, and
 scale to thousands of effect sizes (study-level forest, pages of at most 12 inches)."""
+
 from __future__ import annotations
 
 import re
@@ -30,14 +31,23 @@ def alliance():
 
 @pytest.fixture(scope="module")
 def res(alliance):
-    return mlmeta.rma_mv(alliance, "yi", "vi", random="study/es", test="t", dfs="contain",
-                         measure="ZCOR")
+    return mlmeta.rma_mv(
+        alliance, "yi", "vi", random="study/es", test="t", dfs="contain", measure="ZCOR"
+    )
 
 
 @pytest.fixture(scope="module")
 def res_phase(alliance):
-    return mlmeta.rma_mv(alliance, "yi", "vi", random="study/es", mods="~ phase", test="t",
-                         dfs="contain", measure="ZCOR")
+    return mlmeta.rma_mv(
+        alliance,
+        "yi",
+        "vi",
+        random="study/es",
+        mods="~ phase",
+        test="t",
+        dfs="contain",
+        measure="ZCOR",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +100,8 @@ def check_saved(ax, tmp_path, name):
 
 # --------------------------------------------------------------------------- import
 def test_import_mlmeta_does_not_import_matplotlib():
-    code = ("import sys, mlmeta, mlmeta.plots, mlmeta.results; "
-            "print('matplotlib' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = "import sys, mlmeta, mlmeta.plots, mlmeta.results; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -237,26 +245,41 @@ def test_orchard_uses_the_moderator_model(res_phase, tmp_path):
     pr = res_phase.predict(newmods=pd.DataFrame({"phase": ["early", "late"]}), transf="ztor")
     np.testing.assert_allclose(est.get_offsets()[:, 0], pr.pred)
     (ci,) = by_gid(ax, "orchard-ci")
-    np.testing.assert_allclose(np.array(ci.get_segments())[:, :, 0],
-                               np.column_stack([pr.ci_lb, pr.ci_ub]))
+    np.testing.assert_allclose(
+        np.array(ci.get_segments())[:, :, 0], np.column_stack([pr.ci_lb, pr.ci_ub])
+    )
     (pi,) = by_gid(ax, "orchard-pi")
-    np.testing.assert_allclose(np.array(pi.get_segments())[:, :, 0],
-                               np.column_stack([pr.pi_lb, pr.pi_ub]))
+    np.testing.assert_allclose(
+        np.array(pi.get_segments())[:, :, 0], np.column_stack([pr.pi_lb, pr.pi_ub])
+    )
     assert [t.get_text() for t in ax.get_yticklabels()] == ["early", "late"]
     fr = res_phase.data.frame
-    exp = [f"k = {(fr.phase == p).sum()} ({fr.loc[fr.phase == p, 'study'].nunique()})"
-           for p in ("early", "late")]
+    exp = [
+        f"k = {(fr.phase == p).sum()} ({fr.loc[fr.phase == p, 'study'].nunique()})"
+        for p in ("early", "late")
+    ]
     assert texts(ax, "orchard-k") == exp
-    n_pts = sum(len(c.get_offsets()) for c in ax.collections
-                if str(c.get_gid()).startswith("orchard-points"))
+    n_pts = sum(
+        len(c.get_offsets())
+        for c in ax.collections
+        if str(c.get_gid()).startswith("orchard-points")
+    )
     assert n_pts == res_phase.k
     check_saved(ax, tmp_path, "orchard")
 
 
 def test_orchard_refits_when_needed(res, alliance):
     ax = draw(plots.orchard, res, "rater", transf="none")
-    fit = mlmeta.rma_mv(alliance, "yi", "vi", random="study/es", mods="~ rater", test="t",
-                        dfs="contain", measure="ZCOR")
+    fit = mlmeta.rma_mv(
+        alliance,
+        "yi",
+        "vi",
+        random="study/es",
+        mods="~ rater",
+        test="t",
+        dfs="contain",
+        measure="ZCOR",
+    )
     levels = ["observer", "patient", "therapist"]
     pr = fit.predict(newmods=pd.DataFrame({"rater": levels}))
     (est,) = by_gid(ax, "orchard-estimates")
@@ -269,16 +292,25 @@ def test_orchard_refits_when_needed(res, alliance):
 # --------------------------------------------------------------------------- bubble
 def test_bubble(res, alliance, tmp_path):
     ax = draw(plots.bubble, res, "ni")
-    fit = mlmeta.rma_mv(alliance, "yi", "vi", random="study/es", mods="~ ni", test="t",
-                        dfs="contain", measure="ZCOR")
+    fit = mlmeta.rma_mv(
+        alliance,
+        "yi",
+        "vi",
+        random="study/es",
+        mods="~ ni",
+        test="t",
+        dfs="contain",
+        measure="ZCOR",
+    )
     (line,) = by_gid(ax, "bubble-line")
     x, yv = line.get_data()
     pr = fit.predict(newmods=pd.DataFrame({"ni": [x[0], x[-1]]}), transf="ztor")
     np.testing.assert_allclose([yv[0], yv[-1]], pr.pred, rtol=1e-6)
     assert x[0] == alliance.ni.min() and x[-1] == alliance.ni.max()
     (pts,) = by_gid(ax, "bubble-points")
-    np.testing.assert_allclose(pts.get_offsets(), np.column_stack([alliance.ni,
-                                                                   np.tanh(alliance.yi)]))
+    np.testing.assert_allclose(
+        pts.get_offsets(), np.column_stack([alliance.ni, np.tanh(alliance.yi)])
+    )
     assert len(by_gid(ax, "bubble-ci")) == 1
     check_saved(ax, tmp_path, "bubble")
     with pytest.raises(InputError, match="not numeric"):
@@ -318,8 +350,7 @@ def test_loo_plot(res, tmp_path):
     ax = draw(plots.loo_plot, res)
     loo = res.loo_cluster()
     (pts,) = by_gid(ax, "loo-points")
-    np.testing.assert_allclose(pts.get_offsets()[:, 0], np.tanh(loo["beta"].to_numpy()),
-                               rtol=1e-7)
+    np.testing.assert_allclose(pts.get_offsets()[:, 0], np.tanh(loo["beta"].to_numpy()), rtol=1e-7)
     assert len(pts.get_offsets()) == res.n_levels[0]
     (full,) = by_gid(ax, "loo-full")
     assert full.get_xdata()[0] == pytest.approx(np.tanh(res.core.beta[0]))
@@ -357,8 +388,14 @@ def big():
     k = len(study)
     u = rng.normal(0, 0.1, 300)[study - 1]
     vi = rng.uniform(0.005, 0.05, k)
-    d = pd.DataFrame({"study": study, "es": np.arange(1, k + 1), "vi": vi,
-                      "yi": 0.2 + u + rng.normal(0, 0.05, k) + rng.normal(0, np.sqrt(vi))})
+    d = pd.DataFrame(
+        {
+            "study": study,
+            "es": np.arange(1, k + 1),
+            "vi": vi,
+            "yi": 0.2 + u + rng.normal(0, 0.05, k) + rng.normal(0, np.sqrt(vi)),
+        }
+    )
     return mlmeta.rma_mv(d, "yi", "vi", random="study/es")
 
 
@@ -398,8 +435,10 @@ def test_forest_scales_to_1501_effect_sizes(big, tmp_path):
     assert len(by_gid(ax, "forest-summary")) == 1  # the pooled estimate is on the page
     pages = plots.forest_pages(big, tmp_path / "all.pdf", level="effect", max_height=12)
     data = (tmp_path / "all.pdf").read_bytes()
-    boxes = [tuple(float(x) for x in m) for m in
-             re.findall(rb"/MediaBox \[ *0 0 ([0-9.]+) ([0-9.]+) *\]", data)]
+    boxes = [
+        tuple(float(x) for x in m)
+        for m in re.findall(rb"/MediaBox \[ *0 0 ([0-9.]+) ([0-9.]+) *\]", data)
+    ]
     assert len(boxes) == pages and pages >= 15
     assert max(h for _, h in boxes) <= 12 * 72 + 0.5
     with pytest.raises(InputError, match="max_height must be at least 3 inches"):
@@ -410,6 +449,7 @@ def test_forest_pages_keep_every_row(res, tmp_path):
     from mlmeta.plots.base import transform
     from mlmeta.plots.forestplot import layout
     from mlmeta.plots.forestplot.rows import effect_rows
+
     rows = effect_rows(res, transform(res, None))
     pages = layout.paginate(rows.groups, rows.heads, rows.single, 20)
     got = np.concatenate([np.concatenate(g) for g, _, _ in pages])
@@ -436,5 +476,6 @@ def _fake_loo(res):
     chooses the studies that move the estimate most)."""
     rng = np.random.default_rng(1)
     b = res.core.beta[0] + rng.normal(0, 0.01, 300)
-    return pd.DataFrame({"left_out": np.arange(1, 301), "beta": b, "ci_lb": b - 0.1,
-                         "ci_ub": b + 0.1})
+    return pd.DataFrame(
+        {"left_out": np.arange(1, 301), "beta": b, "ci_lb": b - 0.1, "ci_ub": b + 0.1}
+    )

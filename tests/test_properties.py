@@ -7,6 +7,7 @@
 * duplicating the data under new study ids in the equal-effects model keeps beta, halves its
   variance and doubles QE.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,13 @@ from hypothesis import strategies as st
 from mlmeta import rma_mv
 
 # derandomize: the same examples on every run (no flaky CI), no example database written
-SETTINGS = settings(max_examples=40, deadline=None, database=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 MODS = [None, "~ x", "~ g + x"]
 
@@ -45,8 +51,14 @@ def datasets(draw):
     x = rng.normal(size=k)
     g = np.array(["a", "b", "c"])[np.arange(k) % 3]
     rng.shuffle(g)
-    y = (0.2 + 0.1 * x + (g == "b") * 0.15 + rng.normal(scale=tau_study, size=n)[study - 1]
-         + rng.normal(scale=tau_es, size=k) + rng.normal(scale=np.sqrt(v)))
+    y = (
+        0.2
+        + 0.1 * x
+        + (g == "b") * 0.15
+        + rng.normal(scale=tau_study, size=n)[study - 1]
+        + rng.normal(scale=tau_es, size=k)
+        + rng.normal(scale=np.sqrt(v))
+    )
     return pd.DataFrame({"study": study, "es": es, "x": x, "g": g, "yi": y, "vi": v})
 
 
@@ -72,17 +84,26 @@ def s2_floor(df):
 
 # --------------------------------------------------------------------------- permutations
 @SETTINGS
-@given(df=datasets(), perm_seed=st.integers(0, 2**32 - 1),
-       random=st.sampled_from(["study/es", "study", None]), mods=st.sampled_from(MODS),
-       method=st.sampled_from(["REML", "ML"]), test=st.sampled_from(["z", "t"]))
+@given(
+    df=datasets(),
+    perm_seed=st.integers(0, 2**32 - 1),
+    random=st.sampled_from(["study/es", "study", None]),
+    mods=st.sampled_from(MODS),
+    method=st.sampled_from(["REML", "ML"]),
+    test=st.sampled_from(["z", "t"]),
+)
 def test_row_order_and_id_labels_do_not_matter(df, perm_seed, random, mods, method, test):
     rng = np.random.default_rng(perm_seed)
     k = len(df)
     a = fit(df, random=random, mods=mods, method=method, test=test)
     # relabel: studies get arbitrary string labels (a different sort order), effect sizes get
     # arbitrary integers that are unique within their study
-    new_study = {s: f"S{int(c)}" for s, c in
-                 zip(df["study"].unique(), rng.choice(10**6, df["study"].nunique(), replace=False))}
+    new_study = {
+        s: f"S{int(c)}"
+        for s, c in zip(
+            df["study"].unique(), rng.choice(10**6, df["study"].nunique(), replace=False)
+        )
+    }
     df2 = df.copy()
     df2["study"] = df["study"].map(new_study)
     df2["es"] = rng.choice(10**6, k, replace=False)
@@ -106,24 +127,66 @@ def test_row_order_and_id_labels_do_not_matter(df, perm_seed, random, mods, meth
 # noise of ~1e-12 (rss = y'V^-1y - ... cancels), larger than the remaining gain of the last Newton
 # step (g^2 / 2|H| ~ 4e-14). The line search then finds no ascent and the optimiser stops with
 # gradient 1.7e-5 (the gradient itself is accurate to ~1e-11), leaving sigma2 off by 7e-7 relative.
-SHIFT_CASE = pd.DataFrame({
-    "study": [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3],
-    "es": [1, 2, 3, 4] * 3,
-    "x": [-0.736454, -0.162910, -0.482119, 0.598846, 0.039722, -0.292457, -0.781908, -0.257192,
-          0.008142, -0.275603, 1.294064, 1.006724],
-    "g": list("bccacabcabba"),
-    "yi": [0.187660, 0.277836, 0.071070, 0.337826, 0.266898, 0.407875, 0.262751, 0.555503,
-           -0.085350, 0.457099, 0.548073, 0.073067],
-    "vi": [0.053623, 0.095294, 0.018695, 0.095122, 0.034624, 0.045216, 0.083632, 0.043874,
-           0.057211, 0.007618, 0.076584, 0.056124],
-})
+SHIFT_CASE = pd.DataFrame(
+    {
+        "study": [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3],
+        "es": [1, 2, 3, 4] * 3,
+        "x": [
+            -0.736454,
+            -0.162910,
+            -0.482119,
+            0.598846,
+            0.039722,
+            -0.292457,
+            -0.781908,
+            -0.257192,
+            0.008142,
+            -0.275603,
+            1.294064,
+            1.006724,
+        ],
+        "g": list("bccacabcabba"),
+        "yi": [
+            0.187660,
+            0.277836,
+            0.071070,
+            0.337826,
+            0.266898,
+            0.407875,
+            0.262751,
+            0.555503,
+            -0.085350,
+            0.457099,
+            0.548073,
+            0.073067,
+        ],
+        "vi": [
+            0.053623,
+            0.095294,
+            0.018695,
+            0.095122,
+            0.034624,
+            0.045216,
+            0.083632,
+            0.043874,
+            0.057211,
+            0.007618,
+            0.076584,
+            0.056124,
+        ],
+    }
+)
 
 
 # --------------------------------------------------------------------------- location shift
 @SETTINGS
-@given(df=datasets(), c=st.floats(-5, 5, allow_nan=False).filter(lambda c: abs(c) > 1e-3),
-       random=st.sampled_from(["study/es", "study"]), mods=st.sampled_from(MODS),
-       method=st.sampled_from(["REML", "ML"]))
+@given(
+    df=datasets(),
+    c=st.floats(-5, 5, allow_nan=False).filter(lambda c: abs(c) > 1e-3),
+    random=st.sampled_from(["study/es", "study"]),
+    mods=st.sampled_from(MODS),
+    method=st.sampled_from(["REML", "ML"]),
+)
 def test_shifting_yi_shifts_only_the_intercept(df, c, random, mods, method):
     a = fit(df, random=random, mods=mods, method=method)
     d2 = df.assign(yi=df["yi"] + c)
@@ -145,7 +208,8 @@ def test_shifting_yi_shifts_only_the_intercept(df, c, random, mods, method):
 def test_shift_found_by_hypothesis(c, random):
     """Deterministic copy of the shrunk counterexample (see SHIFT_CASE)."""
     test_shifting_yi_shifts_only_the_intercept.hypothesis.inner_test(
-        df=SHIFT_CASE, c=c, random=random, mods=None, method="REML")
+        df=SHIFT_CASE, c=c, random=random, mods=None, method="REML"
+    )
     # the optimum is a stationary point: the gradient there must be at rounding level
     b = fit(SHIFT_CASE.assign(yi=SHIFT_CASE["yi"] + c), random=random)
     assert b.core.optim.grad_norm < 1e-8, b.core.optim
@@ -153,12 +217,16 @@ def test_shift_found_by_hypothesis(c, random):
 
 # --------------------------------------------------------------------------- scale change
 @SETTINGS
-@given(df=datasets(),
-       log_a=st.floats(-2, 2, allow_nan=False), sign=st.sampled_from([1.0, -1.0]),
-       random=st.sampled_from(["study/es", "study"]), mods=st.sampled_from(MODS),
-       method=st.sampled_from(["REML", "ML"]))
+@given(
+    df=datasets(),
+    log_a=st.floats(-2, 2, allow_nan=False),
+    sign=st.sampled_from([1.0, -1.0]),
+    random=st.sampled_from(["study/es", "study"]),
+    mods=st.sampled_from(MODS),
+    method=st.sampled_from(["REML", "ML"]),
+)
 def test_scaling_yi_and_vi(df, log_a, sign, random, mods, method):
-    a_ = sign * 10.0 ** log_a
+    a_ = sign * 10.0**log_a
     r1 = fit(df, random=random, mods=mods, method=method)
     d2 = df.assign(yi=df["yi"] * a_, vi=df["vi"] * a_ * a_)
     r2 = fit(d2, random=random, mods=mods, method=method)

@@ -24,6 +24,7 @@ What is checked, and why:
   p-value: with metafor's default ll0 and the maximised ll), and mlmeta's log-likelihood must
   be at least as high as metafor's default one.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,12 +68,44 @@ def sel_keys(exp: dict) -> list[str]:
         return [k for k in SEL_KEYS if k != "se_tau2"]
     return SEL_KEYS
 
+
 RMA_KEYS = ["beta", "se", "zval", "pval", "ci_lb", "ci_ub", "tau2", "se_tau2", "k", "logLik"]
-TF_KEYS = ["k0", "se_k0", "beta", "se", "zval", "pval", "ci_lb", "ci_ub", "tau2", "k",
-           "yi_filled", "vi_filled", "fill"]
+TF_KEYS = [
+    "k0",
+    "se_k0",
+    "beta",
+    "se",
+    "zval",
+    "pval",
+    "ci_lb",
+    "ci_ub",
+    "tau2",
+    "k",
+    "yi_filled",
+    "vi_filled",
+    "fill",
+]
 REG_KEYS = ["coef", "se", "zval", "pval", "est", "ci_lb", "ci_ub", "tau2", "k"]
-SEL_KEYS = ["beta", "se", "zval", "pval_beta", "ci_lb", "ci_ub", "tau2", "se_tau2", "delta",
-            "se_delta", "LRT", "LRT_df", "pval", "ll", "ll0", "LRT_tau2", "steps", "ptable"]
+SEL_KEYS = [
+    "beta",
+    "se",
+    "zval",
+    "pval_beta",
+    "ci_lb",
+    "ci_ub",
+    "tau2",
+    "se_tau2",
+    "delta",
+    "se_delta",
+    "LRT",
+    "LRT_df",
+    "pval",
+    "ll",
+    "ll0",
+    "LRT_tau2",
+    "steps",
+    "ptable",
+]
 
 
 def ids(path):
@@ -107,8 +140,7 @@ def check(got, exp, what: str, rel: float = REL, abs_: float = ABS, extra=None):
         tol = tol + ex[ok]
     err = np.abs(g[ok] - e[ok])
     relerr = np.max(err / np.maximum(np.abs(e[ok]), 1e-300), initial=0.0)
-    assert np.all(err <= tol), (f"{what}: got {g[ok]}, expected {e[ok]}, "
-                                f"max rel err {relerr:.2e}")
+    assert np.all(err <= tol), f"{what}: got {g[ok]}, expected {e[ok]}, max rel err {relerr:.2e}"
 
 
 def check_block(got: dict, exp: dict, keys, what: str, **kw):
@@ -138,11 +170,13 @@ def run(name: str, mode: str) -> dict:
     th = 1e-5 if mode == "metafor" else 1e-10
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return {"rma_agg": pb.rma_uni(y, v, threshold=th),
-                "trimfill": pb.trimfill(y, v, threshold=th),
-                "selmodel": pb.selmodel_stepfun(y, v, method="REML", threshold=th),
-                "ranktest": pb.ranktest(y, v),
-                "regtest": pb.regtest(y, v, threshold=th)}
+        return {
+            "rma_agg": pb.rma_uni(y, v, threshold=th),
+            "trimfill": pb.trimfill(y, v, threshold=th),
+            "selmodel": pb.selmodel_stepfun(y, v, method="REML", threshold=th),
+            "ranktest": pb.ranktest(y, v),
+            "regtest": pb.regtest(y, v, threshold=th),
+        }
 
 
 # ------------------------------------------------------------------------------ aggregate
@@ -235,19 +269,24 @@ def test_rma_agg(path):
     c = load(path.stem)
     check_block(run(path.stem, "tight")["rma_agg"], c["tight"]["rma_agg"], RMA_KEYS, "tight")
     # same Fisher-scoring iteration and stopping rule as metafor: its default output exactly
-    check_block(run(path.stem, "metafor")["rma_agg"], c["default"]["rma_agg"], RMA_KEYS,
-                "default", rel=1e-9)
+    check_block(
+        run(path.stem, "metafor")["rma_agg"], c["default"]["rma_agg"], RMA_KEYS, "default", rel=1e-9
+    )
 
 
-@pytest.mark.parametrize("name", ["alliance_like_rho50", "konstantopoulos2011_rho80",
-                                  "molloy2014"])
+@pytest.mark.parametrize("name", ["alliance_like_rho50", "konstantopoulos2011_rho80", "molloy2014"])
 def test_rma_uni_agrees_with_rma_mv(name):
     y, v = case_yv(name)
     r = pb.rma_uni(y, v)
     for method in ("REML", "ML"):
         r = pb.rma_uni(y, v, method=method)
-        mv = rma_mv(pd.DataFrame({"yi": y, "vi": v, "id": range(y.size)}), "yi", "vi",
-                    random="id", method=method)
+        mv = rma_mv(
+            pd.DataFrame({"yi": y, "vi": v, "id": range(y.size)}),
+            "yi",
+            "vi",
+            random="id",
+            method=method,
+        )
         assert r["beta"] == pytest.approx(mv.core.beta[0], rel=1e-6)
         assert r["se"] == pytest.approx(mv.tests.se[0], rel=1e-6)
         assert r["tau2"] == pytest.approx(mv.core.sigma2[0], rel=1e-5)
@@ -273,9 +312,14 @@ def test_trimfill_fills_the_biased_set():
         assert tf["beta"] < run(name, "tight")["rma_agg"]["beta"]
 
 
-EXTRA_TF = {"trimfill_R0": {"estimator": "R0"}, "trimfill_Q0": {"estimator": "Q0"},
-            "trimfill_right": {"side": "right"}, "trimfill_ML": {"method": "ML"},
-            "trimfill_DL": {"method": "DL"}, "trimfill_EE": {"method": "EE"}}
+EXTRA_TF = {
+    "trimfill_R0": {"estimator": "R0"},
+    "trimfill_Q0": {"estimator": "Q0"},
+    "trimfill_right": {"side": "right"},
+    "trimfill_ML": {"method": "ML"},
+    "trimfill_DL": {"method": "DL"},
+    "trimfill_EE": {"method": "EE"},
+}
 
 
 @pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
@@ -317,8 +361,13 @@ def test_selmodel_default_metafor(path):
             check(got[key], exp, f"default.{key}")
         else:
             gap = np.abs(np.nan_to_num(arr(d[key]) - arr(t[key])))
-            check(got[key], d[key], f"default.{key}", extra=1.5 * gap,
-                  abs_=TAU2_ABS if key == "tau2" else ABS)
+            check(
+                got[key],
+                d[key],
+                f"default.{key}",
+                extra=1.5 * gap,
+                abs_=TAU2_ABS if key == "tau2" else ABS,
+            )
     assert got["ll"] >= d["ll"] - 1e-10
 
 
@@ -329,9 +378,11 @@ def test_selmodel_detects_selection():
         assert sm["pval"] < 0.01 and sm["LRT_df"] == 1
 
 
-EXTRA_SEL = {"selmodel_3step": {"steps": (0.025, 0.5, 1)},
-             "selmodel_twosided": {"steps": (0.05, 1), "alternative": "two.sided"},
-             "selmodel_EE": {"method": "EE"}}
+EXTRA_SEL = {
+    "selmodel_3step": {"steps": (0.025, 0.5, 1)},
+    "selmodel_twosided": {"steps": (0.05, 1), "alternative": "two.sided"},
+    "selmodel_EE": {"method": "EE"},
+}
 
 
 @pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
@@ -358,10 +409,14 @@ def test_genD_hessian_of_a_quadratic():
 
 
 # ------------------------------------------------------------------------------ all together
-RANDOM = {"alliance_like": "study/es", "assink2016": "study/esid",
-          "konstantopoulos2011": "district/school", "simbias": "study/es",
-          "simboundary": "study/es",
-          "molloy2014": "id"}
+RANDOM = {
+    "alliance_like": "study/es",
+    "assink2016": "study/esid",
+    "konstantopoulos2011": "district/school",
+    "simbias": "study/es",
+    "simboundary": "study/es",
+    "molloy2014": "id",
+}
 
 
 @pytest.mark.parametrize("path", CASES, ids=ids)
@@ -381,8 +436,9 @@ def test_aggregated_bias(path):
     check_block(out["rma_agg"], c["tight"]["rma_agg"], RMA_KEYS, "rma_agg")
     check_block(out["ranktest"], c["default"]["ranktest"], ["tau", "pval"], "ranktest")
     check_block(out["trimfill"], c["tight"]["trimfill"], TF_KEYS, "trimfill")
-    check_block(out["selmodel"], c["tight"]["selmodel"], sel_keys(c["tight"]["selmodel"]),
-                "selmodel")
+    check_block(
+        out["selmodel"], c["tight"]["selmodel"], sel_keys(c["tight"]["selmodel"]), "selmodel"
+    )
     check_block(out["selmodel"], c["check_nm"]["selmodel"], SEL_KEYS, "selmodel-nm")
     check_block(out["regtest"], c["tight"]["regtest"], REG_KEYS, "regtest")
 
@@ -395,30 +451,63 @@ def extra_cases():
     out = []
     for p in sorted(root.glob("*.json")):
         c = json.loads(p.read_text())
-        if any(b in c.get("expect", {}) for b in ("aggregate", "ranktest", "trimfill",
-                                                  "selmodel")):
+        if any(b in c.get("expect", {}) for b in ("aggregate", "ranktest", "trimfill", "selmodel")):
             out.append(p)
     return out
 
 
 # their key -> ours
 EXTRA_MAP = {
-    "rma_agg": {"beta": "beta", "se": "se", "stat": "zval", "pval": "pval", "ci_lb": "ci_lb",
-                "ci_ub": "ci_ub", "tau2": "tau2"},
+    "rma_agg": {
+        "beta": "beta",
+        "se": "se",
+        "stat": "zval",
+        "pval": "pval",
+        "ci_lb": "ci_lb",
+        "ci_ub": "ci_ub",
+        "tau2": "tau2",
+    },
     "ranktest": {"tau": "tau", "pval": "pval"},
-    "trimfill": {"k0": "k0", "k0_se": "se_k0", "side": "side", "k": "k", "beta": "beta",
-                 "se": "se", "pval": "pval", "ci_lb": "ci_lb", "ci_ub": "ci_ub", "tau2": "tau2",
-                 "yi": "yi_filled", "vi": "vi_filled", "fill": "fill"},
-    "selmodel": {"beta": "beta", "se": "se", "pval": "pval_beta", "ci_lb": "ci_lb",
-                 "ci_ub": "ci_ub", "tau2": "tau2", "tau2_se": "se_tau2", "steps": "steps",
-                 "k_steps": "ptable", "LRT": "LRT", "LRT_df": "LRT_df", "LRTp": "pval",
-                 "logLik": "ll", "logLik0": "ll0"},
+    "trimfill": {
+        "k0": "k0",
+        "k0_se": "se_k0",
+        "side": "side",
+        "k": "k",
+        "beta": "beta",
+        "se": "se",
+        "pval": "pval",
+        "ci_lb": "ci_lb",
+        "ci_ub": "ci_ub",
+        "tau2": "tau2",
+        "yi": "yi_filled",
+        "vi": "vi_filled",
+        "fill": "fill",
+    },
+    "selmodel": {
+        "beta": "beta",
+        "se": "se",
+        "pval": "pval_beta",
+        "ci_lb": "ci_lb",
+        "ci_ub": "ci_ub",
+        "tau2": "tau2",
+        "tau2_se": "se_tau2",
+        "steps": "steps",
+        "k_steps": "ptable",
+        "LRT": "LRT",
+        "LRT_df": "LRT_df",
+        "LRTp": "pval",
+        "logLik": "ll",
+        "logLik0": "ll0",
+    },
 }
 
 
 def test_reference_extra_cases_present():
-    assert {p.stem for p in extra_cases()} >= {"agg_alliance_like_z", "agg_assink2016_z",
-                                                "agg_konstantopoulos2011_z"}
+    assert {p.stem for p in extra_cases()} >= {
+        "agg_alliance_like_z",
+        "agg_assink2016_z",
+        "agg_konstantopoulos2011_z",
+    }
 
 
 @pytest.mark.parametrize("path", extra_cases(), ids=ids)
@@ -437,8 +526,13 @@ def test_reference_extra(path):
     if "aggregate" in exp:
         check(out["aggregate"]["yi"], exp["aggregate"]["yi"], "aggregate.yi")
         check(out["aggregate"]["vi"], exp["aggregate"]["vi"], "aggregate.vi")
-        check(out["aggregate"]["cluster"].to_numpy(float), exp["aggregate"]["cluster"],
-              "aggregate.cluster", 0, 0)
+        check(
+            out["aggregate"]["cluster"].to_numpy(float),
+            exp["aggregate"]["cluster"],
+            "aggregate.cluster",
+            0,
+            0,
+        )
     for block, mapping in EXTRA_MAP.items():
         if block not in exp:
             continue
@@ -463,8 +557,11 @@ def test_trimfill_q0_undefined_is_a_clear_error():
 
     y = [-0.103, 0.137, 0.152, 0.362, 0.264]
     v = [0.038, 0.054, 0.09, 0.094, 0.042]
-    with pytest.raises(ConvergenceError, match=r"trim-and-fill Q0 estimator is undefined for "
-                                               r"these data .* use estimator='L0'"):
+    with pytest.raises(
+        ConvergenceError,
+        match=r"trim-and-fill Q0 estimator is undefined for "
+        r"these data .* use estimator='L0'",
+    ):
         pb.trimfill(y, v, estimator="Q0")
     assert pb.trimfill(y, v, estimator="L0")["k0"] >= 0
 
@@ -475,8 +572,9 @@ def test_regtest_on_aggregates(path):
     """Egger's test on the aggregated effects: metafor's regtest(rma(yi, vi, data = agg))."""
     c = load(path.stem)
     check_block(run(path.stem, "tight")["regtest"], c["tight"]["regtest"], REG_KEYS, "tight")
-    check_block(run(path.stem, "metafor")["regtest"], c["default"]["regtest"], REG_KEYS,
-                "default", rel=1e-9)
+    check_block(
+        run(path.stem, "metafor")["regtest"], c["default"]["regtest"], REG_KEYS, "default", rel=1e-9
+    )
     got = run(path.stem, "tight")["regtest"]
     assert got["df"] is None and got["predictor"] == "sei" and got["test"] == "z"
 
@@ -488,8 +586,12 @@ def test_regtest_significant_on_assink():
         assert rt["pval"] < 0.01 and rt["coef"] > 0
 
 
-EXTRA_REG = {"regtest_vi": {"predictor": "vi"}, "regtest_knha": {"test": "knha"},
-             "regtest_EE": {"method": "EE"}, "regtest_sqrtninv": {"predictor": "sqrtninv"}}
+EXTRA_REG = {
+    "regtest_vi": {"predictor": "vi"},
+    "regtest_knha": {"test": "knha"},
+    "regtest_EE": {"method": "EE"},
+    "regtest_sqrtninv": {"predictor": "sqrtninv"},
+}
 
 
 @pytest.mark.parametrize("name", ["simbias_rho50", "simbias_rho80"])
@@ -511,16 +613,26 @@ def test_regtest_t_uses_k_minus_2_df():
     assert t["df"] == y.size - 2 and t["zval"] == z["zval"] and t["pval"] > z["pval"]
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"predictor": "se"}, ("predictor must be one of 'sei', 'vi', 'ni', 'ninv', 'sqrtni', "
-                          "'sqrtninv'; got 'se'")),
-    ({"test": "knapp"}, "test must be one of 'z', 't', 'knha'; got 'knapp'"),
-    ({"predictor": "ninv"}, "predictor 'ninv' needs the sample sizes (ni)"),
-    ({"predictor": "ninv", "ni": [10, 20]}, "ni has 2 values but there are 5 estimates"),
-    ({"predictor": "ninv", "ni": [10, 20, 0, 5, 6]}, "ni must be finite and > 0; got ni[2] = 0.0"),
-    ({"predictor": "ni", "ni": [10] * 5}, ("the predictor 'ni' is constant: the model matrix is "
-                                          "not of full rank")),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (
+            {"predictor": "se"},
+            ("predictor must be one of 'sei', 'vi', 'ni', 'ninv', 'sqrtni', 'sqrtninv'; got 'se'"),
+        ),
+        ({"test": "knapp"}, "test must be one of 'z', 't', 'knha'; got 'knapp'"),
+        ({"predictor": "ninv"}, "predictor 'ninv' needs the sample sizes (ni)"),
+        ({"predictor": "ninv", "ni": [10, 20]}, "ni has 2 values but there are 5 estimates"),
+        (
+            {"predictor": "ninv", "ni": [10, 20, 0, 5, 6]},
+            "ni must be finite and > 0; got ni[2] = 0.0",
+        ),
+        (
+            {"predictor": "ni", "ni": [10] * 5},
+            ("the predictor 'ni' is constant: the model matrix is not of full rank"),
+        ),
+    ],
+)
 def test_regtest_errors(kw, msg):
     with pytest.raises(InputError, match="^" + re.escape(msg) + "$"):
         pb.regtest([0.1, 0.3, 0.2, 0.5, 0.4], [0.01, 0.02, 0.03, 0.04, 0.05], **kw)
@@ -559,8 +671,7 @@ def test_multilevel_egger_with_sample_size_predictor(name):
         assert eg.df == c["egger"]["df"]
     sei = pbe.egger(res)
     for theirs, ours in COEF_KEYS.items():
-        check(getattr(sei, ours), c["egger_sei"][theirs], f"sei.{theirs}", rel=1e-5,
-              abs_=1e-10)
+        check(getattr(sei, ours), c["egger_sei"][theirs], f"sei.{theirs}", rel=1e-5, abs_=1e-10)
     pp = pbe.pet_peese(res, predictor="sqrt_inv_n", n=n)
     for row, block in (("PET", "pet"), ("PEESE", "peese")):
         for key in ("beta", "se", "pval", "ci_lb", "ci_ub"):
@@ -585,20 +696,29 @@ def test_sample_size_predictor_forms_agree():
     c = pbe.egger(res, predictor="sqrt_inv_n", n=(d["n1i"].to_numpy(), d["n2i"].to_numpy()))
     assert a.to_dict() == pytest.approx(b.to_dict()) and a.stat == pytest.approx(c.stat)
     # the SMD data were made by metafor's escalc: mlmeta's gives the same yi / vi
-    es = mlmeta.escalc("SMD", d, m1i="m1i", sd1i="sd1i", n1i="n1i", m2i="m2i", sd2i="sd2i",
-                       n2i="n2i")
+    es = mlmeta.escalc(
+        "SMD", d, m1i="m1i", sd1i="sd1i", n1i="n1i", m2i="m2i", sd2i="sd2i", n2i="n2i"
+    )
     np.testing.assert_allclose(es["yi"], d["yi"], rtol=1e-10)
     np.testing.assert_allclose(es["vi"], d["vi"], rtol=1e-10)
 
 
-@pytest.mark.parametrize("kw, msg", [
-    ({"predictor": "n"}, "predictor must be one of 'sei', 'sqrt_inv_n'; got 'n'"),
-    ({"predictor": "sqrt_inv_n"}, ("predictor 'sqrt_inv_n' needs the sample sizes: n = column "
-                                  "name (total n), a pair of columns (n1, n2), or one value per "
-                                  "effect size")),
-    ({"predictor": "sqrt_inv_n", "n": "nn"}, "n: column 'nn' not found in the model's data"),
-    ({"predictor": "sqrt_inv_n", "n": [10, 20]}, "n: got 2 values for the k = "),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        ({"predictor": "n"}, "predictor must be one of 'sei', 'sqrt_inv_n'; got 'n'"),
+        (
+            {"predictor": "sqrt_inv_n"},
+            (
+                "predictor 'sqrt_inv_n' needs the sample sizes: n = column "
+                "name (total n), a pair of columns (n1, n2), or one value per "
+                "effect size"
+            ),
+        ),
+        ({"predictor": "sqrt_inv_n", "n": "nn"}, "n: column 'nn' not found in the model's data"),
+        ({"predictor": "sqrt_inv_n", "n": [10, 20]}, "n: got 2 values for the k = "),
+    ],
+)
 def test_egger_predictor_errors(kw, msg):
     _, _, res = egger_n_fit("simsmd_pair_z")
     with pytest.raises(InputError, match="^" + re.escape(msg)):
@@ -609,8 +729,10 @@ def test_egger_sample_size_must_be_positive():
     _, d, res = egger_n_fit("simsmd_pair_z")
     n2 = d["n2i"].to_numpy(float)
     n2[3] = 0
-    with pytest.raises(InputError, match="^" + re.escape(
-            "n[1], effect size 4: sample size must be finite and > 0, got 0.0")):
+    with pytest.raises(
+        InputError,
+        match="^" + re.escape("n[1], effect size 4: sample size must be finite and > 0, got 0.0"),
+    ):
         pbe.egger(res, predictor="sqrt_inv_n", n=(d["n1i"].to_numpy(), n2))
 
 

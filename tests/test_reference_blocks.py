@@ -6,6 +6,7 @@ precisely metafor's default optimiser converged (its sigma2 are accurate to ~1e-
 checked against metafor refitted with a tight optimiser (scripts/verify_tight_optimum.R), and
 the default-optimiser reference values are shown to be a slightly worse optimum.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,17 @@ from conftest import HERE, case_data, case_files, compare, load_case, tolerance
 from mlmeta import rma_mv
 from mlmeta.analyses.blocks import compute_blocks
 
-BLOCKS = ["I2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger", "loo_cluster",
-          "cooks_cluster", "rstandard"]
+BLOCKS = [
+    "I2",
+    "profile_ci",
+    "lrt_drop",
+    "robust_cr2",
+    "robust_cr1",
+    "egger",
+    "loo_cluster",
+    "cooks_cluster",
+    "rstandard",
+]
 PARAMS = []
 for path in case_files():
     case = load_case(path)
@@ -35,10 +45,19 @@ def fitted(path):
         case = load_case(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _FITS[path] = (case, rma_mv(case_data(case), case["yi"], case["vi"],
-                                        random="/".join(case["random"]) or None, mods=case["mods"],
-                                        method=case["method"], test=case["test"],
-                                        dfs=case["dfs"]))
+            _FITS[path] = (
+                case,
+                rma_mv(
+                    case_data(case),
+                    case["yi"],
+                    case["vi"],
+                    random="/".join(case["random"]) or None,
+                    mods=case["mods"],
+                    method=case["method"],
+                    test=case["test"],
+                    dfs=case["dfs"],
+                ),
+            )
     return _FITS[path]
 
 
@@ -84,8 +103,7 @@ def test_r2_matches_metafor_with_tight_optimiser(path):
 def r2_null_problem(res):
     from mlmeta.core.fit import make_problem
 
-    return make_problem(res.data.y, res.data.v, np.ones((res.k, 1)), res.data.factors,
-                        res.method)
+    return make_problem(res.data.y, res.data.v, np.ones((res.k, 1)), res.data.factors, res.method)
 
 
 def test_r2_negative_is_flagged_not_truncated():

@@ -1,4 +1,5 @@
 """Every core number of every reference case (metafor 3.8-1) through the Python API."""
+
 from __future__ import annotations
 
 import warnings
@@ -14,9 +15,17 @@ CASES = case_files()
 def fit_case(case, df):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return rma_mv(df, case["yi"], case["vi"], random="/".join(case["random"]) or None,
-                      mods=case["mods"], method=case["method"], test=case["test"],
-                      dfs=case["dfs"], measure=(case.get("escalc") or {}).get("measure"))
+        return rma_mv(
+            df,
+            case["yi"],
+            case["vi"],
+            random="/".join(case["random"]) or None,
+            mods=case["mods"],
+            method=case["method"],
+            test=case["test"],
+            dfs=case["dfs"],
+            measure=(case.get("escalc") or {}).get("measure"),
+        )
 
 
 def test_reference_grid_is_complete():

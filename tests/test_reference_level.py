@@ -33,11 +33,14 @@ def _raw(reference=None, **data):
 
 
 # ---------------------------------------------------------------- the key accepted/refused
-@pytest.mark.parametrize("ref, expect", [
-    ({"phase": "late"}, {"phase": "late"}),
-    ({"phase": "early", "rater": "therapist"}, {"phase": "early", "rater": "therapist"}),
-    ({}, {}),
-])
+@pytest.mark.parametrize(
+    "ref, expect",
+    [
+        ({"phase": "late"}, {"phase": "late"}),
+        ({"phase": "early", "rater": "therapist"}, {"phase": "early", "rater": "therapist"}),
+        ({}, {}),
+    ],
+)
 def test_reference_is_accepted_and_kept(ref, expect):
     spec = parse_analysis(_raw(ref), None, "a.toml")
     assert spec.reference == expect
@@ -51,29 +54,53 @@ def test_a_number_is_a_category_label():
     load_data(spec)
 
 
-@pytest.mark.parametrize("ref, message", [
-    ({"foo": "x"}, "a.toml: 'model.reference.foo': 'foo' is not a moderator "
-                   "(model.moderators: phase, rater, ni)"),
-    ({"phase": ["late"]}, "a.toml: 'model.reference.phase' must be a level (a string or a "
-                          "number), got a list (['late'])"),
-    ({"phase": True}, "a.toml: 'model.reference.phase' must be a level (a string or a number), "
-                      "got a boolean (True)"),
-    ({"phase": " "}, "a.toml: 'model.reference.phase' must name a level; got ' '"),
-    ("late", "a.toml: 'model.reference' must be a table of levels (e.g. {phase = \"late\"}), "
-             "got a string ('late')"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        (
+            {"foo": "x"},
+            "a.toml: 'model.reference.foo': 'foo' is not a moderator "
+            "(model.moderators: phase, rater, ni)",
+        ),
+        (
+            {"phase": ["late"]},
+            "a.toml: 'model.reference.phase' must be a level (a string or a "
+            "number), got a list (['late'])",
+        ),
+        (
+            {"phase": True},
+            "a.toml: 'model.reference.phase' must be a level (a string or a number), "
+            "got a boolean (True)",
+        ),
+        ({"phase": " "}, "a.toml: 'model.reference.phase' must name a level; got ' '"),
+        (
+            "late",
+            "a.toml: 'model.reference' must be a table of levels (e.g. {phase = \"late\"}), "
+            "got a string ('late')",
+        ),
+    ],
+)
 def test_reference_refused_when_parsed(ref, message):
     with pytest.raises(AnalysisError) as exc:
         parse_analysis(_raw(ref), None, "a.toml")
     assert str(exc.value) == message
 
 
-@pytest.mark.parametrize("ref, message", [
-    ({"phase": "middle"}, "'model.reference.phase': level 'middle' not found in column 'phase' "
-                          "(levels: 'early', 'late')"),
-    ({"ni": 138}, "'model.reference.ni': 'ni' is not a categorical moderator (a numeric column; "
-                  "list it in data.categorical to treat it as categories)"),
-])
+@pytest.mark.parametrize(
+    "ref, message",
+    [
+        (
+            {"phase": "middle"},
+            "'model.reference.phase': level 'middle' not found in column 'phase' "
+            "(levels: 'early', 'late')",
+        ),
+        (
+            {"ni": 138},
+            "'model.reference.ni': 'ni' is not a categorical moderator (a numeric column; "
+            "list it in data.categorical to treat it as categories)",
+        ),
+    ],
+)
 def test_reference_refused_with_the_data(ref, message):
     spec = parse_analysis(_raw(ref), None, "a.toml")  # only the data can tell
     with pytest.raises(AnalysisError) as exc:
@@ -83,13 +110,18 @@ def test_reference_refused_with_the_data(ref, message):
 
 def test_cli_says_it_in_one_line(tmp_path, capsys):
     f = tmp_path / "a.toml"
-    f.write_text('[data]\nexample = "alliance_like"\n[effect]\nmeasure = "ZCOR"\nri = "ri"\n'
-                 'ni = "ni"\n[model]\nrandom = "study/es"\nmoderators = ["phase"]\n'
-                 'reference = { rater = "patient" }\n', encoding="utf-8")
+    f.write_text(
+        '[data]\nexample = "alliance_like"\n[effect]\nmeasure = "ZCOR"\nri = "ri"\n'
+        'ni = "ni"\n[model]\nrandom = "study/es"\nmoderators = ["phase"]\n'
+        'reference = { rater = "patient" }\n',
+        encoding="utf-8",
+    )
     assert main(["run", str(f), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"mlmeta: error: {f}: 'model.reference.rater': 'rater' is not a moderator "
-                   "(model.moderators: phase)")
+    assert err == (
+        f"mlmeta: error: {f}: 'model.reference.rater': 'rater' is not a moderator "
+        "(model.moderators: phase)"
+    )
 
 
 # ---------------------------------------------------------------- a run, both references
@@ -126,8 +158,10 @@ def runs(tmp_path_factory):
         f = d / "a.toml"
         f.write_text(_FAST.format(reference=ref), encoding="utf-8")
         assert main(["run", str(f), "--out", str(d / "out"), "--quiet"]) == 0
-        out[name] = (json.loads((d / "out" / "results.json").read_text(encoding="utf-8")),
-                     (d / "out" / "report.md").read_text(encoding="utf-8"))
+        out[name] = (
+            json.loads((d / "out" / "results.json").read_text(encoding="utf-8")),
+            (d / "out" / "report.md").read_text(encoding="utf-8"),
+        )
     return out
 
 
@@ -155,21 +189,20 @@ def test_reference_flips_the_contrast_and_keeps_the_test(runs):
     assert pr["model"]["QM"] == pytest.approx(pd_["model"]["QM"], rel=1e-6)
     assert pr["model"]["QM"] == pytest.approx(35.8137, rel=1e-5)
     assert pr["model"]["QMp"] == pytest.approx(pd_["model"]["QMp"], rel=1e-5)
-    assert pr["robust_omnibus"]["pval"] == pytest.approx(pd_["robust_omnibus"]["pval"],
-                                                         rel=1e-5)
+    assert pr["robust_omnibus"]["pval"] == pytest.approx(pd_["robust_omnibus"]["pval"], rel=1e-5)
     # the contrasts are named as the default coding names them
     assert [c["name"] for c in pd_["contrasts"]] == ["phaselate"]
     assert [c["name"] for c in pr["contrasts"]] == ["phaseearly"]
-    assert pr["contrasts"][0]["estimate"] == pytest.approx(-pd_["contrasts"][0]["estimate"],
-                                                           rel=1e-6)
+    assert pr["contrasts"][0]["estimate"] == pytest.approx(
+        -pd_["contrasts"][0]["estimate"], rel=1e-6
+    )
     # the reference category first; the subgroup estimates themselves do not change
     assert (pd_["reference"], pr["reference"]) == ("early", "late")
     assert (pd_["reference_declared"], pr["reference_declared"]) == (False, True)
     assert [c["level"] for c in pd_["categories"]] == ["early", "late"]
     assert [c["level"] for c in pr["categories"]] == ["late", "early"]
     by = {c["level"]: c["estimate"] for c in pd_["categories"]}
-    assert all(math.isclose(c["estimate"], by[c["level"]], rel_tol=1e-6)
-               for c in pr["categories"])
+    assert all(math.isclose(c["estimate"], by[c["level"]], rel_tol=1e-6) for c in pr["categories"])
 
 
 @pytest.mark.slow
@@ -182,7 +215,7 @@ def test_results_and_report_record_the_reference(runs):
     assert "phaseearly" in names and not any("relevel" in n for n in names)
     assert "reference categories: phase = late, rater = observer" in md_r
     assert "reference categories: phase = early, rater = observer" in md_d
-    assert "| phaseearly |" in md_r and "relevel(phase, ref = \"late\")early" not in md_r
+    assert "| phaseearly |" in md_r and 'relevel(phase, ref = "late")early' not in md_r
 
 
 def test_readme_documents_the_key():

@@ -5,6 +5,7 @@ is explained in the report instead of taking it down.
 
 The data are the bundled SIMULATED example (alliance_like) and small simulated variations of it.
 """
+
 from __future__ import annotations
 
 import io
@@ -73,12 +74,14 @@ def one_line_error(args, cwd=None) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mlmeta: error: "), err
     assert "Traceback" not in err and "mlmeta: error: mlmeta" not in err
-    return lines[0][len("mlmeta: error: "):]
+    return lines[0][len("mlmeta: error: ") :]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"<dir>")
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -87,13 +90,28 @@ def base() -> pd.DataFrame:
     return d[["study", "es", "phase", "rater", "yi", "vi"]].copy()
 
 
-def analysis(folder: Path, data: pd.DataFrame, mods=("phase",), *, figures=False, bias=False,
-             extra="", name="analysis.toml") -> Path:
+def analysis(
+    folder: Path,
+    data: pd.DataFrame,
+    mods=("phase",),
+    *,
+    figures=False,
+    bias=False,
+    extra="",
+    name="analysis.toml",
+) -> Path:
     data.to_csv(folder / "data.csv", index=False)
     toml = folder / name
-    toml.write_text(QUICK.format(file="data.csv", mods=json.dumps(list(mods)),
-                                 figures=str(figures).lower(), bias=str(bias).lower(),
-                                 extra=extra), encoding="utf-8")
+    toml.write_text(
+        QUICK.format(
+            file="data.csv",
+            mods=json.dumps(list(mods)),
+            figures=str(figures).lower(),
+            bias=str(bias).lower(),
+            extra=extra,
+        ),
+        encoding="utf-8",
+    )
     return toml
 
 
@@ -102,6 +120,7 @@ def test_figure_file_names_from_data_stay_inside_the_report(tmp_path, base, monk
     """A moderator column named '../../x' or '/tmp/x' drew its figure outside --out."""
     monkeypatch.setenv("MLMETA_REPORT_WORKERS", "1")
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -117,8 +136,9 @@ def test_figure_file_names_from_data_stay_inside_the_report(tmp_path, base, monk
     d = base.copy()
     d["../../escaped"] = d["phase"]
     d[str(tmp_path / "abs_escape")] = d["rater"]
-    toml = analysis(work, d.iloc[:20], mods=["../../escaped", str(tmp_path / "abs_escape")],
-                    figures=True)
+    toml = analysis(
+        work, d.iloc[:20], mods=["../../escaped", str(tmp_path / "abs_escape")], figures=True
+    )
     before = {p for p in tmp_path.rglob("*")}
     code, _out, err = run(["run", toml, "--out", work / "rep", "-q"])
     assert code == 0, err
@@ -134,6 +154,7 @@ def test_figure_file_names_from_data_stay_inside_the_report(tmp_path, base, monk
 
 def test_figure_file_stem_is_safe_and_unique():
     from mlmeta.report.figures import file_stem
+
     assert file_stem("forest") == "forest"
     assert file_stem("orchard_phase") == "orchard_phase"
     for bad in ("../../x", "/tmp/x", "..", ".", "a/b", "a\\b", "x\x00y", "é", "\n", "a" * 300):
@@ -159,7 +180,8 @@ def test_out_dot_with_a_copied_results_json_deletes_nothing(tmp_path, base):
     assert "refusing to replace" in msg and "which mlmeta did not write" in msg
     assert snapshot(user) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["old", "thesis", "data.csv", "analysis.toml"])  # no temporary folder left
+        ["old", "thesis", "data.csv", "analysis.toml"]
+    )  # no temporary folder left
 
 
 @pytest.mark.slow
@@ -239,8 +261,10 @@ def test_a_failing_optional_analysis_is_explained_not_fatal(tmp_path, base, monk
 
     monkeypatch.setattr(pubbias, "aggregated_bias", singular, raising=False)
     from mlmeta.pubbias import egger
+
     monkeypatch.setattr(egger, "aggregated_bias", singular, raising=False)
     import mlmeta.analyses.heterogeneity as het
+
     monkeypatch.setattr(het, "i2", singular)
     toml = analysis(tmp_path, base, bias=True)
     code, _out, err = run(["run", toml, "--out", tmp_path / "rep"])
@@ -262,11 +286,15 @@ def test_equal_sampling_variances_still_give_a_report(tmp_path, base):
 
 
 # ============================================================== must be handled
-@pytest.mark.parametrize("key,value,rule", [
-    ("model.rho", "1.5", "between -1 and 1"), ("model.rho", "-1", "between -1 and 1"),
-    ("analyses.che_rhos", "[0.2, 1.2]", "between -1 and 1"),
-    ("analyses.bias_rho", "-3", "between -1 and 1"),
-])
+@pytest.mark.parametrize(
+    "key,value,rule",
+    [
+        ("model.rho", "1.5", "between -1 and 1"),
+        ("model.rho", "-1", "between -1 and 1"),
+        ("analyses.che_rhos", "[0.2, 1.2]", "between -1 and 1"),
+        ("analyses.bias_rho", "-3", "between -1 and 1"),
+    ],
+)
 def test_rho_outside_its_range_is_refused_at_the_boundary(tmp_path, base, key, value, rule):
     section, k = key.split(".")
     toml = analysis(tmp_path, base)
@@ -284,13 +312,21 @@ def test_sigterm_and_sighup_clean_up_like_ctrl_c(tmp_path, base):
     big = pd.concat([base] * 4, ignore_index=True)
     big["es"] = np.arange(len(big))
     toml = analysis(tmp_path, big, figures=True)
-    toml.write_text(toml.read_text().replace("loo = false", "loo = true")
-                    .replace("profile = false", "profile = true"))
+    toml.write_text(
+        toml.read_text()
+        .replace("loo = false", "loo = true")
+        .replace("profile = false", "profile = true")
+    )
     env = {**os.environ, "MLMETA_REPORT_WORKERS": "3", "OPENBLAS_NUM_THREADS": "1"}
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
         out = tmp_path / f"rep{int(sig)}"
-        proc = subprocess.Popen([str(EXE), "run", str(toml), "--out", str(out)], cwd=tmp_path,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [str(EXE), "run", str(toml), "--out", str(out)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         children: set[int] = set()
         t0 = time.monotonic()
         while time.monotonic() - t0 < 120 and proc.poll() is None:
@@ -334,14 +370,18 @@ def _alive(pid: int) -> bool:
 
 def test_report_md_escapes_data(tmp_path, base, monkeypatch):
     from mlmeta.report.render import markdown_safe
+
     assert markdown_safe("p < .001") == "p < .001"
     assert markdown_safe("x <- 1") == "x <- 1"
     assert "<script" not in markdown_safe("<script>alert(1)</script>")
     assert "](javascript" not in markdown_safe("[x](javascript:alert(1))")
     assert "```" not in markdown_safe("a ``` b")
     d = base.copy()
-    d["phase"] = np.where(d["phase"] == d["phase"].iloc[0], "<script>alert(1)</script>",
-                          "[click](javascript:alert(2))")
+    d["phase"] = np.where(
+        d["phase"] == d["phase"].iloc[0],
+        "<script>alert(1)</script>",
+        "[click](javascript:alert(2))",
+    )
     toml = analysis(tmp_path, d)
     code, _, err = run(["run", toml, "--out", tmp_path / "rep", "-q"])
     assert code == 0, err
@@ -351,13 +391,16 @@ def test_report_md_escapes_data(tmp_path, base, monkeypatch):
     assert "<script" not in html
 
 
-@pytest.mark.parametrize("exc,expect", [
-    (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
-    (MemoryError(), "not enough memory"),
-    (OSError(28, "No space left on device", "/x/report.html"), "No space left on device"),
-    (np.linalg.LinAlgError("Singular matrix"), "singular"),
-    (MlmetaError("mlmeta: error: doubled"), "doubled"),
-])
+@pytest.mark.parametrize(
+    "exc,expect",
+    [
+        (RecursionError("maximum recursion depth exceeded"), "nested too deeply"),
+        (MemoryError(), "not enough memory"),
+        (OSError(28, "No space left on device", "/x/report.html"), "No space left on device"),
+        (np.linalg.LinAlgError("Singular matrix"), "singular"),
+        (MlmetaError("mlmeta: error: doubled"), "doubled"),
+    ],
+)
 def test_every_user_failure_exits_2_in_one_line(monkeypatch, exc, expect):
     from mlmeta import cli
 
@@ -377,8 +420,11 @@ def test_a_genuine_internal_error_is_exit_1_in_one_line(monkeypatch):
 
     monkeypatch.setattr(cli, "_run", boom)
     code, _out, err = run(["fit", "x.csv"])
-    assert code == 1 and err.startswith("mlmeta: internal error (KeyError") and \
-        len(err.strip().splitlines()) == 1
+    assert (
+        code == 1
+        and err.startswith("mlmeta: internal error (KeyError")
+        and len(err.strip().splitlines()) == 1
+    )
 
 
 def test_argparse_errors_are_not_prefixed_twice():
@@ -389,19 +435,32 @@ def test_argparse_errors_are_not_prefixed_twice():
 
 def test_a_closed_stdout_ends_quietly(tmp_path, base):
     base.to_csv(tmp_path / "d.csv", index=False)
-    r = subprocess.run(f"'{EXE}' fit d.csv --yi yi --vi vi --random study/es --json "
-                       "| head -c 10", shell=True, cwd=tmp_path,
-                       capture_output=True, executable="/bin/bash", timeout=120, check=False)
+    r = subprocess.run(
+        f"'{EXE}' fit d.csv --yi yi --vi vi --random study/es --json | head -c 10",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        executable="/bin/bash",
+        timeout=120,
+        check=False,
+    )
     assert len(r.stdout) == 10 and r.stdout.startswith(b"{")
     assert r.stderr == b"", r.stderr
-    r = subprocess.run(f"set -o pipefail; '{EXE}' fit d.csv --yi yi --vi vi --random study/es "
-                       "| head -c 1", shell=True, cwd=tmp_path, capture_output=True,
-                       executable="/bin/bash", timeout=120, check=False)
+    r = subprocess.run(
+        f"set -o pipefail; '{EXE}' fit d.csv --yi yi --vi vi --random study/es | head -c 1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        executable="/bin/bash",
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0 and r.stderr == b"", r.stderr
 
 
 def test_only_mlmetas_own_warnings_reach_the_user(monkeypatch, base, tmp_path):
     from mlmeta import cli
+
     real = cli._run
 
     def noisy(argv):
@@ -410,8 +469,9 @@ def test_only_mlmetas_own_warnings_reach_the_user(monkeypatch, base, tmp_path):
 
     monkeypatch.setattr(cli, "_run", noisy)
     base.to_csv(tmp_path / "d.csv", index=False)
-    code, _out, err = run(["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi",
-                          "--random", "study/es"])
+    code, _out, err = run(
+        ["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi", "--random", "study/es"]
+    )
     assert code == 0 and "overflow" not in err
 
 
@@ -461,10 +521,14 @@ def test_the_fit_is_exact_on_any_scale_it_accepts(base, scale):
     np.testing.assert_allclose(res.core.beta / scale, ref.core.beta, rtol=1e-8)
 
 
-@pytest.mark.parametrize("col,value,what", [
-    ("yi", 1e150, "effect size"), ("vi", 1e297, "sampling variance"),
-    ("vi", 5e-324, "sampling variance"),
-])
+@pytest.mark.parametrize(
+    "col,value,what",
+    [
+        ("yi", 1e150, "effect size"),
+        ("vi", 1e297, "sampling variance"),
+        ("vi", 5e-324, "sampling variance"),
+    ],
+)
 def test_values_beyond_double_precision_are_refused(base, col, value, what):
     d = base.copy()
     if col == "yi":
@@ -488,16 +552,20 @@ def test_complex_effect_sizes_are_refused(base):
 def test_a_moderator_with_one_level_is_said_and_never_tests_the_intercept(base, tmp_path):
     d = base.copy()
     d["grp"] = "a"
-    with pytest.raises(InputError, match=r"moderator 'grp' has a single level \('a'\) in the "
-                                         r"48 rows used.*would test the intercept"):
+    with pytest.raises(
+        InputError,
+        match=r"moderator 'grp' has a single level \('a'\) in the "
+        r"48 rows used.*would test the intercept",
+    ):
         mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ grp")
     d.loc[:2, "grp"] = "b"
     d.loc[:2, "yi"] = np.nan  # level b only in rows dropped for missing yi
     with pytest.raises(InputError, match="single level"):
         mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ grp")
     d["x"] = np.linspace(0, 1, len(d))
-    with pytest.warns(mlmeta.errors.DataWarning, match="single level.*not part of the "
-                                                        "moderator test"):
+    with pytest.warns(
+        mlmeta.errors.DataWarning, match="single level.*not part of the moderator test"
+    ):
         res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ grp + x")
     assert res.coef_names == ("intrcpt", "x") and res.QM_df[0] == 1
     # in a report: noted for that moderator, the rest of the report is written
@@ -510,9 +578,13 @@ def test_a_moderator_with_one_level_is_said_and_never_tests_the_intercept(base, 
 
 
 # -------------------------------------------------------------- pathological sizes
-@pytest.mark.parametrize("make,what", [
-    (lambda p: os.mkfifo(p), "named pipe"), (lambda p: p.mkdir(), "directory"),
-])
+@pytest.mark.parametrize(
+    "make,what",
+    [
+        (lambda p: os.mkfifo(p), "named pipe"),
+        (lambda p: p.mkdir(), "directory"),
+    ],
+)
 def test_fifos_devices_and_folders_are_refused_at_once(tmp_path, make, what):
     p = tmp_path / "data.csv"
     make(p)
@@ -541,8 +613,13 @@ def test_deeply_nested_analysis_file_is_one_line(tmp_path):
 def test_cr2_on_one_huge_cluster_is_refused_quickly():
     rng = np.random.default_rng(1)
     n = 6000
-    d = pd.DataFrame({"study": np.r_[np.zeros(n, int), np.arange(1, 21).repeat(2)],
-                      "yi": rng.normal(size=n + 40), "vi": rng.uniform(0.01, 0.1, n + 40)})
+    d = pd.DataFrame(
+        {
+            "study": np.r_[np.zeros(n, int), np.arange(1, 21).repeat(2)],
+            "yi": rng.normal(size=n + 40),
+            "vi": rng.uniform(0.01, 0.1, n + 40),
+        }
+    )
     d["es"] = np.arange(len(d))
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/es")
     t0 = time.monotonic()
@@ -553,6 +630,7 @@ def test_cr2_on_one_huge_cluster_is_refused_quickly():
 
 def test_htz_moments_without_the_q_by_q_by_p_by_p_array():
     from mlmeta.core.robust import _pp_sums, _pp_total
+
     rng = np.random.default_rng(0)
     for C, q, r in ((30, 5, 7), (4, 3, 9), (50, 1, 2)):
         a = rng.normal(size=(C, q, q))
@@ -565,12 +643,19 @@ def test_htz_moments_without_the_q_by_q_by_p_by_p_array():
 def test_a_forty_coefficient_cr2_test_answers_in_seconds():
     rng = np.random.default_rng(1)
     n, P = 1200, 40
-    d = pd.DataFrame({"study": np.repeat(np.arange(300), 4), "es": np.arange(n),
-                      "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n)})
+    d = pd.DataFrame(
+        {
+            "study": np.repeat(np.arange(300), 4),
+            "es": np.arange(n),
+            "yi": rng.normal(size=n),
+            "vi": rng.uniform(0.01, 0.1, n),
+        }
+    )
     for j in range(P):
         d[f"x{j}"] = rng.normal(size=n)
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es",
-                        mods="~ " + " + ".join(f"x{j}" for j in range(P)))
+    res = mlmeta.rma_mv(
+        d, "yi", "vi", random="study/es", mods="~ " + " + ".join(f"x{j}" for j in range(P))
+    )
     t0 = time.process_time()
     rob = res.robust()
     assert time.process_time() - t0 < 10
@@ -585,6 +670,7 @@ def test_init_proposes_a_bounded_number_of_moderators(tmp_path):
     code, out, err = run(["init", tmp_path / "wide.csv"])
     assert code == 0, err
     import tomllib
+
     doc = tomllib.loads(out)
     assert len(doc["model"]["moderators"]) == 20 and doc["model"]["joint"] is False
     assert "480 more candidate columns not listed" in out
@@ -593,13 +679,31 @@ def test_init_proposes_a_bounded_number_of_moderators(tmp_path):
 def test_a_factor_with_150_levels_answers_in_seconds(tmp_path):
     rng = np.random.default_rng(1)
     n = 600
-    d = pd.DataFrame({"study": np.repeat(np.arange(200), 3), "es": np.arange(n),
-                      "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n),
-                      "author": rng.choice([f"a{i}" for i in range(150)], n)})
+    d = pd.DataFrame(
+        {
+            "study": np.repeat(np.arange(200), 3),
+            "es": np.arange(n),
+            "yi": rng.normal(size=n),
+            "vi": rng.uniform(0.01, 0.1, n),
+            "author": rng.choice([f"a{i}" for i in range(150)], n),
+        }
+    )
     d.to_csv(tmp_path / "d.csv", index=False)
     t0 = time.process_time()
-    code, out, err = run(["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi",
-                          "--random", "study/es", "--mods", "~ author"])
+    code, out, err = run(
+        [
+            "fit",
+            tmp_path / "d.csv",
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "study/es",
+            "--mods",
+            "~ author",
+        ]
+    )
     assert code == 0, err
     assert time.process_time() - t0 < 30
     assert "QM(df = 149)" in out
@@ -608,8 +712,9 @@ def test_a_factor_with_150_levels_answers_in_seconds(tmp_path):
 # -------------------------------------------------------------- names that look alike
 def test_headers_equal_after_unicode_normalisation_are_refused(tmp_path):
     nfc, nfd = "caf\u00e9", "cafe\u0301"
-    (tmp_path / "d.csv").write_text(f"{nfc},{nfd},yi,vi\n1,2,0.1,0.01\n3,4,0.2,0.02\n",
-                                    encoding="utf-8")
+    (tmp_path / "d.csv").write_text(
+        f"{nfc},{nfd},yi,vi\n1,2,0.1,0.01\n3,4,0.2,0.02\n", encoding="utf-8"
+    )
     msg = one_line_error(["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi"])
     assert "look identical but are written with different Unicode characters" in msg
 
@@ -627,6 +732,7 @@ def test_a_suggestion_never_looks_identical_to_what_was_typed(base):
 # ============================================================== should be handled
 def test_init_template_cannot_be_injected_through_column_names(tmp_path, base):
     import tomllib
+
     d = base.copy()
     d['bad"name\n[analyses]\nfigures = true\n#'] = d["phase"]
     d["ctl\x01\x7f\ttab"] = d["rater"]
@@ -642,8 +748,9 @@ def test_init_template_cannot_be_injected_through_column_names(tmp_path, base):
 def test_terminal_escape_sequences_from_data_are_not_echoed(base, tmp_path):
     d = base.rename(columns={"phase": "ph\x1b[31mase"})
     d.to_csv(tmp_path / "d.csv", index=False)
-    msg = one_line_error(["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi",
-                          "--mods", "~ nosuch"])
+    msg = one_line_error(
+        ["fit", tmp_path / "d.csv", "--yi", "yi", "--vi", "vi", "--mods", "~ nosuch"]
+    )
     assert "\x1b" not in msg and "\\x1b" in msg
 
 
@@ -662,11 +769,18 @@ def test_results_json_records_paths_relative_to_the_report(tmp_path, base):
 # -------------------------------------------------------------- the fast CSV reader
 def test_big_csv_takes_the_fast_path_and_keeps_every_message(tmp_path, monkeypatch):
     from mlmeta.io import read
+
     rng = np.random.default_rng(2)
     n = 60_000
-    d = pd.DataFrame({"study": np.arange(n) // 3, "es": np.arange(n),
-                      "yi": rng.normal(size=n).round(5), "vi": rng.uniform(0.01, 0.1, n).round(5),
-                      "phase": rng.choice(["early", "late"], n)})
+    d = pd.DataFrame(
+        {
+            "study": np.arange(n) // 3,
+            "es": np.arange(n),
+            "yi": rng.normal(size=n).round(5),
+            "vi": rng.uniform(0.01, 0.1, n).round(5),
+            "phase": rng.choice(["early", "late"], n),
+        }
+    )
     p = tmp_path / "big.csv"
     d.to_csv(p, index=False)
     assert p.stat().st_size > read.FAST_MIN_BYTES
@@ -698,6 +812,7 @@ def test_big_csv_takes_the_fast_path_and_keeps_every_message(tmp_path, monkeypat
 
 def test_every_corpus_file_reads_the_same_through_the_fast_path(monkeypatch):
     from mlmeta.io import read
+
     corpus = ROOT / "tests" / "corpus"
     cases = json.loads((corpus / "MANIFEST.json").read_text(encoding="utf-8"))["cases"]
 
@@ -706,8 +821,13 @@ def test_every_corpus_file_reads_the_same_through_the_fast_path(monkeypatch):
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
                 df = read.read_table(path)
-            return ("ok", df.shape, list(df.columns), df.astype(str).to_numpy().tolist(),
-                    [str(x.message) for x in w])
+            return (
+                "ok",
+                df.shape,
+                list(df.columns),
+                df.astype(str).to_numpy().tolist(),
+                [str(x.message) for x in w],
+            )
         except InputError as exc:
             return ("error", str(exc))
 
@@ -722,18 +842,32 @@ def test_every_corpus_file_reads_the_same_through_the_fast_path(monkeypatch):
 def test_a_big_csv_reads_in_a_small_multiple_of_its_memory(tmp_path):
     rng = np.random.default_rng(3)
     n = 1_000_000
-    d = pd.DataFrame({"study": np.arange(n) // 4, "es": np.arange(n),
-                      "yi": rng.normal(size=n).round(6), "vi": rng.uniform(0.001, 0.05, n).round(6),
-                      "phase": rng.choice(["early", "middle", "late"], n)})
+    d = pd.DataFrame(
+        {
+            "study": np.arange(n) // 4,
+            "es": np.arange(n),
+            "yi": rng.normal(size=n).round(6),
+            "vi": rng.uniform(0.001, 0.05, n).round(6),
+            "phase": rng.choice(["early", "middle", "late"], n),
+        }
+    )
     p = tmp_path / "big.csv"
     d.to_csv(p, index=False)
     size = p.stat().st_size
-    code = ("import resource, sys, pandas; from mlmeta.io import read_table; "
-            "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
-            f"df = read_table({str(p)!r}); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, len(df))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}, check=False)
+    code = (
+        "import resource, sys, pandas; from mlmeta.io import read_table; "
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        f"df = read_table({str(p)!r}); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, len(df))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     extra_kb, rows = map(int, r.stdout.split())
     assert rows == n
@@ -743,10 +877,13 @@ def test_a_big_csv_reads_in_a_small_multiple_of_its_memory(tmp_path):
 # -------------------------------------------------------------- siblings found on the way
 def test_ids_with_leading_zeros_stay_text_everywhere(tmp_path):
     p = tmp_path / "z.csv"
-    p.write_text("study,es,yi,vi\n01,1,0.1,0.01\n1,2,0.2,0.02\n02,3,0.3,0.01\n2,4,0.1,0.03\n"
-                 "3,5,0.2,0.02\n3,6,0.25,0.02\n")
-    with pytest.warns(mlmeta.errors.DataWarning, match="leading zeros .*'01' and '1' are "
-                                                       "different"):
+    p.write_text(
+        "study,es,yi,vi\n01,1,0.1,0.01\n1,2,0.2,0.02\n02,3,0.3,0.01\n2,4,0.1,0.03\n"
+        "3,5,0.2,0.02\n3,6,0.25,0.02\n"
+    )
+    with pytest.warns(
+        mlmeta.errors.DataWarning, match="leading zeros .*'01' and '1' are different"
+    ):
         d = mlmeta.io.read_table(p)
     assert d["study"].tolist() == ["01", "1", "02", "2", "3", "3"]
     assert d["es"].dtype.kind == "i"  # other whole-number columns stay numbers
@@ -773,8 +910,10 @@ def test_a_back_quoted_column_name_is_named_not_a_formula_error(tmp_path, base):
     d["a`b"] = d["phase"]
     toml = analysis(tmp_path, d, mods=["a`b"])
     msg = one_line_error(["run", toml, "--out", tmp_path / "rep"])
-    assert msg == ("model.moderators: column 'a`b' has a back-quote (`) in its name, which a "
-                   "moderator formula cannot refer to; rename the column")
+    assert msg == (
+        "model.moderators: column 'a`b' has a back-quote (`) in its name, which a "
+        "moderator formula cannot refer to; rename the column"
+    )
     d = base.rename(columns={"phase": "my phase"})
     toml = analysis(tmp_path, d, mods=["my phase"])  # spaces are fine: back-quoted for it
     assert run(["run", toml, "--out", tmp_path / "rep", "-q"])[0] == 0
@@ -783,15 +922,19 @@ def test_a_back_quoted_column_name_is_named_not_a_formula_error(tmp_path, base):
 def test_a_negative_rho_is_refused_where_the_sampling_covariance_is_not_definite(base):
     res = mlmeta.rma_mv(base, "yi", "vi", random="study/es", rho=-0.3)  # clusters of <= 4
     assert res.converged
-    with pytest.raises(InputError, match=r"rho = -0.5 makes the sampling covariance of study \d+ "
-                                         r"\(4 effect sizes\) not positive definite: .* greater "
-                                         r"than -1/3 = -0.3333"):
+    with pytest.raises(
+        InputError,
+        match=r"rho = -0.5 makes the sampling covariance of study \d+ "
+        r"\(4 effect sizes\) not positive definite: .* greater "
+        r"than -1/3 = -0.3333",
+    ):
         mlmeta.rma_mv(base, "yi", "vi", random="study/es", rho=-0.5)
 
 
 # -------------------------------------------------------------- tied and constant effect sizes
 def test_rank_test_on_identical_effects_is_undefined_not_significant(base):
     from mlmeta import pubbias
+
     d = base.copy()
     d["yi"] = 0.2
     # metafor 3.8-1 reports tau = -1.0000, p < .0001 here: the signs of ~1e-17 rounding
@@ -812,6 +955,7 @@ def test_rank_test_on_identical_effects_is_undefined_not_significant(base):
 
 def test_rank_test_with_partial_ties_agrees_with_metafor():
     from mlmeta import pubbias
+
     # Rscript: ranktest(yi, vi) -> tau 0.740797197487192, p 0.00517239578438894 (ties: the
     # normal approximation with the tie-corrected variance, as cor.test(exact = FALSE))
     yi = [0.1, 0.1, 0.1, 0.3, 0.5, 0.5, -0.2, 0.8, 0.25, 0.4]
@@ -847,11 +991,14 @@ def test_egger_keeps_the_model_based_test_when_its_cr2_version_is_undefined(tmp_
     para = next(line for line in md.splitlines() if line.startswith("Multilevel Egger"))
     assert "b = 0.000, SE = " in para and "p > .999" in para
     # the reason is the model's (every residual 0): said once, in the robust section
-    assert para.endswith("The CR2 robust version is not available for this model (see "
-                         "Sensitivity).")
-    assert ("CR2 cluster-robust inference is not available: every residual is 0 (the model "
-            "fits the effect sizes exactly, e.g. they are all equal), so the cluster-robust "
-            "variance is undefined.") in md
+    assert para.endswith(
+        "The CR2 robust version is not available for this model (see Sensitivity)."
+    )
+    assert (
+        "CR2 cluster-robust inference is not available: every residual is 0 (the model "
+        "fits the effect sizes exactly, e.g. they are all equal), so the cluster-robust "
+        "variance is undefined."
+    ) in md
     num = json.loads((tmp_path / "rep" / "results.json").read_text(encoding="utf-8"))
     egj = num["bias"]["egger"]
     assert egj["pval"] == pytest.approx(eg.pval, abs=1e-12) and egj["robust"]["available"] is False
@@ -868,25 +1015,44 @@ def odd_names(base, tmp_path):
     return d, tmp_path / "odd.csv"
 
 
-@pytest.mark.parametrize("mods, expect", [
-    ("~ my col", "column 'my col' must be back-quoted in a formula (its name has a space): "
-                 "write `my col`"),
-    ("~ phase + my col", "column 'my col' must be back-quoted in a formula (its name has a "
-                         "space): write `my col`"),
-    ("~ 2x", "column '2x' must be back-quoted in a formula (its name starts with a digit): "
-             "write `2x`"),
-    ("~ 2019", "column '2019' must be back-quoted in a formula (its name starts with a digit): "
-               "write `2019`"),
-    ("~ factor(my-col)", "column 'my-col' must be back-quoted in a formula (its name has a "
-                         "character other than letters, digits, '_' and '.'): write `my-col`"),
-])
+@pytest.mark.parametrize(
+    "mods, expect",
+    [
+        (
+            "~ my col",
+            "column 'my col' must be back-quoted in a formula (its name has a space): "
+            "write `my col`",
+        ),
+        (
+            "~ phase + my col",
+            "column 'my col' must be back-quoted in a formula (its name has a "
+            "space): write `my col`",
+        ),
+        (
+            "~ 2x",
+            "column '2x' must be back-quoted in a formula (its name starts with a digit): "
+            "write `2x`",
+        ),
+        (
+            "~ 2019",
+            "column '2019' must be back-quoted in a formula (its name starts with a digit): "
+            "write `2019`",
+        ),
+        (
+            "~ factor(my-col)",
+            "column 'my-col' must be back-quoted in a formula (its name has a "
+            "character other than letters, digits, '_' and '.'): write `my-col`",
+        ),
+    ],
+)
 def test_an_unquoted_column_name_is_named_with_how_to_write_it(odd_names, mods, expect):
     d, path = odd_names
     with pytest.raises(InputError) as ei:
         mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods=mods)
     assert str(ei.value) == f"moderator formula {mods!r}: {expect}"
-    msg = one_line_error(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "study/es",
-                          "--mods", mods])
+    msg = one_line_error(
+        ["fit", path, "--yi", "yi", "--vi", "vi", "--random", "study/es", "--mods", mods]
+    )
     assert msg == f"moderator formula {mods!r}: {expect}"
 
 
@@ -896,8 +1062,20 @@ def test_back_quoted_odd_column_names_fit_through_api_and_cli(odd_names):
     ref = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ phase + `2019`")
     assert res.coef_names == ("intrcpt", "my collate", "2x")
     np.testing.assert_allclose(res.beta, ref.beta, rtol=1e-10)
-    code, out, err = run(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "study/es",
-                          "--mods", "~ `my col` + `2x`"])
+    code, out, err = run(
+        [
+            "fit",
+            path,
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "study/es",
+            "--mods",
+            "~ `my col` + `2x`",
+        ]
+    )
     assert code == 0 and err == "", err
     assert "QM(df = 2)" in out
     # a formula that fails for another reason is not blamed on an odd name it does not use
@@ -908,8 +1086,12 @@ def test_back_quoted_odd_column_names_fit_through_api_and_cli(odd_names):
 def _wide(n_clusters: int, per: int, P: int, seed: int) -> tuple[pd.DataFrame, str]:
     rng = np.random.default_rng(seed)
     n = n_clusters * per
-    cols = {"study": np.repeat(np.arange(n_clusters), per), "es": np.arange(n),
-            "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n)}
+    cols = {
+        "study": np.repeat(np.arange(n_clusters), per),
+        "es": np.arange(n),
+        "yi": rng.normal(size=n),
+        "vi": rng.uniform(0.01, 0.1, n),
+    }
     cols.update({f"x{j}": rng.normal(size=n) for j in range(1, P + 1)})
     return pd.DataFrame(cols), "~ " + " + ".join(f"x{j}" for j in range(1, P + 1))
 
@@ -921,18 +1103,26 @@ def test_a_seventy_coefficient_htz_test_agrees_with_clubsandwich():
     # 2:71), vcov = "CR2", cluster = study, test = "HTZ") -> F = 0, df_denom = -10.1805816837
     rng = np.random.default_rng(7)
     n = 300
-    d = pd.DataFrame({"study": np.repeat(np.arange(75), 4), "es": np.arange(n),
-                      "yi": rng.normal(size=n), "vi": rng.uniform(0.01, 0.1, n)})
+    d = pd.DataFrame(
+        {
+            "study": np.repeat(np.arange(75), 4),
+            "es": np.arange(n),
+            "yi": rng.normal(size=n),
+            "vi": rng.uniform(0.01, 0.1, n),
+        }
+    )
     for j in range(1, 71):
         d[f"x{j}"] = rng.normal(size=n)
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es",
-                        mods="~ " + " + ".join(f"x{j}" for j in range(1, 71)))
+    res = mlmeta.rma_mv(
+        d, "yi", "vi", random="study/es", mods="~ " + " + ".join(f"x{j}" for j in range(1, 71))
+    )
     rob = res.robust()
     assert rob.QM_df[0] == 70 and rob.QM_df[1] == pytest.approx(-10.1805816837, rel=1e-6)
 
 
 def test_a_two_hundred_coefficient_cr2_test_in_seconds_and_bounded_memory():
     import tracemalloc
+
     d, mods = _wide(250, 4, 200, 1)
     res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods=mods)
     tracemalloc.start()

@@ -8,6 +8,7 @@ with its partner, or invariant, and a number under an unknown key fails the test
 estimate cannot be added to the report without saying how it behaves. The data are SIMULATED
 (seeded) or the bundled examples.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,32 +24,173 @@ from mlmeta.io.analysis import parse_analysis
 from mlmeta.report.compute import compute
 
 #: keys whose numbers change sign
-FLIP = {"estimate", "beta", "coef", "tval", "zval", "tau", "slope", "yi", "effect", "z",
-        "resid", "pred", "beta_display", "yi_filled", "min_display", "max_display", "b"}
+FLIP = {
+    "estimate",
+    "beta",
+    "coef",
+    "tval",
+    "zval",
+    "tau",
+    "slope",
+    "yi",
+    "effect",
+    "z",
+    "resid",
+    "pred",
+    "beta_display",
+    "yi_filled",
+    "min_display",
+    "max_display",
+    "b",
+}
 #: pairs of keys that trade places
-SWAP = {"ci_lb": "ci_ub", "pi_lb": "pi_ub", "ci_lb_display": "ci_ub_display",
-        "min": "max", "min_left_out": "max_left_out"}
+SWAP = {
+    "ci_lb": "ci_ub",
+    "pi_lb": "pi_ub",
+    "ci_lb_display": "ci_ub_display",
+    "min": "max",
+    "min_left_out": "max_left_out",
+}
 SWAP.update({v: k for k, v in list(SWAP.items())})
 #: keys whose numbers stay (p-values, SEs, variances, counts, two-sided statistics, ...)
-SAME = {"pval", "se", "sigma2", "sigma2_null", "I2", "I2_ci", "I2_total", "I2_total_ci",
-        "I2_sampling", "typical_v", "sigma2_ci", "QE", "QE_df", "QEp", "QM", "QM_df", "QMp",
-        "df", "df1", "df2", "k", "p", "n", "n_levels", "n_groups", "logLik", "deviance", "AIC",
-        "BIC", "AICc", "LRT", "LRT_df", "pval_mixture", "logLik_reduced", "vi", "vi_filled",
-        "tau2", "se_tau2", "tau2_ci_lb", "tau2_ci_ub", "delta", "se_delta", "delta_ci_lb",
-        "delta_ci_ub", "ll", "ll0", "LRT_tau2", "pval_tau2", "steps", "ptable", "k0", "se_k0",
-        "value", "cutoff", "critical", "alpha", "rho", "rhos", "n_clusters", "n_studies",
-        "n_aggregated", "rows_dropped", "k_all", "failed", "n_significant", "sign_changes",
-        "stat_F", "levels", "total", "pval_beta", "p_from", "p_to", "n_above_1_96", "row",
-        "group", "rows", "sum", "sum_of_study_max", "missing", "count", "slope_pval",
-        "se_model_scale", "iterations", "gradient", "max_abs_gradient", "min_eigen",
-        "condition", "sigma2_reduced", "fill", "exact", "level", "estimator", "converged",
-        "es", "study", "cluster", "left_out", "chosen", "n_rows", "k_effects"}
-SKIP = {"timings", "settings", "software", "generator", "created", "command", "methods",
-        "warnings", "other_warnings", "data", "title", "notice", "simulated", "figures",
-        "studies", "apa", "robust_apa", "text", "QE_text", "pi_text", "reason", "rule",
-        "why_undefined", "diagnostics", "model", "block"}
-WORDS = {"left": "right", "right": "left", "less": "greater", "greater": "less",
-         "positive": "negative", "negative": "positive"}
+SAME = {
+    "pval",
+    "se",
+    "sigma2",
+    "sigma2_null",
+    "I2",
+    "I2_ci",
+    "I2_total",
+    "I2_total_ci",
+    "I2_sampling",
+    "typical_v",
+    "sigma2_ci",
+    "QE",
+    "QE_df",
+    "QEp",
+    "QM",
+    "QM_df",
+    "QMp",
+    "df",
+    "df1",
+    "df2",
+    "k",
+    "p",
+    "n",
+    "n_levels",
+    "n_groups",
+    "logLik",
+    "deviance",
+    "AIC",
+    "BIC",
+    "AICc",
+    "LRT",
+    "LRT_df",
+    "pval_mixture",
+    "logLik_reduced",
+    "vi",
+    "vi_filled",
+    "tau2",
+    "se_tau2",
+    "tau2_ci_lb",
+    "tau2_ci_ub",
+    "delta",
+    "se_delta",
+    "delta_ci_lb",
+    "delta_ci_ub",
+    "ll",
+    "ll0",
+    "LRT_tau2",
+    "pval_tau2",
+    "steps",
+    "ptable",
+    "k0",
+    "se_k0",
+    "value",
+    "cutoff",
+    "critical",
+    "alpha",
+    "rho",
+    "rhos",
+    "n_clusters",
+    "n_studies",
+    "n_aggregated",
+    "rows_dropped",
+    "k_all",
+    "failed",
+    "n_significant",
+    "sign_changes",
+    "stat_F",
+    "levels",
+    "total",
+    "pval_beta",
+    "p_from",
+    "p_to",
+    "n_above_1_96",
+    "row",
+    "group",
+    "rows",
+    "sum",
+    "sum_of_study_max",
+    "missing",
+    "count",
+    "slope_pval",
+    "se_model_scale",
+    "iterations",
+    "gradient",
+    "max_abs_gradient",
+    "min_eigen",
+    "condition",
+    "sigma2_reduced",
+    "fill",
+    "exact",
+    "level",
+    "estimator",
+    "converged",
+    "es",
+    "study",
+    "cluster",
+    "left_out",
+    "chosen",
+    "n_rows",
+    "k_effects",
+}
+SKIP = {
+    "timings",
+    "settings",
+    "software",
+    "generator",
+    "created",
+    "command",
+    "methods",
+    "warnings",
+    "other_warnings",
+    "data",
+    "title",
+    "notice",
+    "simulated",
+    "figures",
+    "studies",
+    "apa",
+    "robust_apa",
+    "text",
+    "QE_text",
+    "pi_text",
+    "reason",
+    "rule",
+    "why_undefined",
+    "diagnostics",
+    "model",
+    "block",
+}
+WORDS = {
+    "left": "right",
+    "right": "left",
+    "less": "greater",
+    "greater": "less",
+    "positive": "negative",
+    "negative": "positive",
+}
 
 
 def _is_stat_of_f(d: dict) -> bool:
@@ -140,11 +282,15 @@ che_rhos = [0, 0.5]
 def _numbers(tmp_path, df, name, measure="ZCOR", mods=("phase",), profile=True):
     csv = tmp_path / f"{name}.csv"
     df.to_csv(csv, index=False)
-    text = TOML.format(csv=csv.as_posix(), measure=measure,
-                       mods=", ".join(f'"{m}"' for m in mods),
-                       joint="true" if len(mods) > 1 else "false",
-                       profile="true" if profile else "false")
+    text = TOML.format(
+        csv=csv.as_posix(),
+        measure=measure,
+        mods=", ".join(f'"{m}"' for m in mods),
+        joint="true" if len(mods) > 1 else "false",
+        profile="true" if profile else "false",
+    )
     import tomllib
+
     spec = parse_analysis(tomllib.loads(text), source=tmp_path / f"{name}.toml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -161,20 +307,22 @@ def _mirror(tmp_path, df, **kw):
 def test_every_estimate_of_the_alliance_report_flips(tmp_path):
     """The bundled (SIMULATED) alliance example, with every analysis of the report."""
     import mlmeta
+
     d = mlmeta.load_example("alliance_like").data
-    a, b = _mirror(tmp_path, d[["study", "es", "yi", "vi", "phase", "rater"]],
-                   mods=("phase", "rater"))
+    a, b = _mirror(
+        tmp_path, d[["study", "es", "yi", "vi", "phase", "rater"]], mods=("phase", "rater")
+    )
     problems = compare(a, b)
     assert not problems, "\n".join(problems[:30])
     # the sides used by the bias methods follow the data
     sa, sb = a["bias"]["aggregated"]["selmodel"], b["bias"]["aggregated"]["selmodel"]
     assert {sa["alternative"], sb["alternative"]} == {"less", "greater"}
     assert sa["bins"] == sb["bins"]
-    assert a["bias"]["aggregated"]["trimfill"]["side"] != \
-        b["bias"]["aggregated"]["trimfill"]["side"]
+    assert (
+        a["bias"]["aggregated"]["trimfill"]["side"] != b["bias"]["aggregated"]["trimfill"]["side"]
+    )
     # and the walk did visit the estimates of every section
-    for sec in ("overall", "moderators", "joint", "robust", "sensitivity", "bias",
-                "che_sweep"):
+    for sec in ("overall", "moderators", "joint", "robust", "sensitivity", "bias", "che_sweep"):
         assert a[sec], sec
 
 
@@ -192,9 +340,19 @@ def datasets(draw):
             es += 1
             v = float(rng.uniform(0.005, 0.05))
             ph = "early" if rng.random() < 0.5 else "late"
-            rows.append({"study": s + 1, "es": es, "vi": v, "phase": ph,
-                         "yi": mu + 0.1 * (ph == "late") + u + rng.normal(0, 0.08)
-                         + rng.normal(0, math.sqrt(v))})
+            rows.append(
+                {
+                    "study": s + 1,
+                    "es": es,
+                    "vi": v,
+                    "phase": ph,
+                    "yi": mu
+                    + 0.1 * (ph == "late")
+                    + u
+                    + rng.normal(0, 0.08)
+                    + rng.normal(0, math.sqrt(v)),
+                }
+            )
     df = pd.DataFrame(rows)
     if df["phase"].nunique() < 2:
         df.loc[0, "phase"] = "late" if df.loc[0, "phase"] == "early" else "early"
@@ -202,8 +360,12 @@ def datasets(draw):
 
 
 @pytest.mark.slow
-@settings(max_examples=3, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(df=datasets())
 def test_mirror_property_on_simulated_data(tmp_path, df):
     """SIMULATED data sets (standardized mean differences): the whole report mirrors."""

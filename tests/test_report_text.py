@@ -7,6 +7,7 @@ the plain-language summary, the methods, numbered tables, the Word document and 
 templates. The data sets built here are SIMULATED (small, seeded) unless they are bundled
 published examples.
 """
+
 from __future__ import annotations
 
 import io
@@ -43,12 +44,14 @@ def run_report(tmp: Path, toml: str, name: str = "a") -> tuple[Path, dict]:
 
 def example(name: str, tmp_path_factory) -> tuple[Path, dict]:
     from test_report import build_report
+
     out = build_report(name, tmp_path_factory)
     return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
 
 
 def docx_text(path: Path) -> str:
     import docx
+
     d = docx.Document(str(path))
     parts = [p.text for p in d.paragraphs]
     for t in d.tables:
@@ -58,8 +61,9 @@ def docx_text(path: Path) -> str:
 
 
 def all_text(out: Path) -> str:
-    return "\n".join([(out / "report.md").read_text(encoding="utf-8"), docx_text(
-        out / "report.docx")])
+    return "\n".join(
+        [(out / "report.md").read_text(encoding="utf-8"), docx_text(out / "report.docx")]
+    )
 
 
 NO_EXTRAS = """
@@ -88,8 +92,19 @@ def or_data(seed: int = 3) -> pd.DataFrame:
             lo = math.log(p2 / (1 - p2)) + 0.4 + u + rng.normal(0, 0.1)
             p1 = 1 / (1 + math.exp(-lo))
             a, c = rng.binomial(n1, p1), rng.binomial(n2, p2)
-            rows.append({"study": s, "es": es, "ai": a, "bi": n1 - a, "ci": c, "di": n2 - c,
-                         "n1": n1, "n2": n2, "dose": ["low", "high"][s % 2]})
+            rows.append(
+                {
+                    "study": s,
+                    "es": es,
+                    "ai": a,
+                    "bi": n1 - a,
+                    "ci": c,
+                    "di": n2 - c,
+                    "n1": n1,
+                    "n2": n2,
+                    "dose": ["low", "high"][s % 2],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,8 +121,18 @@ def smd_data(seed: int = 5) -> pd.DataFrame:
             d = 0.3 + u + rng.normal(0, 0.1)
             m1 = rng.normal(d, 1 / math.sqrt(n1))
             m2 = rng.normal(0, 1 / math.sqrt(n2))
-            rows.append({"study": s, "es": es, "m1": m1, "sd1": rng.uniform(0.8, 1.2),
-                         "n1": n1, "m2": m2, "sd2": rng.uniform(0.8, 1.2), "n2": n2})
+            rows.append(
+                {
+                    "study": s,
+                    "es": es,
+                    "m1": m1,
+                    "sd1": rng.uniform(0.8, 1.2),
+                    "n1": n1,
+                    "m2": m2,
+                    "sd2": rng.uniform(0.8, 1.2),
+                    "n2": n2,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -171,9 +196,11 @@ selection_steps = [0.05, 0.025]
     # its slope is the coefficient of sqrt(1/n~) in the refitted model
     import mlmeta
     from mlmeta.effects import escalc
+
     es = escalc("SMD", d, m1i="m1", sd1i="sd1", n1i="n1", m2i="m2", sd2i="sd2", n2i="n2")
-    d2 = d.assign(yi=es["yi"].to_numpy(), vi=es["vi"].to_numpy(),
-                  w=np.sqrt((d.n1 + d.n2) / (d.n1 * d.n2)))
+    d2 = d.assign(
+        yi=es["yi"].to_numpy(), vi=es["vi"].to_numpy(), w=np.sqrt((d.n1 + d.n2) / (d.n1 * d.n2))
+    )
     r = mlmeta.rma_mv(d2, "yi", "vi", random="study/es", mods="~ w", test="t", dfs="contain")
     assert eg["coef"] == pytest.approx(float(r.core.beta[1]), rel=1e-6)
 
@@ -201,26 +228,33 @@ moderators = ["dose"]
     d = o["display"]
     assert o["scale"] == "OR"
     assert d["estimate"] == pytest.approx(math.exp(z["estimate"]))
-    assert (d["ci_lb"], d["ci_ub"]) == pytest.approx((math.exp(z["ci_lb"]),
-                                                      math.exp(z["ci_ub"])))
-    assert o["apa"].startswith(f"OR = {d['estimate']:.2f}, 95% CI [{d['ci_lb']:.2f}, "
-                               f"{d['ci_ub']:.2f}], t(")
+    assert (d["ci_lb"], d["ci_ub"]) == pytest.approx((math.exp(z["ci_lb"]), math.exp(z["ci_ub"])))
+    assert o["apa"].startswith(
+        f"OR = {d['estimate']:.2f}, 95% CI [{d['ci_lb']:.2f}, {d['ci_ub']:.2f}], t("
+    )
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "Effect size (OR)" not in md and "log odds ratio" in md
     cats = numbers["moderators"][0]["categories"]
     assert cats[0]["estimate"] == pytest.approx(math.exp(cats[0]["model_scale"]["estimate"]))
     # the figures label the scale honestly: log odds ratio, or odds ratio on a log axis
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import mlmeta
     from mlmeta import plots
     from mlmeta.effects import escalc
+
     dd = or_data()
     es = escalc("OR", dd, ai="ai", bi="bi", ci="ci", di="di")
-    r = mlmeta.rma_mv(dd.assign(yi=es["yi"].to_numpy(), vi=es["vi"].to_numpy()), "yi", "vi",
-                      random="study/es", measure="OR")
+    r = mlmeta.rma_mv(
+        dd.assign(yi=es["yi"].to_numpy(), vi=es["vi"].to_numpy()),
+        "yi",
+        "vi",
+        random="study/es",
+        measure="OR",
+    )
     assert plots.forest(r).get_xlabel() == "Log odds ratio"
     ax = plots.forest(r, transf="exp")
     assert ax.get_xlabel() == "Odds ratio" and ax.get_xscale() == "log"
@@ -235,8 +269,15 @@ def test_undefined_cluster_robust_test_is_said_in_words(tmp_path):
     rows = []
     for s in range(1, 6):
         for j in range(2):
-            rows.append({"study": s, "es": 2 * s + j - 2, "yi": rng.normal(0.3, 0.2),
-                         "vi": rng.uniform(0.01, 0.05), "type": "abcd"[min(s - 1, 3)]})
+            rows.append(
+                {
+                    "study": s,
+                    "es": 2 * s + j - 2,
+                    "yi": rng.normal(0.3, 0.2),
+                    "vi": rng.uniform(0.01, 0.05),
+                    "type": "abcd"[min(s - 1, 3)],
+                }
+            )
     pd.DataFrame(rows).to_csv(tmp_path / "d.csv", index=False)
     toml = f"""title = "Few studies"
 simulated = true
@@ -285,12 +326,14 @@ def test_small_df_warning_in_the_same_paragraph(tmp_path_factory):
 # ---------------------------------------------------------------- captions and wording
 def test_profile_caption_matches_the_line_styles(tmp_path_factory):
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import mlmeta
     from mlmeta import plots
     from mlmeta.plots.profileplot import STYLES
+
     _, numbers = example("alliance_like", tmp_path_factory)
     cap = next(f["caption"] for f in numbers["figures"] if f["name"] == "profile")
     assert f"the {STYLES['estimate']} vertical line marks the estimate" in cap
@@ -335,11 +378,14 @@ che_sweep = false
     assert "multilevel" not in text.lower()
     assert "A two-level random-effects model" in text
     import matplotlib
+
     matplotlib.use("Agg")
     import mlmeta
     from mlmeta import plots
-    r = mlmeta.rma_mv(mlmeta.load_example("molloy2014").data, "yi", "vi", random="id",
-                      measure="ZCOR")
+
+    r = mlmeta.rma_mv(
+        mlmeta.load_example("molloy2014").data, "yi", "vi", random="id", measure="ZCOR"
+    )
     ax = plots.forest(r)
     assert "Random-effects model" in [t.get_text() for t in ax.texts]
 
@@ -381,6 +427,7 @@ rho = 0.6
 def test_outlier_and_cooks_rules_are_stated_and_cited(tmp_path_factory):
     out, numbers = example("assink2016", tmp_path_factory)
     from scipy.stats import chi2, norm
+
     ol = numbers["sensitivity"]["outliers"]
     assert ol["rule_name"] == "bonferroni"
     assert ol["critical"] == pytest.approx(norm.isf(0.05 / 200))
@@ -416,6 +463,7 @@ def test_disagreeing_inferences_are_said_in_the_main_text(tmp_path_factory):
     import copy
 
     from mlmeta.report.document import build_document
+
     n = copy.deepcopy(_numbers(tmp_path_factory))
     assert not n["inference"]["differ"]
     assert "disagree" not in _text(build_document(n))
@@ -425,8 +473,10 @@ def test_disagreeing_inferences_are_said_in_the_main_text(tmp_path_factory):
     i_next = next(i for i, b in enumerate(blocks) if b["t"] == "h" and i > i_over)
     main = blocks[i_over:i_next]
     p = next(b for b in main if b.get("cls") == "disagree")
-    assert "significant at α = .05 with the model-based test but not significant with " \
-           "the CR2" in p["text"]
+    assert (
+        "significant at α = .05 with the model-based test but not significant with "
+        "the CR2" in p["text"]
+    )
     assert "The primary inference is the model-based test" in p["text"]
 
 
@@ -454,25 +504,34 @@ def test_boundary_sentence_when_ci_includes_zero_but_lrt_rejects(tmp_path_factor
     import copy
 
     from mlmeta.report.document import build_document
+
     n = copy.deepcopy(_numbers(tmp_path_factory))
     lev = n["heterogeneity"]["levels"][0]
     assert "boundary" not in [b.get("cls") for b in build_document(n)]
     lev["sigma2_ci"][0] = 0.0
     lev["lrt"].update(LRT=3.2, pval=0.074, pval_mixture=0.037)
     p = next(b for b in build_document(n) if b.get("cls") == "boundary")
-    assert p["text"].startswith(f"For {lev['level']}, the 95% profile-likelihood CI of σ² "
-                                "includes 0 although the likelihood-ratio test rejects")
+    assert p["text"].startswith(
+        f"For {lev['level']}, the 95% profile-likelihood CI of σ² "
+        "includes 0 although the likelihood-ratio test rejects"
+    )
     assert "(3.84)" in p["text"] and "(Self & Liang, 1987)" in p["text"]
 
 
 def test_r2_wording(tmp_path_factory):
     from mlmeta.report.document import _r2_text
     from mlmeta.report.refs import Citations
-    r2 = {"levels": {"study": -0.21, "study/es": 0.35}, "total": -0.02,
-          "applicable": {"study": True, "study/es": True}}
+
+    r2 = {
+        "levels": {"study": -0.21, "study/es": 0.35},
+        "total": -0.02,
+        "applicable": {"study": True, "study/es": True},
+    }
     t = _r2_text(r2, Citations())
-    assert t == "R² per level: study: no variance explained; study/es 35.0%; total no " \
-                "variance explained"
+    assert (
+        t == "R² per level: study: no variance explained; study/es 35.0%; total no "
+        "variance explained"
+    )
     assert MINUS not in t and "-" not in t.replace("study/es", "")
     r2["levels"]["study"] = None
     assert "study not defined" in _r2_text(r2, Citations())
@@ -486,6 +545,7 @@ def test_i2_ci_method_is_said(tmp_path_factory):
 
 def test_reference_list_is_exactly_what_the_text_cites(report_any):
     from mlmeta.report.refs import REFERENCES
+
     out, _ = report_any
     md = (out / "report.md").read_text(encoding="utf-8")
     body, refs = md.split("## References", 1)
@@ -496,8 +556,17 @@ def test_reference_list_is_exactly_what_the_text_cites(report_any):
     for k, (who, year, _) in REFERENCES.items():
         cited = f"{who}, {year}" in body or f"{who} ({year})" in body
         assert cited == (k in keys_listed), k
-    for must in ("viechtbauer2010", "tipton2015", "egger1997", "duval2000", "vevea1995",
-                 "self1987", "viechtbauer_cheung2010", "higgins2009", "cheung2014"):
+    for must in (
+        "viechtbauer2010",
+        "tipton2015",
+        "egger1997",
+        "duval2000",
+        "vevea1995",
+        "self1987",
+        "viechtbauer_cheung2010",
+        "higgins2009",
+        "cheung2014",
+    ):
         assert must in keys_listed, must
 
 
@@ -521,20 +590,25 @@ def test_plain_language_summary(tmp_path_factory):
     assert "this does not show that it is the same across treatment categories" in summ
     assert "In a new study like these, the true effect is expected to lie between" in summ
     assert "simulated" in summ.lower()
-    for bad in ("no difference", "no effect of", "causes", "leads to", "because of",
-                "proves"):
+    for bad in ("no difference", "no effect of", "causes", "leads to", "because of", "proves"):
         assert bad not in summ.lower(), bad
 
 
 def test_methods_name_every_analysis_and_setting(tmp_path_factory):
     _out, numbers = example("alliance_like", tmp_path_factory)
     m = numbers["methods"]
-    for phrase in ("Leave-one-out", "Cook's distances", "Bonferroni",
-                   "ρ = 0, 0.2, 0.4, 0.6, 0.8, 0.9", "each with model-based and CR2 inference",
-                   "one-sided p-value cut point .025",
-                   "selection favours significant negative effects",
-                   "The primary inference is model-based", "profile-likelihood CIs",
-                   "50:50 mixture"):
+    for phrase in (
+        "Leave-one-out",
+        "Cook's distances",
+        "Bonferroni",
+        "ρ = 0, 0.2, 0.4, 0.6, 0.8, 0.9",
+        "each with model-based and CR2 inference",
+        "one-sided p-value cut point .025",
+        "selection favours significant negative effects",
+        "The primary inference is model-based",
+        "profile-likelihood CIs",
+        "50:50 mixture",
+    ):
         assert phrase in m, phrase
 
 
@@ -556,6 +630,7 @@ def test_tables_and_figures_are_numbered(tmp_path_factory):
 
 def test_word_document_has_the_same_text_tables_and_figures(tmp_path_factory):
     import docx
+
     out, numbers = example("alliance_like", tmp_path_factory)
     d = docx.Document(str(out / "report.docx"))
     md = (out / "report.md").read_text(encoding="utf-8")
@@ -566,8 +641,9 @@ def test_word_document_has_the_same_text_tables_and_figures(tmp_path_factory):
     assert numbers["overall"]["apa"] in text
     assert "Summary for practitioners" in text and "References" in text
     assert "Viechtbauer, W. (2010). Conducting meta-analyses in R" in text
-    assert [p.style.name for p in d.paragraphs if p.text.startswith("Viechtbauer, W. (2010)")] \
-        == ["List Number"]
+    assert [p.style.name for p in d.paragraphs if p.text.startswith("Viechtbauer, W. (2010)")] == [
+        "List Number"
+    ]
     assert d.tables[0].rows[0].cells[0].text == "Level"
     with zipfile.ZipFile(out / "report.docx") as z:
         assert sum(n.startswith("word/media/") for n in z.namelist()) == len(numbers["figures"])
@@ -578,10 +654,13 @@ def test_templates_can_be_overridden(tmp_path):
     tdir.mkdir()
     (tdir / "report.html.j2").write_text(
         '{% extends "mlmeta/report.html.j2" %}{% block css %}body { color: #123456; }'
-        '{% endblock %}', encoding="utf-8")
+        "{% endblock %}",
+        encoding="utf-8",
+    )
     (tdir / "report.md.j2").write_text(
-        "JOURNAL {{ title }}\n{% for b in blocks if b.t == 'table' %}{{ b.caption }}\n"
-        "{% endfor %}", encoding="utf-8")
+        "JOURNAL {{ title }}\n{% for b in blocks if b.t == 'table' %}{{ b.caption }}\n{% endfor %}",
+        encoding="utf-8",
+    )
     toml = f"""title = "Journal style"
 [data]
 example = "konstantopoulos2011"
@@ -600,28 +679,57 @@ templates = "tpl"
     assert md.startswith("JOURNAL Journal style\nTable 1. Variance components")
 
 
-@pytest.mark.parametrize("key,value,msg", [
-    ("model.inference", '"robust"', ("'model.inference' must be one of model, CR2; got "
-                                    "'robust'")),
-    ("analyses.selection_side", '"up"', ("'analyses.selection_side' must be one of auto, "
-                                        "positive, negative; got 'up'")),
-    ("analyses.selection_steps", "[0.5, 1.0]", ("'analyses.selection_steps' must be distinct "
-                                               "one-sided p-values between 0 and 1 (exclusive); "
-                                               "got [0.5, 1.0]")),
-    ("analyses.egger_predictor", '"n"', ("'analyses.egger_predictor' must be one of auto, se, "
-                                        "sqrt_inv_n; got 'n'")),
-    ("analyses.outlier_rule", '"3sd"', ("'analyses.outlier_rule' must be one of bonferroni, "
-                                       "z1.96; got '3sd'")),
-    ("report.forest_level", '"page"', ("'report.forest_level' must be one of auto, effect, "
-                                      "study; got 'page'")),
-    ("report.forest_sort", '"size"', ("'report.forest_sort' must be one of data, effect, "
-                                     "weight; got 'size'")),
-    ("report.templates", '"nowhere"', "'report.templates' 'nowhere' is not a folder"),
-])
+@pytest.mark.parametrize(
+    "key,value,msg",
+    [
+        (
+            "model.inference",
+            '"robust"',
+            ("'model.inference' must be one of model, CR2; got 'robust'"),
+        ),
+        (
+            "analyses.selection_side",
+            '"up"',
+            ("'analyses.selection_side' must be one of auto, positive, negative; got 'up'"),
+        ),
+        (
+            "analyses.selection_steps",
+            "[0.5, 1.0]",
+            (
+                "'analyses.selection_steps' must be distinct "
+                "one-sided p-values between 0 and 1 (exclusive); "
+                "got [0.5, 1.0]"
+            ),
+        ),
+        (
+            "analyses.egger_predictor",
+            '"n"',
+            ("'analyses.egger_predictor' must be one of auto, se, sqrt_inv_n; got 'n'"),
+        ),
+        (
+            "analyses.outlier_rule",
+            '"3sd"',
+            ("'analyses.outlier_rule' must be one of bonferroni, z1.96; got '3sd'"),
+        ),
+        (
+            "report.forest_level",
+            '"page"',
+            ("'report.forest_level' must be one of auto, effect, study; got 'page'"),
+        ),
+        (
+            "report.forest_sort",
+            '"size"',
+            ("'report.forest_sort' must be one of data, effect, weight; got 'size'"),
+        ),
+        ("report.templates", '"nowhere"', "'report.templates' 'nowhere' is not a folder"),
+    ],
+)
 def test_analysis_file_keys_are_validated(tmp_path, key, value, msg):
     table, name = key.split(".")
-    toml = (f'[data]\nexample = "konstantopoulos2011"\n[effect]\nyi = "yi"\nvi = "vi"\n'
-            f"[{table}]\n{name} = {value}\n")
+    toml = (
+        f'[data]\nexample = "konstantopoulos2011"\n[effect]\nyi = "yi"\nvi = "vi"\n'
+        f"[{table}]\n{name} = {value}\n"
+    )
     p = tmp_path / "a.toml"
     p.write_text(toml, encoding="utf-8")
     o, e = io.StringIO(), io.StringIO()
@@ -638,14 +746,23 @@ def test_report_of_1501_effect_sizes_stays_small(tmp_path):
     level (first page in the report, every study and every effect size in multi-page PDFs),
     no figure is taller than 12 inches and the HTML stays under 5 MB."""
     from PIL import Image
+
     rng = np.random.default_rng(7)
     sizes = 1 + rng.multinomial(1501 - 300, np.full(300, 1 / 300))
     study = np.repeat(np.arange(1, 301), sizes)
     k = len(study)
     vi = rng.uniform(0.005, 0.05, k)
-    pd.DataFrame({"study": study, "es": np.arange(1, k + 1), "vi": vi,
-                  "yi": 0.2 + rng.normal(0, 0.1, 300)[study - 1] + rng.normal(0, 0.05, k)
-                  + rng.normal(0, np.sqrt(vi))}).to_csv(tmp_path / "big.csv", index=False)
+    pd.DataFrame(
+        {
+            "study": study,
+            "es": np.arange(1, k + 1),
+            "vi": vi,
+            "yi": 0.2
+            + rng.normal(0, 0.1, 300)[study - 1]
+            + rng.normal(0, 0.05, k)
+            + rng.normal(0, np.sqrt(vi)),
+        }
+    ).to_csv(tmp_path / "big.csv", index=False)
     toml = """title = "Big"
 simulated = true
 [data]

@@ -177,15 +177,23 @@ def test_cr1_matches_metafor(path: Path) -> None:
 # Invariances and API equivalences
 # ---------------------------------------------------------------------------------------------
 
-INV_CASES = ["assink2016_deltype_t", "alliance_like_treatment_t", "crede2010_grade_class_t",
-             "assink2016_subgroups_t", "konstantopoulos2011_t"]
+INV_CASES = [
+    "assink2016_deltype_t",
+    "alliance_like_treatment_t",
+    "crede2010_grade_class_t",
+    "assink2016_subgroups_t",
+    "konstantopoulos2011_t",
+]
 _KEYS = ["vcov", "se", "stat", "df", "pval", "ci_lb", "ci_ub", "QM", "QM_df", "QMp"]
 
 
 def _assert_same(a: dict, b: dict) -> None:
     for key in _KEYS:
         np.testing.assert_allclose(
-            np.asarray(a[key], float), np.asarray(b[key], float), rtol=1e-9, atol=1e-13,
+            np.asarray(a[key], float),
+            np.asarray(b[key], float),
+            rtol=1e-9,
+            atol=1e-13,
             err_msg=key,
         )
 

@@ -2,6 +2,7 @@
 
 All data here are simulated.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -27,9 +28,19 @@ from mlmeta.errors import InputError
 HERE = Path(__file__).parent
 SIMHELPERS = HERE / "fixtures" / "sim" / "simhelpers.json"
 
-DESIGN = [{"J": 6, "mu": 0.2, "tau": 0.1, "omega": 0.05, "rho": 0.5, "k": 3, "sigma2": 0.04},
-          {"J": 8, "mu": 0.0, "tau": 0.2, "omega": 0.1, "rho": 0.3, "k": [1, 2, 4],
-           "sigma2": [0.02, 0.05], "beta_study": 0.1}]
+DESIGN = [
+    {"J": 6, "mu": 0.2, "tau": 0.1, "omega": 0.05, "rho": 0.5, "k": 3, "sigma2": 0.04},
+    {
+        "J": 8,
+        "mu": 0.0,
+        "tau": 0.2,
+        "omega": 0.1,
+        "rho": 0.3,
+        "k": [1, 2, 4],
+        "sigma2": [0.02, 0.05],
+        "beta_study": 0.1,
+    },
+]
 
 
 def mean_analysis(data: pd.DataFrame, condition: dict) -> dict:
@@ -38,8 +49,15 @@ def mean_analysis(data: pd.DataFrame, condition: dict) -> dict:
     est = float(np.sum(w * data["yi"].to_numpy()) / w.sum())
     se = float(np.sqrt(1.0 / w.sum()))
     from scipy.stats import norm
-    return {"estimate": est, "se": se, "p": float(2 * norm.sf(abs(est / se))),
-            "ci_lb": est - 1.96 * se, "ci_ub": est + 1.96 * se, "k": len(data)}
+
+    return {
+        "estimate": est,
+        "se": se,
+        "p": float(2 * norm.sf(abs(est / se))),
+        "ci_lb": est - 1.96 * se,
+        "ci_ub": est + 1.96 * se,
+        "k": len(data),
+    }
 
 
 def table(**kw) -> pd.DataFrame:
@@ -104,8 +122,9 @@ def dask_clients():
     distributed = pytest.importorskip("distributed")
     clients = []
     for n in (1, 2):
-        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=False,
-                                           dashboard_address=":0")
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=False, dashboard_address=":0"
+        )
         clients.append((cluster, distributed.Client(cluster)))
     yield [c for _, c in clients]
     for cluster, client in clients:
@@ -116,8 +135,7 @@ def dask_clients():
 def test_dask_clients_give_the_same_table(serial, dask_clients):
     for client in dask_clients:
         pd.testing.assert_frame_equal(serial, table(executor=client, chunk_size=3))
-        pd.testing.assert_frame_equal(serial, table(executor=client.get_executor(),
-                                                    chunk_size=5))
+        pd.testing.assert_frame_equal(serial, table(executor=client.get_executor(), chunk_size=5))
 
 
 # ------------------------------------------------------------------ checkpoints
@@ -138,23 +156,38 @@ def test_resume_after_a_crash_gives_the_same_table(tmp_path):
     _CALLS["left"] = 9  # chunks of 4: two complete, the third crashes
     try:
         with pytest.raises(RuntimeError, match="simulated crash"):
-            sim.run(DESIGN, sim.generate_three_level, failing_analysis,
-                    checkpoint=tmp_path / "ck", **args)
+            sim.run(
+                DESIGN,
+                sim.generate_three_level,
+                failing_analysis,
+                checkpoint=tmp_path / "ck",
+                **args,
+            )
     finally:
         _CALLS["left"] = None
     files = sorted(p.name for p in (tmp_path / "ck").glob("chunk-*.parquet"))
-    assert files == ["chunk-c000000-r000000000-000000004.parquet",
-                     "chunk-c000000-r000000004-000000008.parquet"]
-    again = sim.run(DESIGN, sim.generate_three_level, failing_analysis,
-                    checkpoint=tmp_path / "ck", **args)
+    assert files == [
+        "chunk-c000000-r000000000-000000004.parquet",
+        "chunk-c000000-r000000004-000000008.parquet",
+    ]
+    again = sim.run(
+        DESIGN, sim.generate_three_level, failing_analysis, checkpoint=tmp_path / "ck", **args
+    )
     pd.testing.assert_frame_equal(full, again)
     assert len(list((tmp_path / "ck").glob("chunk-*.parquet"))) == 8
     # a third run computes nothing: every chunk is read back
     _CALLS["left"] = 0
     try:
-        pd.testing.assert_frame_equal(full, sim.run(
-            DESIGN, sim.generate_three_level, failing_analysis, checkpoint=tmp_path / "ck",
-            **args))
+        pd.testing.assert_frame_equal(
+            full,
+            sim.run(
+                DESIGN,
+                sim.generate_three_level,
+                failing_analysis,
+                checkpoint=tmp_path / "ck",
+                **args,
+            ),
+        )
     finally:
         _CALLS["left"] = None
 
@@ -172,8 +205,11 @@ sim.run(design, sim.generate_three_level, sim.analyse_mlma, reps=40, seed=3,
 def test_resume_after_sigkill(tmp_path):
     """A run killed with SIGKILL mid-way resumes from its checkpoint to the same table."""
     folder = tmp_path / "ck"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(folder=str(folder))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT.format(folder=str(folder))],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if len(list(folder.glob("chunk-*.parquet"))) >= 3:
@@ -184,11 +220,12 @@ def test_resume_after_sigkill(tmp_path):
     proc.wait()
     done = len(list(folder.glob("chunk-*.parquet")))
     assert 3 <= done < 40
-    design = [{"J": 6, "mu": 0.2, "tau": 0.1, "omega": 0.05, "rho": 0.5, "k": 3,
-               "sigma2": 0.04}, {"J": 5, "mu": 0.0, "tau": 0.2, "k": 2, "sigma2": 0.02}]
+    design = [
+        {"J": 6, "mu": 0.2, "tau": 0.1, "omega": 0.05, "rho": 0.5, "k": 3, "sigma2": 0.04},
+        {"J": 5, "mu": 0.0, "tau": 0.2, "k": 2, "sigma2": 0.02},
+    ]
     args = {"reps": 40, "seed": 3, "executor": "serial", "chunk_size": 2, "progress": False}
-    resumed = sim.run(design, sim.generate_three_level, sim.analyse_mlma, checkpoint=folder,
-                      **args)
+    resumed = sim.run(design, sim.generate_three_level, sim.analyse_mlma, checkpoint=folder, **args)
     fresh = sim.run(design, sim.generate_three_level, sim.analyse_mlma, **args)
     pd.testing.assert_frame_equal(fresh, resumed)
     assert not list(folder.glob(".tmp-*"))
@@ -200,47 +237,91 @@ def test_checkpoint_of_another_simulation_is_refused(tmp_path):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["reps"] == 13 and manifest["seed"] == 7 and len(manifest["hash"]) == 64
     for change in ({"seed": 8}, {"reps": 14}, {"chunk_size": 5}):
-        with pytest.raises(InputError, match=r"^checkpoint folder .* holds a different "
-                                             r"simulation \(design, reps, seed, chunk_size or "
-                                             r"functions differ\); use a new folder or delete "
-                                             r"it$"):
+        with pytest.raises(
+            InputError,
+            match=r"^checkpoint folder .* holds a different "
+            r"simulation \(design, reps, seed, chunk_size or "
+            r"functions differ\); use a new folder or delete "
+            r"it$",
+        ):
             table(checkpoint=tmp_path, **change)
     with pytest.raises(InputError, match="holds a different simulation"):
-        sim.run(DESIGN[:1], sim.generate_three_level, mean_analysis_k, reps=13, seed=7,
-                executor="serial", chunk_size=4, progress=False, checkpoint=tmp_path)
+        sim.run(
+            DESIGN[:1],
+            sim.generate_three_level,
+            mean_analysis_k,
+            reps=13,
+            seed=7,
+            executor="serial",
+            chunk_size=4,
+            progress=False,
+            checkpoint=tmp_path,
+        )
 
 
 def test_chunk_files_without_manifest_are_refused(tmp_path):
     (tmp_path / "chunk-c000000-r000000000-000000004.parquet").write_bytes(b"")
-    with pytest.raises(InputError, match=r"has chunk files but no manifest.json; use a new "
-                                         r"folder or delete it$"):
+    with pytest.raises(
+        InputError,
+        match=r"has chunk files but no manifest.json; use a new "
+        r"folder or delete it$",
+    ):
         table(checkpoint=tmp_path)
 
 
 # ------------------------------------------------------------------ errors and progress
 def test_unpicklable_functions_are_refused_on_an_executor():
-    msg = (r"^analyse must be picklable to run on an executor: define it at module level \(not a "
-           r"lambda or nested function\), or pass executor='serial'; got '.*<lambda>' "
-           r"\((PicklingError|AttributeError)\)$")
+    msg = (
+        r"^analyse must be picklable to run on an executor: define it at module level \(not a "
+        r"lambda or nested function\), or pass executor='serial'; got '.*<lambda>' "
+        r"\((PicklingError|AttributeError)\)$"
+    )
     with pytest.raises(InputError, match=msg), cf.ThreadPoolExecutor(1) as ex:
-            sim.run(DESIGN, sim.generate_three_level, lambda d, c: {"x": 1.0}, reps=2, seed=1,
-                    executor=ex, progress=False)
+        sim.run(
+            DESIGN,
+            sim.generate_three_level,
+            lambda d, c: {"x": 1.0},
+            reps=2,
+            seed=1,
+            executor=ex,
+            progress=False,
+        )
     # serial needs no pickling
-    out = sim.run(DESIGN, sim.generate_three_level, lambda d, c: {"x": 1.0}, reps=2, seed=1,
-                  executor="serial", progress=False)
+    out = sim.run(
+        DESIGN,
+        sim.generate_three_level,
+        lambda d, c: {"x": 1.0},
+        reps=2,
+        seed=1,
+        executor="serial",
+        progress=False,
+    )
     assert out["x"].tolist() == [1.0] * 4
 
 
-@pytest.mark.parametrize(("kw", "msg"), [
-    ({"reps": 0}, r"^reps must be an integer >= 1; got 0$"),
-    ({"chunk_size": 2.5}, r"^chunk_size must be an integer >= 1; got 2.5$"),
-    ({"seed": -1}, r"^seed must be a non-negative integer; got -1$"),
-    ({"executor": "threads"}, (r"^executor must be 'serial', a concurrent.futures.Executor, a "
-                              r"dask.distributed Client or None; got 'threads'$")),
-    ({"executor": 0}, r"^executor: a number of worker processes must be >= 1; got 0$"),
-    ({"executor": object()}, (r"^executor must be 'serial', a concurrent.futures.Executor, a "
-                             r"dask.distributed Client or None; got object$")),
-])
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"reps": 0}, r"^reps must be an integer >= 1; got 0$"),
+        ({"chunk_size": 2.5}, r"^chunk_size must be an integer >= 1; got 2.5$"),
+        ({"seed": -1}, r"^seed must be a non-negative integer; got -1$"),
+        (
+            {"executor": "threads"},
+            (
+                r"^executor must be 'serial', a concurrent.futures.Executor, a "
+                r"dask.distributed Client or None; got 'threads'$"
+            ),
+        ),
+        ({"executor": 0}, r"^executor: a number of worker processes must be >= 1; got 0$"),
+        (
+            {"executor": object()},
+            (
+                r"^executor must be 'serial', a concurrent.futures.Executor, a "
+                r"dask.distributed Client or None; got object$"
+            ),
+        ),
+    ],
+)
 def test_run_argument_errors(kw, msg):
     args = {"reps": 2, "seed": 1, "executor": "serial", "progress": False}
     args.update(kw)
@@ -253,31 +334,72 @@ def test_design_errors():
         sim.run([], sim.generate_three_level, mean_analysis, reps=1, seed=1)
     with pytest.raises(InputError, match=r"got a single dict: wrap it in a list$"):
         sim.run(DESIGN[0], sim.generate_three_level, mean_analysis, reps=1, seed=1)
-    with pytest.raises(InputError, match=r"^design: condition 1 must be a dict of parameters; "
-                                         r"got int$"):
+    with pytest.raises(
+        InputError,
+        match=r"^design: condition 1 must be a dict of parameters; "
+        r"got int$",
+    ):
         sim.run([DESIGN[0], 3], sim.generate_three_level, mean_analysis, reps=1, seed=1)
-    with pytest.raises(InputError, match=r"^design must be a DataFrame or a list of dicts \(one "
-                                         r"per condition\); got int$"):
+    with pytest.raises(
+        InputError,
+        match=r"^design must be a DataFrame or a list of dicts \(one "
+        r"per condition\); got int$",
+    ):
         sim.run(5, sim.generate_three_level, mean_analysis, reps=1, seed=1)
     with pytest.raises(InputError, match=r"^generate must be a function; got str$"):
         sim.run(DESIGN, "gen", mean_analysis, reps=1, seed=1)
-    with pytest.raises(InputError, match=r"^analyse returned column\(s\) 'k' with the name of a "
-                                         r"design parameter; rename them$"):
-        sim.run([{"J": 3, "k": 2, "sigma2": 0.1}], sim.generate_three_level, mean_analysis,
-                reps=1, seed=1, executor="serial", progress=False)
-    with pytest.raises(InputError, match=r"^analyse must return a dict or a DataFrame of "
-                                         r"estimates; got float \(condition 0, replication 0\)$"):
-        sim.run(DESIGN, sim.generate_three_level, lambda d, c: 1.0, reps=1, seed=1,
-                executor="serial", progress=False)
+    with pytest.raises(
+        InputError,
+        match=r"^analyse returned column\(s\) 'k' with the name of a "
+        r"design parameter; rename them$",
+    ):
+        sim.run(
+            [{"J": 3, "k": 2, "sigma2": 0.1}],
+            sim.generate_three_level,
+            mean_analysis,
+            reps=1,
+            seed=1,
+            executor="serial",
+            progress=False,
+        )
+    with pytest.raises(
+        InputError,
+        match=r"^analyse must return a dict or a DataFrame of "
+        r"estimates; got float \(condition 0, replication 0\)$",
+    ):
+        sim.run(
+            DESIGN,
+            sim.generate_three_level,
+            lambda d, c: 1.0,
+            reps=1,
+            seed=1,
+            executor="serial",
+            progress=False,
+        )
 
 
 def test_design_as_dataframe_equals_list_of_dicts():
-    design = pd.DataFrame([{"J": 5, "mu": 0.1, "k": 2, "sigma2": 0.05},
-                           {"J": 7, "mu": 0.3, "k": 3, "sigma2": 0.02}])
-    a = sim.run(design, sim.generate_three_level, mean_analysis_k, reps=3, seed=2,
-                executor="serial", progress=False)
-    b = sim.run(design.to_dict(orient="records"), sim.generate_three_level, mean_analysis_k,
-                reps=3, seed=2, executor="serial", progress=False)
+    design = pd.DataFrame(
+        [{"J": 5, "mu": 0.1, "k": 2, "sigma2": 0.05}, {"J": 7, "mu": 0.3, "k": 3, "sigma2": 0.02}]
+    )
+    a = sim.run(
+        design,
+        sim.generate_three_level,
+        mean_analysis_k,
+        reps=3,
+        seed=2,
+        executor="serial",
+        progress=False,
+    )
+    b = sim.run(
+        design.to_dict(orient="records"),
+        sim.generate_three_level,
+        mean_analysis_k,
+        reps=3,
+        seed=2,
+        executor="serial",
+        progress=False,
+    )
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -291,8 +413,9 @@ def test_progress_bar_on_stderr(capsys):
 
 # ------------------------------------------------------------------ generator
 def test_generator_shape_and_columns():
-    d = sim.generate_three_level({"J": 4, "mu": 0.1, "k": 3, "sigma2": 0.05, "beta_es": 0.2},
-                                 np.random.default_rng(1))
+    d = sim.generate_three_level(
+        {"J": 4, "mu": 0.1, "k": 3, "sigma2": 0.05, "beta_es": 0.2}, np.random.default_rng(1)
+    )
     assert d.columns.tolist() == ["study", "es", "yi", "vi", "x_es"]
     assert d["study"].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
     assert d["es"].tolist() == [1, 2, 3] * 4
@@ -302,8 +425,7 @@ def test_generator_shape_and_columns():
 def test_generator_moments_match_the_model():
     """Pooled over many studies: mean mu, Var(y) = tau2 + omega2 + sigma2, and within-study
     covariance tau2 + rho sigma2."""
-    cond = {"J": 40000, "mu": 0.3, "tau": 0.3, "omega": 0.2, "rho": 0.6, "k": 2,
-            "sigma2": 0.05}
+    cond = {"J": 40000, "mu": 0.3, "tau": 0.3, "omega": 0.2, "rho": 0.6, "k": 2, "sigma2": 0.05}
     d = sim.generate_three_level(cond, np.random.default_rng(5))
     y = d["yi"].to_numpy().reshape(-1, 2)
     assert abs(y.mean() - 0.3) < 0.006
@@ -344,34 +466,91 @@ def test_generator_variances_from_sample_sizes():
     assert set(np.round(d["vi"], 12)) == {0.2, 0.08}
 
 
-@pytest.mark.parametrize(("cond", "msg"), [
-    ({"k": 2, "sigma2": 0.1}, r"^condition: 'J' is required$"),
-    ({"J": 1, "k": 2, "sigma2": 0.1}, r"^condition: 'J' must lie in >= 2; got 1$"),
-    ({"J": 2.5, "k": 2, "sigma2": 0.1}, (r"^condition: 'J' must be a whole number of studies; "
-                                         r"got 2.5$")),
-    ({"J": 3, "k": 2, "sigma2": 0.1, "rho": 1}, (r"^condition: 'rho' must lie in \[0, 1\); "
-                                                 r"got 1$")),
-    ({"J": 3, "k": 2, "sigma2": 0.1, "tau": "a"}, (r"^condition: 'tau' must be a number; "
-                                                   r"got 'a'$")),
-    ({"J": 3, "sigma2": 0.1}, (r"^condition: 'k' \(effect sizes per study: a number or a list\) "
-                              r"is required$")),
-    ({"J": 3, "k": 0, "sigma2": 0.1}, (r"^condition: 'k' must be a number or a list of numbers "
-                                      r">= 1; got 0$")),
-    ({"J": 3, "k": 2.5, "sigma2": 0.1}, (r"^condition: 'k' must be whole numbers for "
-                                        r"k_dist='constant'; got 2.5$")),
-    ({"J": 3, "k": 2, "k_dist": "geometric", "sigma2": 0.1},
-     r"^condition: 'k_dist' must be one of constant, poisson, empirical; got 'geometric'$"),
-    ({"J": 3, "k": [1, 2], "k_dist": "poisson", "sigma2": 0.1},
-     r"^condition: k_dist='poisson' takes one number 'k'; got a list of 2$"),
-    ({"J": 3, "k": 2}, (r"^condition: give exactly one of 'sigma2' \(sampling variances\) or 'n' "
-                       r"\(sample sizes\)$")),
-    ({"J": 3, "k": 2, "sigma2": [0.1, -1]}, (r"^condition: 'sigma2' must be a number or a list "
-                                            r"of numbers > 0; got \[0.1, -1\]$")),
-    ({"J": 3, "k": 2, "n": 3, "measure": "ZCOR"}, (r"^condition: 'n' must be a number or a list "
-                                                  r"of numbers > 3; got 3$")),
-    ({"J": 3, "k": 2, "n": 30, "measure": "OR"}, (r"^condition: 'measure' must be one of ZCOR, "
-                                                 r"SMD; got 'OR'$")),
-])
+@pytest.mark.parametrize(
+    ("cond", "msg"),
+    [
+        ({"k": 2, "sigma2": 0.1}, r"^condition: 'J' is required$"),
+        ({"J": 1, "k": 2, "sigma2": 0.1}, r"^condition: 'J' must lie in >= 2; got 1$"),
+        (
+            {"J": 2.5, "k": 2, "sigma2": 0.1},
+            (
+                r"^condition: 'J' must be a whole number of studies; "
+                r"got 2.5$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "sigma2": 0.1, "rho": 1},
+            (
+                r"^condition: 'rho' must lie in \[0, 1\); "
+                r"got 1$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "sigma2": 0.1, "tau": "a"},
+            (
+                r"^condition: 'tau' must be a number; "
+                r"got 'a'$"
+            ),
+        ),
+        (
+            {"J": 3, "sigma2": 0.1},
+            (
+                r"^condition: 'k' \(effect sizes per study: a number or a list\) "
+                r"is required$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 0, "sigma2": 0.1},
+            (
+                r"^condition: 'k' must be a number or a list of numbers "
+                r">= 1; got 0$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2.5, "sigma2": 0.1},
+            (
+                r"^condition: 'k' must be whole numbers for "
+                r"k_dist='constant'; got 2.5$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "k_dist": "geometric", "sigma2": 0.1},
+            r"^condition: 'k_dist' must be one of constant, poisson, empirical; got 'geometric'$",
+        ),
+        (
+            {"J": 3, "k": [1, 2], "k_dist": "poisson", "sigma2": 0.1},
+            r"^condition: k_dist='poisson' takes one number 'k'; got a list of 2$",
+        ),
+        (
+            {"J": 3, "k": 2},
+            (
+                r"^condition: give exactly one of 'sigma2' \(sampling variances\) or 'n' "
+                r"\(sample sizes\)$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "sigma2": [0.1, -1]},
+            (
+                r"^condition: 'sigma2' must be a number or a list "
+                r"of numbers > 0; got \[0.1, -1\]$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "n": 3, "measure": "ZCOR"},
+            (
+                r"^condition: 'n' must be a number or a list "
+                r"of numbers > 3; got 3$"
+            ),
+        ),
+        (
+            {"J": 3, "k": 2, "n": 30, "measure": "OR"},
+            (
+                r"^condition: 'measure' must be one of ZCOR, "
+                r"SMD; got 'OR'$"
+            ),
+        ),
+    ],
+)
 def test_generator_errors(cond, msg):
     with pytest.raises(InputError, match=msg):
         sim.generate_three_level(cond, np.random.default_rng(0))
@@ -382,16 +561,25 @@ def test_generator_errors(cond, msg):
 # ------------------------------------------------------------------ analyses
 @pytest.fixture(scope="module")
 def unbalanced():
-    cond = {"J": 12, "mu": 0.2, "tau": 0.15, "omega": 0.1, "rho": 0.6, "k": [1, 2, 3, 6],
-            "sigma2": [0.01, 0.04, 0.09], "beta_study": 0.1}
+    cond = {
+        "J": 12,
+        "mu": 0.2,
+        "tau": 0.15,
+        "omega": 0.1,
+        "rho": 0.6,
+        "k": [1, 2, 3, 6],
+        "sigma2": [0.01, 0.04, 0.09],
+        "beta_study": 0.1,
+    }
     return cond, sim.generate_three_level(cond, np.random.default_rng(9))
 
 
 def test_che_rve_is_mlmeta_che_with_cr2(unbalanced):
     cond, d = unbalanced
     out = sim.analyse_che_rve(d, cond)
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x_study", rho=0.6, test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(
+        d, "yi", "vi", random="study/es", mods="~ x_study", rho=0.6, test="t", dfs="contain"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", mlmeta.FitWarning)
         rob = res.robust(type="CR2").coefs
@@ -409,16 +597,16 @@ def test_che_rve_is_mlmeta_che_with_cr2(unbalanced):
 def test_working_rho_overrides_rho(unbalanced):
     cond, d = unbalanced
     a = sim.analyse_che_rve(d, {**cond, "working_rho": 0.2})
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x_study", rho=0.2, test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(
+        d, "yi", "vi", random="study/es", mods="~ x_study", rho=0.2, test="t", dfs="contain"
+    )
     assert a["estimate"].tolist() == pytest.approx(res.beta.tolist(), rel=1e-12)
 
 
 def test_mlma_is_model_based_with_containment_df(unbalanced):
     cond, d = unbalanced
     out = sim.analyse_mlma(d, cond)
-    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x_study", test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", mods="~ x_study", test="t", dfs="contain")
     assert out["se"].tolist() == pytest.approx(res.se.tolist(), rel=1e-12)
     assert out["df"].tolist() == [10.0, 10.0]
     assert out["omega2"].iloc[0] == pytest.approx(res.sigma2.iloc[1], rel=1e-12)
@@ -438,8 +626,7 @@ def test_ce_aggregates_under_the_working_rho(unbalanced):
     if len(set(v)) == 1:
         assert agg["vi"].iloc[-1] == pytest.approx(v[0] * (1 + (len(v) - 1) * 0.6) / len(v))
     out = sim.analyse_ce_rve(d, cond)
-    res = mlmeta.rma_mv(agg, "yi", "vi", random="study", mods="~ x_study", test="t",
-                        dfs="contain")
+    res = mlmeta.rma_mv(agg, "yi", "vi", random="study", mods="~ x_study", test="t", dfs="contain")
     rob = res.robust(type="CR2").coefs
     assert out["estimate"].tolist() == pytest.approx(rob["estimate"].tolist(), rel=1e-12)
     assert out["se"].tolist() == pytest.approx(rob["se"].tolist(), rel=1e-12)
@@ -447,8 +634,9 @@ def test_ce_aggregates_under_the_working_rho(unbalanced):
 
 
 def test_equal_variance_aggregation_formula():
-    d = pd.DataFrame({"study": [1, 1, 1, 2], "yi": [0.1, 0.2, 0.6, 0.4],
-                      "vi": [0.04, 0.04, 0.04, 0.09]})
+    d = pd.DataFrame(
+        {"study": [1, 1, 1, 2], "yi": [0.1, 0.2, 0.6, 0.4], "vi": [0.04, 0.04, 0.04, 0.09]}
+    )
     agg = sim.aggregate_studies(d, 0.5)
     assert agg["yi"].tolist() == pytest.approx([0.3, 0.4])
     assert agg["vi"].tolist() == pytest.approx([0.04 * 2 / 3, 0.09])
@@ -472,22 +660,42 @@ def test_failed_fit_gives_nan_row_with_the_message():
 def test_summarise_matches_simhelpers():
     cases = json.loads(SIMHELPERS.read_text())["cases"]
     for c in cases:
+
         def nan(xs):
             return np.array([np.nan if x is None else x for x in xs], float)
 
-        got = sim.performance(nan(c["estimates"]), c["true_param"],
-                              p_values=nan(c["p_values"]), ci_lb=nan(c["lower_bound"]),
-                              ci_ub=nan(c["upper_bound"]), alpha=c["alpha"])
+        got = sim.performance(
+            nan(c["estimates"]),
+            c["true_param"],
+            p_values=nan(c["p_values"]),
+            ci_lb=nan(c["lower_bound"]),
+            ci_ub=nan(c["upper_bound"]),
+            alpha=c["alpha"],
+        )
         a = c["calc_absolute"]
         assert got["K"] == a["K_absolute"]
-        for key, ref in [("bias", "bias"), ("bias_mcse", "bias_mcse"), ("var", "var"),
-                         ("var_mcse", "var_mcse"), ("stddev", "stddev"),
-                         ("stddev_mcse", "stddev_mcse"), ("mse", "mse"),
-                         ("mse_mcse", "mse_mcse"), ("rmse", "rmse"), ("rmse_mcse", "rmse_mcse")]:
+        for key, ref in [
+            ("bias", "bias"),
+            ("bias_mcse", "bias_mcse"),
+            ("var", "var"),
+            ("var_mcse", "var_mcse"),
+            ("stddev", "stddev"),
+            ("stddev_mcse", "stddev_mcse"),
+            ("mse", "mse"),
+            ("mse_mcse", "mse_mcse"),
+            ("rmse", "rmse"),
+            ("rmse_mcse", "rmse_mcse"),
+        ]:
             assert got[key] == pytest.approx(a[ref], rel=1e-10), (c["case"], key)
         r = c["calc_relative"]
-        for key in ("rel_bias", "rel_bias_mcse", "rel_mse", "rel_mse_mcse", "rel_rmse",
-                    "rel_rmse_mcse"):
+        for key in (
+            "rel_bias",
+            "rel_bias_mcse",
+            "rel_mse",
+            "rel_mse_mcse",
+            "rel_rmse",
+            "rel_rmse_mcse",
+        ):
             if r[key] is None:
                 assert np.isnan(got[key]), (c["case"], key)
             else:  # simhelpers divides by theta, mlmeta by |theta| for the SEs and RMSE
@@ -507,8 +715,9 @@ def test_summarise_by_hand():
     t = np.array([0.1, 0.3, 0.2, 0.6, 0.4])
     theta = 0.25
     K, tbar, s = 5, 0.32, np.std(t, ddof=1)
-    got = sim.performance(t, theta, p_values=[0.01, 0.2, 0.049, 0.05, 0.001],
-                          ci_lb=t - 0.2, ci_ub=t + 0.2)
+    got = sim.performance(
+        t, theta, p_values=[0.01, 0.2, 0.049, 0.05, 0.001], ci_lb=t - 0.2, ci_ub=t + 0.2
+    )
     assert got["bias"] == pytest.approx(tbar - theta)
     assert got["bias_mcse"] == pytest.approx(s / np.sqrt(K))
     kurt = np.sum((t - tbar) ** 4) / (K * s**4)
@@ -516,10 +725,13 @@ def test_summarise_by_hand():
     assert got["var_mcse"] == pytest.approx(s**2 * np.sqrt((kurt - 1) / K))
     assert got["rmse"] == pytest.approx(np.sqrt(np.mean((t - theta) ** 2)))
     # jackknife RMSE: leave one out, recompute RMSE exactly
-    loo = [np.sqrt((np.delete(t, i).mean() - theta) ** 2 + np.var(np.delete(t, i), ddof=1))
-           for i in range(K)]
-    assert got["rmse_mcse"] == pytest.approx(np.sqrt((K - 1) / K * np.sum(
-        (np.array(loo) - got["rmse"]) ** 2)))
+    loo = [
+        np.sqrt((np.delete(t, i).mean() - theta) ** 2 + np.var(np.delete(t, i), ddof=1))
+        for i in range(K)
+    ]
+    assert got["rmse_mcse"] == pytest.approx(
+        np.sqrt((K - 1) / K * np.sum((np.array(loo) - got["rmse"]) ** 2))
+    )
     assert got["rej_rate"] == pytest.approx(3 / 5)  # p < 0.05 strictly: 0.05 does not reject
     assert got["rej_rate_mcse"] == pytest.approx(np.sqrt(0.6 * 0.4 / 5))
     assert got["coverage"] == pytest.approx(4 / 5)  # 0.6 - 0.2 = 0.4 > 0.25
@@ -532,8 +744,7 @@ def test_summarise_table_groups_and_design_columns(serial):
     assert out["J"].tolist() == [6, 8] and out["true_value"].tolist() == [0.2, 0.0]
     assert "estimate" not in out.columns and "n_es" not in out.columns  # n_es varies in 1
     g = serial[serial.condition == 1]
-    want = sim.performance(g["estimate"], 0.0, p_values=g["p"], ci_lb=g["ci_lb"],
-                           ci_ub=g["ci_ub"])
+    want = sim.performance(g["estimate"], 0.0, p_values=g["p"], ci_lb=g["ci_lb"], ci_ub=g["ci_ub"])
     for key, val in want.items():
         assert out.iloc[1][key] == pytest.approx(val, nan_ok=True), key
     # a number and a callable give the same as the column
@@ -550,8 +761,11 @@ def test_summarise_errors(serial):
         sim.summarise(serial, 0.0, by="cell")
     with pytest.raises(InputError, match=r"^true_value column 'theta' not found in results$"):
         sim.summarise(serial, "theta")
-    with pytest.raises(InputError, match=r"^true_value column 'mu' must have one value per "
-                                         r"group; group \(\) has 2$"):
+    with pytest.raises(
+        InputError,
+        match=r"^true_value column 'mu' must have one value per "
+        r"group; group \(\) has 2$",
+    ):
         sim.summarise(serial, "mu", by=[])
     with pytest.raises(InputError, match=r"^alpha must lie strictly between 0 and 1; got 5$"):
         sim.summarise(serial, 0.0, alpha=5)
@@ -561,8 +775,11 @@ def test_summarise_errors(serial):
 
 @pytest.mark.filterwarnings("error")
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=30),
-       st.floats(-2, 2), st.floats(0.1, 10))
+@given(
+    st.lists(st.floats(-5, 5, allow_nan=False), min_size=3, max_size=30),
+    st.floats(-2, 2),
+    st.floats(0.1, 10),
+)
 def test_summarise_scale_and_shift_invariance(t, theta, c):
     """bias and RMSE scale with the estimates; coverage and rejection do not depend on them."""
     t = np.array(t)
@@ -591,8 +808,9 @@ def test_constant_and_tiny_series_summarise_without_warnings():
         assert a["var_mcse"] == pytest.approx(c**2 * ref["var_mcse"], rel=1e-12)
         assert a["mse_mcse"] == pytest.approx(c**2 * ref["mse_mcse"], rel=1e-12)
     # mean 0.4, sum d^2 = 13.2 (s^2 = 3.3), sum d^4 = 79.056
-    assert ref["var_mcse"] == pytest.approx(3.3 * np.sqrt((79.056 / (5 * 3.3**2) - 1) / 5),
-                                            rel=1e-12)
+    assert ref["var_mcse"] == pytest.approx(
+        3.3 * np.sqrt((79.056 / (5 * 3.3**2) - 1) / 5), rel=1e-12
+    )
 
 
 # ------------------------------------------------------------------ agreement with POMADE
@@ -602,24 +820,60 @@ def test_simulated_power_agrees_with_pomade():
     power (mlmeta.power) within 3.5 Monte Carlo SEs, 400 replications each (balanced designs
     of the POMADE reference cases bal_power_che_rve_J20 and bal_power_mlma_model_J10)."""
     pw = pytest.importorskip("mlmeta.power")
-    design = [{"model": "CHE", "J": 20, "mu": 0.2, "tau": 0.2, "omega": 0.1, "rho": 0.5,
-               "k": 4, "sigma2": 0.04},
-              {"model": "MLMA", "J": 10, "mu": 0.3, "tau": 0.1, "omega": 0.05, "rho": 0.8,
-               "k": 2, "sigma2": 0.1}]
-    res = sim.run(design, sim.generate_three_level, che_or_mlma, reps=400, seed=2024,
-                  executor="serial", progress=False)
+    design = [
+        {
+            "model": "CHE",
+            "J": 20,
+            "mu": 0.2,
+            "tau": 0.2,
+            "omega": 0.1,
+            "rho": 0.5,
+            "k": 4,
+            "sigma2": 0.04,
+        },
+        {
+            "model": "MLMA",
+            "J": 10,
+            "mu": 0.3,
+            "tau": 0.1,
+            "omega": 0.05,
+            "rho": 0.8,
+            "k": 2,
+            "sigma2": 0.1,
+        },
+    ]
+    res = sim.run(
+        design,
+        sim.generate_three_level,
+        che_or_mlma,
+        reps=400,
+        seed=2024,
+        executor="serial",
+        progress=False,
+    )
     perf = sim.summarise(res, true_value="true_value")
-    for cond, var_df, reference in [(0, "RVE", 0.903906695679524),
-                                    (1, "model", 0.756057888677127)]:
+    for cond, var_df, reference in [(0, "RVE", 0.903906695679524), (1, "model", 0.756057888677127)]:
         d = design[cond]
-        analytic = pw.power(J=d["J"], mu=d["mu"], tau=d["tau"], omega=d["omega"],
-                            rho=d["rho"], sigma2=d["sigma2"], k=d["k"], model=d["model"],
-                            var_df=var_df).power
+        analytic = pw.power(
+            J=d["J"],
+            mu=d["mu"],
+            tau=d["tau"],
+            omega=d["omega"],
+            rho=d["rho"],
+            sigma2=d["sigma2"],
+            k=d["k"],
+            model=d["model"],
+            var_df=var_df,
+        ).power
         assert analytic == pytest.approx(reference, rel=1e-4)  # POMADE's number
         row = perf[perf.condition == cond].iloc[0]
         assert row["K_rejection"] == 400
-        assert abs(row["rej_rate"] - analytic) < 3.5 * row["rej_rate_mcse"], \
-            (d["model"], row["rej_rate"], analytic, row["rej_rate_mcse"])
+        assert abs(row["rej_rate"] - analytic) < 3.5 * row["rej_rate_mcse"], (
+            d["model"],
+            row["rej_rate"],
+            analytic,
+            row["rej_rate_mcse"],
+        )
 
 
 def che_or_mlma(data, condition):
@@ -632,8 +886,12 @@ def test_checkpoint_without_pyarrow_says_which_extra(monkeypatch, tmp_path):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pyarrow" else real(name, *a))
-    with pytest.raises(InputError, match=r"^checkpoint= writes Parquet files and needs "
-                                         r"pyarrow: pip install 'mlmeta\[sim\]'$"):
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else real(name, *a)
+    )
+    with pytest.raises(
+        InputError,
+        match=r"^checkpoint= writes Parquet files and needs "
+        r"pyarrow: pip install 'mlmeta\[sim\]'$",
+    ):
         table(checkpoint=tmp_path)

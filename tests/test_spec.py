@@ -1,5 +1,6 @@
 """The model specification: one place for the level, rho, random terms and the default cluster,
 and one refit path (``res.refit``) that keeps every setting, rho and fixed sigma2 included."""
+
 from __future__ import annotations
 
 import re
@@ -26,15 +27,18 @@ def test_level_percent_to_fraction(given, frac):
     assert to_fraction(given) == pytest.approx(frac, rel=0, abs=1e-15)
 
 
-@pytest.mark.parametrize("bad,msg", [
-    (0.95, "level is a percentage: write 95 for a 95% interval; got 0.95"),
-    (1, "level is a percentage: write 100 for a 100% interval; got 1"),
-    (100, "level must be a percentage between 1 and 100, e.g. 95; got 100"),
-    (-5, "level must be a percentage between 1 and 100, e.g. 95; got -5"),
-    (float("nan"), "level must be a percentage between 1 and 100, e.g. 95; got nan"),
-    (True, "level must be a number (a percentage such as 95); got True"),
-    ("x", "level must be a number (a percentage such as 95); got 'x'"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        (0.95, "level is a percentage: write 95 for a 95% interval; got 0.95"),
+        (1, "level is a percentage: write 100 for a 100% interval; got 1"),
+        (100, "level must be a percentage between 1 and 100, e.g. 95; got 100"),
+        (-5, "level must be a percentage between 1 and 100, e.g. 95; got -5"),
+        (float("nan"), "level must be a percentage between 1 and 100, e.g. 95; got nan"),
+        (True, "level must be a number (a percentage such as 95); got True"),
+        ("x", "level must be a number (a percentage such as 95); got 'x'"),
+    ],
+)
 def test_level_refused(bad, msg):
     with pytest.raises(InputError, match=exact(msg)):
         to_fraction(bad)
@@ -50,13 +54,18 @@ def test_level_is_the_same_rule_in_api_cli_and_analysis_file(tmp_path, capsys):
     with pytest.raises(InputError, match="level is a percentage"):
         mlmeta.rma_mv(d, "yi", "vi", random="district/school", level=0.95)
     from mlmeta.cli import main
+
     p = tmp_path / "d.csv"
     d.to_csv(p, index=False)
     assert main(["fit", str(p), "--yi", "yi", "--vi", "vi", "--level", "0.95"]) == 2
     assert "level is a percentage: write 95 for a 95% interval; got 0.95" in capsys.readouterr().err
     from mlmeta.io.analysis import AnalysisError, parse_analysis
-    raw = {"data": {"file": str(p)}, "effect": {"yi": "yi", "vi": "vi"},
-           "model": {"random": "district/school", "level": 0.95}}
+
+    raw = {
+        "data": {"file": str(p)},
+        "effect": {"yi": "yi", "vi": "vi"},
+        "model": {"random": "district/school", "level": 0.95},
+    }
     with pytest.raises(AnalysisError, match="'model.level' is a percentage"):
         parse_analysis(raw, tmp_path / "a.toml")
 
@@ -66,8 +75,9 @@ def test_level_inside_is_a_fraction_and_printed_as_percent():
     res = mlmeta.rma_mv(d, "yi", "vi", random="district/school", level=90)
     assert res.level == pytest.approx(0.9) and res.spec.level_percent == 90
     wide = mlmeta.rma_mv(d, "yi", "vi", random="district/school")
-    assert (res.coefs["ci_ub"] - res.coefs["ci_lb"]).iloc[0] < \
-        (wide.coefs["ci_ub"] - wide.coefs["ci_lb"]).iloc[0]
+    assert (res.coefs["ci_ub"] - res.coefs["ci_lb"]).iloc[0] < (
+        wide.coefs["ci_ub"] - wide.coefs["ci_lb"]
+    ).iloc[0]
     assert "0.9%" not in res.summary() and "0.95%" not in wide.summary()
 
 
@@ -79,7 +89,9 @@ def test_rho_outside_open_interval_refused(bad):
 
 
 def test_rho_nonnegative_working_model():
-    with pytest.raises(InputError, match=exact("rho must be >= 0 for this working model; got -0.2")):
+    with pytest.raises(
+        InputError, match=exact("rho must be >= 0 for this working model; got -0.2")
+    ):
         check_rho(-0.2, nonnegative=True)
     assert check_rho(0) == 0.0 and check_rho(None) is None
 
@@ -100,8 +112,10 @@ def test_parse_random_forms():
 
 
 def test_list_of_plain_names_is_ambiguous():
-    msg = ("random=['study', 'deltype'] is ambiguous: write random='study/deltype' for levels "
-           "nested outer to inner, or random=['~ 1 | study', '~ 1 | deltype'] for crossed terms")
+    msg = (
+        "random=['study', 'deltype'] is ambiguous: write random='study/deltype' for levels "
+        "nested outer to inner, or random=['~ 1 | study', '~ 1 | deltype'] for crossed terms"
+    )
     with pytest.raises(InputError, match=exact(msg)):
         parse_random(["study", "deltype"])
     d = mlmeta.load_example("assink2016").data
@@ -109,18 +123,46 @@ def test_list_of_plain_names_is_ambiguous():
         mlmeta.rma_mv(d, "yi", "vi", random=["study", "deltype"])
 
 
-@pytest.mark.parametrize("random,struct,msg", [
-    ("~ outcome | trial", ["UN", "CS"],
-     ("struct has 2 entries but the model has 1 '~ inner | outer' terms (give one per term, in "
-     "order)")),
-    ("study/es", "UN", "struct='UN' applies to '~ inner | outer' terms, and the model has none"),
-    ("~ outcome | trial", "XYZ", "struct must be one of CS, HCS, UN, AR, HAR, ID, DIAG; got 'XYZ'"),
-    ("~ a + b | trial", None, ("random='~ a + b | trial': the left side of '|' must be 1 or one "
-     "column name (e.g. '~ outcome | trial'); got 'a + b'")),
-    ("~ outcome | a/b", None, ("random='~ outcome | a/b': a '~ outcome | outer' term takes a "
-     "single outer factor (nesting with '/' is for '~ 1 | a/b' terms)")),
-    (["~ 1 | lab", "~ 1 | lab"], None, "random: the term '~ 1 | lab' appears twice"),
-])
+@pytest.mark.parametrize(
+    "random,struct,msg",
+    [
+        (
+            "~ outcome | trial",
+            ["UN", "CS"],
+            (
+                "struct has 2 entries but the model has 1 '~ inner | outer' terms (give one per term, in "
+                "order)"
+            ),
+        ),
+        (
+            "study/es",
+            "UN",
+            "struct='UN' applies to '~ inner | outer' terms, and the model has none",
+        ),
+        (
+            "~ outcome | trial",
+            "XYZ",
+            "struct must be one of CS, HCS, UN, AR, HAR, ID, DIAG; got 'XYZ'",
+        ),
+        (
+            "~ a + b | trial",
+            None,
+            (
+                "random='~ a + b | trial': the left side of '|' must be 1 or one "
+                "column name (e.g. '~ outcome | trial'); got 'a + b'"
+            ),
+        ),
+        (
+            "~ outcome | a/b",
+            None,
+            (
+                "random='~ outcome | a/b': a '~ outcome | outer' term takes a "
+                "single outer factor (nesting with '/' is for '~ 1 | a/b' terms)"
+            ),
+        ),
+        (["~ 1 | lab", "~ 1 | lab"], None, "random: the term '~ 1 | lab' appears twice"),
+    ],
+)
 def test_random_terms_refused(random, struct, msg):
     with pytest.raises(InputError, match=exact(msg)):
         parse_random(random, struct)
@@ -150,14 +192,31 @@ def che_fixed():
     d = mlmeta.load_example("alliance_like").data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = mlmeta.rma_mv(d, "yi", "vi", random="study/es", rho=0.6, sigma2=[None, 0.002],
-                            test="t", dfs="contain", measure="ZCOR", level=90)
+        res = mlmeta.rma_mv(
+            d,
+            "yi",
+            "vi",
+            random="study/es",
+            rho=0.6,
+            sigma2=[None, 0.002],
+            test="t",
+            dfs="contain",
+            measure="ZCOR",
+            level=90,
+        )
     return d, res
 
 
 def _direct(d, **kw):
-    base = {"random": "study/es", "rho": 0.6, "sigma2": [None, 0.002], "test": "t", "dfs": "contain",
-                "measure": "ZCOR", "level": 90}
+    base = {
+        "random": "study/es",
+        "rho": 0.6,
+        "sigma2": [None, 0.002],
+        "test": "t",
+        "dfs": "contain",
+        "measure": "ZCOR",
+        "level": 90,
+    }
     base.update(kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -178,6 +237,7 @@ def test_orchard_estimates_equal_the_moderator_table(che_fixed):
     """The orchard figure refits ~ phase; its drawn estimates are the table's subgroup estimates
     of the same model (rho = 0.6 and sigma2[2] = 0.002 kept)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -204,6 +264,7 @@ def test_lrt_and_profile_keep_rho(che_fixed):
     if lb > 0:
         at = _direct(d, sigma2=[lb, 0.002])
         from mlmeta.core.dist import chi2_isf
+
         assert res.core.ll - at.core.ll == pytest.approx(chi2_isf(0.05, 1) / 2, abs=1e-6)
 
 
@@ -239,6 +300,11 @@ def test_refit_to_rows_and_method(che_fixed):
 def test_results_keep_their_spec(che_fixed):
     _, res = che_fixed
     s = res.spec
-    assert (s.rho, s.rho_cluster, s.sigma2, s.level, s.measure) == \
-        (0.6, "study", (None, 0.002), 0.9, "ZCOR")
+    assert (s.rho, s.rho_cluster, s.sigma2, s.level, s.measure) == (
+        0.6,
+        "study",
+        (None, 0.002),
+        0.9,
+        "ZCOR",
+    )
     assert pd.Series(s.to_dict())["level"] == 90

@@ -5,6 +5,7 @@ structures reference case runs through ``mlmeta fit --json`` (the same flags as 
 check_cases.py), and the API's forms of random/struct/R/V, predictions, robust inference,
 refits, printing and the one-line errors are pinned.
 """
+
 from __future__ import annotations
 
 import io
@@ -50,7 +51,7 @@ def cli_error(args: list[str]) -> str:
     assert code == 2, (code, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mlmeta: error: "), err
-    return lines[0][len("mlmeta: error: "):]
+    return lines[0][len("mlmeta: error: ") :]
 
 
 def case_args(case: dict) -> list[str]:
@@ -68,8 +69,15 @@ def case_args(case: dict) -> list[str]:
         args += ["--rho", str(case["rho"]["value"]), "--rho-cluster", case["rho"]["cluster"]]
     if case.get("mods"):
         args += ["--mods", case["mods"]]
-    return args + ["--method", case["method"], "--test", case["test"], "--dfs", case["dfs"],
-                   "--json"]
+    return args + [
+        "--method",
+        case["method"],
+        "--test",
+        case["test"],
+        "--dfs",
+        case["dfs"],
+        "--json",
+    ]
 
 
 def _close(got, exp, rel, abs_, path):
@@ -84,9 +92,11 @@ def _close(got, exp, rel, abs_, path):
     assert abs(float(got) - exp) <= max(abs_, rel * abs(exp)), f"{path}: {got} != {exp}"
 
 
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow)
-                                  if p.stem.startswith("lim2014") else p for p in CASES],
-                         ids=[p.stem for p in CASES])
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=pytest.mark.slow) if p.stem.startswith("lim2014") else p for p in CASES],
+    ids=[p.stem for p in CASES],
+)
 def test_command_line_matches_metafor(path):
     case = json.loads(path.read_text())
     code, out, err = run_cli(case_args(case))
@@ -123,8 +133,9 @@ def berkey_V() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def crossed_fit(crossed):
-    return mlmeta.rma_mv(crossed, "yi", "vi", random=["~ 1 | study/es", "~ 1 | lab"],
-                         test="t", dfs="contain")
+    return mlmeta.rma_mv(
+        crossed, "yi", "vi", random=["~ 1 | study/es", "~ 1 | lab"], test="t", dfs="contain"
+    )
 
 
 def test_nested_spellings_still_use_the_nested_engine(crossed):
@@ -136,9 +147,12 @@ def test_nested_spellings_still_use_the_nested_engine(crossed):
 
 
 def test_a_list_of_plain_names_is_refused_showing_both_spellings(crossed):
-    with pytest.raises(InputError, match=r"random=\['study', 'lab'\] is ambiguous: write "
-                                         r"random='study/lab' .* random=\['~ 1 \| study', "
-                                         r"'~ 1 \| lab'\] for crossed terms"):
+    with pytest.raises(
+        InputError,
+        match=r"random=\['study', 'lab'\] is ambiguous: write "
+        r"random='study/lab' .* random=\['~ 1 \| study', "
+        r"'~ 1 \| lab'\] for crossed terms",
+    ):
         mlmeta.rma_mv(crossed, "yi", "vi", random=["study", "lab"])
 
 
@@ -159,20 +173,29 @@ def test_crossed_results(crossed_fit):
 
 
 def test_robust_needs_a_cluster_containing_every_random_effect(crossed_fit):
-    with pytest.raises(InputError, match=r"^random=\['~ 1 \| study/es', '~ 1 \| lab'\] has no "
-                                         r"single outer factor that contains every random "
-                                         r"effect \(the terms cross each other\); give cluster= "
-                                         r"a column within which every random effect and "
-                                         r"correlated sampling error lies$"):
+    with pytest.raises(
+        InputError,
+        match=r"^random=\['~ 1 \| study/es', '~ 1 \| lab'\] has no "
+        r"single outer factor that contains every random "
+        r"effect \(the terms cross each other\); give cluster= "
+        r"a column within which every random effect and "
+        r"correlated sampling error lies$",
+    ):
         crossed_fit.robust()
-    with pytest.raises(InputError, match=r"^CR2 needs every random effect and correlated "
-                                         r"sampling error inside one cluster, and cluster "
-                                         r"'study' cuts through those of random=\['~ 1 \| "
-                                         r"study/es', '~ 1 \| lab'\]; use type='CR1'"):
+    with pytest.raises(
+        InputError,
+        match=r"^CR2 needs every random effect and correlated "
+        r"sampling error inside one cluster, and cluster "
+        r"'study' cuts through those of random=\['~ 1 \| "
+        r"study/es', '~ 1 \| lab'\]; use type='CR1'",
+    ):
         crossed_fit.robust(cluster="study")
     codes, _ = crossed_fit.cluster_codes("study")
-    with pytest.raises(InputError, match=r"^the cluster variable cuts through random effects or "
-                                         r"correlated sampling errors of random="):
+    with pytest.raises(
+        InputError,
+        match=r"^the cluster variable cuts through random effects or "
+        r"correlated sampling errors of random=",
+    ):
         crossed_fit.marginal_blocks(codes)
     # CR1 (metafor's robust) with the full working weights W = V^-1
     rob = crossed_fit.robust(cluster="study", type="CR1")
@@ -185,8 +208,9 @@ def test_robust_needs_a_cluster_containing_every_random_effect(crossed_fit):
 
 
 def test_full_weight_cr1_equals_the_blockwise_cr1_when_nested(berkey, berkey_V):
-    res = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN",
-                        mods="~ 0 + outcome")
+    res = mlmeta.rma_mv(
+        berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN", mods="~ 0 + outcome"
+    )
     a = res.robust(type="CR1")
     codes, labels = res.cluster_codes("trial")
     b = res._robust_cr1_full("trial", codes, len(labels))
@@ -207,8 +231,13 @@ def test_un_model_with_V_in_every_form(berkey, berkey_V):
     assert a.tau2.index.tolist() == ["AL", "PD"]
     assert a.rho.index.tolist() == ["AL-PD"]
     text = a.summary()
-    for s in ("outer factor: trial   (nlvls = 5)", "inner factor: outcome (nlvls = 2)",
-              "tau^2.1", "rho.AL", "k.lvl"):
+    for s in (
+        "outer factor: trial   (nlvls = 5)",
+        "inner factor: outcome (nlvls = 2)",
+        "tau^2.1",
+        "rho.AL",
+        "k.lvl",
+    ):
         assert s in text
 
 
@@ -222,8 +251,7 @@ def test_rows_with_missing_values_are_dropped_from_V(berkey, berkey_V):
     dense = np.zeros((10, 10))
     r, c = berkey_V["row"].to_numpy() - 1, berkey_V["col"].to_numpy() - 1
     dense[r, c] = dense[c, r] = berkey_V["value"].to_numpy()
-    b = mlmeta.rma_mv(berkey[keep].reset_index(drop=True), "yi",
-                      V=dense[np.ix_(keep, keep)], **kw)
+    b = mlmeta.rma_mv(berkey[keep].reset_index(drop=True), "yi", V=dense[np.ix_(keep, keep)], **kw)
     assert a.k == 9
     np.testing.assert_allclose(a.tau2.to_numpy(), b.tau2.to_numpy(), rtol=1e-10)
     assert abs(a.logLik - b.logLik) < 1e-10
@@ -245,27 +273,34 @@ def test_predictions_follow_metafor(berkey, berkey_V):
     lev = res.predict(np.array([[1.0]]), tau2_levels="PD")
     assert abs(lev.pi_ub[0] - pr.pi_ub[1]) < 1e-12
     assert abs(res.predict(np.array([[1.0]]), tau2_levels=2).pi_ub[0] - pr.pi_ub[1]) < 1e-12
-    with pytest.raises(InputError, match=r"^tau2_levels: 'XX' is not a level of 'outcome' "
-                                         r"\(AL, PD\)$"):
+    with pytest.raises(
+        InputError,
+        match=r"^tau2_levels: 'XX' is not a level of 'outcome' "
+        r"\(AL, PD\)$",
+    ):
         res.predict(np.array([[1.0]]), tau2_levels="XX")
     cs = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="CS")
     p1 = cs.predict()
     assert len(p1.pred) == 1 and p1.tau2_level == ()
-    assert abs(p1.pi_ub[0] - p1.pred[0]
-               - crit * np.sqrt(p1.se[0] ** 2 + cs.tau2.iloc[0])) < 1e-12
+    assert abs(p1.pi_ub[0] - p1.pred[0] - crit * np.sqrt(p1.se[0] ** 2 + cs.tau2.iloc[0])) < 1e-12
 
 
 def test_robust_by_outer_factor_and_marginal_blocks(berkey, berkey_V):
-    res = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN",
-                        mods="~ 0 + outcome")
+    res = mlmeta.rma_mv(
+        berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN", mods="~ 0 + outcome"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
         rob = res.robust()
     assert rob.cluster == "trial" and rob.n_clusters == 5
     # the blocks are those of the dense marginal covariance
     codes, _ = res.cluster_codes("trial")
-    T = np.array([[res.tau2.iloc[0], res.rho.iloc[0] * np.sqrt(res.tau2.prod())],
-                  [res.rho.iloc[0] * np.sqrt(res.tau2.prod()), res.tau2.iloc[1]]])
+    T = np.array(
+        [
+            [res.tau2.iloc[0], res.rho.iloc[0] * np.sqrt(res.tau2.prod())],
+            [res.rho.iloc[0] * np.sqrt(res.tau2.prod()), res.tau2.iloc[1]],
+        ]
+    )
     dense = np.zeros((10, 10))
     r, c = berkey_V["row"].to_numpy() - 1, berkey_V["col"].to_numpy() - 1
     dense[r, c] = dense[c, r] = berkey_V["value"].to_numpy()
@@ -277,9 +312,16 @@ def test_robust_by_outer_factor_and_marginal_blocks(berkey, berkey_V):
 
 def test_default_cluster_is_the_factor_containing_the_others():
     d = pd.read_csv(DATA / "multivar_labs.csv")  # SIMULATED data: studies nested in labs
-    res = mlmeta.rma_mv(d, "yi", "vi", random=["~ outcome | study", "~ outcome | lab"],
-                        struct=["UN", "CS"], rho=0.5, rho_cluster="study",
-                        mods="~ 0 + outcome")
+    res = mlmeta.rma_mv(
+        d,
+        "yi",
+        "vi",
+        random=["~ outcome | study", "~ outcome | lab"],
+        struct=["UN", "CS"],
+        rho=0.5,
+        rho_cluster="study",
+        mods="~ 0 + outcome",
+    )
     assert res.default_cluster() == "lab"
     rob = res.robust(type="CR1")
     assert rob.n_clusters == 16
@@ -295,8 +337,7 @@ def test_refit_to_a_subset_equals_a_fit_to_that_subset(berkey, berkey_V):
     dense = np.zeros((10, 10))
     r, c = berkey_V["row"].to_numpy() - 1, berkey_V["col"].to_numpy() - 1
     dense[r, c] = dense[c, r] = berkey_V["value"].to_numpy()
-    b = mlmeta.rma_mv(berkey[keep].reset_index(drop=True), "yi",
-                      V=dense[np.ix_(keep, keep)], **kw)
+    b = mlmeta.rma_mv(berkey[keep].reset_index(drop=True), "yi", V=dense[np.ix_(keep, keep)], **kw)
     np.testing.assert_allclose(a.tau2.to_numpy(), b.tau2.to_numpy(), rtol=1e-8)
     assert abs(a.logLik - b.logLik) < 1e-9
     ml = res.refit(method="ML")
@@ -312,12 +353,18 @@ def test_R_given_as_a_dataframe_is_matched_by_level_name():
     b = mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"phylo": shuffled}, **kw)
     np.testing.assert_allclose(a.sigma2.to_numpy(), b.sigma2.to_numpy(), rtol=1e-10)
     assert "R" in a.summary() and "yes" in a.summary()
-    with pytest.raises(InputError, match=r"^R names 'species2', which is not a "
-                                         r"'~ 1 \| species2' term of random$"):
+    with pytest.raises(
+        InputError,
+        match=r"^R names 'species2', which is not a "
+        r"'~ 1 \| species2' term of random$",
+    ):
         mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"species2": R}, **kw)
-    with pytest.raises(InputError, match=r"^R for 'phylo' must be a DataFrame whose index and "
-                                         r"columns are the level names \(or a CSV file\); got "
-                                         r"ndarray$"):
+    with pytest.raises(
+        InputError,
+        match=r"^R for 'phylo' must be a DataFrame whose index and "
+        r"columns are the level names \(or a CSV file\); got "
+        r"ndarray$",
+    ):
         mlmeta.rma_mv(d.iloc[:60], "yi", "vi", R={"phylo": R.to_numpy()}, **kw)
 
 
@@ -338,9 +385,12 @@ def test_lrt_of_crossed_components(crossed_fit, crossed, berkey, berkey_V):
 
     t = crossed_fit.lrt_drop().table
     assert t["level"].tolist() == ["study", "study/es", "lab"]
-    nested = fit_nested(crossed["yi"].to_numpy(), crossed["vi"].to_numpy(),
-                        np.ones((len(crossed), 1)),
-                        [crossed["study"].to_numpy(), crossed["es"].to_numpy()])
+    nested = fit_nested(
+        crossed["yi"].to_numpy(),
+        crossed["vi"].to_numpy(),
+        np.ones((len(crossed), 1)),
+        [crossed["study"].to_numpy(), crossed["es"].to_numpy()],
+    )
     assert abs(t["logLik_reduced"].iloc[2] - nested.ll) < 1e-8
     assert abs(t["LRT"].iloc[2] - 2 * (crossed_fit.core.ll - nested.ll)) < 1e-8
     un = mlmeta.rma_mv(berkey, "yi", V=berkey_V, random="~ outcome | trial", struct="UN")
@@ -378,6 +428,7 @@ def small(tmp_path):
         f = tmp_path / "V.csv"
         f.write_text("row,col,value\n" + text)
         return str(f)
+
     return str(p), v_file
 
 
@@ -389,22 +440,28 @@ def test_cli_V_is_validated(small):
     args = ["fit", data, "--yi", "yi", "--random", "~ outcome | trial", "--V"]
     assert run_cli(args + [v_file(BASE_V), "--json"])[0] == 0
     assert cli_error(args + [v_file(BASE_V + "1,2,0.004\n")]) == (
-        "V must be symmetric: entry (row 2, col 1) is 0.003 but (row 1, col 2) is 0.004")
+        "V must be symmetric: entry (row 2, col 1) is 0.003 but (row 1, col 2) is 0.004"
+    )
     assert cli_error(args + [v_file(BASE_V.replace("2,1,0.003", "2,1,0.3"))]) == (
         "V is not positive definite: the block of rows 1..2 fails (check the covariance of "
-        "rows 1, 2)")
+        "rows 1, 2)"
+    )
     assert cli_error(args + [v_file(BASE_V.replace("4,4,0.0008\n", ""))]) == (
-        "V: the sampling variance of row 4 (diagonal entry) is missing; every row needs one > 0")
+        "V: the sampling variance of row 4 (diagonal entry) is missing; every row needs one > 0"
+    )
     assert cli_error(args + [v_file(BASE_V + "5,1,0.1\n")]) == (
-        "V: row index 5 is outside the data rows 1..4")
+        "V: row index 5 is outside the data rows 1..4"
+    )
     assert cli_error(args + [v_file(BASE_V + "2,1,0.003\n")]) == (
-        "V: entry (row 2, col 1) is given more than once")
+        "V: entry (row 2, col 1) is given more than once"
+    )
     assert cli_error(args + [v_file(BASE_V.replace("3,3,0.0057", "3,3,-1"))]) == (
-        "V: the sampling variance of row 3 must be > 0; got -1.0")
-    assert cli_error(args + [v_file("1,1,x\n")]) .endswith(
-        "line 2: value must be a number; got 'x'")
+        "V: the sampling variance of row 3 must be > 0; got -1.0"
+    )
+    assert cli_error(args + [v_file("1,1,x\n")]).endswith("line 2: value must be a number; got 'x'")
     assert cli_error(args + [v_file("2.5,1,1\n")]).endswith(
-        "line 2: row must be a whole row number; got 2.5")
+        "line 2: row must be a whole row number; got 2.5"
+    )
     assert cli_error(args + ["missing.csv"]) == "V file 'missing.csv' not found"
 
 
@@ -412,37 +469,69 @@ def test_cli_other_structure_errors(small, tmp_path):
     data, _ = small
     base = ["fit", data, "--yi", "yi", "--vi", "vi"]
     assert cli_error(base + ["--random", "trial", "--R", "trial"]) == (
-        "--R expects FACTOR=PATH (e.g. --R phylo=tree_cor.csv); got 'trial'")
+        "--R expects FACTOR=PATH (e.g. --R phylo=tree_cor.csv); got 'trial'"
+    )
     assert cli_error(base + ["--random", "none", "--random", "trial"]) == (
-        "--random none cannot be combined with other --random terms")
+        "--random none cannot be combined with other --random terms"
+    )
     assert cli_error(base + ["--random", "~ outcome | trial", "--struct", "XX"]) == (
-        "struct must be one of CS, HCS, UN, AR, HAR, ID, DIAG; got 'XX'")
+        "struct must be one of CS, HCS, UN, AR, HAR, ID, DIAG; got 'XX'"
+    )
     bad = tmp_path / "R.csv"
     bad.write_text(",a,b\na,1,0.5\n")
     assert cli_error(base + ["--random", "trial", "--R", f"trial={bad}"]).endswith(
         "must be square (level names in the header row and the first column); got 1 rows and "
-        "2 columns")
-    assert cli_error(base + ["--random", "~ outcome | trial", "--rho", "0.5", "--V",
-                             str(DATA / "berkey1998_V.csv")]) == (
+        "2 columns"
+    )
+    assert cli_error(
+        base
+        + ["--random", "~ outcome | trial", "--rho", "0.5", "--V", str(DATA / "berkey1998_V.csv")]
+    ) == (
         "give either V (a known sampling covariance) or rho (a constant sampling "
-        "correlation), not both")
+        "correlation), not both"
+    )
 
 
 def test_cli_struct_without_inner_outer_term(small):
     data, _ = small
-    msg = cli_error(["fit", data, "--yi", "yi", "--vi", "vi", "--random", "trial",
-                     "--struct", "UN"])
+    msg = cli_error(
+        ["fit", data, "--yi", "yi", "--vi", "vi", "--random", "trial", "--struct", "UN"]
+    )
     assert msg == "struct=['UN'] applies to '~ inner | outer' terms, and the model has none"
 
 
 def test_cli_summary_prints_the_structure_tables():
-    code, out, _ = run_cli(["fit", str(DATA / "multivar_labs.csv"), "--yi", "yi", "--vi", "vi",
-                            "--random", "~ outcome | study", "--random", "~ outcome | lab",
-                            "--struct", "UN,CS", "--rho", "0.5", "--rho-cluster", "study",
-                            "--mods", "~ 0 + outcome"])
+    code, out, _ = run_cli(
+        [
+            "fit",
+            str(DATA / "multivar_labs.csv"),
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "~ outcome | study",
+            "--random",
+            "~ outcome | lab",
+            "--struct",
+            "UN,CS",
+            "--rho",
+            "0.5",
+            "--rho-cluster",
+            "study",
+            "--mods",
+            "~ 0 + outcome",
+        ]
+    )
     assert code == 0
-    for s in ("outer factor: study   (nlvls = 43)", "outer factor: lab     (nlvls = 16)",
-              "gamma^2", "phi", "rho.anx", "tau^2.3"):
+    for s in (
+        "outer factor: study   (nlvls = 43)",
+        "outer factor: lab     (nlvls = 16)",
+        "gamma^2",
+        "phi",
+        "rho.anx",
+        "tau^2.3",
+    ):
         assert s in out
 
 
@@ -452,9 +541,11 @@ def test_cli_summary_prints_the_structure_tables():
 def test_analysis_file_model_section(tmp_path):
     (tmp_path / "V.csv").write_text((DATA / "berkey1998_V.csv").read_text())
     (tmp_path / "d.csv").write_text((DATA / "berkey1998.csv").read_text())
-    raw = {"data": {"file": "d.csv"}, "effect": {"yi": "yi", "vi": "vi"},
-           "model": {"random": ["~ outcome | trial"], "struct": "UN", "V": "V.csv",
-                     "test": "z"}}
+    raw = {
+        "data": {"file": "d.csv"},
+        "effect": {"yi": "yi", "vi": "vi"},
+        "model": {"random": ["~ outcome | trial"], "struct": "UN", "V": "V.csv", "test": "z"},
+    }
     spec = parse_analysis(raw, source=tmp_path / "a.toml")
     assert spec.random_levels == ("trial", "outcome")
     ms = spec.model_spec("yi", "vi", "~ 0 + outcome")
@@ -467,10 +558,16 @@ def test_analysis_file_model_section(tmp_path):
     with pytest.raises(mlmeta.MlmetaError, match=r"'model\.V': file 'nope\.csv' not found"):
         parse_analysis(bad, source=tmp_path / "a.toml")
     bad = dict(raw, model={**raw["model"], "R": {"phylo": "nope.csv"}})
-    with pytest.raises(mlmeta.MlmetaError, match=r"'model\.R\.phylo': file 'nope\.csv' not "
-                                                 r"found"):
+    with pytest.raises(
+        mlmeta.MlmetaError,
+        match=r"'model\.R\.phylo': file 'nope\.csv' not "
+        r"found",
+    ):
         parse_analysis(bad, source=tmp_path / "a.toml")
     bad = dict(raw, model={**raw["model"], "rho": 0.5})
-    with pytest.raises(mlmeta.MlmetaError, match=r"give either 'model\.V' .* or 'model\.rho', "
-                                                 r"not both"):
+    with pytest.raises(
+        mlmeta.MlmetaError,
+        match=r"give either 'model\.V' .* or 'model\.rho', "
+        r"not both",
+    ):
         parse_analysis(bad, source=tmp_path / "a.toml")

@@ -11,6 +11,7 @@ some of these fits (the script then uses bobyqa, whose components agree with mlm
 relative, e.g. lim2014: R² of phylo differs by 1e-6). The aggregated analyses follow
 tests/test_pubbias.py: the tightly converged metafor fits, rel 1e-5.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,12 @@ def check(exp, got, what, rel=REL, abs_=ABS):
 
 
 def test_the_fixture_set_covers_crossed_phylo_and_inner_outer_terms():
-    assert NAMES == ["berkey1998_un_t", "crossed_lab_mods_t", "lim2014_phylo_env_z",
-                     "multivar_labs_t"]
+    assert NAMES == [
+        "berkey1998_un_t",
+        "crossed_lab_mods_t",
+        "lim2014_phylo_env_z",
+        "multivar_labs_t",
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,8 +90,10 @@ def test_r2_of_a_tau2_per_inner_level_sums_their_mean():
     assert r2.total == pytest.approx(ref["r2"]["total"], abs=R2_ABS)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if json.loads(
-    (R2DIR / f"{n}.json").read_text())["r2_marginal"] is not None])
+@pytest.mark.parametrize(
+    "name",
+    [n for n in NAMES if json.loads((R2DIR / f"{n}.json").read_text())["r2_marginal"] is not None],
+)
 def test_marginal_r2_matches_the_definition_computed_in_r(name):
     _, ref, res = fitted(name)
     m = res.r2(kind="marginal")
@@ -275,7 +282,8 @@ def test_report_aggregates_within_the_declared_cluster(tmp_path):
     from mlmeta import rma_mv
 
     text = CROSSED_TOML.format(csv=json.dumps(str(CROSSED_CSV))).replace(
-        'moderators = ["dose"]', 'moderators = ["dose"]\ncluster = "lab"')
+        'moderators = ["dose"]', 'moderators = ["dose"]\ncluster = "lab"'
+    )
     out, got = run_report(tmp_path, text)
     a = got["bias"]["aggregated"]
     assert a["cluster"] == "lab" and a["n_aggregated"] == 8

@@ -6,6 +6,7 @@ at the array level and every number of ``expect`` is compared at the case's tole
 equivalence tests tie the engine to the nested engine and to itself (layers, R = I, V = diag),
 and the likelihood, gradient and Hessian are checked against a brute-force dense computation.
 """
+
 from __future__ import annotations
 
 import json
@@ -105,13 +106,17 @@ def build(case: dict):
         if lhs == "1":
             parts = rhs.split("/")
             if len(parts) > 1:
-                terms += nested_terms([d[x] for x in parts],
-                                      ["/".join(parts[: i + 1]) for i in range(len(parts))])
+                terms += nested_terms(
+                    [d[x] for x in parts], ["/".join(parts[: i + 1]) for i in range(len(parts))]
+                )
             elif rhs in R:
                 Rm = pd.read_csv(HERE / "data" / R[rhs], index_col=0)
                 assert list(Rm.index) == list(Rm.columns)
-                terms.append(factor_term(d[rhs].astype(str), R=Rm.to_numpy(),
-                                         R_names=list(Rm.columns), name=rhs))
+                terms.append(
+                    factor_term(
+                        d[rhs].astype(str), R=Rm.to_numpy(), R_names=list(Rm.columns), name=rhs
+                    )
+                )
             else:
                 terms.append(factor_term(d[rhs], name=rhs))
         else:
@@ -127,8 +132,7 @@ def results(case: dict) -> dict:
         fit = fit_general(y, X, S, terms, method=case["method"])
     k, p = X.shape
     est = fit.estimates()
-    out: dict = {"k": k, "p": p,
-                 "sigma2": [e.sigma2 for e in est if e.kind == "sigma2"]}
+    out: dict = {"k": k, "p": p, "sigma2": [e.sigma2 for e in est if e.kind == "sigma2"]}
     io = [e for e in est if e.kind == "inner_outer"]
     for e, (vn, rn) in zip(io, [("tau2", "rho"), ("gamma2", "phi")]):
         out[vn] = list(e.tau2)
@@ -141,8 +145,16 @@ def results(case: dict) -> dict:
         codes, ng = contain_groupings(terms)
         df = contain_df(X, codes, ng) if case["dfs"] == "contain" else np.full(p, k - p, float)
     ct = coef_tests(fit.beta, fit.vcov, df)
-    out.update(beta=fit.beta, se=ct.se, stat=ct.stat, df=None if df is None else list(df),
-               pval=ct.pval, ci_lb=ct.ci_lb, ci_ub=ct.ci_ub, vcov=fit.vcov)
+    out.update(
+        beta=fit.beta,
+        se=ct.se,
+        stat=ct.stat,
+        df=None if df is None else list(df),
+        pval=ct.pval,
+        ci_lb=ct.ci_lb,
+        ci_ub=ct.ci_ub,
+        vcov=fit.vcov,
+    )
     btt = np.arange(1, p) if p > 1 and case["coef_names"][0] == "intrcpt" else np.arange(p)
     QM, QMdf, QMp = omnibus_test(fit.beta, fit.vcov, btt, df)
     out.update(QM=QM, QM_df=list(QMdf), QMp=QMp)
@@ -177,6 +189,7 @@ def fitted():
             case = json.loads(path.read_text())
             cache[path] = (case, results(case))
         return cache[path]
+
     return get
 
 
@@ -199,8 +212,14 @@ def test_every_number_matches_metafor(path, fitted):
 
 def test_the_fixture_set_is_complete():
     names = {p.stem for p in CASES}
-    for prefix in ("crossed_lab_", "berkey1998_", "ishak2007_", "lim2014_", "assink2016_che_",
-                   "multivar_labs_"):
+    for prefix in (
+        "crossed_lab_",
+        "berkey1998_",
+        "ishak2007_",
+        "lim2014_",
+        "assink2016_che_",
+        "multivar_labs_",
+    ):
         assert any(n.startswith(prefix) for n in names), prefix
     assert len(names) == 16
 
@@ -234,19 +253,23 @@ def test_pure_nesting_equals_the_nested_engine(assink, method):
     y, v = d["yi"].to_numpy(), d["vi"].to_numpy()
     nested = fit_nested(y, v, X, [d["study"].to_numpy(), d["esid"].to_numpy()], method=method)
     g = _fit(y, X, SamplingCov.from_vi(v), nested_terms([d["study"], d["esid"]]), method=method)
-    _assert_same(g.sigma2, g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov,
-                 nested.ll)
+    _assert_same(g.sigma2, g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov, nested.ll)
 
 
 def test_che_rho_equals_the_nested_engine(assink):
     d, X = assink
     y, v = d["yi"].to_numpy(), d["vi"].to_numpy()
-    nested = fit_nested(y, v, X, [d["study"].to_numpy(), d["esid"].to_numpy()], rho=0.6,
-                        rho_codes=d["study"].to_numpy())
+    nested = fit_nested(
+        y,
+        v,
+        X,
+        [d["study"].to_numpy(), d["esid"].to_numpy()],
+        rho=0.6,
+        rho_codes=d["study"].to_numpy(),
+    )
     S = SamplingCov.from_rho(v, d["study"], 0.6)
     g = _fit(y, X, S, nested_terms([d["study"], d["esid"]]))
-    _assert_same(g.sigma2, g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov,
-                 nested.ll)
+    _assert_same(g.sigma2, g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov, nested.ll)
 
 
 @pytest.fixture(scope="module")
@@ -263,8 +286,9 @@ def test_crossed_with_lab_fixed_at_zero_equals_the_nested_fit(crossed):
     nested = fit_nested(y, S.diag, X, [d["study"].to_numpy(), d["es"].to_numpy()])
     assert g.sigma2[2] == 0.0
     assert g.n_estimated == 2
-    _assert_same(g.sigma2[:2], g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov,
-                 nested.ll)
+    _assert_same(
+        g.sigma2[:2], g.beta, g.vcov, g.ll, nested.sigma2, nested.beta, nested.vcov, nested.ll
+    )
 
 
 def test_identity_R_equals_the_plain_factor(crossed):
@@ -284,8 +308,9 @@ def test_the_layers_agree_whatever_terms_are_blocks(crossed):
     for bt in ([], [0, 1, 2], [1]):
         pr = GeneralProblem(y, X, S, terms, reml=True, block_terms=bt)
         g = _fit(y, X, S, terms, problem=pr)
-        _assert_same(g.sigma2, g.beta, g.vcov, g.ll, ref.sigma2, ref.beta, ref.vcov, ref.ll,
-                     tol=1e-7)
+        _assert_same(
+            g.sigma2, g.beta, g.vcov, g.ll, ref.sigma2, ref.beta, ref.vcov, ref.ll, tol=1e-7
+        )
 
 
 def test_diagonal_V_equals_vi(crossed):
@@ -345,8 +370,13 @@ def dense_loglik(pr: GeneralProblem, theta: np.ndarray) -> float:
     r = y - X @ np.linalg.solve(A, X.T @ Vi @ y)
     p = X.shape[1]
     if pr.reml:
-        return -0.5 * ((k - p) * LOG2PI - pr.logdet_xtx + np.linalg.slogdet(V)[1]
-                       + np.linalg.slogdet(A)[1] + r @ Vi @ r)
+        return -0.5 * (
+            (k - p) * LOG2PI
+            - pr.logdet_xtx
+            + np.linalg.slogdet(V)[1]
+            + np.linalg.slogdet(A)[1]
+            + r @ Vi @ r
+        )
     return -0.5 * (k * LOG2PI + np.linalg.slogdet(V)[1] + r @ Vi @ r)
 
 
@@ -369,8 +399,11 @@ def toy():
 def _theta_for(pr: GeneralProblem, rng) -> np.ndarray:
     th = np.empty(pr.n_params)
     for i, p in enumerate(pr.params):
-        th[i] = {"var": rng.uniform(0.02, 0.2), "sd": rng.uniform(0.15, 0.45),
-                 "cor": rng.uniform(-0.3, 0.6)}[p.kind]
+        th[i] = {
+            "var": rng.uniform(0.02, 0.2),
+            "sd": rng.uniform(0.15, 0.45),
+            "cor": rng.uniform(-0.3, 0.6),
+        }[p.kind]
     return th
 
 
@@ -378,9 +411,12 @@ def _theta_for(pr: GeneralProblem, rng) -> np.ndarray:
 @pytest.mark.parametrize("layout", ["blocks", "woodbury"])
 def test_derivatives_are_exact(toy, struct, layout):
     study, lab, out, y, X, S, R = toy
-    terms = [factor_term(study, name="study"), factor_term(lab, R=R, R_names=list(range(5))),
-             inner_outer_term(out, study if layout == "blocks" else lab, struct),
-             inner_outer_term(out, lab, "CS")]
+    terms = [
+        factor_term(study, name="study"),
+        factor_term(lab, R=R, R_names=list(range(5))),
+        inner_outer_term(out, study if layout == "blocks" else lab, struct),
+        inner_outer_term(out, lab, "CS"),
+    ]
     pr = GeneralProblem(y, X, S, terms, reml=True)
     if layout == "blocks":
         assert 2 in pr.block_terms
@@ -394,8 +430,7 @@ def test_derivatives_are_exact(toy, struct, layout):
     g = np.array([(pr(th + h * e, 0).ll - pr(th - h * e, 0).ll) / (2 * h) for e in E])
     np.testing.assert_allclose(ev.grad, g, rtol=1e-6, atol=1e-5)
     H = np.array([(pr(th + h * e, 1).grad - pr(th - h * e, 1).grad) / (2 * h) for e in E])
-    np.testing.assert_allclose(ev.hess, 0.5 * (H + H.T), rtol=1e-5,
-                               atol=1e-6 * np.max(np.abs(H)))
+    np.testing.assert_allclose(ev.hess, 0.5 * (H + H.T), rtol=1e-5, atol=1e-6 * np.max(np.abs(H)))
 
 
 def test_ml_likelihood_matches_the_dense_computation(toy):
@@ -412,12 +447,18 @@ def test_row_order_does_not_matter(toy, seed):
     study, lab, out, y, X, S, R = toy
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(y))
-    terms = [factor_term(study), factor_term(lab, R=R, R_names=list(range(5))),
-             inner_outer_term(out, study, "UN")]
+    terms = [
+        factor_term(study),
+        factor_term(lab, R=R, R_names=list(range(5))),
+        inner_outer_term(out, study, "UN"),
+    ]
     pr = GeneralProblem(y, X, S, terms, reml=True)
     S2 = SamplingCov.from_rho(S.diag[perm], study[perm], 0.4)
-    terms2 = [factor_term(study[perm]), factor_term(lab[perm], R=R, R_names=list(range(5))),
-              inner_outer_term(out[perm], study[perm], "UN")]
+    terms2 = [
+        factor_term(study[perm]),
+        factor_term(lab[perm], R=R, R_names=list(range(5))),
+        inner_outer_term(out[perm], study[perm], "UN"),
+    ]
     pr2 = GeneralProblem(y[perm], X[perm], S2, terms2, reml=True)
     th = _theta_for(pr, rng)
     a, b = pr(th, 1), pr2(th, 1)
@@ -436,8 +477,7 @@ def test_a_crossed_variance_on_the_boundary_is_exactly_zero():
     v = np.full(90, 0.02)
     y = 0.2 + rng.normal(0, 0.2, 30)[study] + rng.normal(0, np.sqrt(v))
     y -= (np.bincount(lab, y) / np.bincount(lab))[lab] - y.mean()  # remove lab means
-    fit = _fit(y, np.ones((90, 1)), SamplingCov.from_vi(v),
-               [factor_term(study), factor_term(lab)])
+    fit = _fit(y, np.ones((90, 1)), SamplingCov.from_vi(v), [factor_term(study), factor_term(lab)])
     assert fit.sigma2[1] == 0.0
     assert fit.optim.evaluation.grad[1] <= 0.0  # the likelihood falls into the box
     assert fit.sigma2[0] > 0.0
@@ -479,13 +519,15 @@ def test_fixed_tau2_and_rho_are_held(toy):
 @pytest.mark.parametrize("struct", STRUCTS)
 def test_structure_matrices(struct):
     cs = CovStruct(struct, 4)
-    th = cs.internal([0.1, 0.2, 0.3, 0.4] if cs.n_var == 4 else 0.2,
-                     [0.5, 0.4, 0.3, 0.2, 0.1, 0.0] if struct == "UN" else 0.5)
+    th = cs.internal(
+        [0.1, 0.2, 0.3, 0.4] if cs.n_var == 4 else 0.2,
+        [0.5, 0.4, 0.3, 0.2, 0.1, 0.0] if struct == "UN" else 0.5,
+    )
     G = cs.matrix(th)
     tau2, rho = cs.report(th)
     np.testing.assert_allclose(np.diag(G), tau2 if cs.n_var == 4 else np.full(4, tau2[0]))
     if struct == "AR":
-        assert G[0, 3] == pytest.approx(0.2 * 0.5 ** 3)
+        assert G[0, 3] == pytest.approx(0.2 * 0.5**3)
     if struct == "HAR":
         assert G[1, 3] == pytest.approx(np.sqrt(0.2 * 0.4) * 0.25)
     if struct == "UN":
@@ -502,24 +544,36 @@ def test_sampling_covariance_errors():
     with pytest.raises(InputError, match=r"^V must be a square matrix; got shape \(2, 3\)$"):
         SamplingCov.from_matrix(np.ones((2, 3)))
     A = np.array([[1.0, 0.2], [0.3, 1.0]])
-    with pytest.raises(InputError, match=r"^V must be symmetric: entry \(row 2, col 1\) is 0\.3 "
-                                         r"but \(row 1, col 2\) is 0\.2$"):
+    with pytest.raises(
+        InputError,
+        match=r"^V must be symmetric: entry \(row 2, col 1\) is 0\.3 "
+        r"but \(row 1, col 2\) is 0\.2$",
+    ):
         SamplingCov.from_matrix(A)
-    with pytest.raises(InputError, match=r"^V: the sampling variance of row 2 \(diagonal entry\) "
-                                         r"is missing; every row needs one > 0$"):
+    with pytest.raises(
+        InputError,
+        match=r"^V: the sampling variance of row 2 \(diagonal entry\) "
+        r"is missing; every row needs one > 0$",
+    ):
         SamplingCov.from_long([0, 1], [0, 0], [1.0, 0.2], 2)
     with pytest.raises(InputError, match=r"^V: entry \(row 2, col 1\) is given more than once$"):
         SamplingCov.from_long([0, 1, 1, 1], [0, 0, 0, 1], [1.0, 0.2, 0.2, 1.0], 2)
     with pytest.raises(InputError, match=r"^V: row index 3 is outside the data rows 1\.\.2$"):
         SamplingCov.from_long([0, 2], [0, 0], [1.0, 0.2], 2)
-    with pytest.raises(InputError, match=r"^V: the sampling variance of row 1 must be > 0; "
-                                         r"got -1\.0$"):
+    with pytest.raises(
+        InputError,
+        match=r"^V: the sampling variance of row 1 must be > 0; "
+        r"got -1\.0$",
+    ):
         SamplingCov.from_long([0, 1], [0, 1], [-1.0, 1.0], 2)
     with pytest.raises(InputError, match=r"^rho must be strictly between -1 and 1; got 1\.0$"):
         SamplingCov.from_rho([1.0, 1.0], [1, 1], 1.0)
     S = SamplingCov.from_long([0, 1, 1], [0, 0, 1], [1.0, 2.0, 1.0], 2)  # not PD
-    with pytest.raises(InputError, match=r"^V is not positive definite: the block of rows 1\.\.2 "
-                                         r"fails \(check the covariance of rows 1, 2\)$"):
+    with pytest.raises(
+        InputError,
+        match=r"^V is not positive definite: the block of rows 1\.\.2 "
+        r"fails \(check the covariance of rows 1, 2\)$",
+    ):
         GeneralProblem([0.0, 1.0], np.ones((2, 1)), S, [], reml=True)
 
 
@@ -535,16 +589,25 @@ def test_R_matrix_errors_and_matching():
     R = np.array([[1.0, 0.5], [0.5, 1.0]])
     t = factor_term(lab, R=4 * R, R_names=["a", "b"])  # scaled to a correlation matrix
     np.testing.assert_allclose(t.R, R)
-    t2 = factor_term(lab, R=np.array([[1, 0.2, 0.5], [0.2, 1, 0], [0.5, 0, 1.0]]),
-                     R_names=["b", "c", "a"])
+    t2 = factor_term(
+        lab, R=np.array([[1, 0.2, 0.5], [0.2, 1, 0], [0.5, 0, 1.0]]), R_names=["b", "c", "a"]
+    )
     assert t2.R[0, 1] == 0.5  # levels a, b matched by name, extra level c dropped
-    with pytest.raises(InputError, match=r"^R for lab has no row/column for level 'b' \(1 "
-                                         r"level\(s\) of the data missing\)$"):
+    with pytest.raises(
+        InputError,
+        match=r"^R for lab has no row/column for level 'b' \(1 "
+        r"level\(s\) of the data missing\)$",
+    ):
         factor_term(lab, R=np.eye(2), R_names=["a", "z"], name="lab")
-    with pytest.raises(InputError, match=r"^R for lab must be symmetric: entry \(a, b\) differs "
-                                         r"from \(b, a\)$"):
+    with pytest.raises(
+        InputError,
+        match=r"^R for lab must be symmetric: entry \(a, b\) differs "
+        r"from \(b, a\)$",
+    ):
         factor_term(lab, R=np.array([[1, 0.1], [0.2, 1.0]]), R_names=["a", "b"], name="lab")
-    with pytest.raises(InputError, match=r"^R for lab must be a square matrix; got shape \(2, 3\)$"):
+    with pytest.raises(
+        InputError, match=r"^R for lab must be a square matrix; got shape \(2, 3\)$"
+    ):
         factor_term(lab, R=np.ones((2, 3)), name="lab")
     with pytest.raises(InputError, match=r"^R for lab: level 'a' appears twice$"):
         factor_term(lab, R=np.eye(2), R_names=["a", "a"], name="lab")
@@ -559,8 +622,11 @@ def test_fixed_value_errors(toy):
         fit_general(y, X, S, terms, rho=2.0)
     with pytest.raises(InputError, match=r"^tau2 values must be finite and >= 0; got -1\.0$"):
         fit_general(y, X, S, terms, tau2=-1.0)
-    with pytest.raises(InputError, match=r"^gamma2/phi were given but the model has no second "
-                                         r"'~ inner \| outer' term$"):
+    with pytest.raises(
+        InputError,
+        match=r"^gamma2/phi were given but the model has no second "
+        r"'~ inner \| outer' term$",
+    ):
         fit_general(y, X, S, terms, gamma2=0.1)
     with pytest.raises(InputError, match=r"^method must be one of REML, ML; got 'EE'$"):
         fit_general(y, X, S, terms, method="EE")

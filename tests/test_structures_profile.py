@@ -5,6 +5,7 @@ anova(full, reduced) per component or term, from scripts/make_reference_structur
 (tests/fixtures/reference_structures_profile/*.json) for the structures reference cases
 (crossed_lab and multivar_labs are SIMULATED data).
 """
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,15 @@ def case_kwargs(name: str) -> tuple[pd.DataFrame, dict]:
         if isinstance(c.get("struct"), str):
             c["struct"] = [c["struct"]]
     d = pd.read_csv(DATA / c["data"])
-    kw = {"yi": c["yi"], "vi": c["vi"], "random": c["random_terms"], "method": c["method"],
-          "test": c["test"], "dfs": c["dfs"], "mods": c["mods"]}
+    kw = {
+        "yi": c["yi"],
+        "vi": c["vi"],
+        "random": c["random_terms"],
+        "method": c["method"],
+        "test": c["test"],
+        "dfs": c["dfs"],
+        "mods": c["mods"],
+    }
     if c.get("struct"):
         kw["struct"] = c["struct"]
     if c.get("R"):
@@ -83,15 +91,23 @@ def _label(r: dict, res) -> str:
     """metafor's row in mlmeta's naming (the nested engine names sigma2 rows by level)."""
     lab = r["component"]
     if lab.startswith("sigma2[") and not getattr(res, "is_structured", False):
-        return lab[len("sigma2["):-1]
+        return lab[len("sigma2[") : -1]
     return lab
 
 
 def test_the_fixture_set_is_complete():
     names = {p.stem for p in REF_FILES}
-    assert names >= {"crossed_lab_t", "crossed_lab_ml_z", "berkey1998_un_t", "berkey1998_cs_t",
-                     "ishak2007_ar_t", "lim2014_phylo_t", "assink2016_che_t", "multivar_labs_t",
-                     "multivar_labs_har_z"}
+    assert names >= {
+        "crossed_lab_t",
+        "crossed_lab_ml_z",
+        "berkey1998_un_t",
+        "berkey1998_cs_t",
+        "ishak2007_ar_t",
+        "lim2014_phylo_t",
+        "assink2016_che_t",
+        "multivar_labs_t",
+        "multivar_labs_har_z",
+    }
 
 
 # Where mlmeta differs from metafor, and why. metafor evaluates the profile of a UN correlation
@@ -228,15 +244,25 @@ def test_the_profile_at_a_bound_drops_by_the_chi2_quantile():
         for b in ("ci_lb", "ci_ub"):
             x = prof.table.loc[p.label, b]
             if prof.table.loc[p.label, "lb_sign" if b == "ci_lb" else "ub_sign"] or x in (
-                    -1.0, 1.0, 0.0):
+                -1.0,
+                1.0,
+                0.0,
+            ):
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MlmetaWarning)
                 # warm from the estimates, as the profile is traced (cold starts can stop at a
                 # lower local maximum of the UN likelihood)
-                fit = fit_general(md.y, md.X, md.S, list(md.terms), method="REML",
-                                  problem=res.core.problem, hold={p.index: p.internal(x)},
-                                  start=res.core.theta)
+                fit = fit_general(
+                    md.y,
+                    md.X,
+                    md.S,
+                    list(md.terms),
+                    method="REML",
+                    problem=res.core.problem,
+                    hold={p.index: p.internal(x)},
+                    start=res.core.theta,
+                )
             assert fit.ll == pytest.approx(cut, abs=1e-9), (p.label, b)
 
 
@@ -285,10 +311,29 @@ def test_lrt_of_a_term_equals_the_fit_without_it():
 # --------------------------------------------------------------------------------------------
 def test_cli_blocks_carry_the_new_rows():
     ref = json.loads((REF / "berkey1998_cs_t.json").read_text())
-    args = ["fit", str(DATA / "berkey1998.csv"), "--yi", "yi", "--vi", "vi", "--random",
-            "~ outcome | trial", "--struct", "CS", "--V", str(DATA / "berkey1998_V.csv"),
-            "--mods", "~ 0 + outcome", "--test", "t", "--dfs", "contain", "--json",
-            "--with", "profile_ci,lrt_drop,I2"]
+    args = [
+        "fit",
+        str(DATA / "berkey1998.csv"),
+        "--yi",
+        "yi",
+        "--vi",
+        "vi",
+        "--random",
+        "~ outcome | trial",
+        "--struct",
+        "CS",
+        "--V",
+        str(DATA / "berkey1998_V.csv"),
+        "--mods",
+        "~ 0 + outcome",
+        "--test",
+        "t",
+        "--dfs",
+        "contain",
+        "--json",
+        "--with",
+        "profile_ci,lrt_drop,I2",
+    ]
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         code = main(args)
@@ -323,8 +368,15 @@ def test_a_fixed_component_gets_no_interval_and_stays_fixed_in_the_refits():
     x = tab.loc["rho", "ci_ub"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MlmetaWarning)
-        fit = fit_general(md.y, md.X, md.S, list(md.terms), problem=res.core.problem,
-                          hold={0: 0.02, 4: float(x)}, start=res.core.theta)
+        fit = fit_general(
+            md.y,
+            md.X,
+            md.S,
+            list(md.terms),
+            problem=res.core.problem,
+            hold={0: 0.02, 4: float(x)},
+            start=res.core.theta,
+        )
     assert fit.ll == pytest.approx(res.core.ll - 0.5 * 3.841458820694124, abs=1e-9)
     assert 0.7 < x < 1
     # no LRT of a fixed component; the HAR term against the model without it

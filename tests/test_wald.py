@@ -1,6 +1,7 @@
 """Wald tests of sets and linear combinations of coefficients against metafor 3.8-1's
 ``anova(fit, btt=)``/``anova(fit, X=)`` and clubSandwich 0.5.8's ``Wald_test`` (HTZ) and
 ``linear_contrast`` (CR2, Satterthwaite), values from scripts/make_reference_workflow2.R."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,11 @@ from mlmeta.errors import InputError, MlmetaWarning
 HERE = Path(__file__).parent
 DATA = HERE / "fixtures" / "reference" / "data"
 W = json.loads((HERE / "fixtures" / "workflow2" / "wald.json").read_text())
-RANDOM = {"assink2016.csv": "study/esid", "konstantopoulos2011.csv": "district/school",
-          "alliance_like.csv": "study/es"}  # alliance_like: SIMULATED data
+RANDOM = {
+    "assink2016.csv": "study/esid",
+    "konstantopoulos2011.csv": "district/school",
+    "alliance_like.csv": "study/es",
+}  # alliance_like: SIMULATED data
 REL = 1e-5
 
 
@@ -41,8 +45,15 @@ def fits():
         warnings.simplefilter("ignore", MlmetaWarning)
         for name, cs in W["cases"].items():
             d = pd.read_csv(DATA / cs["data"])
-            out[name] = mlmeta.rma_mv(d, "yi", "vi", random=RANDOM[cs["data"]], mods=cs["mods"],
-                                      test=cs["test"], dfs=cs["dfs"])
+            out[name] = mlmeta.rma_mv(
+                d,
+                "yi",
+                "vi",
+                random=RANDOM[cs["data"]],
+                mods=cs["mods"],
+                test=cs["test"],
+                dfs=cs["dfs"],
+            )
     return out
 
 
@@ -184,8 +195,7 @@ def test_linear_combination_of_a_set_equals_the_set_test(fits):
 
 
 @settings(max_examples=25, deadline=None, database=None, derandomize=True)
-@given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=8, max_size=8),
-       st.floats(0.1, 10))
+@given(st.lists(st.floats(-3, 3, allow_nan=False), min_size=8, max_size=8), st.floats(0.1, 10))
 def test_scaling_a_hypothesis_changes_nothing(fits, row, c):
     res = fits["alliance_phase_x_treatment_z"]
     row = np.asarray(row)
@@ -208,8 +218,10 @@ def test_hypothesis_text(fits):
     res = fits["assink_year_x_deltype_t"]
     t = res.wald(X=[[0, 0, 1, -1, 0], [0, 1, 0, 0, 1], [1, 2.5, 0, 0, 0]])
     assert list(t.table["hypothesis"]) == [
-        "deltypegeneral - deltypeovert = 0", "year + year:deltypegeneral = 0",
-        "intrcpt + 2.5*year = 0"]
+        "deltypegeneral - deltypeovert = 0",
+        "year + year:deltypegeneral = 0",
+        "intrcpt + 2.5*year = 0",
+    ]
     text = str(t)
     assert "Hypotheses:" in text and "F(df1 = 3, df2 = 12)" in text
     d = t.to_dict()
@@ -224,21 +236,23 @@ def test_resolve_btt():
     assert list(resolve_btt(names, 3)) == [3]
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"btt": "nothing"}, "btt: the pattern 'nothing' matches no coefficient"),
-    ({"btt": ["nope"]}, "btt: 'nope' is not a coefficient"),
-    ({"btt": [9]}, "btt: position 9 is out of range 0..4 (positions count from 0)"),
-    ({"btt": [1.5]}, "btt: give coefficient names or 0-based positions; got 1.5"),
-    ({"btt": "("}, "btt: '(' is not a valid pattern"),
-    ({"btt": [1], "X": [1, 0, 0, 0, 0]}, "give either btt= (a set of coefficients) or X="),
-    ({"X": [1, 0, 0]}, "X has 3 columns but the model has 5 coefficients"),
-    ({"X": [[np.nan, 0, 0, 0, 0]]}, "X must hold finite numbers"),
-    ({"X": [1, 0, 0, 0, 0], "rhs": [0, 1]}, "rhs has 2 values but 1 hypotheses are tested"),
-    ({"X": [1, 0, 0, 0, 0], "vcov": "HC3"}, "vcov must be one of model, CR2; got 'HC3'"),
-    ({"X": [1, 0, 0, 0, 0], "vcov": "CR2", "rhs": 1},
-     "rhs is not available with vcov='CR2'"),
-    ({"X": [1, 0, 0, 0, 0], "cluster": "study"}, "cluster= applies to vcov='CR2'"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"btt": "nothing"}, "btt: the pattern 'nothing' matches no coefficient"),
+        ({"btt": ["nope"]}, "btt: 'nope' is not a coefficient"),
+        ({"btt": [9]}, "btt: position 9 is out of range 0..4 (positions count from 0)"),
+        ({"btt": [1.5]}, "btt: give coefficient names or 0-based positions; got 1.5"),
+        ({"btt": "("}, "btt: '(' is not a valid pattern"),
+        ({"btt": [1], "X": [1, 0, 0, 0, 0]}, "give either btt= (a set of coefficients) or X="),
+        ({"X": [1, 0, 0]}, "X has 3 columns but the model has 5 coefficients"),
+        ({"X": [[np.nan, 0, 0, 0, 0]]}, "X must hold finite numbers"),
+        ({"X": [1, 0, 0, 0, 0], "rhs": [0, 1]}, "rhs has 2 values but 1 hypotheses are tested"),
+        ({"X": [1, 0, 0, 0, 0], "vcov": "HC3"}, "vcov must be one of model, CR2; got 'HC3'"),
+        ({"X": [1, 0, 0, 0, 0], "vcov": "CR2", "rhs": 1}, "rhs is not available with vcov='CR2'"),
+        ({"X": [1, 0, 0, 0, 0], "cluster": "study"}, "cluster= applies to vcov='CR2'"),
+    ],
+)
 def test_refusals(fits, kw, msg):
     with pytest.raises(InputError, match=re.escape(msg)):
         wald(fits["assink_year_x_deltype_t"], **kw)

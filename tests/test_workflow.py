@@ -2,6 +2,7 @@
 several coefficients, Egger with CR2, PET-PEESE, the integral back-transform, model comparison
 with ML refits; and behaviours: I2 confidence intervals from the profile limits, flat-profile
 and boundary flags, fixing components from the command line."""
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,12 @@ def test_htz_wald_test_of_two_coefficients(alliance):
     with pytest.warns(FitWarning, match="few clusters for robust inference"):
         rb = res.robust(btt=["treatmentintegrative", "treatmentother"])
     e = W["htz_treatment_2_3"]
-    assert not compare([e["Fstat"], e["df_num"], e["df_denom"], e["p_val"]],
-                       [rb.QM, rb.QM_df[0], rb.QM_df[1], rb.QMp], REL, ABS)
+    assert not compare(
+        [e["Fstat"], e["df_num"], e["df_denom"], e["p_val"]],
+        [rb.QM, rb.QM_df[0], rb.QM_df[1], rb.QMp],
+        REL,
+        ABS,
+    )
 
 
 def test_egger_with_cr2(alliance):
@@ -79,9 +84,15 @@ def test_anova_refits_by_ml_when_fixed_effects_differ(alliance):
     a = anova(full, red)
     assert a.refitted_ml and "refitted by ML" in a.note
     e = W["anova_rater_ml"]
-    got = {"LRT": a.LRT, "df": a.df, "pval": a.pval, "AIC": list(a.table["AIC"]),
-           "BIC": list(a.table["BIC"]), "AICc": list(a.table["AICc"]),
-           "logLik": list(a.table["logLik"])}
+    got = {
+        "LRT": a.LRT,
+        "df": a.df,
+        "pval": a.pval,
+        "AIC": list(a.table["AIC"]),
+        "BIC": list(a.table["BIC"]),
+        "AICc": list(a.table["AICc"]),
+        "logLik": list(a.table["logLik"]),
+    }
     assert not compare(e, got, REL, ABS)
 
 
@@ -130,18 +141,34 @@ def test_cli_can_fix_variance_components(konst, capsys):
     from mlmeta.cli import main
 
     path = str(REF / "data" / "konstantopoulos2011.csv")
-    code = main(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "district/school",
-                 "--sigma2", "NA,0", "--json"])
+    code = main(
+        [
+            "fit",
+            path,
+            "--yi",
+            "yi",
+            "--vi",
+            "vi",
+            "--random",
+            "district/school",
+            "--sigma2",
+            "NA,0",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     two = fit(konst, random="district/school", sigma2=[None, 0.0], test="z", dfs="residual")
     assert out["sigma2"][1] == 0.0
     assert out["sigma2"][0] == pytest.approx(two.core.sigma2[0], rel=1e-12)
-    code = main(["fit", path, "--yi", "yi", "--vi", "vi", "--random", "district/school",
-                 "--sigma2", "NA"])
+    code = main(
+        ["fit", path, "--yi", "yi", "--vi", "vi", "--random", "district/school", "--sigma2", "NA"]
+    )
     assert code == 2
-    assert "--sigma2 has 1 value(s) but the model has 2 random-effect levels" in \
-        capsys.readouterr().err
+    assert (
+        "--sigma2 has 1 value(s) but the model has 2 random-effect levels"
+        in capsys.readouterr().err
+    )
 
 
 def test_predict_refuses_an_unseen_category(alliance):
@@ -150,9 +177,12 @@ def test_predict_refuses_an_unseen_category(alliance):
     np.testing.assert_allclose(got.pred, [res.core.beta[0] + res.core.beta[1], res.core.beta[0]])
     from mlmeta.errors import FormulaError
 
-    with pytest.raises(FormulaError, match=r"moderator 'rater': category 'nurse' was not in the "
-                                           r"data the model was fitted to \(categories: "
-                                           r"observer, patient, therapist\)"):
+    with pytest.raises(
+        FormulaError,
+        match=r"moderator 'rater': category 'nurse' was not in the "
+        r"data the model was fitted to \(categories: "
+        r"observer, patient, therapist\)",
+    ):
         res.predict(pd.DataFrame({"rater": ["nurse"]}))
 
 
@@ -161,23 +191,36 @@ def test_formula_features_match_r_model_matrix(alliance, formula):
     res = fit(alliance, random="study/es", mods=formula, test="z", dfs="residual")
     e = W["formulas"][formula]
     assert list(res.coef_names) == e["coef_names"]
-    got = {"coef_names": e["coef_names"], "beta": list(res.core.beta), "se": list(res.tests.se),
-           "logLik": res.core.ll}
+    got = {
+        "coef_names": e["coef_names"],
+        "beta": list(res.core.beta),
+        "se": list(res.tests.se),
+        "logLik": res.core.ll,
+    }
     assert not compare(e, got, REL, ABS)
 
 
 def test_profile_shape_check_runs_for_small_fits_and_says_when_it_is_skipped():
     rng = np.random.default_rng(7)  # SIMULATED data
+
     def data(k):
-        return pd.DataFrame({"study": np.repeat(np.arange(k // 4), 4), "es": np.arange(k),
-                             "yi": rng.normal(0.2, 0.3, k), "vi": rng.uniform(0.01, 0.05, k)})
+        return pd.DataFrame(
+            {
+                "study": np.repeat(np.arange(k // 4), 4),
+                "es": np.arange(k),
+                "yi": rng.normal(0.2, 0.3, k),
+                "vi": rng.uniform(0.01, 0.05, k),
+            }
+        )
+
     small = fit(data(400), random="study/es")
-    assert not any("profile likelihood was not checked" in n
-                   for n in small.diagnostics().notes)
+    assert not any("profile likelihood was not checked" in n for n in small.diagnostics().notes)
     big = fit(data(2400), random="study/es")
     note = [n for n in big.diagnostics().notes if "profile likelihood was not checked" in n]
-    assert note == ["the shape of the profile likelihood was not checked (k = 2400 effect "
-                    "sizes make its refits slow; diagnostics(profile=True) checks it, and the "
-                    "profile-likelihood CIs show it)"]
+    assert note == [
+        "the shape of the profile likelihood was not checked (k = 2400 effect "
+        "sizes make its refits slow; diagnostics(profile=True) checks it, and the "
+        "profile-likelihood CIs show it)"
+    ]
     assert "not checked" not in " ".join(big.diagnostics(profile=True).notes)
     assert big.diagnostics(profile=True).trustworthy

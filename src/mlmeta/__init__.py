@@ -36,11 +36,32 @@ _LAZY = {
     "rho_sweep": ("mlmeta.analyses.che", "rho_sweep"),
     "MetaResults": ("mlmeta.results", "MetaResults"),
 }
-_SUBMODULES = {"plots", "effects", "pubbias", "analyses", "io", "spec", "model", "results",
-               "examples", "power", "sim", "report"}
+_SUBMODULES = {
+    "plots",
+    "effects",
+    "pubbias",
+    "analyses",
+    "io",
+    "spec",
+    "model",
+    "results",
+    "examples",
+    "power",
+    "sim",
+    "report",
+}
 
-__all__ = ["__version__", "MlmetaError", "InputError", "FormulaError", "ConvergenceError",
-           "MlmetaWarning", "DataWarning", "FitWarning", *_LAZY]
+__all__ = [
+    "__version__",
+    "MlmetaError",
+    "InputError",
+    "FormulaError",
+    "ConvergenceError",
+    "MlmetaWarning",
+    "DataWarning",
+    "FitWarning",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str):

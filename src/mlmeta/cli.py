@@ -27,9 +27,23 @@ from mlmeta.io import read_table
 
 __all__ = ["main"]
 
-BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger",
-          "loo_cluster", "cooks_cluster", "rstandard", "R2_marginal", "hatvalues", "ranef",
-          "rstudent", "dfbetas")
+BLOCKS = (
+    "I2",
+    "R2",
+    "profile_ci",
+    "lrt_drop",
+    "robust_cr2",
+    "robust_cr1",
+    "egger",
+    "loo_cluster",
+    "cooks_cluster",
+    "rstandard",
+    "R2_marginal",
+    "hatvalues",
+    "ranef",
+    "rstudent",
+    "dfbetas",
+)
 ESCALC_ARGS = _registry.ALL_ARGS  # every escalc column argument (metafor's names)
 MEASURES = _registry.MEASURES  # every registered effect-size measure
 
@@ -50,39 +64,75 @@ def _add_fit_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("data", help="CSV, TSV, Excel or Parquet file")
     ap.add_argument("--yi", help="column of effect sizes")
     ap.add_argument("--vi", help="column of sampling variances")
-    ap.add_argument("--measure", type=str.upper, choices=MEASURES,
-                    help="compute yi/vi with escalc from raw columns")
+    ap.add_argument(
+        "--measure",
+        type=str.upper,
+        choices=MEASURES,
+        help="compute yi/vi with escalc from raw columns",
+    )
     for a in ESCALC_ARGS:
         ap.add_argument(f"--{a}", help=f"escalc column {a}")
-    ap.add_argument("--random", default=None, action="append",
-                    help="random-effects term, repeatable: a nesting such as study/es, or a "
-                         "formula such as '~ 1 | lab' or '~ outcome | trial'; 'none'")
-    ap.add_argument("--struct", default=None,
-                    help="structure of the '~ inner | outer' terms, in order: CS, HCS, UN, AR, "
-                         "HAR, ID, DIAG (e.g. UN or UN,CS)")
-    ap.add_argument("--R", dest="R", default=None, action="append", metavar="FACTOR=PATH",
-                    help="known correlation matrix of a factor's levels (CSV: header row and "
-                         "first column hold the level names); repeatable")
-    ap.add_argument("--V", dest="V", default=None, metavar="PATH",
-                    help="known sampling covariance, long CSV row,col,value (1-based data rows, "
-                         "lower triangle with the diagonal); replaces --vi")
-    ap.add_argument("--rho", default=None, type=float,
-                    help="constant sampling correlation within --rho-cluster (metafor's vcalc)")
-    ap.add_argument("--rho-cluster", dest="rho_cluster", default=None,
-                    help="column whose rows share correlated sampling errors (default: the "
-                         "outer factor of the first random term)")
+    ap.add_argument(
+        "--random",
+        default=None,
+        action="append",
+        help="random-effects term, repeatable: a nesting such as study/es, or a "
+        "formula such as '~ 1 | lab' or '~ outcome | trial'; 'none'",
+    )
+    ap.add_argument(
+        "--struct",
+        default=None,
+        help="structure of the '~ inner | outer' terms, in order: CS, HCS, UN, AR, "
+        "HAR, ID, DIAG (e.g. UN or UN,CS)",
+    )
+    ap.add_argument(
+        "--R",
+        dest="R",
+        default=None,
+        action="append",
+        metavar="FACTOR=PATH",
+        help="known correlation matrix of a factor's levels (CSV: header row and "
+        "first column hold the level names); repeatable",
+    )
+    ap.add_argument(
+        "--V",
+        dest="V",
+        default=None,
+        metavar="PATH",
+        help="known sampling covariance, long CSV row,col,value (1-based data rows, "
+        "lower triangle with the diagonal); replaces --vi",
+    )
+    ap.add_argument(
+        "--rho",
+        default=None,
+        type=float,
+        help="constant sampling correlation within --rho-cluster (metafor's vcalc)",
+    )
+    ap.add_argument(
+        "--rho-cluster",
+        dest="rho_cluster",
+        default=None,
+        help="column whose rows share correlated sampling errors (default: the "
+        "outer factor of the first random term)",
+    )
     ap.add_argument("--mods", default=None, help="moderator formula, e.g. '~ phase'")
     ap.add_argument("--method", default="REML", type=str.upper, choices=["REML", "ML"])
     ap.add_argument("--test", default="z", choices=["z", "t"])
     ap.add_argument("--dfs", default="residual", choices=["residual", "contain"])
     ap.add_argument("--level", default=95.0, type=float, help="confidence level (percent)")
-    ap.add_argument("--sigma2", default=None,
-                    help="fix variance components, outer to inner: e.g. 'NA,0' estimates the "
-                         "first and fixes the second at 0")
+    ap.add_argument(
+        "--sigma2",
+        default=None,
+        help="fix variance components, outer to inner: e.g. 'NA,0' estimates the "
+        "first and fixes the second at 0",
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--with", dest="with_", default="",
-                    help="optional blocks of the --json output, comma-separated: "
-                         + ",".join(BLOCKS))
+    ap.add_argument(
+        "--with",
+        dest="with_",
+        default="",
+        help="optional blocks of the --json output, comma-separated: " + ",".join(BLOCKS),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,14 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="fit the bundled (simulated) example and print the summary")
     r = sub.add_parser("run", help="run an analysis file (TOML) and write its report folder")
     r.add_argument("analysis", help="analysis file, e.g. examples/alliance_like.toml")
-    r.add_argument("--out", "-o", default=None,
-                   help="report folder (default: ./<analysis-file-stem>-report)")
-    r.add_argument("--quiet", "-q", action="store_true",
-                   help="no progress bar, summary or warnings; print only the report path")
+    r.add_argument(
+        "--out", "-o", default=None, help="report folder (default: ./<analysis-file-stem>-report)"
+    )
+    r.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar, summary or warnings; print only the report path",
+    )
     i = sub.add_parser("init", help="write a commented analysis-file template for a data file")
     i.add_argument("data", help="CSV, TSV, Excel or Parquet file")
-    i.add_argument("-o", "--output", default=None,
-                   help="write the template to this file (default: print it)")
+    i.add_argument(
+        "-o", "--output", default=None, help="write the template to this file (default: print it)"
+    )
     i.add_argument("--force", action="store_true", help="overwrite --output if it exists")
     for name, modname in COMMANDS.items():
         import_module(modname).add_parser(sub, name)
@@ -129,14 +185,28 @@ def _fit_from_args(a):
         yi, vi = "yi", "vi"
     else:
         if not a.yi or not (a.vi or a.V):
-            raise MlmetaError("give --yi COL and --vi COL, or --measure with its columns "
-                              "(e.g. --measure ZCOR --ri r --ni n)")
+            raise MlmetaError(
+                "give --yi COL and --vi COL, or --measure with its columns "
+                "(e.g. --measure ZCOR --ri r --ni n)"
+            )
         yi, vi = a.yi, a.vi or "vi"
     random = _random_arg(a.random)
     sigma2 = _sigma2_arg(a.sigma2, random)
     extra = _structure_args(a)
-    return rma_mv(df, yi, vi, random=random, mods=a.mods, method=a.method, test=a.test, sigma2=sigma2,
-                  dfs=a.dfs, level=a.level, measure=measure, **extra)
+    return rma_mv(
+        df,
+        yi,
+        vi,
+        random=random,
+        mods=a.mods,
+        method=a.method,
+        test=a.test,
+        sigma2=sigma2,
+        dfs=a.dfs,
+        level=a.level,
+        measure=measure,
+        **extra,
+    )
 
 
 def _quick_summary(a) -> str | None:
@@ -144,8 +214,15 @@ def _quick_summary(a) -> str | None:
     CSV, nested random effects, no moderators; no pandas import), or None when the careful
     path must run: whenever the quick path meets anything it does not vouch for, raises or
     warns, the careful path runs instead and says what it says."""
-    if (os.environ.get("MLMETA_CAREFUL") or a.mods or a.R or a.V or a.struct
-            or a.rho is not None or a.rho_cluster):
+    if (
+        os.environ.get("MLMETA_CAREFUL")
+        or a.mods
+        or a.R
+        or a.V
+        or a.struct
+        or a.rho is not None
+        or a.rho_cluster
+    ):
         return None
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -164,9 +241,15 @@ def _quick_fit_text(a) -> str | None:
     from mlmeta.spec import ModelSpec
 
     random = _random_arg(a.random)
-    spec = ModelSpec.build(random=random, method=a.method, test=a.test, dfs=a.dfs,
-                           level=a.level, sigma2=_sigma2_arg(a.sigma2, random),
-                           measure=a.measure)
+    spec = ModelSpec.build(
+        random=random,
+        method=a.method,
+        test=a.test,
+        dfs=a.dfs,
+        level=a.level,
+        sigma2=_sigma2_arg(a.sigma2, random),
+        measure=a.measure,
+    )
     nesting = spec.nesting
     if spec.general or nesting is None:
         return None
@@ -230,8 +313,9 @@ def _structure_args(a) -> dict:
         R = {}
         for item in a.R:
             if "=" not in item:
-                raise MlmetaError(f"--R expects FACTOR=PATH (e.g. --R phylo=tree_cor.csv); got "
-                                  f"{item!r}")
+                raise MlmetaError(
+                    f"--R expects FACTOR=PATH (e.g. --R phylo=tree_cor.csv); got {item!r}"
+                )
             fac, path = (x.strip() for x in item.split("=", 1))
             if not fac or not path:
                 raise MlmetaError(f"--R expects FACTOR=PATH; got {item!r}")
@@ -266,8 +350,10 @@ def _sigma2_arg(text, random):
         except ValueError:
             raise MlmetaError(f"--sigma2: {t!r} is not a number or NA") from None
     if len(out) != n:
-        raise MlmetaError(f"--sigma2 has {len(out)} value(s) but the model has {n} random-effect "
-                          "levels (give one per level, outer to inner, NA to estimate)")
+        raise MlmetaError(
+            f"--sigma2 has {len(out)} value(s) but the model has {n} random-effect "
+            "levels (give one per level, outer to inner, NA to estimate)"
+        )
     return out
 
 
@@ -294,13 +380,16 @@ def _run(argv) -> int:
     a = ap.parse_args(argv)
     if a.version:
         from mlmeta import __version__
+
         print(__version__)
         return 0
     if a.cmd == "fit":
         blocks = _blocks(a.with_)
         if blocks and not a.json:
-            raise MlmetaError("--with adds blocks to the JSON output: add --json (the text "
-                              "summary has no place for them)")
+            raise MlmetaError(
+                "--with adds blocks to the JSON output: add --json (the text "
+                "summary has no place for them)"
+            )
         text = None if a.json else _quick_summary(a)
         if text is not None:
             sys.stdout.write(_safe(text))
@@ -325,8 +414,16 @@ def _run(argv) -> int:
         print(f"Example: {ex.title}")
         print(ex.notice)
         print()
-        res = rma_mv(ex.data, "yi", "vi", random="study/es", method="REML", test="t",
-                     dfs="contain", measure="ZCOR")
+        res = rma_mv(
+            ex.data,
+            "yi",
+            "vi",
+            random="study/es",
+            method="REML",
+            test="t",
+            dfs="contain",
+            measure="ZCOR",
+        )
         print(res.summary(), end="")
         return 0
     ap.print_help()
@@ -413,7 +510,7 @@ def _on_signal(signum, frame):
     import signal
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second one must not cut
-        signal.signal(sig, signal.SIG_IGN)                      # the clean-up short
+        signal.signal(sig, signal.SIG_IGN)  # the clean-up short
     raise Terminated(signum)
 
 
@@ -445,27 +542,34 @@ def _restore_signals(old: dict) -> None:
 def _user_message(exc: BaseException) -> str | None:
     """The one line for a failure the user's input or machine can cause (exit 2), or None for
     a genuine internal error (exit 1)."""
+
     def first(e) -> str:
         return str(e).splitlines()[0].strip() if str(e).strip() else type(e).__name__
 
     if isinstance(exc, MlmetaError):
         msg = first(exc)
         while msg.startswith("mlmeta: "):  # never "mlmeta: error: mlmeta: ..."
-            msg = msg[len("mlmeta: "):].removeprefix("error: ")
+            msg = msg[len("mlmeta: ") :].removeprefix("error: ")
         return msg
     if isinstance(exc, RecursionError):
-        return ("the input is nested too deeply to process (maximum recursion depth "
-                "exceeded); simplify it")
+        return (
+            "the input is nested too deeply to process (maximum recursion depth "
+            "exceeded); simplify it"
+        )
     if isinstance(exc, MemoryError):
-        return ("not enough memory for this input; use a smaller data file or fewer "
-                "moderators or analyses")
+        return (
+            "not enough memory for this input; use a smaller data file or fewer "
+            "moderators or analyses"
+        )
     if isinstance(exc, OSError):
         what = exc.strerror or first(exc)
         where = f": {exc.filename!s}" if getattr(exc, "filename", None) else ""
         return f"{what}{where}"
     if type(exc).__name__ == "LinAlgError":  # numpy.linalg, not imported on the fast path
-        return (f"a matrix of this model is singular or not positive definite ({first(exc)}); "
-                "check for constant, duplicated or collinear columns and equal effect sizes")
+        return (
+            f"a matrix of this model is singular or not positive definite ({first(exc)}); "
+            "check for constant, duplicated or collinear columns and equal effect sizes"
+        )
     return None
 
 
@@ -517,16 +621,18 @@ def main(argv=None) -> int:
                     code = 2
                 else:  # last resort: one line, no traceback
                     first = str(exc).splitlines()[0] if str(exc) else ""
-                    _echo(f"mlmeta: internal error ({type(exc).__name__}: {first}); "
-                          "rerun with MLMETA_DEBUG=1 for details", file=sys.stderr)
+                    _echo(
+                        f"mlmeta: internal error ({type(exc).__name__}: {first}); "
+                        "rerun with MLMETA_DEBUG=1 for details",
+                        file=sys.stderr,
+                    )
                     code = 1
         try:
             sys.stdout.flush()
         except BrokenPipeError:
             code = _closed_stdout()
         except OSError as exc:  # e.g. a full disk behind a redirected stdout
-            _echo(f"mlmeta: error: cannot write the output: {exc.strerror or exc}",
-                  file=sys.stderr)
+            _echo(f"mlmeta: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
             code = 2
         if code == 0:
             for w in held:

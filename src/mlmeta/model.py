@@ -95,12 +95,24 @@ def rma_mv(
     (0.1847, [0.0651, 0.0327])
     """
     spec = ModelSpec.build(
-        yi=yi if isinstance(yi, str) else "yi", vi=vi if isinstance(vi, str) else "vi",
-        random=random, struct=struct, mods=mods, method=method, test=test, dfs=dfs,
-        level=level, rho=rho, rho_cluster=rho_cluster, sigma2=sigma2, measure=measure, R=R, V=V)
+        yi=yi if isinstance(yi, str) else "yi",
+        vi=vi if isinstance(vi, str) else "vi",
+        random=random,
+        struct=struct,
+        mods=mods,
+        method=method,
+        test=test,
+        dfs=dfs,
+        level=level,
+        rho=rho,
+        rho_cluster=rho_cluster,
+        sigma2=sigma2,
+        measure=measure,
+        R=R,
+        V=V,
+    )
     md = prepare_spec(data, spec, yi=yi, vi=vi)
     return fit_prepared(md, spec)
-
 
 
 fit = rma_mv
@@ -118,12 +130,14 @@ def prepare_spec(data, spec: ModelSpec, *, yi=_SPEC, vi=_SPEC) -> ModelData:
     if spec.general:
         from mlmeta.io.structures import prepare_structured
 
-        return prepare_structured(data, spec, yi=spec.yi if yi is _SPEC else yi,
-                                  vi=spec.vi if vi is _SPEC else vi)
+        return prepare_structured(
+            data, spec, yi=spec.yi if yi is _SPEC else yi, vi=spec.vi if vi is _SPEC else vi
+        )
     nesting = spec.nesting
     assert nesting is not None  # spec.general is True otherwise
-    md = prepare(data, spec.yi if yi is _SPEC else yi, spec.vi if vi is _SPEC else vi,
-                 nesting, spec.mods)
+    md = prepare(
+        data, spec.yi if yi is _SPEC else yi, spec.vi if vi is _SPEC else vi, nesting, spec.mods
+    )
     if spec.rho_cluster is not None:
         _check_cluster_column(md, spec.rho_cluster, "rho_cluster")
     return md
@@ -141,8 +155,9 @@ def fit_spec(data: pd.DataFrame, spec: ModelSpec) -> MetaResults:
     return fit_prepared(prepare_spec(data, spec), spec)
 
 
-def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
-                 same_as: MetaResults | None = None) -> MetaResults:
+def fit_prepared(
+    md: ModelData, spec: ModelSpec, *, start=None, problem=None, same_as: MetaResults | None = None
+) -> MetaResults:
     """Fit ``spec`` to already prepared data (refits: leave-one-out, profiles, LRTs go through
     :meth:`MetaResults.refit`, which calls this).
 
@@ -166,16 +181,28 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
         nmax = int(sizes.max()) if sizes.size else 1
         if nmax > 1 and spec.rho <= -1.0 / (nmax - 1):
             # a constant correlation among n errors is positive definite only for rho > -1/(n-1)
-            who = md.frame[spec.rho_cluster].to_numpy()[int(np.flatnonzero(
-                rho_codes == int(np.argmax(sizes)))[0])]
+            who = md.frame[spec.rho_cluster].to_numpy()[
+                int(np.flatnonzero(rho_codes == int(np.argmax(sizes)))[0])
+            ]
             who = who.item() if isinstance(who, np.generic) else who
-            raise InputError(f"rho = {spec.rho:g} makes the sampling covariance of "
-                             f"{spec.rho_cluster} {who!r} ({nmax} effect sizes) not positive "
-                             f"definite: with {nmax} correlated errors rho must be greater than "
-                             f"-1/{nmax - 1} = {-1.0 / (nmax - 1):.4g}")
-    core = fit_nested(md.y, md.v, md.X, md.factors, method=spec.method,
-                      sigma2_fixed=spec.sigma2, start=start, rho=spec.rho,
-                      rho_codes=rho_codes, problem=problem)
+            raise InputError(
+                f"rho = {spec.rho:g} makes the sampling covariance of "
+                f"{spec.rho_cluster} {who!r} ({nmax} effect sizes) not positive "
+                f"definite: with {nmax} correlated errors rho must be greater than "
+                f"-1/{nmax - 1} = {-1.0 / (nmax - 1):.4g}"
+            )
+    core = fit_nested(
+        md.y,
+        md.v,
+        md.X,
+        md.factors,
+        method=spec.method,
+        sigma2_fixed=spec.sigma2,
+        start=start,
+        rho=spec.rho,
+        rho_codes=rho_codes,
+        problem=problem,
+    )
     st = core.problem.st
     test, dfs = spec.test, spec.dfs
     if same_as is not None and (same_as.test, same_as.dfs) == (test, dfs):
@@ -206,7 +233,11 @@ def fit_prepared(md: ModelData, spec: ModelSpec, *, start=None, problem=None,
         level_names=level_names(md.random),
         tests=ct,
         btt=btt,
-        QM=QM, QM_df=QM_df, QMp=QMp,
-        QE=QE, QE_df=QE_df, QEp=QEp,
+        QM=QM,
+        QM_df=QM_df,
+        QMp=QMp,
+        QE=QE,
+        QE_df=QE_df,
+        QEp=QEp,
         fitstats=fs,
     )

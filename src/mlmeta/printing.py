@@ -16,7 +16,7 @@ def format_p(p: float, digits: int = 4) -> str:
     """p-value as metafor prints it: '< .0001' below 10^-digits, else rounded."""
     if p is None or not np.isfinite(p):
         return "NA"
-    if p < 10 ** -digits:
+    if p < 10**-digits:
         return "< ." + "0" * (digits - 1) + "1"
     return f"{p:.{digits}f}"
 
@@ -24,7 +24,7 @@ def format_p(p: float, digits: int = 4) -> str:
 def stars(p: float) -> str:
     if not np.isfinite(p):
         return ""
-    return "***" if p < .001 else "**" if p < .01 else "*" if p < .05 else "." if p < .1 else ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
 
 
 def _table(rows: list[list[str]], header: list[str], index: list[str] | None = None) -> str:
@@ -36,7 +36,9 @@ def _table(rows: list[list[str]], header: list[str], index: list[str] | None = N
     for r in cols:
         cells = []
         for j, c in enumerate(r):
-            cells.append(c.ljust(widths[j]) if (index is not None and j == 0) else c.rjust(widths[j]))
+            cells.append(
+                c.ljust(widths[j]) if (index is not None and j == 0) else c.rjust(widths[j])
+            )
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -49,8 +51,7 @@ def format_summary(res: MetaResults, digits: int = 4) -> str:
     title = "Multivariate Meta-Analysis Model" if L or structured else "Equal-Effects Model"
     out.append(f"{title} (k = {res.k}; method: {res.method})")
     if res.data.dropped:
-        out.append(f"({len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
-                   "values)")
+        out.append(f"({len(res.data.dropped)} of {res.data.k_all} rows dropped for missing values)")
     out.append("")
     fs = res.fitstats
     hdr = ["logLik", "Deviance", "AIC", "BIC", "AICc"]
@@ -65,13 +66,28 @@ def format_summary(res: MetaResults, digits: int = 4) -> str:
         rows = []
         for i, name in enumerate(res.level_names):
             s2 = float(res.core.sigma2[i])
-            rows.append([f.format(s2), f.format(np.sqrt(s2)), str(res.n_levels[i]),
-                         "yes" if res.core.fixed[i] else "no", name])
-        out.append(_table(rows, ["estim", "sqrt", "nlvls", "fixed", "factor"],
-                          [f"sigma^2.{i + 1}" for i in range(L)]))
+            rows.append(
+                [
+                    f.format(s2),
+                    f.format(np.sqrt(s2)),
+                    str(res.n_levels[i]),
+                    "yes" if res.core.fixed[i] else "no",
+                    name,
+                ]
+            )
+        out.append(
+            _table(
+                rows,
+                ["estim", "sqrt", "nlvls", "fixed", "factor"],
+                [f"sigma^2.{i + 1}" for i in range(L)],
+            )
+        )
         out.append("")
-    het = "Test for Residual Heterogeneity:" if res.p > 1 or not res.intercept_only \
+    het = (
+        "Test for Residual Heterogeneity:"
+        if res.p > 1 or not res.intercept_only
         else "Test for Heterogeneity:"
+    )
     out.append(het)
     out.append(f"Q(df = {res.QE_df}) = {f.format(res.QE)}, p-val {_peq(res.QEp, digits)}")
     out.append("")
@@ -83,8 +99,9 @@ def format_summary(res: MetaResults, digits: int = 4) -> str:
         if d2 is None:
             out.append(f"QM(df = {m}) = {f.format(res.QM)}, p-val {_peq(res.QMp, digits)}")
         else:
-            out.append(f"F(df1 = {m}, df2 = {d2:g}) = {f.format(res.QM)}, p-val "
-                       f"{_peq(res.QMp, digits)}")
+            out.append(
+                f"F(df1 = {m}, df2 = {d2:g}) = {f.format(res.QM)}, p-val {_peq(res.QMp, digits)}"
+            )
         out.append("")
     out.append("Model Results:")
     out.append("")
@@ -94,8 +111,12 @@ def format_summary(res: MetaResults, digits: int = 4) -> str:
         r = [f.format(res.core.beta[j]), f.format(t.se[j]), f.format(t.stat[j])]
         if t.df is not None:
             r.append(f"{t.df[j]:g}")
-        r += [format_p(t.pval[j], digits), f.format(t.ci_lb[j]), f.format(t.ci_ub[j]),
-              stars(t.pval[j])]
+        r += [
+            format_p(t.pval[j], digits),
+            f.format(t.ci_lb[j]),
+            f.format(t.ci_ub[j]),
+            stars(t.pval[j]),
+        ]
         rows.append(r)
     hdr = ["estimate", "se", "tval" if res.test == "t" else "zval"]
     if t.df is not None:
@@ -109,13 +130,17 @@ def format_summary(res: MetaResults, digits: int = 4) -> str:
     if res.intercept_only and res.measure == "ZCOR":
         pr = res.predict(transf="ztor")
         out.append("")
-        out.append(f"Back-transformed to r: {pr.pred[0]:.3f}, {res.spec.level_percent:g}% CI "
-                   f"[{pr.ci_lb[0]:.3f}, {pr.ci_ub[0]:.3f}], prediction interval "
-                   f"[{pr.pi_lb[0]:.3f}, {pr.pi_ub[0]:.3f}]")
+        out.append(
+            f"Back-transformed to r: {pr.pred[0]:.3f}, {res.spec.level_percent:g}% CI "
+            f"[{pr.ci_lb[0]:.3f}, {pr.ci_ub[0]:.3f}], prediction interval "
+            f"[{pr.pi_lb[0]:.3f}, {pr.pi_ub[0]:.3f}]"
+        )
     dg = res.diagnostics()
     out.append("")
-    out.append(f"Fit diagnostics: {dg.verdict} ({dg.iterations} Newton iterations, "
-               f"max |gradient| {dg.grad_norm:.1e})")
+    out.append(
+        f"Fit diagnostics: {dg.verdict} ({dg.iterations} Newton iterations, "
+        f"max |gradient| {dg.grad_norm:.1e})"
+    )
     for n in dg.notes:
         out.append(f"Note: {n}")
     return "\n".join(out) + "\n"
@@ -144,8 +169,13 @@ def format_structured_components(res, digits: int = 4) -> list[str]:
         with_R = any(i.has_R for _, i in sig)
         rows = []
         for e, i in sig:
-            r = [f.format(e.sigma2), f.format(np.sqrt(e.sigma2)), str(e.n_levels[0]),
-                 "yes" if e.tau2_fixed[0] else "no", i.name]
+            r = [
+                f.format(e.sigma2),
+                f.format(np.sqrt(e.sigma2)),
+                str(e.n_levels[0]),
+                "yes" if e.tau2_fixed[0] else "no",
+                i.name,
+            ]
             if with_R:
                 r.append("yes" if i.has_R else "no")
             rows.append(r)
@@ -173,16 +203,20 @@ def format_structured_components(res, digits: int = 4) -> list[str]:
                 idx.append(rsym)
             out.append(_table(rows, ["estim", "sqrt", "fixed"], idx))
         elif info.struct in ("HCS", "HAR", "DIAG"):
-            rows = [[f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
-                    for a, t in enumerate(e.tau2)]
+            rows = [
+                [f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
+                for a, t in enumerate(e.tau2)
+            ]
             idx = [f"{vsym}.{a + 1}" for a in range(len(e.tau2))] if len(e.tau2) > 1 else [vsym]
             if info.struct != "DIAG":
                 rows.append([f.format(e.rho[0]), "", "", ryn[0], ""])
                 idx.append(rsym)
             out.append(_table(rows, ["estim", "sqrt", "k.lvl", "fixed", "level"], idx))
         else:  # UN
-            rows = [[f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
-                    for a, t in enumerate(e.tau2)]
+            rows = [
+                [f.format(t), f.format(np.sqrt(t)), str(kl[a]), yn[a], lv[a]]
+                for a, t in enumerate(e.tau2)
+            ]
             idx = [f"{vsym}.{a + 1}" for a in range(len(e.tau2))] if len(e.tau2) > 1 else [vsym]
             out.append(_table(rows, ["estim", "sqrt", "k.lvl", "fixed", "level"], idx))
             if len(lv) > 1:
@@ -197,14 +231,18 @@ def format_structured_components(res, digits: int = 4) -> list[str]:
                     fixed[a, b] = fixed[b, a] = e.rho_fixed[q]
                 rows = []
                 for ri in range(m):
-                    cells = [("1" if c == ri else f.format(cor[ri, c])) if c <= ri else ""
-                             for c in range(m)]
-                    info_cells = ["-" if c == ri else
-                                  (("yes" if fixed[ri, c] else "no") if c < ri
-                                   else str(int(occ[ri, c]))) for c in range(m)]
+                    cells = [
+                        ("1" if c == ri else f.format(cor[ri, c])) if c <= ri else ""
+                        for c in range(m)
+                    ]
+                    info_cells = [
+                        "-"
+                        if c == ri
+                        else (("yes" if fixed[ri, c] else "no") if c < ri else str(int(occ[ri, c])))
+                        for c in range(m)
+                    ]
                     rows.append(cells + [""] + info_cells)
                 hdr = [f"{rsym}.{_abbrev(x)}" for x in lv] + [""] + [_abbrev(x) for x in lv]
                 out.append(_table(rows, hdr, lv))
         out.append("")
     return out
-

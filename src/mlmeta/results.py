@@ -47,14 +47,27 @@ class Prediction:
     transformed: str | None = None
 
     def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"pred": self.pred, "se": self.se, "ci_lb": self.ci_lb,
-                             "ci_ub": self.ci_ub, "pi_lb": self.pi_lb, "pi_ub": self.pi_ub})
+        return pd.DataFrame(
+            {
+                "pred": self.pred,
+                "se": self.se,
+                "ci_lb": self.ci_lb,
+                "ci_ub": self.ci_ub,
+                "pi_lb": self.pi_lb,
+                "pi_ub": self.pi_ub,
+            }
+        )
 
     def to_dict(self, i: int = 0) -> dict[str, float | None]:
         se = None if self.transformed else float(self.se[i])
-        return {"pred": float(self.pred[i]), "se": se, "ci_lb": float(self.ci_lb[i]),
-                "ci_ub": float(self.ci_ub[i]), "pi_lb": float(self.pi_lb[i]),
-                "pi_ub": float(self.pi_ub[i])}
+        return {
+            "pred": float(self.pred[i]),
+            "se": se,
+            "ci_lb": float(self.ci_lb[i]),
+            "ci_ub": float(self.ci_ub[i]),
+            "pi_lb": float(self.pi_lb[i]),
+            "pi_ub": float(self.pi_ub[i]),
+        }
 
 
 @dataclass(frozen=True)
@@ -106,8 +119,9 @@ class MetaResults:
     def rho_cluster(self) -> str | None:
         return self.spec.rho_cluster
 
-    def refit(self, *, rows=None, design=None, start=None, warm: bool = True,
-              **changes) -> MetaResults:
+    def refit(
+        self, *, rows=None, design=None, start=None, warm: bool = True, **changes
+    ) -> MetaResults:
         """The same model refitted with some settings changed: the one way analyses refit.
 
         ``changes`` are :class:`~mlmeta.spec.ModelSpec` fields (``sigma2``, ``method``,
@@ -127,17 +141,27 @@ class MetaResults:
             md = prepare_spec(md.frame, spec, yi="_yi", vi="_vi")
         if rows is not None:
             from mlmeta.io.prepare import subset
+
             md = subset(md, np.asarray(rows, dtype=bool))
         if design is not None:
             from mlmeta.io.prepare import with_design
+
             md = with_design(md, design[0], design[1])
-        same_problem = md is self.data and spec.method == self.spec.method and \
-            spec.rho == self.spec.rho and spec.rho_cluster == self.spec.rho_cluster
+        same_problem = (
+            md is self.data
+            and spec.method == self.spec.method
+            and spec.rho == self.spec.rho
+            and spec.rho_cluster == self.spec.rho_cluster
+        )
         if start is None and warm and len(self.core.sigma2) == len(md.random):
             start = self.core.sigma2
-        return fit_prepared(md, spec, start=start,
-                            problem=self.core.problem if same_problem else None,
-                            same_as=self if same_problem else None)
+        return fit_prepared(
+            md,
+            spec,
+            start=start,
+            problem=self.core.problem if same_problem else None,
+            same_as=self if same_problem else None,
+        )
 
     # ------------------------------------------------------------------ basic numbers
     @property
@@ -169,8 +193,7 @@ class MetaResults:
     @property
     def sigma2(self) -> pd.Series:
         """Variance components, named by level (outer to inner)."""
-        return pd.Series(self.core.sigma2, index=list(self.level_names), name="sigma2",
-                         dtype=float)
+        return pd.Series(self.core.sigma2, index=list(self.level_names), name="sigma2", dtype=float)
 
     @property
     def n_levels(self) -> list[int]:
@@ -188,10 +211,14 @@ class MetaResults:
     def coefs(self) -> pd.DataFrame:
         """Coefficient table: estimate, se, z or t, df, p, CI bounds."""
         t = self.tests
-        out = pd.DataFrame({
-            "estimate": self.core.beta, "se": t.se,
-            ("tval" if self.test == "t" else "zval"): t.stat,
-        }, index=list(self.coef_names))
+        out = pd.DataFrame(
+            {
+                "estimate": self.core.beta,
+                "se": t.se,
+                ("tval" if self.test == "t" else "zval"): t.stat,
+            },
+            index=list(self.coef_names),
+        )
         if t.df is not None:
             out["df"] = t.df
         out["pval"] = t.pval
@@ -202,10 +229,15 @@ class MetaResults:
     @property
     def variance_components(self) -> pd.DataFrame:
         """Table of the variance components (estimate, sqrt, number of levels, fixed)."""
-        return pd.DataFrame({
-            "estimate": self.core.sigma2, "sqrt": np.sqrt(self.core.sigma2),
-            "n_levels": self.n_levels, "fixed": self.core.fixed,
-        }, index=list(self.level_names))
+        return pd.DataFrame(
+            {
+                "estimate": self.core.sigma2,
+                "sqrt": np.sqrt(self.core.sigma2),
+                "n_levels": self.n_levels,
+                "fixed": self.core.fixed,
+            },
+            index=list(self.level_names),
+        )
 
     @property
     def intercept_only(self) -> bool:
@@ -229,8 +261,9 @@ class MetaResults:
 
         if cluster is None:
             if not self.data.random:
-                raise InputError("the model has no random effects, so no cluster level; "
-                                 "give cluster=")
+                raise InputError(
+                    "the model has no random effects, so no cluster level; give cluster="
+                )
             labels = self.data.factors[0]
         elif cluster in self.data.random:
             labels = self.data.factors[self.data.random.index(cluster)]
@@ -269,9 +302,11 @@ class MetaResults:
             outer = lc[0]
             pairs = np.unique(np.column_stack([outer, codes]), axis=0)
             if len(pairs) != len(np.unique(outer)):
-                raise InputError("the cluster variable cuts through groups of the outer random "
-                                 f"level {self.data.random[0]!r}; choose a cluster that "
-                                 "contains whole groups")
+                raise InputError(
+                    "the cluster variable cuts through groups of the outer random "
+                    f"level {self.data.random[0]!r}; choose a cluster that "
+                    "contains whole groups"
+                )
         order = np.argsort(codes, kind="stable")
         starts = np.flatnonzero(np.r_[True, codes[order][1:] != codes[order][:-1]])
         ends = np.r_[starts[1:], len(order)]
@@ -286,6 +321,7 @@ class MetaResults:
                 Vc = np.diag(self.data.v[rows]).astype(float)
             else:
                 from mlmeta.core.dense import constant_rho_blocks
+
                 Vc = constant_rho_blocks(self.data.v, [rows], rc, float(self.spec.rho or 0.0))[0]
             for lv, c in enumerate(lc):
                 cc = c[rows]
@@ -304,6 +340,7 @@ class MetaResults:
         skips it, a note says so. ``robust`` (a RobustResults) adds the few-clusters check.
         """
         from mlmeta.analyses.diagnostics import diagnose
+
         skipped = False
         if profile is None:
             cheap = self.k <= PROFILE_CHECK_MAX_K and self.k * max(self.p, 1) ** 2 <= 512_000
@@ -311,13 +348,15 @@ class MetaResults:
             skipped = bool(self.data.random) and not cheap
         key = ("diagnostics", profile, skipped, id(robust))
         if key not in self._cache:
-            self._cache[key] = diagnose(self, profile=profile, robust=robust,
-                                        profile_skipped=skipped)
+            self._cache[key] = diagnose(
+                self, profile=profile, robust=robust, profile_skipped=skipped
+            )
         return self._cache[key]
 
     def i2(self):
         """Multilevel I^2 per level and total (see :func:`mlmeta.analyses.heterogeneity.i2`)."""
         from mlmeta.analyses.heterogeneity import i2
+
         return i2(self)
 
     def r2(self, kind: str = "proportional"):
@@ -326,21 +365,25 @@ class MetaResults:
         marginal and conditional R^2, orchaRd's ``r2_ml``); see
         :func:`mlmeta.analyses.heterogeneity.r2`."""
         from mlmeta.analyses.heterogeneity import r2
+
         return r2(self, kind=kind)
 
     def profile_ci(self, level: float = 95, **kw):
         """Profile-likelihood confidence intervals of the variance components."""
         from mlmeta.analyses.profile import profile_ci
+
         return profile_ci(self, level=level, **kw)
 
     def lrt_drop(self):
         """Likelihood-ratio test of each variance component against 0."""
         from mlmeta.analyses.lrt import lrt_drop
+
         return lrt_drop(self)
 
     def robust(self, cluster: str | None = None, type: str = "CR2", btt=None):
         """Cluster-robust inference (CR2 as clubSandwich, CR1 as metafor's robust)."""
         from mlmeta.analyses.robust import robust
+
         return robust(self, cluster=cluster, type=type, btt=btt)
 
     def wald(self, btt=None, X=None, *, rhs=None, vcov: str = "model", cluster=None):
@@ -348,54 +391,64 @@ class MetaResults:
         model-based as metafor's ``anova`` or CR2 as clubSandwich's ``Wald_test``
         (see :func:`mlmeta.analyses.wald.wald`)."""
         from mlmeta.analyses.wald import wald
+
         return wald(self, btt=btt, X=X, rhs=rhs, vcov=vcov, cluster=cluster)
 
     def rstudent(self, cluster: str | None = None):
         """Externally studentized residuals (metafor's ``rstudent.rma.mv``; see
         :func:`mlmeta.analyses.influence.rstudent`)."""
         from mlmeta.analyses.influence import rstudent
+
         return rstudent(self, cluster=cluster)
 
     def dfbetas(self, cluster: str | None = None) -> pd.DataFrame:
         """DFBETAS per row or cluster (metafor's ``dfbetas.rma.mv``)."""
         from mlmeta.analyses.influence import dfbetas
+
         return dfbetas(self, cluster=cluster)
 
     def hatvalues(self) -> pd.Series:
         """Leverages, the diagonal of X (X'WX)^{-1} X'W (metafor's ``hatvalues.rma.mv``)."""
         from mlmeta.analyses.influence import hatvalues
+
         return hatvalues(self)
 
     def ranef(self) -> dict:
         """BLUPs of every random effect with se and prediction limits (metafor's
         ``ranef.rma.mv``; see :func:`mlmeta.analyses.ranef.ranef`)."""
         from mlmeta.analyses.ranef import ranef
+
         return ranef(self)
 
     def rstandard(self) -> pd.DataFrame:
         """Standardized marginal residuals (metafor's ``rstandard``)."""
         from mlmeta.analyses.influence import rstandard
+
         return rstandard(self)
 
     def loo_cluster(self, cluster: str | None = None) -> pd.DataFrame:
         """Leave-one-cluster-out refits."""
         from mlmeta.analyses.influence import loo_cluster
+
         return loo_cluster(self, cluster=cluster)
 
     def cooks_cluster(self, cluster: str | None = None) -> pd.DataFrame:
         """Cook's distance per cluster (metafor's ``cooks.distance(cluster=)``)."""
         from mlmeta.analyses.influence import cooks_cluster
+
         return cooks_cluster(self, cluster=cluster)
 
     def egger(self, robust: bool = False, predictor: str = "sei", n=None):
         """Multilevel Egger test: sqrt(vi) (or sqrt(1/n~), ``predictor="sqrt_inv_n"`` with the
         sample sizes ``n``) as an added moderator; see :func:`mlmeta.pubbias.egger.egger`."""
         from mlmeta.pubbias.egger import egger
+
         return egger(self, robust=robust, predictor=predictor, n=n)
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
         """Rank test, trim-and-fill and selection model on study-aggregated effects."""
         from mlmeta.pubbias import aggregated_bias
+
         return aggregated_bias(self, rho=rho, **kw)
 
     def weights(self) -> np.ndarray:
@@ -414,8 +467,13 @@ class MetaResults:
         return 100.0 * w / w.sum()
 
     # ------------------------------------------------------------------ predictions
-    def predict(self, newmods=None, *, transf: str | None = None, level: float | None = None,
-                ) -> Prediction:
+    def predict(
+        self,
+        newmods=None,
+        *,
+        transf: str | None = None,
+        level: float | None = None,
+    ) -> Prediction:
         """Predicted effect for a row of moderator values (default: the intercept-only model).
 
         pred = x'b, se = sqrt(x' V_b x), CI = pred -+ crit se, PI = pred -+ crit
@@ -440,25 +498,36 @@ class MetaResults:
             Xn = np.atleast_2d(np.asarray(newmods, dtype=float))
             if Xn.shape[1] != self.p:
                 from mlmeta.errors import InputError
-                raise InputError(f"newmods has {Xn.shape[1]} columns but the model has "
-                                 f"{self.p} coefficients ({', '.join(self.coef_names)})")
+
+                raise InputError(
+                    f"newmods has {Xn.shape[1]} columns but the model has "
+                    f"{self.p} coefficients ({', '.join(self.coef_names)})"
+                )
         b = self.core.beta
         V = self.core.vcov
         pred = Xn @ b
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xn, V, Xn))
         tdf = self.tests.df
         if tdf is not None:
-            df = np.array([np.min(tdf[row != 0]) if np.any(row != 0) else self.k - self.p
-                           for row in Xn])
+            df = np.array(
+                [np.min(tdf[row != 0]) if np.any(row != 0) else self.k - self.p for row in Xn]
+            )
             crit = t_isf((1 - lv) / 2, df)
         else:
             crit = np.full(len(pred), norm_isf((1 - lv) / 2))
         s2 = float(np.sum(self.core.sigma2))
-        out = [pred, se, pred - crit * se, pred + crit * se,
-               pred - crit * np.sqrt(se ** 2 + s2), pred + crit * np.sqrt(se ** 2 + s2)]
+        out = [
+            pred,
+            se,
+            pred - crit * se,
+            pred + crit * se,
+            pred - crit * np.sqrt(se**2 + s2),
+            pred + crit * np.sqrt(se**2 + s2),
+        ]
         if transf is not None:
             if transf not in ("ztor", "tanh", "ztor_int"):
                 from mlmeta.errors import InputError
+
                 raise InputError(f"transf must be 'ztor' or 'ztor_int'; got {transf!r}")
             if transf == "ztor_int":
                 # metafor's transf.ztor.int with tau2 = sum(sigma2): the mean of tanh over the
@@ -470,8 +539,15 @@ class MetaResults:
             else:
                 f = np.tanh
             pr, _, a, b_, c, d = out
-            return Prediction(f(pr), np.full(len(pr), np.nan), f(a), f(b_), f(c), f(d),
-                              transformed=transf if transf != "tanh" else "ztor")
+            return Prediction(
+                f(pr),
+                np.full(len(pr), np.nan),
+                f(a),
+                f(b_),
+                f(c),
+                f(d),
+                transformed=transf if transf != "tanh" else "ztor",
+            )
         return Prediction(*out)
 
     # ------------------------------------------------------------------ output
@@ -483,14 +559,24 @@ class MetaResults:
         """
         t = self.tests
         d: dict[str, Any] = {
-            "k": self.k, "p": self.p, "n_levels": self.n_levels,
+            "k": self.k,
+            "p": self.p,
+            "n_levels": self.n_levels,
             "sigma2": [float(x) for x in self.core.sigma2],
-            "beta": _fl(self.core.beta), "se": _fl(t.se), "stat": _fl(t.stat),
+            "beta": _fl(self.core.beta),
+            "se": _fl(t.se),
+            "stat": _fl(t.stat),
             "df": None if t.df is None else [_num(x) for x in t.df],
-            "pval": _fl(t.pval), "ci_lb": _fl(t.ci_lb), "ci_ub": _fl(t.ci_ub),
+            "pval": _fl(t.pval),
+            "ci_lb": _fl(t.ci_lb),
+            "ci_ub": _fl(t.ci_ub),
             "vcov": [_fl(r) for r in self.core.vcov],
-            "QE": self.QE, "QE_df": self.QE_df, "QEp": self.QEp,
-            "QM": self.QM, "QM_df": [self.QM_df[0], _num(self.QM_df[1])], "QMp": self.QMp,
+            "QE": self.QE,
+            "QE_df": self.QE_df,
+            "QEp": self.QEp,
+            "QM": self.QM,
+            "QM_df": [self.QM_df[0], _num(self.QM_df[1])],
+            "QMp": self.QMp,
         }
         d.update(self.fitstats)
         if self.intercept_only:
@@ -506,6 +592,7 @@ class MetaResults:
         d["diagnostics"] = self.diagnostics().to_dict()
         if blocks:
             from mlmeta.analyses.blocks import compute_blocks
+
             d.update(compute_blocks(self, blocks))
         return d
 
@@ -515,6 +602,7 @@ class MetaResults:
     def summary(self, digits: int = 4) -> str:
         """metafor-style printout (see :mod:`mlmeta.printing`)."""
         from mlmeta.printing import format_summary
+
         return format_summary(self, digits)
 
     def __str__(self) -> str:
@@ -524,12 +612,15 @@ class MetaResults:
         """Notebook display: the metafor-style summary and the coefficient table."""
         import html
 
-        return (f"<pre>{html.escape(self.summary())}</pre>"
-                + self.coefs.to_html(float_format=lambda x: f"{x:.4f}"))
+        return f"<pre>{html.escape(self.summary())}</pre>" + self.coefs.to_html(
+            float_format=lambda x: f"{x:.4f}"
+        )
 
     def __repr__(self) -> str:
-        return (f"<MetaResults k={self.k} p={self.p} method={self.method} "
-                f"levels={'/'.join(self.data.random) or 'none'}>")
+        return (
+            f"<MetaResults k={self.k} p={self.p} method={self.method} "
+            f"levels={'/'.join(self.data.random) or 'none'}>"
+        )
 
 
 def _num(x):

@@ -74,13 +74,16 @@ def to_fraction(level: Any, name: str = "level") -> float:
     try:
         lv = float(level)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number (a percentage such as 95); "
-                         f"got {level!r}") from None
+        raise InputError(
+            f"{name} must be a number (a percentage such as 95); got {level!r}"
+        ) from None
     if not math.isfinite(lv):
         raise InputError(f"{name} must be a percentage between 1 and 100, e.g. 95; got {level!r}")
     if 0 < lv <= 1:
-        raise InputError(f"{name} is a percentage: write {lv * 100:g} for a {lv * 100:g}% "
-                         f"interval; got {level!r}")
+        raise InputError(
+            f"{name} is a percentage: write {lv * 100:g} for a {lv * 100:g}% "
+            f"interval; got {level!r}"
+        )
     if not (1 < lv < 100):
         raise InputError(f"{name} must be a percentage between 1 and 100, e.g. 95; got {level!r}")
     return lv / 100.0
@@ -103,8 +106,10 @@ def check_rho(rho: Any, name: str = "rho", *, nonnegative: bool = False) -> floa
     except (TypeError, ValueError):
         raise InputError(f"{name} must be a number between -1 and 1; got {rho!r}") from None
     if not math.isfinite(r) or not (-1.0 < r < 1.0):
-        raise InputError(f"{name} must lie strictly between -1 and 1 (a correlation of ±1 makes "
-                         f"the sampling covariance singular); got {rho!r}")
+        raise InputError(
+            f"{name} must lie strictly between -1 and 1 (a correlation of ±1 makes "
+            f"the sampling covariance singular); got {rho!r}"
+        )
     if nonnegative and r < 0:
         raise InputError(f"{name} must be >= 0 for this working model; got {rho!r}")
     return r
@@ -154,8 +159,9 @@ def _parse_term(text: str, original: Any) -> RandomTerm:
     lhs, rhs = s.split("|", 1)
     lhs = lhs.strip()
     if not lhs.startswith("~"):
-        raise InputError(f"random={original!r}: a random-effects formula starts with '~', "
-                         "e.g. '~ 1 | study/es'")
+        raise InputError(
+            f"random={original!r}: a random-effects formula starts with '~', e.g. '~ 1 | study/es'"
+        )
     inner = lhs[1:].strip()
     outer = _split_names(rhs.strip(), original)
     if inner in ("1", ""):
@@ -164,11 +170,15 @@ def _parse_term(text: str, original: Any) -> RandomTerm:
     if quoted:
         inner = quoted.group(1)
     elif not re.fullmatch(_NAME, inner):
-        raise InputError(f"random={original!r}: the left side of '|' must be 1 or one column "
-                         f"name (e.g. '~ outcome | trial'); got {inner!r}")
+        raise InputError(
+            f"random={original!r}: the left side of '|' must be 1 or one column "
+            f"name (e.g. '~ outcome | trial'); got {inner!r}"
+        )
     if len(outer) != 1:
-        raise InputError(f"random={original!r}: a '~ {inner} | outer' term takes a single outer "
-                         "factor (nesting with '/' is for '~ 1 | a/b' terms)")
+        raise InputError(
+            f"random={original!r}: a '~ {inner} | outer' term takes a single outer "
+            "factor (nesting with '/' is for '~ 1 | a/b' terms)"
+        )
     if inner == outer[0]:
         raise InputError(f"random={original!r}: the inner and outer factor are the same column")
     return RandomTerm(outer, inner)
@@ -205,12 +215,18 @@ def parse_random(random: Any, struct: Any = None) -> tuple[RandomTerm, ...]:
             raise InputError(
                 f"random={random!r} is ambiguous: write random='{'/'.join(names)}' for levels "
                 f"nested outer to inner, or random={[f'~ 1 | {n}' for n in names]!r} for "
-                "crossed terms")
-        terms = [x if isinstance(x, RandomTerm) else _parse_term(x, random) for x in items
-                 if not (isinstance(x, str) and x.strip().lower() in ("", "none"))]
+                "crossed terms"
+            )
+        terms = [
+            x if isinstance(x, RandomTerm) else _parse_term(x, random)
+            for x in items
+            if not (isinstance(x, str) and x.strip().lower() in ("", "none"))
+        ]
     else:
-        raise InputError(f"random must be a string such as 'study/es' or a list of formulas; "
-                         f"got {type(random).__name__}")
+        raise InputError(
+            f"random must be a string such as 'study/es' or a list of formulas; "
+            f"got {type(random).__name__}"
+        )
     n_struct = sum(1 for t in terms if not t.nested)
     if struct is None:
         structs = ["CS"] * n_struct
@@ -219,11 +235,14 @@ def parse_random(random: Any, struct: Any = None) -> tuple[RandomTerm, ...]:
         if len(structs) == 1 and n_struct > 1:
             structs = structs * n_struct
         if n_struct == 0:
-            raise InputError(f"struct={struct!r} applies to '~ inner | outer' terms, and the "
-                             "model has none")
+            raise InputError(
+                f"struct={struct!r} applies to '~ inner | outer' terms, and the model has none"
+            )
         if len(structs) != n_struct:
-            raise InputError(f"struct has {len(structs)} entries but the model has {n_struct} "
-                             "'~ inner | outer' terms (give one per term, in order)")
+            raise InputError(
+                f"struct has {len(structs)} entries but the model has {n_struct} "
+                "'~ inner | outer' terms (give one per term, in order)"
+            )
         structs = [choice("struct", s, STRUCTS) for s in structs]
     it = iter(structs)
     out = tuple(t if t.nested else replace(t, struct=t.struct or next(it)) for t in terms)
@@ -273,34 +292,64 @@ class ModelSpec:
     V: Any = field(default=None, compare=False)
 
     @classmethod
-    def build(cls, *, yi: str = "yi", vi: str = "vi", random: Any = None, struct: Any = None,
-              mods: str | None = None, method: str = "REML", test: str = "z",
-              dfs: str = "residual", level: Any = 95, rho: Any = None,
-              rho_cluster: str | None = None, sigma2: Sequence[float | None] | None = None,
-              measure: str | None = None, R: Mapping[str, Any] | None = None,
-              V: Any = None) -> ModelSpec:
+    def build(
+        cls,
+        *,
+        yi: str = "yi",
+        vi: str = "vi",
+        random: Any = None,
+        struct: Any = None,
+        mods: str | None = None,
+        method: str = "REML",
+        test: str = "z",
+        dfs: str = "residual",
+        level: Any = 95,
+        rho: Any = None,
+        rho_cluster: str | None = None,
+        sigma2: Sequence[float | None] | None = None,
+        measure: str | None = None,
+        R: Mapping[str, Any] | None = None,
+        V: Any = None,
+    ) -> ModelSpec:
         """Validate user-level arguments (level in percent) and return the specification."""
         terms = parse_random(random, struct)
         if mods is not None and not isinstance(mods, str):
-            raise FormulaError(f"moderator formula must be a string such as '~ year', got "
-                               f"{type(mods).__name__}")
-        mods = None if mods is None or not str(mods).strip() or \
-            str(mods).strip().lower() in ("~1", "~ 1", "none") else str(mods)
+            raise FormulaError(
+                f"moderator formula must be a string such as '~ year', got {type(mods).__name__}"
+            )
+        mods = (
+            None
+            if mods is None
+            or not str(mods).strip()
+            or str(mods).strip().lower() in ("~1", "~ 1", "none")
+            else str(mods)
+        )
         rho_v = check_rho(rho)
         if rho_v is not None and rho_cluster is None:
             if not terms:
-                raise InputError("rho needs rho_cluster= (the column whose rows share "
-                                 "correlated sampling errors) when the model has no random "
-                                 "effects")
+                raise InputError(
+                    "rho needs rho_cluster= (the column whose rows share "
+                    "correlated sampling errors) when the model has no random "
+                    "effects"
+                )
             rho_cluster = terms[0].outer[0]
         if rho_v is None and rho_cluster is not None:
             raise InputError("rho_cluster= was given without rho=")
         spec = cls(
-            yi=yi, vi=vi, random=terms, mods=mods,
-            method=choice("method", method, METHODS), test=choice("test", test, TESTS),
-            dfs=choice("dfs", dfs, DFS), level=to_fraction(level), rho=rho_v,
-            rho_cluster=rho_cluster, sigma2=_sigma2(sigma2),
-            measure=None if measure is None else str(measure).upper(), R=R, V=V,
+            yi=yi,
+            vi=vi,
+            random=terms,
+            mods=mods,
+            method=choice("method", method, METHODS),
+            test=choice("test", test, TESTS),
+            dfs=choice("dfs", dfs, DFS),
+            level=to_fraction(level),
+            rho=rho_v,
+            rho_cluster=rho_cluster,
+            sigma2=_sigma2(sigma2),
+            measure=None if measure is None else str(measure).upper(),
+            R=R,
+            V=V,
         )
         return spec
 
@@ -323,8 +372,9 @@ class ModelSpec:
             if name in changes:
                 changes[name] = choice(name, changes[name], allowed)
         if "level" in changes and not (0 < float(changes["level"]) < 1):
-            raise InputError(f"level must be a fraction inside the model specification; got "
-                             f"{changes['level']!r}")
+            raise InputError(
+                f"level must be a fraction inside the model specification; got {changes['level']!r}"
+            )
         return replace(self, **changes)
 
     # ------------------------------------------------------------------ derived
@@ -370,10 +420,17 @@ class ModelSpec:
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain values (for results.json and analysis files)."""
         return {
-            "yi": self.yi, "vi": self.vi, "random": self.random_formulas,
+            "yi": self.yi,
+            "vi": self.vi,
+            "random": self.random_formulas,
             "struct": [t.struct for t in self.random if not t.nested] or None,
-            "mods": self.mods, "method": self.method, "test": self.test, "dfs": self.dfs,
-            "level": self.level_percent, "rho": self.rho, "rho_cluster": self.rho_cluster,
+            "mods": self.mods,
+            "method": self.method,
+            "test": self.test,
+            "dfs": self.dfs,
+            "level": self.level_percent,
+            "rho": self.rho,
+            "rho_cluster": self.rho_cluster,
             "sigma2": None if self.sigma2 is None else list(self.sigma2),
             "measure": self.measure,
         }
@@ -383,8 +440,9 @@ def _sigma2(sigma2: Sequence[float | None] | None) -> tuple[float | None, ...] |
     if sigma2 is None:
         return None
     if isinstance(sigma2, (str, bytes)) or not isinstance(sigma2, Sequence):
-        raise InputError(f"sigma2 must be a list with one value (or None) per variance "
-                         f"component; got {sigma2!r}")
+        raise InputError(
+            f"sigma2 must be a list with one value (or None) per variance component; got {sigma2!r}"
+        )
     out: list[float | None] = []
     for i, s in enumerate(sigma2):
         if s is None or (isinstance(s, float) and math.isnan(s)):

@@ -45,8 +45,10 @@ from mlmeta.results import MetaResults, Prediction
 
 __all__ = ["StructuredPrediction", "StructuredResults", "fit_structured"]
 
-_NOT_YET = ("is not available yet for models with crossed or '~ inner | outer' random effects, "
-            "R matrices or a known V")
+_NOT_YET = (
+    "is not available yet for models with crossed or '~ inner | outer' random effects, "
+    "R matrices or a known V"
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,16 @@ def fit_structured(md: StructuredData, spec, *, start=None, problem=None) -> Str
     assert md.S is not None  # prepare_structured always sets it
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FitWarning)
-        core = fit_general(md.y, md.X, md.S, list(md.terms), method=spec.method,
-                           sigma2=spec.sigma2, start=start, problem=problem)
+        core = fit_general(
+            md.y,
+            md.X,
+            md.S,
+            list(md.terms),
+            method=spec.method,
+            sigma2=spec.sigma2,
+            start=start,
+            problem=problem,
+        )
     for w in caught:
         warnings.warn(str(w.message), FitWarning, stacklevel=3)
     if spec.test == "t":
@@ -96,9 +106,21 @@ def fit_structured(md: StructuredData, spec, *, start=None, problem=None) -> Str
         QE, QE_df, QEp = 0.0, k - p, 1.0
     fs = fit_statistics(core.ll, spec.method, k, p, core.n_estimated, None, logdet_s)
     names = tuple(i.name for i in md.info if i.kind == "sigma2")
-    return StructuredResults(data=md, core=core, spec=spec, level_names=names, tests=ct,
-                             btt=btt, QM=QM, QM_df=QM_df, QMp=QMp, QE=QE, QE_df=QE_df, QEp=QEp,
-                             fitstats=fs)
+    return StructuredResults(
+        data=md,
+        core=core,
+        spec=spec,
+        level_names=names,
+        tests=ct,
+        btt=btt,
+        QM=QM,
+        QM_df=QM_df,
+        QMp=QMp,
+        QE=QE,
+        QE_df=QE_df,
+        QEp=QEp,
+        fitstats=fs,
+    )
 
 
 @dataclass(frozen=True)
@@ -124,8 +146,12 @@ class StructuredResults(MetaResults):
     @property
     def sigma2(self) -> pd.Series:
         """Variance of each ``~ 1 | ...`` component, named as metafor's ``s.names``."""
-        return pd.Series([e.sigma2 for e in self._est() if e.kind == "sigma2"],
-                         index=list(self.level_names), name="sigma2", dtype=float)
+        return pd.Series(
+            [e.sigma2 for e in self._est() if e.kind == "sigma2"],
+            index=list(self.level_names),
+            name="sigma2",
+            dtype=float,
+        )
 
     @property
     def n_levels(self) -> list[int]:
@@ -138,8 +164,11 @@ class StructuredResults(MetaResults):
             return None
         e, info = io[j]
         if which == "var":
-            idx = ([str(x) for x in info.levels] if len(e.tau2) == len(info.levels) and
-                   len(e.tau2) > 1 else ["tau2" if j == 0 else "gamma2"])
+            idx = (
+                [str(x) for x in info.levels]
+                if len(e.tau2) == len(info.levels) and len(e.tau2) > 1
+                else ["tau2" if j == 0 else "gamma2"]
+            )
             return pd.Series(e.tau2, index=idx, name="tau2" if j == 0 else "gamma2")
         if info.struct in ("ID", "DIAG"):
             return None
@@ -175,8 +204,15 @@ class StructuredResults(MetaResults):
         rows = []
         for e, info in zip(self._est(), self.data.info):
             if e.kind == "sigma2":
-                rows.append((f"sigma2[{info.name}]", e.sigma2, np.sqrt(e.sigma2),
-                             e.n_levels[0], bool(e.tau2_fixed[0])))
+                rows.append(
+                    (
+                        f"sigma2[{info.name}]",
+                        e.sigma2,
+                        np.sqrt(e.sigma2),
+                        e.n_levels[0],
+                        bool(e.tau2_fixed[0]),
+                    )
+                )
                 continue
             vn, rn = ("tau2", "rho") if info == self._io()[0][1] else ("gamma2", "phi")
             lv = [str(x) for x in info.levels]
@@ -184,35 +220,45 @@ class StructuredResults(MetaResults):
                 lab = f"{vn}[{lv[a]}]" if len(e.tau2) > 1 else vn
                 rows.append((lab, t, np.sqrt(t), e.n_levels[1], bool(e.tau2_fixed[a])))
             if info.struct not in ("ID", "DIAG"):
-                pairs = ([f"{lv[a]}-{lv[b]}" for a in range(len(lv))
-                          for b in range(a + 1, len(lv))]
-                         if info.struct == "UN" and len(lv) > 1 else [""])
+                pairs = (
+                    [f"{lv[a]}-{lv[b]}" for a in range(len(lv)) for b in range(a + 1, len(lv))]
+                    if info.struct == "UN" and len(lv) > 1
+                    else [""]
+                )
                 for j, r in enumerate(e.rho):
                     lab = f"{rn}[{pairs[j]}]" if pairs[j] else rn
                     rows.append((lab, r, np.nan, e.n_levels[1], bool(e.rho_fixed[j])))
-        return pd.DataFrame(rows, columns=["component", "estimate", "sqrt", "n_levels",
-                                           "fixed"]).set_index("component")
+        return pd.DataFrame(
+            rows, columns=["component", "estimate", "sqrt", "n_levels", "fixed"]
+        ).set_index("component")
 
     # ------------------------------------------------------------------ refits
-    def refit(self, *, rows=None, design=None, start=None, warm: bool = True,
-              **changes) -> MetaResults:
+    def refit(
+        self, *, rows=None, design=None, start=None, warm: bool = True, **changes
+    ) -> MetaResults:
         """The same model refitted with some settings changed (see
         :meth:`MetaResults.refit`); ``rows`` selects a subset of the used rows."""
         from mlmeta.model import fit_prepared, prepare_spec
 
         spec = self.spec.replace(**changes) if changes else self.spec
         md: Any = self.data
-        if ("mods" in changes or "random" in changes or "rho" in changes
-                or "rho_cluster" in changes) and design is None:
+        if (
+            "mods" in changes or "random" in changes or "rho" in changes or "rho_cluster" in changes
+        ) and design is None:
             frame = md.frame.drop(columns=["_yi", "_vi", "_mlmeta_row"], errors="ignore")
             md = prepare_spec(frame.assign(_yi=md.y, _vi=md.v), spec, yi="_yi", vi="_vi")
         if rows is not None:
             md = subset_structured(md, np.asarray(rows, dtype=bool))
         if design is not None:
             from mlmeta.io.prepare import with_design
+
             md = with_design(md, design[0], design[1])
-        if start is None and warm and md is not self.data and len(self.core.theta) == \
-                sum(t.n_params for t in md.terms):
+        if (
+            start is None
+            and warm
+            and md is not self.data
+            and len(self.core.theta) == sum(t.n_params for t in md.terms)
+        ):
             start = self.core.theta
         same = md is self.data and spec.method == self.spec.method
         return fit_prepared(md, spec, start=start, problem=self.core.problem if same else None)
@@ -238,7 +284,8 @@ class StructuredResults(MetaResults):
             raise InputError(
                 f"random={self.spec.random_formulas!r} has no single outer factor that contains "
                 "every random effect (the terms cross each other); give cluster= a column "
-                "within which every random effect and correlated sampling error lies")
+                "within which every random effect and correlated sampling error lies"
+            )
         return max(ok)[1]
 
     def _components(self) -> np.ndarray:
@@ -270,8 +317,9 @@ class StructuredResults(MetaResults):
         labels = frame[col].to_numpy()
         if pd.isna(labels).any():
             raise InputError(f"cluster column {col!r} has missing values")
-        uniq, codes = np.unique(labels.astype(str) if labels.dtype == object else labels,
-                                return_inverse=True)
+        uniq, codes = np.unique(
+            labels.astype(str) if labels.dtype == object else labels, return_inverse=True
+        )
         return codes.ravel(), [u.item() if hasattr(u, "item") else u for u in uniq]
 
     def marginal_blocks(self, codes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -282,7 +330,8 @@ class StructuredResults(MetaResults):
             raise InputError(
                 "the cluster variable cuts through random effects or correlated sampling errors "
                 f"of random={self.spec.random_formulas!r} (V is not block-diagonal by cluster); "
-                "choose a cluster that contains them")
+                "choose a cluster that contains them"
+            )
         return self.core.problem.marginal_blocks(self.core.theta, codes)
 
     def robust(self, cluster: str | None = None, type: str = "CR2", btt=None):
@@ -310,7 +359,8 @@ class StructuredResults(MetaResults):
                 f"CR2 needs every random effect and correlated sampling error inside one "
                 f"cluster, and cluster {col!r} cuts through those of "
                 f"random={self.spec.random_formulas!r}; use type='CR1' (metafor's robust() with "
-                "the full working weights) or a cluster that contains them")
+                "the full working weights) or a cluster that contains them"
+            )
         return self._robust_cr1_full(col, codes, len(labels), btt)
 
     def _robust_cr1_full(self, col: str, codes: np.ndarray, C: int, btt=None):
@@ -321,8 +371,10 @@ class StructuredResults(MetaResults):
         X, y, b = self.data.X, self.data.y, self.core.beta
         p = X.shape[1]
         if C <= p:
-            raise InputError(f"robust inference needs more clusters than coefficients: {C} "
-                             f"clusters for {p} coefficients")
+            raise InputError(
+                f"robust inference needs more clusters than coefficients: {C} "
+                f"clusters for {p} coefficients"
+            )
         e = y - X @ b
         WX = self.core.problem.marginal_inverse_apply(self.core.theta, X).reshape(len(y), p)
         u = np.zeros((C, p))
@@ -338,18 +390,40 @@ class StructuredResults(MetaResults):
         if btt is None:
             sel = np.asarray(self.btt, dtype=int)
         else:
-            sel = np.array(sorted({names.index(x) if isinstance(x, str) else int(x)
-                                   for x in ([btt] if isinstance(btt, (str, int)) else btt)}),
-                           dtype=int)
+            sel = np.array(
+                sorted(
+                    {
+                        names.index(x) if isinstance(x, str) else int(x)
+                        for x in ([btt] if isinstance(btt, (str, int)) else btt)
+                    }
+                ),
+                dtype=int,
+            )
         m = len(sel)
         bb = b[sel]
         QM = float(bb @ np.linalg.solve(vcov[np.ix_(sel, sel)], bb)) / m
-        coefs = pd.DataFrame({"estimate": b, "se": se, "tval": stat,
-                              "df": np.full(p, dfr), "pval": 2.0 * t_sf(np.abs(stat), dfr),
-                              "ci_lb": b - crit * se, "ci_ub": b + crit * se}, index=names)
-        return RobustResults("CR1", col, C, coefs,
-                             pd.DataFrame(vcov, index=names, columns=names), QM,
-                             (m, dfr), float(f_sf(QM, m, dfr)))
+        coefs = pd.DataFrame(
+            {
+                "estimate": b,
+                "se": se,
+                "tval": stat,
+                "df": np.full(p, dfr),
+                "pval": 2.0 * t_sf(np.abs(stat), dfr),
+                "ci_lb": b - crit * se,
+                "ci_ub": b + crit * se,
+            },
+            index=names,
+        )
+        return RobustResults(
+            "CR1",
+            col,
+            C,
+            coefs,
+            pd.DataFrame(vcov, index=names, columns=names),
+            QM,
+            (m, dfr),
+            float(f_sf(QM, m, dfr)),
+        )
 
     def weights(self) -> np.ndarray:
         """Weight of each effect size in the pooled estimate, in % (row sums of V^{-1})."""
@@ -361,12 +435,14 @@ class StructuredResults(MetaResults):
         X = self.data.X
         r = self.data.y - X @ self.core.beta
         var = self.core.problem.marginal_diag(self.core.theta) - np.einsum(
-            "ij,jk,ik->i", X, self.core.vcov, X)
+            "ij,jk,ik->i", X, self.core.vcov, X
+        )
         se = np.sqrt(np.maximum(var, 0.0))
         z = r / se
-        return pd.DataFrame({"resid": r, "se": se, "z": z,
-                             "outlier": np.abs(z) > 1.959963984540054},
-                            index=self.data.frame.index)
+        return pd.DataFrame(
+            {"resid": r, "se": se, "z": z, "outlier": np.abs(z) > 1.959963984540054},
+            index=self.data.frame.index,
+        )
 
     # ------------------------------------------------------------------ not yet available
     def i2(self, ci: bool = False, level: float = 95):
@@ -382,6 +458,7 @@ class StructuredResults(MetaResults):
             raise InputError(f"profile-likelihood CIs of I2 {_NOT_YET}")
         if self._io():
             from mlmeta.analyses.profile_general import i2_structured
+
             return i2_structured(self)
         if not self.level_names:
             raise InputError("I2 needs random effects; the equal-effects model has none")
@@ -400,6 +477,7 @@ class StructuredResults(MetaResults):
         ``"marginal"`` (Nakagawa & Schielzeth's marginal and conditional R^2); see
         :func:`mlmeta.analyses.heterogeneity.r2`."""
         from mlmeta.analyses.heterogeneity import r2
+
         return r2(self, kind=kind)
 
     def profile_ci(self, level: float = 95, **kw):
@@ -408,6 +486,7 @@ class StructuredResults(MetaResults):
         qchisq(level, 1)``; see :func:`mlmeta.analyses.profile_general.profile_ci_structured`
         (``components=`` row positions or labels)."""
         from mlmeta.analyses.profile_general import profile_ci_structured
+
         return profile_ci_structured(self, level=level, **kw)
 
     def lrt_drop(self):
@@ -417,16 +496,20 @@ class StructuredResults(MetaResults):
         see :func:`mlmeta.analyses.profile_general.lrt_drop_structured`."""
         if self._io():
             from mlmeta.analyses.profile_general import lrt_drop_structured
+
             return lrt_drop_structured(self)
         from mlmeta.analyses.lrt import lrt_drop
+
         return lrt_drop(self)
 
-    def egger(self, robust: bool = False, predictor: str = "se", n=None,
-              cluster: str | None = None):
+    def egger(
+        self, robust: bool = False, predictor: str = "se", n=None, cluster: str | None = None
+    ):
         """Multilevel Egger test: sqrt(vi) (or sqrt(1/n~)) added as a moderator to this model,
         model-based and, with ``robust=True``, CR2 by ``cluster`` (default
         :meth:`default_cluster`); see :func:`mlmeta.pubbias.egger.egger`."""
         from mlmeta.pubbias.egger import egger
+
         return egger(self, robust=robust, predictor=predictor, n=n, cluster=cluster)
 
     def aggregated_bias(self, rho: float = 0.5, **kw) -> dict:
@@ -434,6 +517,7 @@ class StructuredResults(MetaResults):
         aggregated within ``cluster=`` (default :meth:`default_cluster`); see
         :func:`mlmeta.pubbias.aggregated.aggregated_bias`."""
         from mlmeta.pubbias.aggregated import aggregated_bias
+
         return aggregated_bias(self, rho=rho, **kw)
 
     def diagnostics(self, *, profile: bool | None = None, robust=None):
@@ -457,8 +541,9 @@ class StructuredResults(MetaResults):
             if np.isnan(row["sqrt"]):
                 if abs(row["estimate"]) >= 1.0:
                     boundary.append(str(name))
-                    warns.append(f"correlation {name} is estimated at the boundary "
-                                 f"{row['estimate']:+g}")
+                    warns.append(
+                        f"correlation {name} is estimated at the boundary {row['estimate']:+g}"
+                    )
             elif row["estimate"] == 0:
                 boundary.append(str(name))
                 warns.append(f"variance component {name} is estimated at the boundary 0")
@@ -467,25 +552,45 @@ class StructuredResults(MetaResults):
         v = S.diag
         ratio = float(np.max(v) / np.min(v))
         if ratio > VI_RATIO_LIMIT:
-            warns.append(f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a "
-                         "few effect sizes dominate the weights")
+            warns.append(
+                f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a "
+                "few effect sizes dominate the weights"
+            )
         if robust is not None:
             df = np.asarray(robust.coefs["df"], dtype=float)
             if np.any(df < 4):
                 bad = [n for n, d in zip(robust.coefs.index, df) if d < 4]
-                warns.append(f"few clusters for robust inference: Satterthwaite df < 4 for "
-                             f"{', '.join(bad)}")
+                warns.append(
+                    f"few clusters for robust inference: Satterthwaite df < 4 for {', '.join(bad)}"
+                )
         if self.data.dropped:
-            notes.append(f"{len(self.data.dropped)} of {self.data.k_all} rows dropped for "
-                         "missing values")
-        out = Diagnostics(opt.converged, opt.iterations, opt.grad_norm, opt.method,
-                          tuple(boundary), (), ratio, tuple(warns), tuple(notes))
+            notes.append(
+                f"{len(self.data.dropped)} of {self.data.k_all} rows dropped for missing values"
+            )
+        out = Diagnostics(
+            opt.converged,
+            opt.iterations,
+            opt.grad_norm,
+            opt.method,
+            tuple(boundary),
+            (),
+            ratio,
+            tuple(warns),
+            tuple(notes),
+        )
         self._cache[key] = out
         return out
 
     # ------------------------------------------------------------------ predictions
-    def predict(self, newmods=None, *, transf: str | None = None, level: float | None = None,
-                tau2_levels=None, gamma2_levels=None) -> StructuredPrediction:
+    def predict(
+        self,
+        newmods=None,
+        *,
+        transf: str | None = None,
+        level: float | None = None,
+        tau2_levels=None,
+        gamma2_levels=None,
+    ) -> StructuredPrediction:
         """Predicted effects with CI and PI as metafor's ``predict.rma`` (see the module
         docstring). ``tau2_levels``/``gamma2_levels`` name (or number, from 1) the inner level
         whose variance enters each prediction interval."""
@@ -522,24 +627,29 @@ class StructuredResults(MetaResults):
             else:
                 Xn = np.atleast_2d(np.asarray(newmods, dtype=float))
                 if Xn.shape[1] != self.p:
-                    raise InputError(f"newmods has {Xn.shape[1]} columns but the model has "
-                                     f"{self.p} coefficients ({', '.join(self.coef_names)})")
+                    raise InputError(
+                        f"newmods has {Xn.shape[1]} columns but the model has "
+                        f"{self.p} coefficients ({', '.join(self.coef_names)})"
+                    )
             for j, given in enumerate((tau2_levels, gamma2_levels)):
                 if j < len(io) and given is not None:
                     g = list(np.atleast_1d(np.asarray(given, dtype=object)))
                     if len(g) == 1:
                         g = g * len(Xn)
                     if len(g) != len(Xn):
-                        raise InputError(f"{'tau2' if j == 0 else 'gamma2'}_levels has {len(g)} "
-                                         f"entries for {len(Xn)} predictions")
+                        raise InputError(
+                            f"{'tau2' if j == 0 else 'gamma2'}_levels has {len(g)} "
+                            f"entries for {len(Xn)} predictions"
+                        )
                     (t_lv if j == 0 else g_lv).extend(g)
         b, V = self.core.beta, self.core.vcov
         pred = Xn @ b
         se = np.sqrt(np.einsum("ij,jk,ik->i", Xn, V, Xn))
         if self.test == "t":
             tdf = np.asarray(self.tests.df, dtype=float)
-            df = np.array([np.min(tdf[row != 0]) if np.any(row != 0)
-                           else self.k - self.p for row in Xn])
+            df = np.array(
+                [np.min(tdf[row != 0]) if np.any(row != 0) else self.k - self.p for row in Xn]
+            )
             crit = t_isf((1 - lv) / 2, df)
         else:
             crit = np.full(len(pred), norm_isf((1 - lv) / 2))
@@ -554,10 +664,13 @@ class StructuredResults(MetaResults):
                 continue
             for i, x in enumerate(chosen):
                 extra[i] += e.tau2[self._level_pos(info, x, "tau2" if j == 0 else "gamma2")]
-        tot = np.sqrt(se ** 2 + extra)
+        tot = np.sqrt(se**2 + extra)
         out = [pred, se, pred - crit * se, pred + crit * se, pred - crit * tot, pred + crit * tot]
-        tl = tuple(None if x is None else x for x in t_lv) if any(
-            x is not None for x in t_lv) else ()
+        tl = (
+            tuple(None if x is None else x for x in t_lv)
+            if any(x is not None for x in t_lv)
+            else ()
+        )
         gl = tuple(g_lv) if any(x is not None for x in g_lv) else ()
         if transf is not None:
             if transf not in ("ztor", "tanh", "ztor_int"):
@@ -565,28 +678,51 @@ class StructuredResults(MetaResults):
             if transf == "ztor_int":
                 from mlmeta.effects import ztor_int
 
-                vals = [np.asarray([ztor_int(np.asarray([x]), float(s2))[0]
-                                    for x, s2 in zip(o, extra)]) for o in out]
+                vals = [
+                    np.asarray([ztor_int(np.asarray([x]), float(s2))[0] for x, s2 in zip(o, extra)])
+                    for o in out
+                ]
             else:
                 vals = [np.tanh(o) for o in out]
             return StructuredPrediction(
-                pred=vals[0], se=np.full(len(pred), np.nan), ci_lb=vals[2], ci_ub=vals[3],
-                pi_lb=vals[4], pi_ub=vals[5], transformed="ztor" if transf == "tanh" else transf,
-                tau2_level=tl, gamma2_level=gl)
-        return StructuredPrediction(pred=out[0], se=out[1], ci_lb=out[2], ci_ub=out[3],
-                                    pi_lb=out[4], pi_ub=out[5], tau2_level=tl, gamma2_level=gl)
+                pred=vals[0],
+                se=np.full(len(pred), np.nan),
+                ci_lb=vals[2],
+                ci_ub=vals[3],
+                pi_lb=vals[4],
+                pi_ub=vals[5],
+                transformed="ztor" if transf == "tanh" else transf,
+                tau2_level=tl,
+                gamma2_level=gl,
+            )
+        return StructuredPrediction(
+            pred=out[0],
+            se=out[1],
+            ci_lb=out[2],
+            ci_ub=out[3],
+            pi_lb=out[4],
+            pi_ub=out[5],
+            tau2_level=tl,
+            gamma2_level=gl,
+        )
 
     @staticmethod
     def _level_pos(info, x, what: str) -> int:
         levels = list(info.levels)
-        if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and \
-                x not in levels and 1 <= int(x) <= len(levels):
+        if (
+            isinstance(x, (int, np.integer))
+            and not isinstance(x, bool)
+            and x not in levels
+            and 1 <= int(x) <= len(levels)
+        ):
             return int(x) - 1
         for i, lvl in enumerate(levels):
             if str(lvl) == str(x) or lvl == x:
                 return i
-        raise InputError(f"{what}_levels: {x!r} is not a level of {info.inner!r} "
-                         f"({', '.join(str(v) for v in levels)})")
+        raise InputError(
+            f"{what}_levels: {x!r} is not a level of {info.inner!r} "
+            f"({', '.join(str(v) for v in levels)})"
+        )
 
     # ------------------------------------------------------------------ output
     def to_dict(self, blocks: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -607,25 +743,33 @@ class StructuredResults(MetaResults):
         d["level_names"] = list(self.level_names)
         if "predict" in d or self.intercept_only:
             pr = self.predict()
-            d["predict"] = pr.to_dict() if len(pr.pred) == 1 else [
-                pr.to_dict(i) for i in range(len(pr.pred))]
+            d["predict"] = (
+                pr.to_dict() if len(pr.pred) == 1 else [pr.to_dict(i) for i in range(len(pr.pred))]
+            )
             if self.measure == "ZCOR":
                 pz = self.predict(transf="ztor")
-                d["predict_r"] = pz.to_dict() if len(pz.pred) == 1 else [
-                    pz.to_dict(i) for i in range(len(pz.pred))]
+                d["predict_r"] = (
+                    pz.to_dict()
+                    if len(pz.pred) == 1
+                    else [pz.to_dict(i) for i in range(len(pz.pred))]
+                )
         if blocks:
             from mlmeta.analyses.blocks import compute_blocks
+
             d.update(compute_blocks(self, blocks))
         return d
 
     def summary(self, digits: int = 4) -> str:
         """metafor-style printout (``print.rma.mv``) with the tau^2/rho/gamma^2/phi tables."""
         from mlmeta.printing import format_summary
+
         return format_summary(self, digits)
 
     def __repr__(self) -> str:
-        return (f"<StructuredResults k={self.k} p={self.p} method={self.method} "
-                f"random={self.spec.random_formulas}>")
+        return (
+            f"<StructuredResults k={self.k} p={self.p} method={self.method} "
+            f"random={self.spec.random_formulas}>"
+        )
 
 
 def k_per_level(term_inner: np.ndarray, m: int) -> np.ndarray:

@@ -12,8 +12,19 @@ it needs another model, and returns a new object or a dict.
 
 from importlib import import_module
 
-_MODULES = {"heterogeneity", "lrt", "profile", "influence", "robust", "che", "diagnostics",
-            "cwb", "blocks", "wald", "ranef"}
+_MODULES = {
+    "heterogeneity",
+    "lrt",
+    "profile",
+    "influence",
+    "robust",
+    "che",
+    "diagnostics",
+    "cwb",
+    "blocks",
+    "wald",
+    "ranef",
+}
 
 
 def __getattr__(name: str):

@@ -10,9 +10,23 @@ import numpy as np
 
 __all__ = ["BLOCKS", "compute_blocks"]
 
-BLOCKS = ("I2", "R2", "profile_ci", "lrt_drop", "robust_cr2", "robust_cr1", "egger",
-          "loo_cluster", "cooks_cluster", "rstandard", "R2_marginal", "hatvalues", "ranef",
-          "rstudent", "dfbetas")
+BLOCKS = (
+    "I2",
+    "R2",
+    "profile_ci",
+    "lrt_drop",
+    "robust_cr2",
+    "robust_cr1",
+    "egger",
+    "loo_cluster",
+    "cooks_cluster",
+    "rstandard",
+    "R2_marginal",
+    "hatvalues",
+    "ranef",
+    "rstudent",
+    "dfbetas",
+)
 
 
 def _py(x):
@@ -36,9 +50,16 @@ def _block(res, name):
         return res.egger().to_dict()
     if name == "loo_cluster":
         tab = res.loo_cluster()
-        return [{"left_out": _py(r.left_out), "beta": _f(r.beta), "se": _f(r.se),
-                 "sigma2": [float(x) for x in np.atleast_1d(r.sigma2)], "I2": _f(r.I2)}
-                for r in tab.itertuples()]
+        return [
+            {
+                "left_out": _py(r.left_out),
+                "beta": _f(r.beta),
+                "se": _f(r.se),
+                "sigma2": [float(x) for x in np.atleast_1d(r.sigma2)],
+                "I2": _f(r.I2),
+            }
+            for r in tab.itertuples()
+        ]
     if name == "cooks_cluster":
         tab = res.cooks_cluster()
         return [{"cluster": _py(r.cluster), "value": _f(r.value)} for r in tab.itertuples()]
@@ -50,9 +71,16 @@ def _block(res, name):
     if name == "hatvalues":
         return [_f(x) for x in res.hatvalues()]
     if name == "ranef":
-        return {lv: {"level": [str(x) for x in t.index], "pred": [_f(x) for x in t["pred"]],
-                     "se": [_f(x) for x in t["se"]], "pi_lb": [_f(x) for x in t["pi_lb"]],
-                     "pi_ub": [_f(x) for x in t["pi_ub"]]} for lv, t in res.ranef().items()}
+        return {
+            lv: {
+                "level": [str(x) for x in t.index],
+                "pred": [_f(x) for x in t["pred"]],
+                "se": [_f(x) for x in t["se"]],
+                "pi_lb": [_f(x) for x in t["pi_lb"]],
+                "pi_ub": [_f(x) for x in t["pi_ub"]],
+            }
+            for lv, t in res.ranef().items()
+        }
     if name == "rstudent":
         return res.rstudent().to_dict()
     if name == "dfbetas":

@@ -43,8 +43,9 @@ def vcalc(vi, cluster, rho: float) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(zip(rows, constant_rho_blocks(v, rows, codes, float(rho))))
 
 
-def rho_sweep(res, rhos: Sequence[float] = DEFAULT_RHOS, rho_cluster: str | None = None,
-              progress=None) -> pd.DataFrame:
+def rho_sweep(
+    res, rhos: Sequence[float] = DEFAULT_RHOS, rho_cluster: str | None = None, progress=None
+) -> pd.DataFrame:
     """Refit ``res``'s model under the CHE working model for each rho in ``rhos``.
 
     Returns one row per rho: rho, beta (first coefficient for moderator models: all in
@@ -58,9 +59,13 @@ def rho_sweep(res, rhos: Sequence[float] = DEFAULT_RHOS, rho_cluster: str | None
         start = f.core.sigma2
         row = {"rho": float(r)}
         if f.p == 1:
-            row.update(beta=float(f.core.beta[0]), se=float(f.tests.se[0]),
-                       ci_lb=float(f.tests.ci_lb[0]), ci_ub=float(f.tests.ci_ub[0]),
-                       pval=float(f.tests.pval[0]))
+            row.update(
+                beta=float(f.core.beta[0]),
+                se=float(f.tests.se[0]),
+                ci_lb=float(f.tests.ci_lb[0]),
+                ci_ub=float(f.tests.ci_ub[0]),
+                pval=float(f.tests.pval[0]),
+            )
         else:
             for j, n in enumerate(f.coef_names):
                 row[n] = float(f.core.beta[j])

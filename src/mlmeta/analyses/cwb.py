@@ -97,24 +97,42 @@ class CWBResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers for results.json (without the replicates)."""
-        cons: Any = list(self.constraints) if isinstance(self.constraints, tuple) else \
-            np.asarray(self.constraints).tolist()
-        return {"test": "CWB adjusted" if self.adjusted else "CWB",
-                "statistic": _py(self.statistic), "p_value": _py(self.p_value),
-                "R": self.R, "weights": self.weights, "adjusted": self.adjusted,
-                "type": self.type, "stat_test": self.test, "constraints": cons, "q": self.q,
-                "n_clusters": self.n_clusters, "cluster": self.cluster,
-                "n_failed": self.n_failed, "seed": self.seed}
+        cons: Any = (
+            list(self.constraints)
+            if isinstance(self.constraints, tuple)
+            else np.asarray(self.constraints).tolist()
+        )
+        return {
+            "test": "CWB adjusted" if self.adjusted else "CWB",
+            "statistic": _py(self.statistic),
+            "p_value": _py(self.p_value),
+            "R": self.R,
+            "weights": self.weights,
+            "adjusted": self.adjusted,
+            "type": self.type,
+            "stat_test": self.test,
+            "constraints": cons,
+            "q": self.q,
+            "n_clusters": self.n_clusters,
+            "cluster": self.cluster,
+            "n_failed": self.n_failed,
+            "seed": self.seed,
+        }
 
     def __str__(self) -> str:
         name = "CWB adjusted" if self.adjusted else "CWB"
-        cons = ", ".join(self.constraints) if isinstance(self.constraints, tuple) else \
-            f"{self.q} linear constraints"
-        return (f"Cluster wild bootstrap test ({name}, {self.weights} weights, R = {self.R}, "
-                f"{self.n_clusters} clusters of {self.cluster!r})\n"
-                f"H0: {cons} = 0;  {self.type} {self.test} F = {self.statistic:.4f}, "
-                f"bootstrap p = {self.p_value:.4f}"
-                + (f"  ({self.n_failed} failed refits)" if self.n_failed else ""))
+        cons = (
+            ", ".join(self.constraints)
+            if isinstance(self.constraints, tuple)
+            else f"{self.q} linear constraints"
+        )
+        return (
+            f"Cluster wild bootstrap test ({name}, {self.weights} weights, R = {self.R}, "
+            f"{self.n_clusters} clusters of {self.cluster!r})\n"
+            f"H0: {cons} = 0;  {self.type} {self.test} F = {self.statistic:.4f}, "
+            f"bootstrap p = {self.p_value:.4f}"
+            + (f"  ({self.n_failed} failed refits)" if self.n_failed else "")
+        )
 
 
 def _py(x: float) -> float | None:
@@ -160,29 +178,36 @@ def _constraints(res, constraints: Any) -> tuple[np.ndarray, np.ndarray | None, 
     elif isinstance(constraints, np.ndarray) and constraints.dtype.kind == "f":
         C = np.atleast_2d(constraints).astype(float)
         if C.ndim != 2 or C.shape[1] != p:
-            raise InputError(f"constraints: a constraint matrix needs {p} columns (one per "
-                             f"coefficient); got shape {C.shape}")
+            raise InputError(
+                f"constraints: a constraint matrix needs {p} columns (one per "
+                f"coefficient); got shape {C.shape}"
+            )
         if not np.all(np.isfinite(C)) or np.linalg.matrix_rank(C) < C.shape[0]:
-            raise InputError("constraints: the constraint matrix must be finite with linearly "
-                             "independent rows")
+            raise InputError(
+                "constraints: the constraint matrix must be finite with linearly independent rows"
+            )
         return C, None, C.copy()
     else:
-        items = [constraints] if isinstance(constraints, (str, int, np.integer)) else \
-            list(constraints)
+        items = (
+            [constraints] if isinstance(constraints, (str, int, np.integer)) else list(constraints)
+        )
         pos = []
         for b in items:
             if isinstance(b, str):
                 if b not in names:
-                    raise InputError(f"constraints: {b!r} is not a coefficient "
-                                     f"({', '.join(names)})")
+                    raise InputError(
+                        f"constraints: {b!r} is not a coefficient ({', '.join(names)})"
+                    )
                 pos.append(names.index(b))
             elif isinstance(b, (int, np.integer)) and not isinstance(b, bool):
                 if not 0 <= int(b) < p:
                     raise InputError(f"constraints: position {b} is out of range 0..{p - 1}")
                 pos.append(int(b))
             else:
-                raise InputError(f"constraints: give coefficient names, 0-based positions or "
-                                 f"a q x p matrix; got {b!r}")
+                raise InputError(
+                    f"constraints: give coefficient names, 0-based positions or "
+                    f"a q x p matrix; got {b!r}"
+                )
         if not pos:
             raise InputError("constraints: no coefficient given")
         sel = np.array(sorted(set(pos)), dtype=int)
@@ -190,8 +215,9 @@ def _constraints(res, constraints: Any) -> tuple[np.ndarray, np.ndarray | None, 
     return C, sel, tuple(names[i] for i in sel)
 
 
-def _null_design(X: np.ndarray, names: list[str], C: np.ndarray,
-                 sel: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+def _null_design(
+    X: np.ndarray, names: list[str], C: np.ndarray, sel: np.ndarray | None
+) -> tuple[np.ndarray, list[str]]:
     if sel is not None:
         keep = [j for j in range(X.shape[1]) if j not in set(sel.tolist())]
         return X[:, keep], [names[j] for j in keep]
@@ -249,8 +275,11 @@ def _structure(res, codes: np.ndarray) -> tuple[_Group, ...]:
         ids = np.flatnonzero(sizes == n)
         rows = np.stack([blocks[i][0] for i in ids])
         V = np.stack([blocks[i][1] for i in ids])
-        Z = np.stack([(c[rows][:, :, None] == c[rows][:, None, :]).astype(float) for c in lc]) \
-            if lc else np.zeros((0, len(ids), n, n))
+        Z = (
+            np.stack([(c[rows][:, :, None] == c[rows][:, None, :]).astype(float) for c in lc])
+            if lc
+            else np.zeros((0, len(ids), n, n))
+        )
         S = V - np.einsum("l,lmij->mij", s2, Z)
         groups.append(_Group(ids, rows, S, Z))
     return tuple(groups)
@@ -281,19 +310,24 @@ def _adjust(res0, groups: tuple[_Group, ...], resid: np.ndarray) -> np.ndarray:
     return out
 
 
-def _null_parts(res, C: np.ndarray, sel: np.ndarray | None, groups: tuple[_Group, ...],
-                adjust: bool) -> tuple[np.ndarray, np.ndarray]:
+def _null_parts(
+    res, C: np.ndarray, sel: np.ndarray | None, groups: tuple[_Group, ...], adjust: bool
+) -> tuple[np.ndarray, np.ndarray]:
     res0 = null_model(res, C if sel is None else [int(i) for i in sel])
-    fitted0 = np.asarray(res0.data.X, dtype=float) @ np.asarray(res0.core.beta, dtype=float) \
-        if res0.data.X.shape[1] else np.zeros(res.k)
+    fitted0 = (
+        np.asarray(res0.data.X, dtype=float) @ np.asarray(res0.core.beta, dtype=float)
+        if res0.data.X.shape[1]
+        else np.zeros(res.k)
+    )
     resid0 = np.asarray(res.data.y, dtype=float) - fitted0
     if adjust:
         resid0 = _adjust(res0, groups, resid0)
     return fitted0, resid0
 
 
-def bootstrap_parts(res, constraints: Any = None, *, adjust: bool = True,
-                    cluster: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_parts(
+    res, constraints: Any = None, *, adjust: bool = True, cluster: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The null model's fitted values ``f`` and the residuals the bootstrap multiplies
     (CR2-adjusted when ``adjust``), in data row order: replicate ``b`` is
     ``f + eta_b[cluster] * e`` (module docstring, steps 1-3)."""
@@ -318,8 +352,11 @@ def _statistic(st: _State, fit) -> float:
     if st.type == "CR2":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rob = fit.robust(cluster=st.cluster, type="CR2",
-                             btt=None if st.sel is None else [int(i) for i in st.sel])
+            rob = fit.robust(
+                cluster=st.cluster,
+                type="CR2",
+                btt=None if st.sel is None else [int(i) for i in st.sel],
+            )
         if st.test == "HTZ":
             return float(rob.QM)
         Vr = rob.vcov.to_numpy(float)
@@ -371,10 +408,20 @@ def _boot_chunk(st: _State, eta: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def cwb_test(res, constraints: Any = None, *, R: int = 1999, weights: Any = "rademacher",
-             adjust: bool = True, type: str = "CR0", test: str = "naive-F",
-             seed: int | None = None, executor: Any = None, cluster: str | None = None,
-             chunk_size: int = 100) -> CWBResult:
+def cwb_test(
+    res,
+    constraints: Any = None,
+    *,
+    R: int = 1999,
+    weights: Any = "rademacher",
+    adjust: bool = True,
+    type: str = "CR0",
+    test: str = "naive-F",
+    seed: int | None = None,
+    executor: Any = None,
+    cluster: str | None = None,
+    chunk_size: int = 100,
+) -> CWBResult:
     """Cluster wild bootstrap test of ``H0: C beta = 0`` for a fitted model (module docstring).
 
     Parameters
@@ -432,30 +479,57 @@ def cwb_test(res, constraints: Any = None, *, R: int = 1999, weights: Any = "rad
     else:
         eta = np.asarray(weights, dtype=float)
         if eta.shape != (R, n_cl) or not np.all(np.isfinite(eta)):
-            raise InputError(f"weights: an array of weights must be finite with shape (R, "
-                             f"clusters) = ({R}, {n_cl}); got shape {eta.shape}")
+            raise InputError(
+                f"weights: an array of weights must be finite with shape (R, "
+                f"clusters) = ({R}, {n_cl}); got shape {eta.shape}"
+            )
         wname = "user"
 
     groups = _structure(res, codes)
     fitted0, resid0 = _null_parts(res, C, sel, groups, adjust)
-    st = _State(res=res, groups=groups, n_clusters=n_cl, cluster=cluster, C=C, sel=sel,
-                type=typ, test=tst, fitted=fitted0, resid=resid0, codes=codes)
+    st = _State(
+        res=res,
+        groups=groups,
+        n_clusters=n_cl,
+        cluster=cluster,
+        C=C,
+        sel=sel,
+        type=typ,
+        test=tst,
+        fitted=fitted0,
+        resid=resid0,
+        codes=codes,
+    )
     F = _statistic(st, res)
     boot = _run(st, eta, executor, chunk_size)
     ok = np.isfinite(boot)
     p = float(np.mean(boot[ok] > F)) if ok.any() and math.isfinite(F) else float("nan")
     cname = cluster or (res.data.random[0] if res.data.random else "")
-    return CWBResult(statistic=F, p_value=p, R=R, weights=wname, adjusted=bool(adjust),
-                     type=typ, test=tst, constraints=label, q=C.shape[0], n_clusters=n_cl,
-                     cluster=cname, boot=boot, seed=seed)
+    return CWBResult(
+        statistic=F,
+        p_value=p,
+        R=R,
+        weights=wname,
+        adjusted=bool(adjust),
+        type=typ,
+        test=tst,
+        constraints=label,
+        q=C.shape[0],
+        n_clusters=n_cl,
+        cluster=cname,
+        boot=boot,
+        seed=seed,
+    )
 
 
 def _run(st: _State, eta: np.ndarray, executor: Any, chunk_size: int) -> np.ndarray:
     if executor is None or (isinstance(executor, str) and executor.lower() == "serial"):
         return _boot_chunk(st, eta)
     if isinstance(executor, str):
-        raise InputError(f"executor must be 'serial', a concurrent.futures.Executor or a "
-                         f"dask.distributed Client; got {executor!r}")
+        raise InputError(
+            f"executor must be 'serial', a concurrent.futures.Executor or a "
+            f"dask.distributed Client; got {executor!r}"
+        )
     owned = False
     ex: Any = executor
     if isinstance(executor, int) and not isinstance(executor, bool):
@@ -463,13 +537,15 @@ def _run(st: _State, eta: np.ndarray, executor: Any, chunk_size: int) -> np.ndar
     elif not isinstance(executor, cf.Executor):
         get = getattr(executor, "get_executor", None)
         if not callable(get):
-            raise InputError(f"executor must be 'serial', a concurrent.futures.Executor or a "
-                             f"dask.distributed Client; got {type(executor).__name__}")
+            raise InputError(
+                f"executor must be 'serial', a concurrent.futures.Executor or a "
+                f"dask.distributed Client; got {type(executor).__name__}"
+            )
         ex = get(pure=False)
     size = max(1, int(chunk_size))
     starts = list(range(0, eta.shape[0], size))
     try:
-        futs = [ex.submit(_boot_chunk, st, eta[s:s + size]) for s in starts]
+        futs = [ex.submit(_boot_chunk, st, eta[s : s + size]) for s in starts]
         return np.concatenate([f.result() for f in futs])
     finally:
         if owned:
@@ -481,5 +557,3 @@ def cwb_block(res) -> dict[str, Any]:
     coefficients but the intercept; the intercept of an intercept-only model) with R = 1999
     Rademacher weights, CWB-adjusted, seed 1."""
     return cwb_test(res, R=1999, weights="rademacher", adjust=True, seed=1).to_dict()
-
-

@@ -46,16 +46,24 @@ class Diagnostics:
         return "; ".join(self.warnings)
 
     def to_dict(self) -> dict:
-        return {"trustworthy": self.trustworthy, "verdict": self.verdict,
-                "converged": self.converged, "iterations": self.iterations,
-                "grad_norm": self.grad_norm, "optimizer": self.optimizer,
-                "boundary": list(self.boundary), "unidentified": list(self.unidentified),
-                "vi_ratio": self.vi_ratio, "warnings": list(self.warnings),
-                "notes": list(self.notes)}
+        return {
+            "trustworthy": self.trustworthy,
+            "verdict": self.verdict,
+            "converged": self.converged,
+            "iterations": self.iterations,
+            "grad_norm": self.grad_norm,
+            "optimizer": self.optimizer,
+            "boundary": list(self.boundary),
+            "unidentified": list(self.unidentified),
+            "vi_ratio": self.vi_ratio,
+            "warnings": list(self.warnings),
+            "notes": list(self.notes),
+        }
 
 
-def diagnose(res, *, profile: bool = False, robust=None,
-             profile_skipped: bool = False) -> Diagnostics:
+def diagnose(
+    res, *, profile: bool = False, robust=None, profile_skipped: bool = False
+) -> Diagnostics:
     """Diagnostics of a fitted model (see the module docstring); ``profile_skipped`` adds a
     note that the profile-shape check was left out (it is optional and needs refits)."""
     opt = res.core.optim
@@ -73,16 +81,21 @@ def diagnose(res, *, profile: bool = False, robust=None,
     for i in range(len(ng) - 1):
         if ng[i] == ng[i + 1] and not (res.core.fixed[i] or res.core.fixed[i + 1]):
             unident.append(names[i + 1])
-            warns.append(f"levels {names[i]!r} and {names[i + 1]!r} have the same groups (each "
-                         f"{res.data.random[i]} has one {res.data.random[i + 1]}), so their "
-                         "variance components are not identified separately")
+            warns.append(
+                f"levels {names[i]!r} and {names[i + 1]!r} have the same groups (each "
+                f"{res.data.random[i]} has one {res.data.random[i + 1]}), so their "
+                "variance components are not identified separately"
+            )
     v = res.data.v
     ratio = float(np.max(v) / np.min(v))
     if ratio > VI_RATIO_LIMIT:
-        warns.append(f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a few "
-                     "effect sizes dominate the weights")
+        warns.append(
+            f"sampling variances span a ratio of {ratio:.3g} (largest/smallest): a few "
+            "effect sizes dominate the weights"
+        )
     if profile and res.data.random:
         from mlmeta.analyses.profile import check_profile_shape
+
         for j in range(len(s2)):
             if not res.core.fixed[j]:
                 msg = check_profile_shape(res, j)
@@ -92,20 +105,36 @@ def diagnose(res, *, profile: bool = False, robust=None,
         df = np.asarray(robust.coefs["df"], dtype=float)
         if np.any(df < 4):
             bad = [n for n, d in zip(robust.coefs.index, df) if d < 4]
-            warns.append(f"few clusters for robust inference: Satterthwaite df < 4 for "
-                         f"{', '.join(bad)}")
+            warns.append(
+                f"few clusters for robust inference: Satterthwaite df < 4 for {', '.join(bad)}"
+            )
     if res.data.random and len(ng) and ng[-1] < res.k:
-        notes.append(f"{res.k - ng[-1]} effect sizes share every random-effect id with another "
-                     f"row (the innermost level {names[-1]!r} has {ng[-1]} groups for {res.k} "
-                     "rows)")
+        notes.append(
+            f"{res.k - ng[-1]} effect sizes share every random-effect id with another "
+            f"row (the innermost level {names[-1]!r} has {ng[-1]} groups for {res.k} "
+            "rows)"
+        )
     if profile_skipped:
-        size = (f"k = {res.k} effect sizes" if res.p <= 1 else
-                f"k = {res.k} effect sizes and {res.p} coefficients")
-        notes.append(f"the shape of the profile likelihood was not checked ({size} make its "
-                     "refits slow; diagnostics(profile=True) checks it, and the "
-                     "profile-likelihood CIs show it)")
+        size = (
+            f"k = {res.k} effect sizes"
+            if res.p <= 1
+            else f"k = {res.k} effect sizes and {res.p} coefficients"
+        )
+        notes.append(
+            f"the shape of the profile likelihood was not checked ({size} make its "
+            "refits slow; diagnostics(profile=True) checks it, and the "
+            "profile-likelihood CIs show it)"
+        )
     if res.data.dropped:
-        notes.append(f"{len(res.data.dropped)} of {res.data.k_all} rows dropped for missing "
-                     "values")
-    return Diagnostics(opt.converged, opt.iterations, opt.grad_norm, opt.method, boundary,
-                       tuple(unident), ratio, tuple(warns), tuple(notes))
+        notes.append(f"{len(res.data.dropped)} of {res.data.k_all} rows dropped for missing values")
+    return Diagnostics(
+        opt.converged,
+        opt.iterations,
+        opt.grad_norm,
+        opt.method,
+        boundary,
+        tuple(unident),
+        ratio,
+        tuple(warns),
+        tuple(notes),
+    )

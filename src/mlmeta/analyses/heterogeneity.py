@@ -55,8 +55,16 @@ import pandas as pd
 
 from mlmeta.errors import FitWarning, InputError
 
-__all__ = ["R2_KINDS", "I2Result", "R2Marginal", "R2Result", "i2", "r2", "typical_v",
-           "variance_components"]
+__all__ = [
+    "R2_KINDS",
+    "I2Result",
+    "R2Marginal",
+    "R2Result",
+    "i2",
+    "r2",
+    "typical_v",
+    "variance_components",
+]
 
 #: the kinds of R^2 of :func:`r2`
 R2_KINDS = ("proportional", "marginal")
@@ -106,8 +114,12 @@ class I2Result:
         return 100.0 - self.total
 
     def to_dict(self) -> dict:
-        d = {"total": self.total, "levels": [float(x) for x in self.levels],
-             "typical_v": self.typical_v, "sampling": self.sampling}
+        d = {
+            "total": self.total,
+            "levels": [float(x) for x in self.levels],
+            "typical_v": self.typical_v,
+            "sampling": self.sampling,
+        }
         if self.ci is not None:
             d["ci"] = {c: [float(x) for x in self.ci[c]] for c in self.ci.columns}
         return d
@@ -140,8 +152,9 @@ def i2(res, ci: bool = False, level: float = 95) -> I2Result:
                 store.append(100.0 * sj / (sj + float(np.sum(others)) + tv))
         tot_lo = [100.0 * t / (t + tv) for t in [float(np.sum(prof.table["ci_lb"]))]]
         tot_hi = [100.0 * t / (t + tv) for t in [float(np.sum(prof.table["ci_ub"]))]]
-        cit = pd.DataFrame({"ci_lb": lo + tot_lo, "ci_ub": hi + tot_hi},
-                           index=list(res.level_names) + ["total"])
+        cit = pd.DataFrame(
+            {"ci_lb": lo + tot_lo, "ci_ub": hi + tot_hi}, index=list(res.level_names) + ["total"]
+        )
     return I2Result(100.0 * tot / den, levels, tv, cit)
 
 
@@ -153,8 +166,11 @@ class R2Result:
     negative: bool
 
     def to_dict(self) -> dict:
-        return {"levels": [float(x) for x in self.levels], "total": self.total,
-                "sigma2_null": [float(x) for x in self.sigma2_null]}
+        return {
+            "levels": [float(x) for x in self.levels],
+            "total": self.total,
+            "sigma2_null": [float(x) for x in self.sigma2_null],
+        }
 
 
 @dataclass(frozen=True)
@@ -168,9 +184,13 @@ class R2Marginal:
     residual_level: str
 
     def to_dict(self) -> dict:
-        return {"R2_marginal": self.marginal, "R2_conditional": self.conditional,
-                "var_fixed": self.var_fixed, "sigma2": [float(x) for x in self.sigma2],
-                "residual_level": self.residual_level}
+        return {
+            "R2_marginal": self.marginal,
+            "R2_conditional": self.conditional,
+            "var_fixed": self.var_fixed,
+            "sigma2": [float(x) for x in self.sigma2],
+            "residual_level": self.residual_level,
+        }
 
 
 def r2(res, kind: str = "proportional") -> R2Result | R2Marginal:
@@ -196,9 +216,12 @@ def r2(res, kind: str = "proportional") -> R2Result | R2Marginal:
         tot = float((t0 - t1) / t0) if t0 > 0 else float("nan")
     neg = bool(np.any(lv < 0) or tot < 0)
     if neg:
-        warnings.warn("a pseudo-R2 is negative: the moderators explain none of that level's "
-                      "variance (the estimate went up), reported untruncated", FitWarning,
-                      stacklevel=2)
+        warnings.warn(
+            "a pseudo-R2 is negative: the moderators explain none of that level's "
+            "variance (the estimate went up), reported untruncated",
+            FitWarning,
+            stacklevel=2,
+        )
     return R2Result(pd.Series(lv, index=names, name="R2"), tot, pd.Series(s0, index=names), neg)
 
 
@@ -211,8 +234,9 @@ def variance_components(res) -> tuple[list[str], np.ndarray, float]:
     the sigma2 + per term the mean of its inner levels' variances (see the module docstring).
     """
     names = list(res.level_names)
-    s2 = np.asarray(res.sigma2 if getattr(res, "is_structured", False) else res.core.sigma2,
-                    dtype=float)
+    s2 = np.asarray(
+        res.sigma2 if getattr(res, "is_structured", False) else res.core.sigma2, dtype=float
+    )
     vals = list(s2)
     total = float(np.sum(s2))
     if getattr(res, "is_structured", False):
@@ -233,18 +257,19 @@ def _r2_marginal(res) -> R2Marginal:
     fitted = res.data.X @ res.core.beta
     f = float(np.var(fitted, ddof=1))
     names, comp, vtot = variance_components(res)
-    s2 = comp[:len(res.level_names)]
+    s2 = comp[: len(res.level_names)]
     n = list(res.n_levels)
     if not n:
-        raise InputError("the marginal R2 needs a '~ 1 | factor' component for its residual "
-                         "level (conditional R2); this model has only '~ inner | outer' terms")
+        raise InputError(
+            "the marginal R2 needs a '~ 1 | factor' component for its residual "
+            "level (conditional R2); this model has only '~ inner | outer' terms"
+        )
     tot = f + vtot
     j = max(i for i in range(len(n)) if n[i] == max(n))
     with np.errstate(divide="ignore", invalid="ignore"):
         marg = f / tot
         cond = (tot - float(s2[j])) / tot
-    return R2Marginal(float(marg), float(cond), f, pd.Series(comp, index=names),
-                      res.level_names[j])
+    return R2Marginal(float(marg), float(cond), f, pd.Series(comp, index=names), res.level_names[j])
 
 
 def sampling_blocks(res):
@@ -255,4 +280,3 @@ def sampling_blocks(res):
     from mlmeta.analyses.che import vcalc
 
     return vcalc(res.data.v, res.rho_codes(), res.rho)
-

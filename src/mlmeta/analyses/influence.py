@@ -40,12 +40,15 @@ def rstandard(res) -> pd.DataFrame:
     """Standardized marginal residuals in the data's row order (resid, se, z, outlier)."""
     X = res.data.X
     r = res.data.y - X @ res.core.beta
-    var = res.data.v + float(np.sum(res.core.sigma2)) - np.einsum("ij,jk,ik->i", X,
-                                                                   res.core.vcov, X)
+    var = (
+        res.data.v + float(np.sum(res.core.sigma2)) - np.einsum("ij,jk,ik->i", X, res.core.vcov, X)
+    )
     se = np.sqrt(np.maximum(var, 0.0))
     z = r / se
-    return pd.DataFrame({"resid": r, "se": se, "z": z, "outlier": np.abs(z) > 1.959963984540054},
-                        index=res.data.frame.index)
+    return pd.DataFrame(
+        {"resid": r, "se": se, "z": z, "outlier": np.abs(z) > 1.959963984540054},
+        index=res.data.frame.index,
+    )
 
 
 #: below this many clusters every leave-one-out fit is an exact refit; from it on, the
@@ -66,8 +69,7 @@ class _OnePass:
         self.p = res.p
         self.data = res.data
         self.core = SimpleNamespace(beta=loo.beta[c], sigma2=loo.sigma2[c])
-        self.tests = coef_tests(loo.beta[c], loo.vcov[c], None if df is None else df[c],
-                                res.level)
+        self.tests = coef_tests(loo.beta[c], loo.vcov[c], None if df is None else df[c], res.level)
         sw, A, B, _ = tv_parts
         tr = sw[c] - float(np.trace(np.linalg.solve(A[c], B[c])))
         self.tv = (loo.k[c] - self.p) / tr
@@ -95,8 +97,9 @@ def one_pass_refits(res, cluster):
     free = ~res.core.fixed
     if not np.all(res.core.sigma2[free] > 0):
         return None
-    loo = leave_one_cluster_out(pr.st, pr.v, pr.M, res.core.sigma2, res.core.fixed,
-                                reml=res.method == "REML")
+    loo = leave_one_cluster_out(
+        pr.st, pr.v, pr.M, res.core.sigma2, res.core.fixed, reml=res.method == "REML"
+    )
     top = res.level_codes()[0]
     if res.test == "z":
         df = None
@@ -134,8 +137,9 @@ def _refits(res, cluster, progress=None):
         yield lab, r
 
 
-def cluster_refits(res, cluster: str | None = None, progress=None) -> tuple[pd.DataFrame,
-                                                                            pd.DataFrame]:
+def cluster_refits(
+    res, cluster: str | None = None, progress=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leave-one-cluster-out table and Cook's distances from ONE pass of refits.
 
     ``progress`` (optional) is called once after each refit. Returns (loo, cooks) as
@@ -148,9 +152,18 @@ def cluster_refits(res, cluster: str | None = None, progress=None) -> tuple[pd.D
         labs.append(lab)
         if r is None:
             nan = np.nan if res.p == 1 else np.full(res.p, np.nan)
-            rows.append({"left_out": lab, "beta": nan, "se": nan, "ci_lb": nan, "ci_ub": nan,
-                         "pval": nan, "sigma2": np.full(len(res.core.sigma2), np.nan),
-                         "I2": np.nan})
+            rows.append(
+                {
+                    "left_out": lab,
+                    "beta": nan,
+                    "se": nan,
+                    "ci_lb": nan,
+                    "ci_ub": nan,
+                    "pval": nan,
+                    "sigma2": np.full(len(res.core.sigma2), np.nan),
+                    "I2": np.nan,
+                }
+            )
             vals.append(np.nan)
             continue
         if isinstance(r, _OnePass):
@@ -158,9 +171,18 @@ def cluster_refits(res, cluster: str | None = None, progress=None) -> tuple[pd.D
         else:
             i2 = r.i2().total if r.data.random else np.nan
         one = (lambda a: float(a[0])) if r.p == 1 else (lambda a: np.array(a, dtype=float))
-        rows.append({"left_out": lab, "beta": one(r.core.beta), "se": one(r.tests.se),
-                     "ci_lb": one(r.tests.ci_lb), "ci_ub": one(r.tests.ci_ub),
-                     "pval": one(r.tests.pval), "sigma2": r.core.sigma2.copy(), "I2": i2})
+        rows.append(
+            {
+                "left_out": lab,
+                "beta": one(r.core.beta),
+                "se": one(r.tests.se),
+                "ci_lb": one(r.tests.ci_lb),
+                "ci_ub": one(r.tests.ci_ub),
+                "pval": one(r.tests.pval),
+                "sigma2": r.core.sigma2.copy(),
+                "I2": i2,
+            }
+        )
         d = b - r.core.beta
         vals.append(float(d @ Vinv @ d))
     v = np.array(vals)
@@ -196,8 +218,10 @@ def cooks_cluster(res, cluster: str | None = None, progress=None) -> pd.DataFram
 
 def _nested_only(res, what: str) -> None:
     if res.spec.nesting is None:
-        raise InputError(f"{what} is available for nested random effects ('~ 1 | a/b'), not for "
-                         "crossed or '~ inner | outer' terms")
+        raise InputError(
+            f"{what} is available for nested random effects ('~ 1 | a/b'), not for "
+            "crossed or '~ inner | outer' terms"
+        )
 
 
 def independent_blocks(res) -> tuple[np.ndarray, int]:
@@ -343,8 +367,9 @@ def _refit_without(res, rows: np.ndarray):
     return r
 
 
-def case_deletion(res, cluster: str | None = None, progress=None, *, rstudent: bool = True,
-                  dfbetas: bool = True) -> tuple[RStudent | None, pd.DataFrame | None]:
+def case_deletion(
+    res, cluster: str | None = None, progress=None, *, rstudent: bool = True, dfbetas: bool = True
+) -> tuple[RStudent | None, pd.DataFrame | None]:
     """:func:`rstudent` and :func:`dfbetas` from ONE pass of leave-one-out refits.
 
     ``cluster=None`` leaves out each row, else each cluster (sorted ids); ``progress`` is
@@ -388,8 +413,9 @@ def case_deletion(res, cluster: str | None = None, progress=None, *, rstudent: b
     rs = None
     if rstudent:
         with np.errstate(invalid="ignore", divide="ignore"):
-            obs = pd.DataFrame({"resid": resid, "se": se, "z": resid / se},
-                               index=res.data.frame.index)
+            obs = pd.DataFrame(
+                {"resid": resid, "se": se, "z": resid / se}, index=res.data.frame.index
+            )
         clusters = None
         if cluster is not None:
             clusters = pd.DataFrame({"cluster": labs, "k": ks, "X2": x2s})

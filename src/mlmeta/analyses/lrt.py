@@ -30,12 +30,19 @@ class LRTDrop:
     def to_list(self) -> list[dict]:
         out = []
         for r in self.table.to_dict(orient="records"):
-            out.append({"dropped": r["dropped"], "LRT": float(r["LRT"]), "df": int(r["df"]),
-                        "pval": float(r["pval"]), "pval_mixture": float(r["pval_mixture"]),
-                        "sigma2_reduced": [float(x) for x in r["sigma2_reduced"]],
-                        "logLik_reduced": float(r["logLik_reduced"]),
-                        "AIC_reduced": float(r["AIC_reduced"]),
-                        "BIC_reduced": float(r["BIC_reduced"])})
+            out.append(
+                {
+                    "dropped": r["dropped"],
+                    "LRT": float(r["LRT"]),
+                    "df": int(r["df"]),
+                    "pval": float(r["pval"]),
+                    "pval_mixture": float(r["pval_mixture"]),
+                    "sigma2_reduced": [float(x) for x in r["sigma2_reduced"]],
+                    "logLik_reduced": float(r["logLik_reduced"]),
+                    "AIC_reduced": float(r["AIC_reduced"]),
+                    "BIC_reduced": float(r["BIC_reduced"]),
+                }
+            )
         return out
 
 
@@ -52,11 +59,20 @@ def lrt_drop(res) -> LRTDrop:
         red = res.refit(sigma2=fx)
         lrt = max(2.0 * (res.core.ll - red.core.ll), 0.0)
         p = float(chi2_sf(lrt, 1))
-        rows.append({"dropped": col, "level": res.level_names[j], "LRT": lrt, "df": 1,
-                     "pval": p, "pval_mixture": 0.5 * p if lrt > 0 else 1.0,
-                     "sigma2_reduced": red.core.sigma2.copy(),
-                     "logLik_reduced": red.core.ll, "AIC_reduced": red.fitstats["AIC"],
-                     "BIC_reduced": red.fitstats["BIC"]})
+        rows.append(
+            {
+                "dropped": col,
+                "level": res.level_names[j],
+                "LRT": lrt,
+                "df": 1,
+                "pval": p,
+                "pval_mixture": 0.5 * p if lrt > 0 else 1.0,
+                "sigma2_reduced": red.core.sigma2.copy(),
+                "logLik_reduced": red.core.ll,
+                "AIC_reduced": red.fitstats["AIC"],
+                "BIC_reduced": red.fitstats["BIC"],
+            }
+        )
     return LRTDrop(pd.DataFrame(rows))
 
 
@@ -70,18 +86,20 @@ class Anova:
     note: str
 
     def __str__(self) -> str:
-        return self.table.to_string() + f"\nLRT = {self.LRT:.4f}, df = {self.df}, " \
+        return (
+            self.table.to_string() + f"\nLRT = {self.LRT:.4f}, df = {self.df}, "
             f"p = {self.pval:.4g}" + (f"\n{self.note}" if self.note else "")
+        )
 
 
-def anova(full, reduced=None, *, btt=None, X=None, rhs=None, vcov: str = "model",
-          cluster=None):
+def anova(full, reduced=None, *, btt=None, X=None, rhs=None, vcov: str = "model", cluster=None):
     """Likelihood-ratio comparison of two nested models fitted to the same rows; with one model,
     a Wald test of its coefficients as metafor's ``anova(fit, btt = )`` / ``anova(fit, X = )``
     (see :func:`mlmeta.analyses.wald.wald`; ``vcov="CR2"`` for clubSandwich's HTZ test).
     """
     if reduced is None:
         from mlmeta.analyses.wald import wald
+
         return wald(full, btt=btt, X=X, rhs=rhs, vcov=vcov, cluster=cluster)
     if btt is not None or X is not None:
         raise InputError("btt= and X= test the coefficients of one model; give one model")
@@ -89,14 +107,15 @@ def anova(full, reduced=None, *, btt=None, X=None, rhs=None, vcov: str = "model"
         raise InputError("the two models must be fitted to the same effect sizes")
     note = ""
     refitted = False
-    same_fixed = full.coef_names == reduced.coef_names and np.allclose(full.data.X,
-                                                                         reduced.data.X)
+    same_fixed = full.coef_names == reduced.coef_names and np.allclose(full.data.X, reduced.data.X)
     if not same_fixed and (full.method == "REML" or reduced.method == "REML"):
         full = full.refit(method="ML", warm=False)
         reduced = reduced.refit(method="ML", warm=False)
         refitted = True
-        note = ("The models differ in their fixed effects, so both were refitted by ML: "
-                "REML likelihoods of different fixed effects are not comparable.")
+        note = (
+            "The models differ in their fixed effects, so both were refitted by ML: "
+            "REML likelihoods of different fixed effects are not comparable."
+        )
     par_f = full.p + int(np.sum(~full.core.fixed))
     par_r = reduced.p + int(np.sum(~reduced.core.fixed))
     if par_f < par_r:
@@ -104,12 +123,16 @@ def anova(full, reduced=None, *, btt=None, X=None, rhs=None, vcov: str = "model"
     df = par_f - par_r
     lrt = max(2.0 * (full.core.ll - reduced.core.ll), 0.0)
     p = float(chi2_sf(lrt, df)) if df > 0 else float("nan")
-    tab = pd.DataFrame({
-        "df": [par_f, par_r],
-        "AIC": [full.fitstats["AIC"], reduced.fitstats["AIC"]],
-        "BIC": [full.fitstats["BIC"], reduced.fitstats["BIC"]],
-        "AICc": [full.fitstats["AICc"], reduced.fitstats["AICc"]],
-        "logLik": [full.core.ll, reduced.core.ll],
-        "LRT": [np.nan, lrt], "pval": [np.nan, p],
-    }, index=["Full", "Reduced"])
+    tab = pd.DataFrame(
+        {
+            "df": [par_f, par_r],
+            "AIC": [full.fitstats["AIC"], reduced.fitstats["AIC"]],
+            "BIC": [full.fitstats["BIC"], reduced.fitstats["BIC"]],
+            "AICc": [full.fitstats["AICc"], reduced.fitstats["AICc"]],
+            "logLik": [full.core.ll, reduced.core.ll],
+            "LRT": [np.nan, lrt],
+            "pval": [np.nan, p],
+        },
+        index=["Full", "Reduced"],
+    )
     return Anova(tab, lrt, df, p, refitted, note)

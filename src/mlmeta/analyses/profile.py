@@ -37,8 +37,14 @@ class ProfileCI:
     flags: tuple[str, ...]
 
     def to_list(self) -> list[dict]:
-        return [{"estimate": float(r["estimate"]), "ci_lb": float(r["ci_lb"]),
-                 "ci_ub": float(r["ci_ub"])} for r in self.table.to_dict(orient="records")]
+        return [
+            {
+                "estimate": float(r["estimate"]),
+                "ci_lb": float(r["ci_lb"]),
+                "ci_ub": float(r["ci_ub"]),
+            }
+            for r in self.table.to_dict(orient="records")
+        ]
 
 
 class _Profiler:
@@ -48,8 +54,7 @@ class _Profiler:
         self.res = res
         self.md = res.data
         self.pr = res.core.problem
-        self.base_fixed = [float(s) if f else None
-                           for s, f in zip(res.core.sigma2, res.core.fixed)]
+        self.base_fixed = [float(s) if f else None for s, f in zip(res.core.sigma2, res.core.fixed)]
         self.ll_max = res.core.ll
         self.est = res.core.sigma2
 
@@ -187,8 +192,10 @@ def profile_ci(res, level: float = 95, components=None, xtol: float = 1e-13) -> 
             n += 1
         if fhi > 0:
             ub = np.inf
-            flags.append(f"profile of sigma2 for {res.level_names[j]!r} stays above the cut-off "
-                         "up to very large values: the component is not identified by the data")
+            flags.append(
+                f"profile of sigma2 for {res.level_names[j]!r} stays above the cut-off "
+                "up to very large values: the component is not identified by the data"
+            )
         else:
             ub = _bracketed_newton(fd, hi, fhi, ghi, inner, f_inner, xtol * scale, ftol)
         rows.append((est, lb, ub))
@@ -227,11 +234,10 @@ def check_profile_shape(res, j: int, n: int = 10) -> str | None:
     try:
         for i, s in enumerate(grid):
             ll[i], start, slope[i] = pf.at_with_slope(j, float(s), start)
-        near = ([pf.at(j, f * est)[0] for f in (0.5, 1.5)] if est > 0 else None)
+        near = [pf.at(j, f * est)[0] for f in (0.5, 1.5)] if est > 0 else None
     except ConvergenceError:
         return f"profile of {res.level_names[j]!r} could not be computed"
-    if np.ptp(ll) < 1e-3 or (near is not None and
-                             all(abs(x - res.core.ll) < 1e-7 for x in near)):
+    if np.ptp(ll) < 1e-3 or (near is not None and all(abs(x - res.core.ll) < 1e-7 for x in near)):
         return f"profile likelihood of {res.level_names[j]!r} is flat: not identifiable"
     eps = 1e-8 * max(1.0, float(np.max(np.abs(slope))))
     sign = np.where(slope > eps, 1, np.where(slope < -eps, -1, 0))

@@ -47,8 +47,16 @@ from mlmeta.core.general import FactorTerm
 from mlmeta.errors import ConvergenceError, FitWarning, InputError, MlmetaWarning
 from mlmeta.spec import to_fraction
 
-__all__ = ["Param", "StructuredI2", "StructuredLRT", "StructuredProfileCI", "i2_structured",
-           "lrt_drop_structured", "params", "profile_ci_structured"]
+__all__ = [
+    "Param",
+    "StructuredI2",
+    "StructuredLRT",
+    "StructuredProfileCI",
+    "i2_structured",
+    "lrt_drop_structured",
+    "params",
+    "profile_ci_structured",
+]
 
 EPTRIES = 10
 
@@ -83,8 +91,19 @@ def params(res) -> list[Param]:
     for ti, (t, sl) in enumerate(zip(pr.terms, pr.slices)):
         a = sl.start
         if isinstance(t, FactorTerm):
-            out.append(Param(f"sigma2[{res.level_names[si]}]", "sigma2", si + 1, a, "var", None,
-                             ti, bool(fx[a]), float(th[a])))
+            out.append(
+                Param(
+                    f"sigma2[{res.level_names[si]}]",
+                    "sigma2",
+                    si + 1,
+                    a,
+                    "var",
+                    None,
+                    ti,
+                    bool(fx[a]),
+                    float(th[a]),
+                )
+            )
             si += 1
             continue
         cs = t.cov
@@ -94,15 +113,28 @@ def params(res) -> list[Param]:
         for j in range(cs.n_var):
             lab = f"{vn}[{lv[j]}]" if cs.n_var > 1 else vn
             x = float(th[a + j])
-            out.append(Param(lab, vn, j + 1, a + j, "sd" if cs.sd_scale else "var", cs.struct,
-                             ti, bool(fx[a + j]), x * x if cs.sd_scale else x))
-        pairs = ([f"{lv[p]}-{lv[q]}" for p, q in cs.cor_pairs()]
-                 if cs.struct == "UN" and cs.m > 1 else [""])
+            out.append(
+                Param(
+                    lab,
+                    vn,
+                    j + 1,
+                    a + j,
+                    "sd" if cs.sd_scale else "var",
+                    cs.struct,
+                    ti,
+                    bool(fx[a + j]),
+                    x * x if cs.sd_scale else x,
+                )
+            )
+        pairs = (
+            [f"{lv[p]}-{lv[q]}" for p, q in cs.cor_pairs()]
+            if cs.struct == "UN" and cs.m > 1
+            else [""]
+        )
         for j in range(cs.n_cor):
             i = a + cs.n_var + j
             lab = f"{rn}[{pairs[j]}]" if pairs[j] else rn
-            out.append(Param(lab, rn, j + 1, i, "cor", cs.struct, ti, bool(fx[i]),
-                             float(th[i])))
+            out.append(Param(lab, rn, j + 1, i, "cor", cs.struct, ti, bool(fx[i]), float(th[i])))
     return out
 
 
@@ -153,8 +185,16 @@ class _Prof:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", MlmetaWarning)
-                fit = fit_general(md.y, md.X, md.S, list(md.terms), method=self.res.core.method,
-                                  problem=self.pr, hold=hold, start=list(st))
+                fit = fit_general(
+                    md.y,
+                    md.X,
+                    md.S,
+                    list(md.terms),
+                    method=self.res.core.method,
+                    problem=self.pr,
+                    hold=hold,
+                    start=list(st),
+                )
         except (ConvergenceError, np.linalg.LinAlgError):
             return None
         return fit if np.isfinite(fit.ll) else None
@@ -195,8 +235,7 @@ def _wald_halfwidth(res, p: Param, drop: float) -> float | None:
         return None
     pr = res.core.problem
     th = res.core.theta
-    free = [int(i) for i in np.flatnonzero(~res.core.fixed)
-            if pr.lower[i] < th[i] < pr.upper[i]]
+    free = [int(i) for i in np.flatnonzero(~res.core.fixed) if pr.lower[i] < th[i] < pr.upper[i]]
     if p.index not in free:
         return None
     H = np.asarray(ev.hess)[np.ix_(free, free)]
@@ -231,8 +270,9 @@ class StructuredProfileCI(ProfileCI):
         return out
 
 
-def profile_ci_structured(res, level: float = 95, components=None,
-                          xtol: float = 1e-13) -> StructuredProfileCI:
+def profile_ci_structured(
+    res, level: float = 95, components=None, xtol: float = 1e-13
+) -> StructuredProfileCI:
     """Profile-likelihood CIs of every estimated parameter (see the module docstring).
 
     ``components``: row positions (or labels) to compute; the others, and fixed parameters,
@@ -248,7 +288,7 @@ def profile_ci_structured(res, level: float = 95, components=None,
         want = set(range(len(ps)))
     else:
         want = set()
-        for c in ([components] if isinstance(components, (int, str)) else components):
+        for c in [components] if isinstance(components, (int, str)) else components:
             if isinstance(c, str):
                 if c not in labels:
                     raise InputError(f"no parameter {c!r}; the model has {', '.join(labels)}")
@@ -288,24 +328,37 @@ def profile_ci_structured(res, level: float = 95, components=None,
         ub, ub_sign = _one_side(fd, p, vc, f_est, hi_end, +1, w, xtol * scale, ftol)
         for bound, val in (("lower", lb), ("upper", ub)):
             if not np.isfinite(val):
-                flags.append(f"{p.label}: cannot obtain {bound} bound of profile likelihood CI "
-                             "due to convergence problems")
+                flags.append(
+                    f"{p.label}: cannot obtain {bound} bound of profile likelihood CI "
+                    "due to convergence problems"
+                )
         rows.append((vc, lb, ub, lb_sign, ub_sign))
         for bound, x in (("ci_lb", lb), ("ci_ub", ub)):
             th = cache.get(x) if np.isfinite(x) else None
             if th is None and np.isfinite(x):
                 th = pf.at(p, x)[1]
-            others[bound].append(np.delete(_reported(res, th), p.index) if th is not None
-                                 else np.full(n - 1, np.nan))
+            others[bound].append(
+                np.delete(_reported(res, th), p.index) if th is not None else np.full(n - 1, np.nan)
+            )
     for fl in flags:
         warnings.warn(fl, FitWarning, stacklevel=3)
-    tab = pd.DataFrame(rows, columns=["estimate", "ci_lb", "ci_ub", "lb_sign", "ub_sign"],
-                       index=labels)
+    tab = pd.DataFrame(
+        rows, columns=["estimate", "ci_lb", "ci_ub", "lb_sign", "ub_sign"], index=labels
+    )
     return StructuredProfileCI(tab, others, tuple(flags))
 
 
-def _one_side(fd, p: Param, vc: float, f_est: float, end: float, direction: int,
-              w: float | None, xtol: float, ftol: float) -> tuple[float, str]:
+def _one_side(
+    fd,
+    p: Param,
+    vc: float,
+    f_est: float,
+    end: float,
+    direction: int,
+    w: float | None,
+    xtol: float,
+    ftol: float,
+) -> tuple[float, str]:
     """One bound: the end of metafor's interval when the profile stays above the cut-off up to
     it, else the root between the estimate and the end (NaN when no refit at the end works)."""
     eps = abs(end - vc) / EPTRIES
@@ -346,11 +399,13 @@ def _one_side(fd, p: Param, vc: float, f_est: float, end: float, direction: int,
 def _safe(fd):
     """A failed refit inside the bracket counts as outside the CI (metafor's uniroot would stop
     there; here the bracket shrinks past it)."""
+
     def f(x):
         v, g = fd(x)
         if not np.isfinite(v):
             return -1.0, np.nan
         return v, g
+
     return f
 
 
@@ -367,14 +422,23 @@ class StructuredLRT(LRTDrop):
         def f(x):
             x = float(x)
             return x if np.isfinite(x) else None
+
         out = []
         for r in self.table.to_dict(orient="records"):
-            out.append({"dropped": r["dropped"], "kind": r["kind"], "LRT": f(r["LRT"]),
-                        "df": int(r["df"]), "pval": f(r["pval"]),
-                        "pval_mixture": f(r["pval_mixture"]),
-                        "sigma2_reduced": [float(x) for x in r["sigma2_reduced"]],
-                        "logLik_reduced": f(r["logLik_reduced"]),
-                        "AIC_reduced": f(r["AIC_reduced"]), "BIC_reduced": f(r["BIC_reduced"])})
+            out.append(
+                {
+                    "dropped": r["dropped"],
+                    "kind": r["kind"],
+                    "LRT": f(r["LRT"]),
+                    "df": int(r["df"]),
+                    "pval": f(r["pval"]),
+                    "pval_mixture": f(r["pval_mixture"]),
+                    "sigma2_reduced": [float(x) for x in r["sigma2_reduced"]],
+                    "logLik_reduced": f(r["logLik_reduced"]),
+                    "AIC_reduced": f(r["AIC_reduced"]),
+                    "BIC_reduced": f(r["BIC_reduced"]),
+                }
+            )
         return out
 
 
@@ -413,10 +477,21 @@ def lrt_drop_structured(res) -> StructuredLRT:
         pv = float(chi2_sf(lrt, df)) if df > 0 else np.nan
         fs = fit_statistics(fit.ll, res.core.method, k, p_, fit.n_estimated, None, logdet_s)
         s2 = fit.sigma2
-        rows.append({"dropped": dropped, "kind": kind, "level": level, "LRT": lrt, "df": df,
-                     "pval": pv, "pval_mixture": (0.5 * pv if lrt > 0 else 1.0) if one_var
-                     else np.nan, "sigma2_reduced": s2, "logLik_reduced": float(fit.ll),
-                     "AIC_reduced": fs["AIC"], "BIC_reduced": fs["BIC"]})
+        rows.append(
+            {
+                "dropped": dropped,
+                "kind": kind,
+                "level": level,
+                "LRT": lrt,
+                "df": df,
+                "pval": pv,
+                "pval_mixture": (0.5 * pv if lrt > 0 else 1.0) if one_var else np.nan,
+                "sigma2_reduced": s2,
+                "logLik_reduced": float(fit.ll),
+                "AIC_reduced": fs["AIC"],
+                "BIC_reduced": fs["BIC"],
+            }
+        )
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MlmetaWarning)
@@ -425,8 +500,16 @@ def lrt_drop_structured(res) -> StructuredLRT:
                 continue
             hold = dict(base)
             hold[q.index] = 0.0
-            fit = fit_general(md.y, md.X, md.S, list(md.terms), method=res.core.method,
-                              problem=pr, hold=hold, start=res.core.theta)
+            fit = fit_general(
+                md.y,
+                md.X,
+                md.S,
+                list(md.terms),
+                method=res.core.method,
+                problem=pr,
+                hold=hold,
+                start=res.core.theta,
+            )
             add(md.random[q.pos - 1], "sigma2", res.level_names[q.pos - 1], fit, 1, True)
         io_infos = [i for i in md.info if i.kind == "inner_outer"]
         io = 0
@@ -513,7 +596,7 @@ def i2_structured(res) -> StructuredI2:
     vals: list[float] = []
     for q in params(res):
         if q.comp == "sigma2":
-            names.append(q.label[len("sigma2["):-1])
+            names.append(q.label[len("sigma2[") : -1])
             vals.append(100.0 * q.estimate / D)
         elif q.comp in ("tau2", "gamma2"):
             t = pr.terms[q.term]

@@ -61,8 +61,12 @@ def level_labels(res) -> list[np.ndarray]:
 
 def _ranks(col) -> dict:
     """Rank of every value of a random-effect column in R's factor order."""
-    return {v: i for i, v in enumerate(r_levels(pd.Series(np.asarray(col, dtype=object)
-                                                          if not _numeric(col) else col)))}
+    return {
+        v: i
+        for i, v in enumerate(
+            r_levels(pd.Series(np.asarray(col, dtype=object) if not _numeric(col) else col))
+        )
+    }
 
 
 def _numeric(col) -> bool:
@@ -78,8 +82,10 @@ def ranef(res, level: float | None = None) -> dict[str, pd.DataFrame]:
     ``pi_ub``. ``level`` in percent (default: the model's).
     """
     if res.spec.nesting is None:
-        raise InputError("ranef is available for nested random effects ('~ 1 | a/b'), not for "
-                         "crossed or '~ inner | outer' terms")
+        raise InputError(
+            "ranef is available for nested random effects ('~ 1 | a/b'), not for "
+            "crossed or '~ inner | outer' terms"
+        )
     if not res.data.random:
         raise InputError("the equal-effects model has no random effects to predict")
     from mlmeta.spec import to_fraction
@@ -131,9 +137,15 @@ def ranef(res, level: float | None = None) -> dict[str, pd.DataFrame]:
         _, first = np.unique(codes[lvl], return_index=True)
         lab = [str(labels[lvl][i]) for i in first]
         # metafor's order: by the outer id, then the next, ... each in R's factor order
-        keys = [tuple(rk[cols[j][i]] for j, rk in enumerate(ranks[:lvl + 1])) for i in first]
+        keys = [tuple(rk[cols[j][i]] for j, rk in enumerate(ranks[: lvl + 1])) for i in first]
         o = sorted(range(len(lab)), key=lambda i: keys[i])
-        out[name] = pd.DataFrame({"pred": pred[o], "se": se[o], "pi_lb": (pred - crit * se)[o],
-                                  "pi_ub": (pred + crit * se)[o]},
-                                 index=pd.Index([lab[i] for i in o], name=name))
+        out[name] = pd.DataFrame(
+            {
+                "pred": pred[o],
+                "se": se[o],
+                "pi_lb": (pred - crit * se)[o],
+                "pi_ub": (pred + crit * se)[o],
+            },
+            index=pd.Index([lab[i] for i in o], name=name),
+        )
     return out

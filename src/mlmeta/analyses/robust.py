@@ -37,11 +37,19 @@ class RobustResults:
 
     def to_dict(self) -> dict:
         c = self.coefs
-        return {"se": c["se"].tolist(), "stat": c["tval"].tolist(), "df": c["df"].tolist(),
-                "pval": c["pval"].tolist(), "ci_lb": c["ci_lb"].tolist(),
-                "ci_ub": c["ci_ub"].tolist(), "vcov": self.vcov.to_numpy().tolist(),
-                "QM": self.QM, "QM_df": list(self.QM_df), "QMp": self.QMp,
-                "n_clusters": self.n_clusters}
+        return {
+            "se": c["se"].tolist(),
+            "stat": c["tval"].tolist(),
+            "df": c["df"].tolist(),
+            "pval": c["pval"].tolist(),
+            "ci_lb": c["ci_lb"].tolist(),
+            "ci_ub": c["ci_ub"].tolist(),
+            "vcov": self.vcov.to_numpy().tolist(),
+            "QM": self.QM,
+            "QM_df": list(self.QM_df),
+            "QMp": self.QMp,
+            "n_clusters": self.n_clusters,
+        }
 
 
 def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> RobustResults:
@@ -56,8 +64,10 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
     codes, labels = res.cluster_codes(cluster)
     n = len(labels)
     if n <= res.p:
-        raise InputError(f"robust inference needs more clusters than coefficients: {n} "
-                         f"clusters for {res.p} coefficients")
+        raise InputError(
+            f"robust inference needs more clusters than coefficients: {n} "
+            f"clusters for {res.p} coefficients"
+        )
     check_cluster_sizes(np.bincount(codes, minlength=n), labels)  # before any dense block
     blocks = res.marginal_blocks(codes)
     V = [None] * n
@@ -69,14 +79,16 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
     scale = float(np.max(np.abs(res.data.y))) if res.k else 0.0
     if np.max(np.abs(resid), initial=0.0) <= 1e-12 * max(scale, np.sqrt(np.min(res.data.v))):
         # the sandwich would be rounding noise: t = 1e16, p < .001 for identical effects
-        raise InputError("every residual is 0 (the model fits the effect sizes exactly, e.g. "
-                         "they are all equal), so the cluster-robust variance is undefined")
+        raise InputError(
+            "every residual is 0 (the model fits the effect sizes exactly, e.g. "
+            "they are all equal), so the cluster-robust variance is undefined"
+        )
     if btt is None:
         sel = res.btt
     else:
         names = list(res.coef_names)
         sel = []
-        for b in ([btt] if isinstance(btt, (str, int)) else btt):
+        for b in [btt] if isinstance(btt, (str, int)) else btt:
             if isinstance(b, str):
                 if b not in names:
                     raise InputError(f"btt: {b!r} is not a coefficient ({', '.join(names)})")
@@ -86,15 +98,45 @@ def robust(res, cluster: str | None = None, type: str = "CR2", btt=None) -> Robu
                     raise InputError(f"btt: position {b} is out of range 0..{len(names) - 1}")
                 sel.append(int(b))
         sel = np.array(sorted(set(sel)), dtype=int)
-    out = robust_test(X, res.core.beta, resid, codes, V, bread=res.core.vcov, btt=sel,
-                      type="CR2" if t == "CR2" else "CR1", level=res.level)
+    out = robust_test(
+        X,
+        res.core.beta,
+        resid,
+        codes,
+        V,
+        bread=res.core.vcov,
+        btt=sel,
+        type="CR2" if t == "CR2" else "CR1",
+        level=res.level,
+    )
     names = list(res.coef_names)
-    coefs = pd.DataFrame({"estimate": res.core.beta, "se": out["se"], "tval": out["stat"],
-                          "df": out["df"], "pval": out["pval"], "ci_lb": out["ci_lb"],
-                          "ci_ub": out["ci_ub"]}, index=names)
+    coefs = pd.DataFrame(
+        {
+            "estimate": res.core.beta,
+            "se": out["se"],
+            "tval": out["stat"],
+            "df": out["df"],
+            "pval": out["pval"],
+            "ci_lb": out["ci_lb"],
+            "ci_ub": out["ci_ub"],
+        },
+        index=names,
+    )
     if t == "CR2" and np.any(np.asarray(out["df"]) < 4):
-        warnings.warn("few clusters for robust inference: a Satterthwaite df is below 4, so "
-                      "CR2 tests are unreliable for that coefficient", FitWarning, stacklevel=2)
+        warnings.warn(
+            "few clusters for robust inference: a Satterthwaite df is below 4, so "
+            "CR2 tests are unreliable for that coefficient",
+            FitWarning,
+            stacklevel=2,
+        )
     name = cluster or (res.data.random[0] if res.data.random else "")
-    return RobustResults(t, name, n, coefs, pd.DataFrame(out["vcov"], index=names, columns=names),
-                         float(out["QM"]), tuple(out["QM_df"]), float(out["QMp"]))
+    return RobustResults(
+        t,
+        name,
+        n,
+        coefs,
+        pd.DataFrame(out["vcov"], index=names, columns=names),
+        float(out["QM"]),
+        tuple(out["QM_df"]),
+        float(out["QMp"]),
+    )

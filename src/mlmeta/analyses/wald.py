@@ -82,15 +82,23 @@ class WaldTest:
         def col(c):
             return [None if x is None or not np.isfinite(x) else float(x) for x in t[c]]
 
-        return {"vcov": self.vcov, "test": self.test, "hypotheses": list(t["hypothesis"]),
-                "estimate": col("estimate"), "se": col("se"), "stat": col("stat"),
-                "df": None if t["df"].isna().all() else col("df"), "pval": col("pval"),
-                "ci_lb": col("ci_lb"), "ci_ub": col("ci_ub"),
-                "QM": None if not np.isfinite(self.QM) else float(self.QM),
-                "QM_df": [self.QM_df[0], None if self.QM_df[1] is None else float(self.QM_df[1])],
-                "QMp": None if not np.isfinite(self.QMp) else float(self.QMp),
-                "btt": None if self.btt is None else [int(b) for b in self.btt],
-                "cluster": self.cluster}
+        return {
+            "vcov": self.vcov,
+            "test": self.test,
+            "hypotheses": list(t["hypothesis"]),
+            "estimate": col("estimate"),
+            "se": col("se"),
+            "stat": col("stat"),
+            "df": None if t["df"].isna().all() else col("df"),
+            "pval": col("pval"),
+            "ci_lb": col("ci_lb"),
+            "ci_ub": col("ci_ub"),
+            "QM": None if not np.isfinite(self.QM) else float(self.QM),
+            "QM_df": [self.QM_df[0], None if self.QM_df[1] is None else float(self.QM_df[1])],
+            "QMp": None if not np.isfinite(self.QMp) else float(self.QMp),
+            "btt": None if self.btt is None else [int(b) for b in self.btt],
+            "cluster": self.cluster,
+        }
 
     def __str__(self) -> str:
         stat = "zval" if self.test == "z" else "tval"
@@ -101,16 +109,24 @@ class WaldTest:
         if tab["df"].isna().all():
             tab = tab.drop(columns=["df"])
         tab.index = [f"{i}:" for i in range(1, len(tab) + 1)]
-        lines += ["", f"Results ({'CR2, clustered by ' + str(self.cluster) if self.vcov == 'CR2' else 'model-based'}):",
-                  tab.to_string(float_format=lambda x: f"{x:.4f}"), ""]
+        lines += [
+            "",
+            f"Results ({'CR2, clustered by ' + str(self.cluster) if self.vcov == 'CR2' else 'model-based'}):",
+            tab.to_string(float_format=lambda x: f"{x:.4f}"),
+            "",
+        ]
         if np.isfinite(self.QM):
             if self.QM_df[1] is None:
-                lines.append(f"Omnibus test: QM(df = {self.QM_df[0]}) = {self.QM:.4f}, "
-                             f"p-val = {self.QMp:.4g}")
+                lines.append(
+                    f"Omnibus test: QM(df = {self.QM_df[0]}) = {self.QM:.4f}, "
+                    f"p-val = {self.QMp:.4g}"
+                )
             else:
-                lines.append(f"Omnibus test{' (HTZ)' if self.vcov == 'CR2' else ''}: "
-                             f"F(df1 = {self.QM_df[0]}, df2 = {self.QM_df[1]:.4g}) = "
-                             f"{self.QM:.4f}, p-val = {self.QMp:.4g}")
+                lines.append(
+                    f"Omnibus test{' (HTZ)' if self.vcov == 'CR2' else ''}: "
+                    f"F(df1 = {self.QM_df[0]}, df2 = {self.QM_df[1]:.4g}) = "
+                    f"{self.QM:.4f}, p-val = {self.QMp:.4g}"
+                )
         else:
             lines.append("Omnibus test: not available (the hypotheses are linearly dependent)")
         return "\n".join(lines)
@@ -133,8 +149,9 @@ def resolve_btt(names, btt) -> np.ndarray:
             raise InputError(f"btt: {btt!r} is not a valid pattern ({exc})") from None
         sel = [j for j, n in enumerate(names) if rx.search(n)]
         if not sel:
-            raise InputError(f"btt: the pattern {btt!r} matches no coefficient "
-                             f"({', '.join(names)})")
+            raise InputError(
+                f"btt: the pattern {btt!r} matches no coefficient ({', '.join(names)})"
+            )
         return np.array(sel, dtype=int)
     items = [btt] if isinstance(btt, (int, np.integer)) else list(btt)
     if not items:
@@ -143,13 +160,17 @@ def resolve_btt(names, btt) -> np.ndarray:
     for b in items:
         if isinstance(b, str):
             if b not in names:
-                raise InputError(f"btt: {b!r} is not a coefficient ({', '.join(names)}); a "
-                                 "single string is searched as a pattern")
+                raise InputError(
+                    f"btt: {b!r} is not a coefficient ({', '.join(names)}); a "
+                    "single string is searched as a pattern"
+                )
             sel.append(names.index(b))
         elif isinstance(b, (int, np.integer)) and not isinstance(b, bool):
             if not 0 <= int(b) < len(names):
-                raise InputError(f"btt: position {b} is out of range 0..{len(names) - 1} "
-                                 "(positions count from 0)")
+                raise InputError(
+                    f"btt: position {b} is out of range 0..{len(names) - 1} "
+                    "(positions count from 0)"
+                )
             sel.append(int(b))
         else:
             raise InputError(f"btt: give coefficient names or 0-based positions; got {b!r}")
@@ -178,16 +199,20 @@ def _design_rows(res, X) -> np.ndarray:
     if L.ndim == 1:
         L = L[None, :]
     if L.ndim != 2:
-        raise InputError(f"X must be a vector or a matrix with one row per hypothesis; got an "
-                         f"array of shape {L.shape}")
+        raise InputError(
+            f"X must be a vector or a matrix with one row per hypothesis; got an "
+            f"array of shape {L.shape}"
+        )
     p = res.p
     if res.data.formula.has_intercept and L.shape[1] == p - 1 and p > 1:
         L = np.column_stack([np.ones(len(L)), L])
     elif res.data.formula.has_intercept and p == 1 and L.shape[1] == 1:
         pass
     if L.shape[1] != p:
-        raise InputError(f"X has {L.shape[1]} columns but the model has {p} coefficients "
-                         f"({', '.join(res.coef_names)})")
+        raise InputError(
+            f"X has {L.shape[1]} columns but the model has {p} coefficients "
+            f"({', '.join(res.coef_names)})"
+        )
     if len(L) == 0:
         raise InputError("X has no rows")
     if not np.all(np.isfinite(L)):
@@ -206,8 +231,9 @@ def _rhs(rhs, m: int) -> np.ndarray:
     return r
 
 
-def wald(res, btt=None, X=None, *, rhs=None, vcov: str = "model",
-         cluster: str | None = None) -> WaldTest:
+def wald(
+    res, btt=None, X=None, *, rhs=None, vcov: str = "model", cluster: str | None = None
+) -> WaldTest:
     """Wald test of a set of coefficients (``btt``) or of linear combinations (``X``).
 
     Parameters
@@ -240,8 +266,9 @@ def wald(res, btt=None, X=None, *, rhs=None, vcov: str = "model",
     if kind not in VCOVS:
         raise InputError(f"vcov must be one of {', '.join(VCOVS)}; got {vcov!r}")
     if btt is not None and X is not None:
-        raise InputError("give either btt= (a set of coefficients) or X= (linear combinations), "
-                         "not both")
+        raise InputError(
+            "give either btt= (a set of coefficients) or X= (linear combinations), not both"
+        )
     names = list(res.coef_names)
     p = res.p
     if X is None:
@@ -254,8 +281,10 @@ def wald(res, btt=None, X=None, *, rhs=None, vcov: str = "model",
     r = _rhs(rhs, m)
     if kind == "CR2":
         if rhs is not None and np.any(r != 0):
-            raise InputError("rhs is not available with vcov='CR2' (clubSandwich tests against "
-                             "0); subtract the value from the outcome or use vcov='model'")
+            raise InputError(
+                "rhs is not available with vcov='CR2' (clubSandwich tests against "
+                "0); subtract the value from the outcome or use vcov='model'"
+            )
         return _cr2(res, L, sel, cluster)
     if cluster is not None:
         raise InputError("cluster= applies to vcov='CR2'")
@@ -298,10 +327,18 @@ def _model(res, L: np.ndarray, sel, r: np.ndarray) -> WaldTest:
     elif np.isfinite(QM):
         QMp = float(chi2_sf(QM, m))
     names = list(res.coef_names)
-    table = pd.DataFrame({
-        "hypothesis": [_hypothesis(row, names, rj) for row, rj in zip(L, r)],
-        "estimate": est, "se": se, "stat": stat, "df": df if res.test == "t" else [None] * m,
-        "pval": pval, "ci_lb": est - crit * se, "ci_ub": est + crit * se})
+    table = pd.DataFrame(
+        {
+            "hypothesis": [_hypothesis(row, names, rj) for row, rj in zip(L, r)],
+            "estimate": est,
+            "se": se,
+            "stat": stat,
+            "df": df if res.test == "t" else [None] * m,
+            "pval": pval,
+            "ci_lb": est - crit * se,
+            "ci_ub": est + crit * se,
+        }
+    )
     return WaldTest("model", res.test, table, QM, (m, df2), QMp, L, sel)
 
 
@@ -311,8 +348,10 @@ def _cr2(res, L: np.ndarray, sel, cluster) -> WaldTest:
     codes, labels = res.cluster_codes(cluster)
     n = len(labels)
     if n <= res.p:
-        raise InputError(f"robust inference needs more clusters than coefficients: {n} "
-                         f"clusters for {res.p} coefficients")
+        raise InputError(
+            f"robust inference needs more clusters than coefficients: {n} "
+            f"clusters for {res.p} coefficients"
+        )
     V = [Vc for _, Vc in res.marginal_blocks(codes)]
     Xd = res.data.X
     b = res.core.beta
@@ -326,8 +365,17 @@ def _cr2(res, L: np.ndarray, sel, cluster) -> WaldTest:
         _, _, vt = np.linalg.svd(rows)
         T = np.vstack([rows, vt[q:]])
         Ti = np.linalg.inv(T)
-        return robust_test(Xd @ Ti, T @ b, resid, codes, V, bread=T @ M @ T.T,
-                           btt=np.arange(q), type="CR2", level=res.level)
+        return robust_test(
+            Xd @ Ti,
+            T @ b,
+            resid,
+            codes,
+            V,
+            bread=T @ M @ T.T,
+            btt=np.arange(q),
+            type="CR2",
+            level=res.level,
+        )
 
     est = L @ b
     se, df, pval, lo, hi = (np.full(m, np.nan) for _ in range(5))
@@ -344,8 +392,17 @@ def _cr2(res, L: np.ndarray, sel, cluster) -> WaldTest:
     with np.errstate(divide="ignore", invalid="ignore"):
         stat = est / se
     names = list(res.coef_names)
-    table = pd.DataFrame({
-        "hypothesis": [_hypothesis(row, names, 0.0) for row in L], "estimate": est, "se": se,
-        "stat": stat, "df": df, "pval": pval, "ci_lb": lo, "ci_ub": hi})
+    table = pd.DataFrame(
+        {
+            "hypothesis": [_hypothesis(row, names, 0.0) for row in L],
+            "estimate": est,
+            "se": se,
+            "stat": stat,
+            "df": df,
+            "pval": pval,
+            "ci_lb": lo,
+            "ci_ub": hi,
+        }
+    )
     name = cluster or (res.data.random[0] if res.data.random else "")
     return WaldTest("CR2", "HTZ", table, QM, (m, df2), QMp, L, sel, name)

@@ -34,7 +34,10 @@ def create_app(root: str | Path, max_upload: int | None = None):
     from mlmeta.app.upload import UploadLimit
     from mlmeta.examples import STRUCTURE_EXAMPLES
 
-    examples = {name: title for name, (title, _notice, _sim) in EXAMPLES.items()
-                if name not in STRUCTURE_EXAMPLES}
+    examples = {
+        name: title
+        for name, (title, _notice, _sim) in EXAMPLES.items()
+        if name not in STRUCTURE_EXAMPLES
+    }
     shiny_app = App(app_ui(examples), make_server(Path(root), examples))
     return UploadLimit(shiny_app, max_upload)

@@ -28,9 +28,12 @@ from mlmeta.io.analysis import (
 
 #: the values of the analysis file's choice keys, by control id (the library's own lists)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "inference": tuple(INFERENCES), "selection_side": tuple(SELECTION_SIDES),
-    "egger_predictor": tuple(EGGER_PREDICTORS), "outlier_rule": tuple(OUTLIER_RULES),
-    "forest_level": tuple(FOREST_LEVELS), "forest_sort": tuple(FOREST_SORTS),
+    "inference": tuple(INFERENCES),
+    "selection_side": tuple(SELECTION_SIDES),
+    "egger_predictor": tuple(EGGER_PREDICTORS),
+    "outlier_rule": tuple(OUTLIER_RULES),
+    "forest_level": tuple(FOREST_LEVELS),
+    "forest_sort": tuple(FOREST_SORTS),
 }
 
 __all__ = [

@@ -20,15 +20,25 @@ DEFAULT_PORT = 8765
 
 
 def add_parser(subparsers, name: str) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(name, help="open the web page (upload data, run, download the "
-                                         "report)",
-                              description="Serve mlmeta's web page on this computer.")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this computer only)")
-    p.add_argument("--port", type=int, default=None,
-                   help=f"port (default {DEFAULT_PORT}, or a free one if that is taken)")
-    p.add_argument("--no-browser", action="store_true",
-                   help="do not open a browser; only print the address")
+    p = subparsers.add_parser(
+        name,
+        help="open the web page (upload data, run, download the report)",
+        description="Serve mlmeta's web page on this computer.",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this computer only)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"port (default {DEFAULT_PORT}, or a free one if that is taken)",
+    )
+    p.add_argument(
+        "--no-browser", action="store_true", help="do not open a browser; only print the address"
+    )
     return p
 
 
@@ -65,10 +75,13 @@ def _bind(host: str, port: int | None):
         sock.set_inheritable(True)
         return sock
     if port is not None:
-        raise MlmetaError(f"--port {port}: cannot listen on {host}:{port} "
-                          f"({getattr(last, 'strerror', None) or last})")
-    raise MlmetaError(f"--host {host!r}: cannot listen on it "
-                      f"({getattr(last, 'strerror', None) or last})")
+        raise MlmetaError(
+            f"--port {port}: cannot listen on {host}:{port} "
+            f"({getattr(last, 'strerror', None) or last})"
+        )
+    raise MlmetaError(
+        f"--host {host!r}: cannot listen on it ({getattr(last, 'strerror', None) or last})"
+    )
 
 
 def run(args) -> int:
@@ -116,16 +129,20 @@ def run(args) -> int:
                     for s, h in old.items():
                         signal.signal(s, h)
 
-        config = uvicorn.Config(app, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=3, ws="auto")
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", timeout_graceful_shutdown=3, ws="auto"
+        )
         server = Server(config)
         warm_up()
         print(f"mlmeta app: {url}  (Ctrl-C to stop)", flush=True)
         if not args.no_browser and has_display():
+
             def open_browser():
                 import webbrowser
+
                 with contextlib.suppress(Exception):
                     webbrowser.open(url)
+
             threading.Timer(1.0, open_browser).start()
         server.run(sockets=[sock])
     finally:

@@ -52,14 +52,56 @@ MODE_COLUMNS: dict[str, tuple[str, ...]] = {
 EFFECT_MODES = tuple(MODE_COLUMNS)
 
 _NAMES = {
-    "study": ("study", "studyid", "study_id", "studyno", "study_no", "author", "authors",
-              "paper", "article", "cluster", "district", "lab", "trial", "ref", "reference"),
-    "es": ("es", "esid", "es_id", "effect_id", "effectid", "sampleid", "sample_id", "sample",
-           "outcome_id", "school", "obs", "row", "id"),
+    "study": (
+        "study",
+        "studyid",
+        "study_id",
+        "studyno",
+        "study_no",
+        "author",
+        "authors",
+        "paper",
+        "article",
+        "cluster",
+        "district",
+        "lab",
+        "trial",
+        "ref",
+        "reference",
+    ),
+    "es": (
+        "es",
+        "esid",
+        "es_id",
+        "effect_id",
+        "effectid",
+        "sampleid",
+        "sample_id",
+        "sample",
+        "outcome_id",
+        "school",
+        "obs",
+        "row",
+        "id",
+    ),
     "ri": ("ri", "r", "cor", "corr", "correlation", "r_xy", "rxy"),
     "ni": ("ni", "n", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
-    "yi": ("yi", "y", "g", "d", "smd", "hedges_g", "es_value", "effect_size", "effectsize",
-           "lnor", "logor", "z", "zr", "fisher_z"),
+    "yi": (
+        "yi",
+        "y",
+        "g",
+        "d",
+        "smd",
+        "hedges_g",
+        "es_value",
+        "effect_size",
+        "effectsize",
+        "lnor",
+        "logor",
+        "z",
+        "zr",
+        "fisher_z",
+    ),
     "vi": ("vi", "v", "var", "variance", "var_yi", "vyi", "sampling_variance"),
     "m1i": ("m1i", "m1", "mean1", "mean_1", "m_t", "mean_t", "m_exp"),
     "sd1i": ("sd1i", "sd1", "sd_1", "sd_t", "sd_exp"),
@@ -196,8 +238,13 @@ def column_info(df: pd.DataFrame, name: str) -> ColumnInfo:
     else:
         cat = True
         levels = tuple(sorted({_level_label(x) for x in nonmiss}))
-    return ColumnInfo(name=name, numeric=numeric, guessed="categorical" if cat else "continuous",
-                      levels=levels, n_missing=int(s.isna().sum()))
+    return ColumnInfo(
+        name=name,
+        numeric=numeric,
+        guessed="categorical" if cat else "continuous",
+        levels=levels,
+        n_missing=int(s.isna().sum()),
+    )
 
 
 def guess_columns(df: pd.DataFrame) -> Guess:
@@ -241,8 +288,14 @@ def guess_columns(df: pd.DataFrame) -> Guess:
         if df[c].dropna().nunique() < 2:
             continue
         mods.append(column_info(df, c))
-    return Guess(mode=mode, effect=effect, study=study, es_id=es, participants=participants,
-                 moderators=tuple(mods))
+    return Guess(
+        mode=mode,
+        effect=effect,
+        study=study,
+        es_id=es,
+        participants=participants,
+        moderators=tuple(mods),
+    )
 
 
 def simulated_example(df: pd.DataFrame) -> str | None:
@@ -260,8 +313,13 @@ def simulated_example(df: pd.DataFrame) -> str | None:
         for c in ex.columns:
             a, b = df[c], ex[c]
             if _numeric(a) and _numeric(b):
-                if not np.allclose(a.to_numpy(dtype=float), b.to_numpy(dtype=float),
-                                   rtol=1e-9, atol=0, equal_nan=True):
+                if not np.allclose(
+                    a.to_numpy(dtype=float),
+                    b.to_numpy(dtype=float),
+                    rtol=1e-9,
+                    atol=0,
+                    equal_nan=True,
+                ):
                     same = False
                     break
             elif [str(x) for x in a] != [str(x) for x in b]:

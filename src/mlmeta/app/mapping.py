@@ -60,22 +60,34 @@ ANALYSIS_SWITCHES: dict[str, str] = {
     "che_sweep": "Sensitivity to the sampling correlation ρ (CHE sweep)",
     "figures": "Figures (forest, funnel, orchard, profile, ...)",
 }
-ANALYSES_DEFAULT = {"profile": True, "lrt": True, "robust": True, "loo": True,
-                    "influence": True, "bias": True, "che_sweep": False, "figures": True}
+ANALYSES_DEFAULT = {
+    "profile": True,
+    "lrt": True,
+    "robust": True,
+    "loo": True,
+    "influence": True,
+    "bias": True,
+    "che_sweep": False,
+    "figures": True,
+}
 DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 
 #: the library's effect-size measures and, per measure, its alternative complete column sets
 #: (escalc argument names), as the analysis file accepts them
 MEASURES: tuple[str, ...] = tuple(_api.MEASURES)
-FORMS: dict[str, tuple[tuple[str, ...], ...]] = {m: tuple(tuple(f) for f in _api.ESCALC_NEEDS[m])
-                                                for m in MEASURES}
+FORMS: dict[str, tuple[tuple[str, ...], ...]] = {
+    m: tuple(tuple(f) for f in _api.ESCALC_NEEDS[m]) for m in MEASURES
+}
 ESCALC_COLUMNS: tuple[str, ...] = tuple(_api.ESCALC_COLUMNS)
 
 #: the ways effect sizes can be given: "yi" (effect sizes and sampling variances as they are)
 #: or computed from raw columns by a measure; the raw modes offer the measures that take
 #: their typical columns ("other": every measure)
-_TYPICAL = {"r": ("ri", "ni"), "smd": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
-            "or": ("ai", "bi", "ci", "di")}
+_TYPICAL = {
+    "r": ("ri", "ni"),
+    "smd": ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i"),
+    "or": ("ai", "bi", "ci", "di"),
+}
 EFFECT_MODES = ("r", "yi", "smd", "or", "other")
 _FIRST = {"r": "ZCOR", "smd": "SMD", "or": "OR"}  # the usual measure first
 
@@ -100,8 +112,9 @@ def effect_columns(mode: str, measure: str, form: int | str = 0) -> tuple[str, .
         return ("yi", "vi")
     forms = FORMS.get(measure, ())
     if not forms:
-        raise MlmetaError(f"effect-size measure must be one of {', '.join(MEASURES)}; got "
-                          f"{measure!r}")
+        raise MlmetaError(
+            f"effect-size measure must be one of {', '.join(MEASURES)}; got {measure!r}"
+        )
     try:
         i = int(form)
     except (TypeError, ValueError):
@@ -128,13 +141,22 @@ class Control:
 
 #: what each escalc argument holds (metafor's names)
 COLUMN_WORDS = {
-    "ri": "Correlation column (r)", "ni": "Sample-size column (n)",
-    "m1i": "Mean, group 1 (m1i)", "sd1i": "SD, group 1 (sd1i)", "n1i": "Size, group 1 (n1i)",
-    "m2i": "Mean, group 2 (m2i)", "sd2i": "SD, group 2 (sd2i)", "n2i": "Size, group 2 (n2i)",
-    "ai": "Group 1, events (ai)", "bi": "Group 1, non-events (bi)",
-    "ci": "Group 2, events (ci)", "di": "Group 2, non-events, or Cohen's d (di)",
-    "xi": "Number of events (xi)", "mi": "Non-events, or number of predictors (mi)",
-    "ti": "t statistic (ti)", "r2i": "R² of the regression (r2i)",
+    "ri": "Correlation column (r)",
+    "ni": "Sample-size column (n)",
+    "m1i": "Mean, group 1 (m1i)",
+    "sd1i": "SD, group 1 (sd1i)",
+    "n1i": "Size, group 1 (n1i)",
+    "m2i": "Mean, group 2 (m2i)",
+    "sd2i": "SD, group 2 (sd2i)",
+    "n2i": "Size, group 2 (n2i)",
+    "ai": "Group 1, events (ai)",
+    "bi": "Group 1, non-events (bi)",
+    "ci": "Group 2, events (ci)",
+    "di": "Group 2, non-events, or Cohen's d (di)",
+    "xi": "Number of events (xi)",
+    "mi": "Non-events, or number of predictors (mi)",
+    "ti": "t statistic (ti)",
+    "r2i": "R² of the regression (r2i)",
 }
 
 
@@ -144,54 +166,112 @@ def _col(key: str, label: str, note: str = "") -> Control:
 
 CONTROLS: tuple[Control, ...] = (
     Control("title", "title", "Title of the report", "text", ""),
-    Control("simulated", "simulated", "The data are simulated (say so in the report)", "bool",
-            False),
-    Control("notice", "notice", "A sentence under the title (optional, e.g. the data's source)",
-            "text", ""),
+    Control(
+        "simulated", "simulated", "The data are simulated (say so in the report)", "bool", False
+    ),
+    Control(
+        "notice",
+        "notice",
+        "A sentence under the title (optional, e.g. the data's source)",
+        "text",
+        "",
+    ),
     Control("example", "data.example", "Bundled example data set", "choice", ""),
-    Control("effect_mode", "effect", "The effect sizes are given as", "choice", "r",
-            "which columns [effect] names: yi/vi, or those of effect.measure (see FORMS)"),
+    Control(
+        "effect_mode",
+        "effect",
+        "The effect sizes are given as",
+        "choice",
+        "r",
+        "which columns [effect] names: yi/vi, or those of effect.measure (see FORMS)",
+    ),
     Control("measure", "effect.measure", "Effect-size measure", "choice", "ZCOR"),
-    Control("effect_form", "effect", "Columns given", "choice", "0",
-            "which of the measure's column sets [effect] names (index into FORMS[measure])"),
+    Control(
+        "effect_form",
+        "effect",
+        "Columns given",
+        "choice",
+        "0",
+        "which of the measure's column sets [effect] names (index into FORMS[measure])",
+    ),
     _col("yi", "Effect-size column (yi)"),
     _col("vi", "Sampling-variance column (vi)"),
     *(_col(a, COLUMN_WORDS.get(a, f"Column {a}")) for a in ESCALC_COLUMNS),
-    Control("label", "effect.label", "Symbol of the effect in the report (optional)", "text",
-            ""),
-    Control("study", "data.study", "Study column", "column", None,
-            "also the outer level of model.random"),
-    Control("es_id", "model.random", "Effect-size id column (effects nested in studies)",
-            "column", None, "model.random = '<study>/<es_id>', or '<study>' when empty"),
-    Control("participants", "data.n", "Participants per effect size (optional)", "column",
-            None),
+    Control("label", "effect.label", "Symbol of the effect in the report (optional)", "text", ""),
+    Control(
+        "study",
+        "data.study",
+        "Study column",
+        "column",
+        None,
+        "also the outer level of model.random",
+    ),
+    Control(
+        "es_id",
+        "model.random",
+        "Effect-size id column (effects nested in studies)",
+        "column",
+        None,
+        "model.random = '<study>/<es_id>', or '<study>' when empty",
+    ),
+    Control("participants", "data.n", "Participants per effect size (optional)", "column", None),
     Control("moderators", "model.moderators", "Moderators (each tested alone)", "columns", ()),
     Control("joint", "model.joint", "Also test all moderators together", "bool", True),
     Control("method", "model.method", "Estimation method", "choice", "REML"),
     Control("test", "model.test", "Test statistic", "choice", "t"),
     Control("dfs", "model.dfs", "Degrees of freedom of t tests", "choice", "contain"),
     Control("level", "model.level", "Confidence level (%)", "number", 95.0),
-    Control("cluster", "model.cluster", "Cluster of the CR2 robust inference", "column", None,
-            "empty: the outer level"),
+    Control(
+        "cluster",
+        "model.cluster",
+        "Cluster of the CR2 robust inference",
+        "column",
+        None,
+        "empty: the outer level",
+    ),
     Control("inference", "model.inference", "Primary inference", "choice", "model"),
-    Control("che", "model.rho", "Correlated sampling errors within studies (CHE model)",
-            "bool", False, "model.rho is written only when ticked"),
+    Control(
+        "che",
+        "model.rho",
+        "Correlated sampling errors within studies (CHE model)",
+        "bool",
+        False,
+        "model.rho is written only when ticked",
+    ),
     Control("rho", "model.rho", "Assumed sampling correlation ρ", "number", 0.6),
-    Control("rho_cluster", "model.rho_cluster", "Cluster of the correlated sampling errors",
-            "column", None, "empty: the outer level; written only with the CHE model"),
-    *(Control(f"an_{k}", f"analyses.{k}", v, "bool", ANALYSES_DEFAULT[k])
-      for k, v in ANALYSIS_SWITCHES.items()),
-    Control("che_rhos", "analyses.che_rhos", "ρ values of the CHE sweep", "numbers",
-            DEFAULT_RHOS),
-    Control("bias_rho", "analyses.bias_rho",
-            "ρ used to aggregate effects within studies for the bias tests (empty: the "
-            "model's ρ)", "number", None),
-    Control("selection_side", "analyses.selection_side", "Selection model favours",
-            "choice", "auto"),
-    Control("selection_steps", "analyses.selection_steps",
-            "Selection model: one-sided p-value cut points", "numbers", (0.025,)),
-    Control("egger_predictor", "analyses.egger_predictor", "Egger test predictor", "choice",
-            "auto"),
+    Control(
+        "rho_cluster",
+        "model.rho_cluster",
+        "Cluster of the correlated sampling errors",
+        "column",
+        None,
+        "empty: the outer level; written only with the CHE model",
+    ),
+    *(
+        Control(f"an_{k}", f"analyses.{k}", v, "bool", ANALYSES_DEFAULT[k])
+        for k, v in ANALYSIS_SWITCHES.items()
+    ),
+    Control("che_rhos", "analyses.che_rhos", "ρ values of the CHE sweep", "numbers", DEFAULT_RHOS),
+    Control(
+        "bias_rho",
+        "analyses.bias_rho",
+        "ρ used to aggregate effects within studies for the bias tests (empty: the model's ρ)",
+        "number",
+        None,
+    ),
+    Control(
+        "selection_side", "analyses.selection_side", "Selection model favours", "choice", "auto"
+    ),
+    Control(
+        "selection_steps",
+        "analyses.selection_steps",
+        "Selection model: one-sided p-value cut points",
+        "numbers",
+        (0.025,),
+    ),
+    Control(
+        "egger_predictor", "analyses.egger_predictor", "Egger test predictor", "choice", "auto"
+    ),
     Control("outlier_rule", "analyses.outlier_rule", "Outlier rule", "choice", "bonferroni"),
     Control("forest_level", "report.forest_level", "Forest plot rows", "choice", "auto"),
     Control("forest_sort", "report.forest_sort", "Forest plot order", "choice", "data"),
@@ -204,9 +284,21 @@ UNSUPPORTED: dict[str, str] = {
     "model.struct": f"{_RUN_IT}, without other random-effects structures",
     "model.R": f"{_RUN_IT}, without known correlation matrices",
     "model.V": f"{_RUN_IT}, with independent sampling errors or the CHE model",
-    **{f"power.{k}": "the page has no power analysis yet" for k in (
-        "target", "effect", "model", "df", "rho", "tau", "omega", "alpha", "iterations",
-        "seed")},
+    **{
+        f"power.{k}": "the page has no power analysis yet"
+        for k in (
+            "target",
+            "effect",
+            "model",
+            "df",
+            "rho",
+            "tau",
+            "omega",
+            "alpha",
+            "iterations",
+            "seed",
+        )
+    },
 }
 #: keys the page writes itself (not controls): the uploaded data file's name
 WRITTEN: tuple[str, ...] = ("data.file",)
@@ -226,14 +318,14 @@ def mode_of(effect: dict) -> tuple[str, str, int]:
     measure = effect.get("measure", "")
     forms = FORMS.get(measure)
     if not forms:
-        raise MlmetaError(f"effect.measure must be one of {', '.join(MEASURES)}; got "
-                          f"{measure!r}")
+        raise MlmetaError(f"effect.measure must be one of {', '.join(MEASURES)}; got {measure!r}")
     given = {a for a in ESCALC_COLUMNS if a in effect}
     exact = [i for i, f in enumerate(forms) if set(f) == given]
     if not exact:
-        raise MlmetaError(f"effect: the columns {', '.join(sorted(given)) or '(none)'} are not "
-                          f"one of the column sets of {measure} ("
-                          + "; ".join(", ".join(f) for f in forms) + ")")
+        raise MlmetaError(
+            f"effect: the columns {', '.join(sorted(given)) or '(none)'} are not "
+            f"one of the column sets of {measure} (" + "; ".join(", ".join(f) for f in forms) + ")"
+        )
     form = exact[0]
     for mode in ("r", "smd", "or"):
         if measure in MEASURE_CHOICES[mode] and forms[form] == _TYPICAL[mode]:
@@ -269,10 +361,13 @@ def _blank(v) -> bool:
     return v is None or (isinstance(v, str) and not v.strip())
 
 
-def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
-                    moderator_types: dict[str, str] | None = None,
-                    numeric_columns: set[str] | frozenset[str] = frozenset(),
-                    references: dict[str, str] | None = None) -> dict:
+def controls_to_raw(
+    values: dict[str, Any],
+    data_file: str | None = None,
+    moderator_types: dict[str, str] | None = None,
+    numeric_columns: set[str] | frozenset[str] = frozenset(),
+    references: dict[str, str] | None = None,
+) -> dict:
     """The analysis file (as a dict) that the page's control ``values`` stand for.
 
     ``data_file`` is the data file's name (written as ``data.file``, relative to the analysis
@@ -309,8 +404,9 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
 
     mode = v["effect_mode"]
     if mode not in EFFECT_MODES:
-        raise MlmetaError(f"effect-size input must be one of {', '.join(EFFECT_MODES)}; "
-                          f"got {mode!r}")
+        raise MlmetaError(
+            f"effect-size input must be one of {', '.join(EFFECT_MODES)}; got {mode!r}"
+        )
     effect: dict[str, Any] = {}
     measure = v["measure"] or ""
     if measure not in MEASURE_CHOICES[mode]:
@@ -329,15 +425,16 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
     model: dict[str, Any] = {}
     if _blank(v["study"]):
         if not _blank(v["es_id"]):
-            raise MlmetaError("an effect-size id needs a study column (effects nested in "
-                              "studies)")
+            raise MlmetaError("an effect-size id needs a study column (effects nested in studies)")
         model["random"] = "none"
     elif _blank(v["es_id"]):
         model["random"] = v["study"]
     else:
         if v["es_id"] == v["study"]:
-            raise MlmetaError("the study column and the effect-size id column must differ; "
-                              f"both are {v['study']!r}")
+            raise MlmetaError(
+                "the study column and the effect-size id column must differ; "
+                f"both are {v['study']!r}"
+            )
         model["random"] = f"{v['study']}/{v['es_id']}"
     model["method"] = v["method"]
     model["test"] = v["test"]
@@ -372,16 +469,23 @@ def controls_to_raw(values: dict[str, Any], data_file: str | None = None,
     for cid in ("selection_side", "selection_steps", "egger_predictor", "outlier_rule"):
         val = v[cid]
         if CONTROL_BY_ID[cid].kind == "numbers":
-            val = [float(x) for x in (parse_numbers(val, CONTROL_BY_ID[cid].label)
-                                      if isinstance(val, str) else val)]
+            val = [
+                float(x)
+                for x in (
+                    parse_numbers(val, CONTROL_BY_ID[cid].label) if isinstance(val, str) else val
+                )
+            ]
             if val == [float(x) for x in CONTROL_BY_ID[cid].default]:
                 continue
         elif val == CONTROL_BY_ID[cid].default:
             continue
         an[cid] = val
     raw["analyses"] = an
-    rep = {cid: v[cid] for cid in ("forest_level", "forest_sort")
-           if v[cid] != CONTROL_BY_ID[cid].default}
+    rep = {
+        cid: v[cid]
+        for cid in ("forest_level", "forest_sort")
+        if v[cid] != CONTROL_BY_ID[cid].default
+    }
     if rep:
         raw["report"] = rep
     return raw
@@ -418,29 +522,40 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
     random = model.get("random")
     if isinstance(random, list):
         if len(random) != 1:
-            raise MlmetaError(f"model.random with {len(random)} terms: {_RUN_IT}; run this "
-                              "file with mlmeta run")
+            raise MlmetaError(
+                f"model.random with {len(random)} terms: {_RUN_IT}; run this file with mlmeta run"
+            )
         random = random[0]
     if random is not None and "|" in random and not random.replace(" ", "").startswith("~1|"):
         raise MlmetaError(f"model.random = {random!r}: {_RUN_IT}; run this file with mlmeta run")
     if random is not None and random.strip().lower() not in ("", "none"):
         levels = [x.strip() for x in re.sub(r"^\s*~\s*1\s*\|", "", random).split("/")]
         if len(levels) > 2:
-            raise MlmetaError(f"model.random = {random!r} has {len(levels)} levels; the page "
-                              "offers two (study/effect size): run this file with mlmeta run")
+            raise MlmetaError(
+                f"model.random = {random!r} has {len(levels)} levels; the page "
+                "offers two (study/effect size): run this file with mlmeta run"
+            )
         if v["study"] is None:
             v["study"] = levels[0]
         elif v["study"] != levels[0]:
-            raise MlmetaError(f"data.study = {v['study']!r} is not the outer level of "
-                              f"model.random = {random!r}; the page uses the study column as "
-                              "the outer level")
+            raise MlmetaError(
+                f"data.study = {v['study']!r} is not the outer level of "
+                f"model.random = {random!r}; the page uses the study column as "
+                "the outer level"
+            )
         v["es_id"] = levels[1] if len(levels) == 2 else None
     elif v["study"] is not None:
-        raise MlmetaError("data.study without model.random (an equal-effects model): the page "
-                          "always makes the study a random level; run this file with mlmeta "
-                          "run")
-    for key, cid in (("method", "method"), ("test", "test"), ("dfs", "dfs"),
-                     ("cluster", "cluster")):
+        raise MlmetaError(
+            "data.study without model.random (an equal-effects model): the page "
+            "always makes the study a random level; run this file with mlmeta "
+            "run"
+        )
+    for key, cid in (
+        ("method", "method"),
+        ("test", "test"),
+        ("dfs", "dfs"),
+        ("cluster", "cluster"),
+    ):
         if key in model:
             v[cid] = model[key]
     if "level" in model:
@@ -456,9 +571,10 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
     v["moderators"] = tuple(mods)
     v["joint"] = bool(model.get("joint", len(mods) > 1))
     # a number as a level (reference = {pubstatus = 1}) is the label the page shows ("1")
-    refs = {m: (r if isinstance(r, str) else
-                str(int(r)) if float(r).is_integer() else str(r))
-            for m, r in (model.get("reference", {}) or {}).items()}
+    refs = {
+        m: (r if isinstance(r, str) else str(int(r)) if float(r).is_integer() else str(r))
+        for m, r in (model.get("reference", {}) or {}).items()
+    }
     cats = set(data.get("categorical", ()))
     types = {m: ("categorical" if m in cats else "") for m in mods}
     an = dict(raw.get("analyses", {}))
@@ -479,7 +595,7 @@ def raw_to_controls(raw: dict) -> tuple[dict[str, Any], dict[str, str], dict[str
         if cid in rep:
             v[cid] = rep[cid]
     for section, table in raw.items():
-        for k in (table if isinstance(table, dict) else ()):
+        for k in table if isinstance(table, dict) else ():
             key = f"{section}.{k}"
             if key in UNSUPPORTED:
                 raise MlmetaError(f"{key}: {UNSUPPORTED[key]}; run this file with mlmeta run")
@@ -539,8 +655,9 @@ def dumps(raw: dict, header: str = "") -> str:
     for k, val in raw.items():
         if not isinstance(val, dict):
             lines.append(f"{_toml_key(k)} = {_toml_value(val)}")
-    order = [s for s in _SECTIONS if s in raw] + [k for k, val in raw.items()
-                                                  if isinstance(val, dict) and k not in _SECTIONS]
+    order = [s for s in _SECTIONS if s in raw] + [
+        k for k, val in raw.items() if isinstance(val, dict) and k not in _SECTIONS
+    ]
     for sec in order:
         lines += ["", f"[{_toml_key(sec)}]"]
         for k, val in raw[sec].items():

@@ -28,9 +28,15 @@ __all__ = [
 ]
 
 #: short tab titles for the report's sections (by the heading's id); others keep their heading
-SECTION_TITLES = {"overall": "Overall effect", "heterogeneity": "Heterogeneity",
-                  "moderators": "Moderators", "sensitivity": "Sensitivity and influence",
-                  "bias": "Publication bias", "warnings": "Notes", "methods": "Methods"}
+SECTION_TITLES = {
+    "overall": "Overall effect",
+    "heterogeneity": "Heterogeneity",
+    "moderators": "Moderators",
+    "sensitivity": "Sensitivity and influence",
+    "bias": "Publication bias",
+    "warnings": "Notes",
+    "methods": "Methods",
+}
 
 
 @dataclass
@@ -50,8 +56,9 @@ class RunResult:
         return Path(self.toml_name).stem
 
 
-def load_result(out_dir: Path, toml_name: str, toml_text: str, data_name: str | None,
-                seconds: float = 0.0) -> RunResult:
+def load_result(
+    out_dir: Path, toml_name: str, toml_text: str, data_name: str | None, seconds: float = 0.0
+) -> RunResult:
     """Read a report folder (results.json and figures/*.png)."""
     out_dir = Path(out_dir)
     numbers = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
@@ -59,8 +66,11 @@ def load_result(out_dir: Path, toml_name: str, toml_text: str, data_name: str | 
     for f in numbers.get("figures") or []:
         png = out_dir / f["png"]
         if png.is_file():
-            figs[f["name"]] = {"number": f.get("number"), "caption": f.get("caption") or "",
-                               "png": png.read_bytes()}
+            figs[f["name"]] = {
+                "number": f.get("number"),
+                "caption": f.get("caption") or "",
+                "png": png.read_bytes(),
+            }
     return RunResult(out_dir, numbers, figs, toml_name, toml_text, data_name, seconds)
 
 
@@ -85,10 +95,16 @@ def _table(b: dict) -> TagList:
         return tag(text, class_=cls)
 
     head = tags.thead(tags.tr(*[cell(tags.th, h, j) for j, h in enumerate(b["head"])]))
-    body = tags.tbody(*[tags.tr(*[cell(tags.td, c, j) for j, c in enumerate(row)])
-                        for row in b["rows"]])
-    t = tags.table(tags.caption(b["caption"]) if b.get("caption") else None, head, body,
-                   class_="table table-sm table-hover mlmeta-table", id=b.get("id"))
+    body = tags.tbody(
+        *[tags.tr(*[cell(tags.td, c, j) for j, c in enumerate(row)]) for row in b["rows"]]
+    )
+    t = tags.table(
+        tags.caption(b["caption"]) if b.get("caption") else None,
+        head,
+        body,
+        class_="table table-sm table-hover mlmeta-table",
+        id=b.get("id"),
+    )
     out = [tags.div(t, class_="table-responsive")]
     if b.get("note"):
         out.append(tags.p(b["note"], class_="small text-muted"))
@@ -103,10 +119,10 @@ def _figure(name: str, figs: dict[str, dict]) -> Tag | None:
     cap = f["caption"]
     label = f"Figure {f['number']}. " if f.get("number") else ""
     return tags.figure(
-        tags.img(src=src, alt=cap or name, class_="img-fluid mlmeta-figure",
-                 data_figure=name),
+        tags.img(src=src, alt=cap or name, class_="img-fluid mlmeta-figure", data_figure=name),
         tags.figcaption(tags.strong(label), cap, class_="small"),
-        class_="figure mlmeta-figure-box")
+        class_="figure mlmeta-figure-box",
+    )
 
 
 def _block(b: dict, figs: dict[str, dict]):
@@ -119,8 +135,9 @@ def _block(b: dict, figs: dict[str, dict]):
         return tags.p(b["text"], class_=f"mlmeta-{cls}" if cls else None)
     if t == "notice":
         cls = "alert alert-warning fw-bold" if b.get("cls") == "simulated" else "alert alert-info"
-        return tags.div(b["text"], class_=cls, role="note",
-                        id=f"res-{b['id']}" if b.get("id") else None)
+        return tags.div(
+            b["text"], class_=cls, role="note", id=f"res-{b['id']}" if b.get("id") else None
+        )
     if t == "table":
         return _table(b)
     if t == "figure":
@@ -132,8 +149,9 @@ def _block(b: dict, figs: dict[str, dict]):
     return tags.p(str(b.get("text", "")))
 
 
-def blocks_view(blocks: list[dict], figs: dict[str, dict]) -> tuple[list, list[tuple[str, str,
-                                                                                   list]]]:
+def blocks_view(
+    blocks: list[dict], figs: dict[str, dict]
+) -> tuple[list, list[tuple[str, str, list]]]:
     """(blocks before the first section, [(section id, tab title, its tags), ...])."""
     head: list = []
     sections: list[tuple[str, str, list]] = []
@@ -162,17 +180,24 @@ def result_view(res: RunResult, build_document, navset, nav_panel):
     blocks = build_document(n)
     head, sections = blocks_view(blocks, res.figures)
     top = [tags.h2(n["title"], id="result-title", class_="h4"), *head]
-    summary = [tags.p(tags.span("Pooled effect: ", class_="fw-semibold"),
-                      tags.span(o["apa"], id="result-apa"), class_="mb-1 fs-5")]
+    summary = [
+        tags.p(
+            tags.span("Pooled effect: ", class_="fw-semibold"),
+            tags.span(o["apa"], id="result-apa"),
+            class_="mb-1 fs-5",
+        )
+    ]
     if o.get("pi_text") and n.get("data", {}).get("levels"):
-        summary.append(tags.p(tags.span("Prediction interval: ", class_="fw-semibold"),
-                              tags.span(o["pi_text"], id="result-pi"),
-                              " (where the true effect of a new study is expected to lie)",
-                              class_="mb-1"))
+        summary.append(
+            tags.p(
+                tags.span("Prediction interval: ", class_="fw-semibold"),
+                tags.span(o["pi_text"], id="result-pi"),
+                " (where the true effect of a new study is expected to lie)",
+                class_="mb-1",
+            )
+        )
     top.append(tags.div(*summary, class_="mlmeta-summary"))
     panels = []
     for sid, title, content in sections:
-        panels.append(nav_panel(title, tags.div(*content, class_="pt-2"),
-                                value=f"sec-{sid}"))
-    return TagList(tags.div(*top, class_="mb-2"),
-                   navset(*panels, id="result_tabs"))
+        panels.append(nav_panel(title, tags.div(*content, class_="pt-2"), value=f"sec-{sid}"))
+    return TagList(tags.div(*top, class_="mb-2"), navset(*panels, id="result_tabs"))

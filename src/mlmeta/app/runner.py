@@ -48,6 +48,7 @@ def context():
 
 def warm_up() -> None:
     """Start the fork server now (in a thread), so the first run does not wait for imports."""
+
     def go():
         try:
             from mlmeta.app import worker
@@ -100,9 +101,11 @@ class Job:
                 self.state.status = "cancelled"
                 return
             r, w = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=worker.run_analysis,
-                            args=(str(self.workdir), self.toml_name, self.out_name, w),
-                            name="mlmeta-app-run")
+            p = ctx.Process(
+                target=worker.run_analysis,
+                args=(str(self.workdir), self.toml_name, self.out_name, w),
+                name="mlmeta-app-run",
+            )
             p.start()
             w.close()
             self._proc, self._conn = p, r
@@ -132,8 +135,9 @@ class Job:
                 pass
             if not self.finished:
                 self.state.status = "internal"
-                self.state.message = (f"the analysis process ended unexpectedly (exit code "
-                                      f"{self._proc.exitcode})")
+                self.state.message = (
+                    f"the analysis process ended unexpectedly (exit code {self._proc.exitcode})"
+                )
         if self.finished:
             self._reap()
         return self.state

@@ -65,8 +65,12 @@ class Dataset:
 
     @property
     def numeric(self) -> set[str]:
-        return {c for c in self.columns if pd.api.types.is_numeric_dtype(self.frame[c])
-                and not pd.api.types.is_bool_dtype(self.frame[c])}
+        return {
+            c
+            for c in self.columns
+            if pd.api.types.is_numeric_dtype(self.frame[c])
+            and not pd.api.types.is_bool_dtype(self.frame[c])
+        }
 
     @property
     def stem(self) -> str:
@@ -79,8 +83,11 @@ _REF_SUPPORTED: list[bool] = []
 def reference_supported() -> bool:
     """Does the analysis-file schema have ``model.reference`` (moderator -> reference level)?"""
     if not _REF_SUPPORTED:
-        raw = {"data": {"example": "alliance_like"}, "effect": {"yi": "yi", "vi": "vi"},
-               "model": {"moderators": ["phase"], "reference": {"phase": "late"}}}
+        raw = {
+            "data": {"example": "alliance_like"},
+            "effect": {"yi": "yi", "vi": "vi"},
+            "model": {"moderators": ["phase"], "reference": {"phase": "late"}},
+        }
         try:
             api.parse_analysis(raw, None, "probe")
             ok = True
@@ -109,8 +116,13 @@ def make_server(root: Path, examples: dict):
         sdir = Path(tempfile.mkdtemp(prefix="session-", dir=root))
         work = sdir / "work"
         work.mkdir()
-        state: dict[str, Any] = {"job": None, "run_no": 0, "gen": 0, "mods": {},
-                                 "last_refused": None}
+        state: dict[str, Any] = {
+            "job": None,
+            "run_no": 0,
+            "gen": 0,
+            "mods": {},
+            "last_refused": None,
+        }
         dataset: reactive.Value[Dataset | None] = reactive.value(None)
         notes: reactive.Value[tuple] = reactive.value(())
         result: reactive.Value[RunResult | None] = reactive.value(None)
@@ -135,8 +147,10 @@ def make_server(root: Path, examples: dict):
             if isinstance(exc, api.MlmetaError):
                 say("error", _first_line(exc))
             else:
-                say("error", f"internal error ({type(exc).__name__}: {_first_line(exc)}); "
-                             "please report it")
+                say(
+                    "error",
+                    f"internal error ({type(exc).__name__}: {_first_line(exc)}); please report it",
+                )
 
         def clean(text: str) -> str:
             """Messages name files as the person knows them, never the session folder."""
@@ -149,15 +163,20 @@ def make_server(root: Path, examples: dict):
             items = []
             for kind, text in notes.get():
                 if kind == "error":
-                    items.append(tags.div(tags.strong("Error: "), tags.span(text,
-                                          class_="mlmeta-error-text"),
-                                          class_="alert alert-danger py-2 mb-2", role="alert"))
+                    items.append(
+                        tags.div(
+                            tags.strong("Error: "),
+                            tags.span(text, class_="mlmeta-error-text"),
+                            class_="alert alert-danger py-2 mb-2",
+                            role="alert",
+                        )
+                    )
                 elif kind == "warning":
-                    items.append(tags.div(text, class_="alert alert-warning py-2 mb-2",
-                                          role="alert"))
+                    items.append(
+                        tags.div(text, class_="alert alert-warning py-2 mb-2", role="alert")
+                    )
                 else:
-                    items.append(tags.div(text, class_="alert alert-info py-2 mb-2",
-                                          role="status"))
+                    items.append(tags.div(text, class_="alert alert-info py-2 mb-2", role="status"))
             return TagList(*items)
 
         # ------------------------------------------------------------ data in
@@ -180,8 +199,9 @@ def make_server(root: Path, examples: dict):
                 df = api.read_table(dest)
             except api.MlmetaError as exc:
                 dest.unlink(missing_ok=True)
-                raise api.InputError(clean(_first_line(exc)).replace(repr(str(dest)),
-                                                                      repr(name))) from None
+                raise api.InputError(
+                    clean(_first_line(exc)).replace(repr(str(dest)), repr(name))
+                ) from None
             sim = simulated_example(df)
             ds = Dataset(name=name, frame=df, simulated=sim)
             raw = None
@@ -198,8 +218,12 @@ def make_server(root: Path, examples: dict):
                 msg += " The columns below are guesses: check them before you run."
             say("info", msg)
             if sim:
-                say("warning", f"SIMULATED DATA: {name} is the bundled simulated example "
-                               f"'{sim}', not results of real studies.", replace=False)
+                say(
+                    "warning",
+                    f"SIMULATED DATA: {name} is the bundled simulated example "
+                    f"'{sim}', not results of real studies.",
+                    replace=False,
+                )
 
         @reactive.effect
         @reactive.event(input.data_file)
@@ -215,11 +239,15 @@ def make_server(root: Path, examples: dict):
 
         def use_example(name: str, raw: dict | None) -> None:
             if name not in examples:
-                raise api.InputError(f"unknown example {name!r}; available: "
-                                     f"{', '.join(examples)}")
+                raise api.InputError(f"unknown example {name!r}; available: {', '.join(examples)}")
             ex = api.load_example(name)
-            ds = Dataset(name=name, frame=ex.data.copy(), example=name,
-                         simulated=name if ex.simulated else None, notice=ex.notice)
+            ds = Dataset(
+                name=name,
+                frame=ex.data.copy(),
+                example=name,
+                simulated=name if ex.simulated else None,
+                notice=ex.notice,
+            )
             set_dataset(ds, raw)
             ui.update_select("example", selected=name)
             say("info", f"Using the bundled example '{name}': {ex.title}.")
@@ -249,8 +277,11 @@ def make_server(root: Path, examples: dict):
                 ex = raw["data"].get("example")
                 if ex is not None:
                     use_example(ex, raw)
-                    say("info", f"Settings filled in from {name} (bundled example '{ex}').",
-                        replace=False)
+                    say(
+                        "info",
+                        f"Settings filled in from {name} (bundled example '{ex}').",
+                        replace=False,
+                    )
                     return
                 want = Path(raw["data"]["file"]).name
                 with reactive.isolate():
@@ -260,8 +291,11 @@ def make_server(root: Path, examples: dict):
                     say("info", f"Settings filled in from {name}.")
                 else:
                     pending.set(raw)
-                    say("info", f"{name} reads its data from {want!r}: choose that data file "
-                                "now (1 · Data) and the settings will be filled in.")
+                    say(
+                        "info",
+                        f"{name} reads its data from {want!r}: choose that data file "
+                        "now (1 · Data) and the settings will be filled in.",
+                    )
             except Exception as exc:  # noqa: BLE001
                 say_error(exc)
 
@@ -275,8 +309,10 @@ def make_server(root: Path, examples: dict):
             except tomllib.TOMLDecodeError as exc:
                 raise api.InputError(f"{name}: invalid TOML: {_first_line(exc)}") from None
             # the same checks as mlmeta run (keys, types, values), without the data file
-            probe = {**raw, "data": {k: v for k, v in dict(raw.get("data") or {}).items()
-                                     if k != "file"}}
+            probe = {
+                **raw,
+                "data": {k: v for k, v in dict(raw.get("data") or {}).items() if k != "file"},
+            }
             if "file" in dict(raw.get("data") or {}) and "example" not in probe["data"]:
                 probe["data"]["example"] = next(iter(examples))
             api.parse_analysis(probe, None, name)
@@ -351,20 +387,25 @@ def make_server(root: Path, examples: dict):
                     ui.update_select(c.id, selected=v)
                 elif c.id == "measure":
                     mode = values.get("effect_mode", "r")
-                    ui.update_select("measure", choices=measure_labels(MEASURE_CHOICES[mode]),
-                                     selected=v if v in MEASURE_CHOICES[mode]
-                                     else MEASURE_CHOICES[mode][0])
+                    ui.update_select(
+                        "measure",
+                        choices=measure_labels(MEASURE_CHOICES[mode]),
+                        selected=v if v in MEASURE_CHOICES[mode] else MEASURE_CHOICES[mode][0],
+                    )
                 elif c.id == "effect_form":
-                    ui.update_select("effect_form",
-                                     choices=form_labels(values.get("measure") or ""),
-                                     selected=str(v or "0"))
+                    ui.update_select(
+                        "effect_form",
+                        choices=form_labels(values.get("measure") or ""),
+                        selected=str(v or "0"),
+                    )
                 elif c.id == "example":
                     ui.update_select("example", selected=v or "")
             used = {values.get("study"), values.get("es_id"), values.get("participants")}
             mode = values.get("effect_mode", "r")
             try:
-                need = effect_columns(mode, values.get("measure") or "",
-                                      values.get("effect_form") or 0)
+                need = effect_columns(
+                    mode, values.get("measure") or "", values.get("effect_form") or 0
+                )
             except api.MlmetaError:
                 need = ()
             used |= {values.get(f"eff_{k}") for k in need}
@@ -375,8 +416,7 @@ def make_server(root: Path, examples: dict):
             mods = [m for m in values.get("moderators", ()) if m in ds.columns]
             choices = moderator_choices(ds, {u for u in used if u} - set(mods))
             ui.update_checkbox_group("moderators", choices=choices, selected=mods)
-            state["mods"] = {m: {"type": types.get(m) or "", "ref": refs.get(m, "")}
-                             for m in mods}
+            state["mods"] = {m: {"type": types.get(m) or "", "ref": refs.get(m, "")} for m in mods}
             state["gen"] += 1
             details_gen.set(state["gen"])
 
@@ -387,8 +427,11 @@ def make_server(root: Path, examples: dict):
             with reactive.isolate():
                 cur = input.measure()
             allowed = MEASURE_CHOICES.get(mode, ("",))
-            ui.update_select("measure", choices=measure_labels(allowed),
-                             selected=cur if cur in allowed else allowed[0])
+            ui.update_select(
+                "measure",
+                choices=measure_labels(allowed),
+                selected=cur if cur in allowed else allowed[0],
+            )
 
         @reactive.effect
         @reactive.event(input.measure)
@@ -396,8 +439,9 @@ def make_server(root: Path, examples: dict):
             with reactive.isolate():
                 cur = input.effect_form()
             choices = form_labels(input.measure() or "")
-            ui.update_select("effect_form", choices=choices,
-                             selected=cur if cur in choices else "0")
+            ui.update_select(
+                "effect_form", choices=choices, selected=cur if cur in choices else "0"
+            )
 
         def current_mod_settings(ds: Dataset, mods) -> dict[str, dict[str, str]]:
             """Type and reference of each moderator: the inputs if shown, else remembered."""
@@ -433,8 +477,7 @@ def make_server(root: Path, examples: dict):
             mods = input.moderators()
             details_gen.get()
             if ds is None or not mods:
-                return tags.p("Tick the columns to test as moderators.",
-                              class_="small text-muted")
+                return tags.p("Tick the columns to test as moderators.", class_="small text-muted")
             with reactive.isolate():
                 settings = current_mod_settings(ds, mods)
             state["gen"] += 1
@@ -448,24 +491,44 @@ def make_server(root: Path, examples: dict):
                 j = ds.columns.index(m)
                 info = column_info(ds.frame, m)
                 s = settings[m]
-                kids = [tags.div(tags.strong(m), class_="mb-1"),
-                        ui.input_select(f"mtype_{gen}_{j}", f"Type of {m}",
-                                        choices={c: c for c in info.choices},
-                                        selected=s["type"])]
+                kids = [
+                    tags.div(tags.strong(m), class_="mb-1"),
+                    ui.input_select(
+                        f"mtype_{gen}_{j}",
+                        f"Type of {m}",
+                        choices={c: c for c in info.choices},
+                        selected=s["type"],
+                    ),
+                ]
                 if ref_ok:
-                    levels = {"": f"first in order ({info.levels[0]})" if info.levels
-                              else "first in order"}
+                    levels = {
+                        "": f"first in order ({info.levels[0]})"
+                        if info.levels
+                        else "first in order"
+                    }
                     levels.update({lv: lv for lv in info.levels})
-                    kids.append(ui.panel_conditional(
-                        f"input.mtype_{gen}_{j} === 'categorical'",
-                        ui.input_select(f"mref_{gen}_{j}", f"Reference level of {m}",
-                                        choices=levels, selected=s["ref"] or "")))
+                    kids.append(
+                        ui.panel_conditional(
+                            f"input.mtype_{gen}_{j} === 'categorical'",
+                            ui.input_select(
+                                f"mref_{gen}_{j}",
+                                f"Reference level of {m}",
+                                choices=levels,
+                                selected=s["ref"] or "",
+                            ),
+                        )
+                    )
                 elif info.levels:
-                    kids.append(ui.panel_conditional(
-                        f"input.mtype_{gen}_{j} === 'categorical'",
-                        tags.p(f"Reference level: {info.levels[0]} (the first in sorted "
-                               "order; the analysis file has no key to change it).",
-                               class_="small text-muted")))
+                    kids.append(
+                        ui.panel_conditional(
+                            f"input.mtype_{gen}_{j} === 'categorical'",
+                            tags.p(
+                                f"Reference level: {info.levels[0]} (the first in sorted "
+                                "order; the analysis file has no key to change it).",
+                                class_="small text-muted",
+                            ),
+                        )
+                    )
                 rows.append(tags.div(*kids, class_="mlmeta-moderator"))
             return TagList(*rows)
 
@@ -504,18 +567,28 @@ def make_server(root: Path, examples: dict):
             mods = tuple(values.get("moderators") or ())
             settings = current_mod_settings(ds, mods)
             types = {m: s["type"] for m, s in settings.items()}
-            refs = ({m: s["ref"] for m, s in settings.items()
-                     if s["type"] == "categorical" and s["ref"]}
-                    if reference_supported() else {})
-            raw = controls_to_raw(values, None if ds.example else ds.name, types, ds.numeric,
-                                  refs)
+            refs = (
+                {
+                    m: s["ref"]
+                    for m, s in settings.items()
+                    if s["type"] == "categorical" and s["ref"]
+                }
+                if reference_supported()
+                else {}
+            )
+            raw = controls_to_raw(values, None if ds.example else ds.name, types, ds.numeric, refs)
             toml_name = safe_file_name(f"{ds.stem}.toml")
             stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-            data_line = (f"the bundled example '{ds.example}'" if ds.example else
-                         f"{ds.name} (keep it next to this file)")
-            header = (f"mlmeta analysis file, written by the mlmeta web page on {stamp}.\n"
-                      f"Data: {data_line}.\n"
-                      f"Reproduce the page's results:  mlmeta run {toml_name}\n")
+            data_line = (
+                f"the bundled example '{ds.example}'"
+                if ds.example
+                else f"{ds.name} (keep it next to this file)"
+            )
+            header = (
+                f"mlmeta analysis file, written by the mlmeta web page on {stamp}.\n"
+                f"Data: {data_line}.\n"
+                f"Reproduce the page's results:  mlmeta run {toml_name}\n"
+            )
             if ds.simulated:
                 header += "The data are SIMULATED: not results of real studies.\n"
             text = dumps(raw, header)
@@ -531,22 +604,28 @@ def make_server(root: Path, examples: dict):
                 with reactive.isolate():
                     ds = dataset.get()
                 if ds is None:
-                    raise api.InputError("no data: choose a data file or an example first "
-                                         "(1 · Data)")
+                    raise api.InputError(
+                        "no data: choose a data file or an example first (1 · Data)"
+                    )
                 toml_name, text, _raw = build_analysis(ds)
                 (work / toml_name).write_text(text, encoding="utf-8")
                 state["run_no"] += 1
                 # uploads never start with a dot (safe_file_name): no name clashes
                 job = Job(work, toml_name, f".runs/report-{state['run_no']}")
                 state["job"] = job
-                state["job_meta"] = {"toml_text": text,
-                                     "data_name": None if ds.example else ds.name}
+                state["job_meta"] = {
+                    "toml_text": text,
+                    "data_name": None if ds.example else ds.name,
+                }
                 ui.update_action_button("cancel", disabled=False)
                 run_task.invoke(job)
                 with reactive.isolate():
                     if result.get() is not None:
-                        say("info", "Running; the results below are those of the previous run "
-                                    "until this one finishes.")
+                        say(
+                            "info",
+                            "Running; the results below are those of the previous run "
+                            "until this one finishes.",
+                        )
             except Exception as exc:  # noqa: BLE001
                 say_error(exc)
 
@@ -578,18 +657,25 @@ def make_server(root: Path, examples: dict):
                 with reactive.isolate():
                     old = result.get()
                 meta = state["job_meta"]
-                res = load_result(job.out_dir, job.toml_name, meta["toml_text"],
-                                  meta["data_name"], st.seconds)
+                res = load_result(
+                    job.out_dir, job.toml_name, meta["toml_text"], meta["data_name"], st.seconds
+                )
                 result.set(res)
                 if old is not None and old.out_dir != res.out_dir:
                     shutil.rmtree(old.out_dir, ignore_errors=True)
                 n = res.numbers
-                say("info", f"Done in {st.seconds:.1f} s: {n['data']['k']} effect sizes"
-                            + (f" from {n['data']['n_studies']} studies"
-                               if n["data"].get("n_studies") else "") + ".")
+                say(
+                    "info",
+                    f"Done in {st.seconds:.1f} s: {n['data']['k']} effect sizes"
+                    + (
+                        f" from {n['data']['n_studies']} studies"
+                        if n["data"].get("n_studies")
+                        else ""
+                    )
+                    + ".",
+                )
                 if n.get("simulated"):
-                    say("warning", "SIMULATED DATA: not results of real studies.",
-                        replace=False)
+                    say("warning", "SIMULATED DATA: not results of real studies.", replace=False)
                 ui.update_navset("main_tabs", selected="results")
             elif st.status == "cancelled":
                 say("info", "The run was cancelled.")
@@ -611,12 +697,23 @@ def make_server(root: Path, examples: dict):
 
             secs = _time.monotonic() - st.started
             step = "fitting the models" if st.label == "starting" else st.label
-            bar = (tags.progress(value=str(st.done), max=str(st.total),
-                                 aria_label=f"{step}: {st.done} of {st.total}")
-                   if st.total else tags.progress(aria_label="working"))
-            return tags.span(bar, f" {step}" + (f" {st.done}/{st.total}" if st.total else "")
-                             + f" · {secs:.0f} s", class_="mlmeta-progress small",
-                             role="status", aria_live="polite", id="run-progress")
+            bar = (
+                tags.progress(
+                    value=str(st.done),
+                    max=str(st.total),
+                    aria_label=f"{step}: {st.done} of {st.total}",
+                )
+                if st.total
+                else tags.progress(aria_label="working")
+            )
+            return tags.span(
+                bar,
+                f" {step}" + (f" {st.done}/{st.total}" if st.total else "") + f" · {secs:.0f} s",
+                class_="mlmeta-progress small",
+                role="status",
+                aria_live="polite",
+                id="run-progress",
+            )
 
         # ------------------------------------------------------------ views
         @render.ui
@@ -624,30 +721,50 @@ def make_server(root: Path, examples: dict):
             ds = dataset.get()
             if ds is None:
                 return tags.div(
-                    tags.p("Choose a data file (CSV, TSV or Excel; one row per effect size) or "
-                           "a bundled example in 1 · Data. The page guesses which columns hold "
-                           "the effect sizes, the studies and the moderators; check the "
-                           "guesses in 2 and 3, then press Run analysis."),
-                    tags.p("The analysis runs on this computer; nothing is sent elsewhere.",
-                           class_="text-muted small"))
+                    tags.p(
+                        "Choose a data file (CSV, TSV or Excel; one row per effect size) or "
+                        "a bundled example in 1 · Data. The page guesses which columns hold "
+                        "the effect sizes, the studies and the moderators; check the "
+                        "guesses in 2 and 3, then press Run analysis."
+                    ),
+                    tags.p(
+                        "The analysis runs on this computer; nothing is sent elsewhere.",
+                        class_="text-muted small",
+                    ),
+                )
             df = ds.frame
             out = []
             if ds.simulated:
-                out.append(tags.div(
-                    f"SIMULATED DATA: '{ds.simulated}' is a simulated data set, generated to "
-                    "resemble a published design; it is not results of real studies.",
-                    class_="alert alert-warning fw-bold", role="note", id="data-simulated"))
-            out.append(tags.p(tags.strong(ds.name), f": {len(df)} rows, {df.shape[1]} columns",
-                              id="data-facts"))
+                out.append(
+                    tags.div(
+                        f"SIMULATED DATA: '{ds.simulated}' is a simulated data set, generated to "
+                        "resemble a published design; it is not results of real studies.",
+                        class_="alert alert-warning fw-bold",
+                        role="note",
+                        id="data-simulated",
+                    )
+                )
+            out.append(
+                tags.p(
+                    tags.strong(ds.name),
+                    f": {len(df)} rows, {df.shape[1]} columns",
+                    id="data-facts",
+                )
+            )
             if ds.notice:
                 out.append(tags.p(ds.notice, class_="small"))
             head = df.head(10)
             table = tags.table(
                 tags.caption("First rows of the data"),
                 tags.thead(tags.tr(*[tags.th(c) for c in head.columns])),
-                tags.tbody(*[tags.tr(*[tags.td("" if pd.isna(x) else str(x)) for x in row])
-                             for row in head.itertuples(index=False)]),
-                class_="table table-sm mlmeta-table")
+                tags.tbody(
+                    *[
+                        tags.tr(*[tags.td("" if pd.isna(x) else str(x)) for x in row])
+                        for row in head.itertuples(index=False)
+                    ]
+                ),
+                class_="table table-sm mlmeta-table",
+            )
             out.append(tags.div(table, class_="table-responsive"))
             return TagList(*out)
 
@@ -659,22 +776,32 @@ def make_server(root: Path, examples: dict):
             try:
                 return result_view(res, api.build_document, ui.navset_underline, ui.nav_panel)
             except Exception as exc:  # noqa: BLE001
-                return tags.div(f"The results could not be shown ({type(exc).__name__}: "
-                                f"{_first_line(exc)}); download the report instead.",
-                                class_="alert alert-danger", role="alert")
+                return tags.div(
+                    f"The results could not be shown ({type(exc).__name__}: "
+                    f"{_first_line(exc)}); download the report instead.",
+                    class_="alert alert-danger",
+                    role="alert",
+                )
 
         @render.ui
         def downloads():
             if result.get() is None:
                 return None
             return tags.div(
-                ui.download_button("download_analysis", "Download analysis file",
-                                   class_="btn-outline-primary btn-sm"),
-                ui.download_button("download_report", "Download report (zip)",
-                                   class_="btn-outline-primary btn-sm"),
-                tags.span("The analysis file reproduces these results with mlmeta run.",
-                          class_="small text-muted"),
-                class_="d-flex gap-2 align-items-center mb-2 flex-wrap")
+                ui.download_button(
+                    "download_analysis",
+                    "Download analysis file",
+                    class_="btn-outline-primary btn-sm",
+                ),
+                ui.download_button(
+                    "download_report", "Download report (zip)", class_="btn-outline-primary btn-sm"
+                ),
+                tags.span(
+                    "The analysis file reproduces these results with mlmeta run.",
+                    class_="small text-muted",
+                ),
+                class_="d-flex gap-2 align-items-center mb-2 flex-wrap",
+            )
 
         def _analysis_name() -> str:
             res = result.get()

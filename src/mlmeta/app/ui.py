@@ -25,8 +25,14 @@ from mlmeta.app.mapping import (
 )
 from mlmeta.app.upload import client_check_js, max_upload_bytes
 
-__all__ = ["DATA_ACCEPT", "EFFECT_MODE_LABELS", "RADIO_IDS", "app_ui", "form_labels",
-           "measure_labels"]
+__all__ = [
+    "DATA_ACCEPT",
+    "EFFECT_MODE_LABELS",
+    "RADIO_IDS",
+    "app_ui",
+    "form_labels",
+    "measure_labels",
+]
 
 EFFECT_MODE_LABELS = {
     "r": "Correlations r with sample sizes n",
@@ -37,24 +43,42 @@ EFFECT_MODE_LABELS = {
 }
 _MEASURE_WORDS = {
     "": "as given (no transformation named)",
-    "ZCOR": "Fisher z of r (results reported as r)", "COR": "r, untransformed",
-    "PCOR": "partial correlation", "ZPCOR": "Fisher z of the partial correlation",
-    "SPCOR": "semi-partial correlation", "MD": "raw mean difference",
+    "ZCOR": "Fisher z of r (results reported as r)",
+    "COR": "r, untransformed",
+    "PCOR": "partial correlation",
+    "ZPCOR": "Fisher z of the partial correlation",
+    "SPCOR": "semi-partial correlation",
+    "MD": "raw mean difference",
     "SMD": "standardized mean difference (Hedges' g)",
-    "SMDH": "standardized mean difference, unequal variances", "ROM": "log ratio of means",
-    "MC": "raw mean change", "SMCC": "standardized mean change (change-score SD)",
+    "SMDH": "standardized mean difference, unequal variances",
+    "ROM": "log ratio of means",
+    "MC": "raw mean change",
+    "SMCC": "standardized mean change (change-score SD)",
     "SMCR": "standardized mean change (raw-score SD)",
     "SMCRH": "standardized mean change (raw-score SD, unequal variances)",
-    "OR": "log odds ratio", "RR": "log risk ratio", "RD": "risk difference",
-    "PETO": "log odds ratio (Peto)", "PR": "proportion", "PLN": "log proportion",
-    "PLO": "logit of the proportion", "PAS": "arcsine square-root proportion",
+    "OR": "log odds ratio",
+    "RR": "log risk ratio",
+    "RD": "risk difference",
+    "PETO": "log odds ratio (Peto)",
+    "PR": "proportion",
+    "PLN": "log proportion",
+    "PLO": "logit of the proportion",
+    "PAS": "arcsine square-root proportion",
 }
 
 
 def measure_labels(codes) -> dict[str, str]:
     """Measure code -> 'CODE: words' for the measure select."""
-    return {c: (_MEASURE_WORDS[""] if c == "" else
-                f"{c}: {_MEASURE_WORDS[c]}" if c in _MEASURE_WORDS else c) for c in codes}
+    return {
+        c: (
+            _MEASURE_WORDS[""]
+            if c == ""
+            else f"{c}: {_MEASURE_WORDS[c]}"
+            if c in _MEASURE_WORDS
+            else c
+        )
+        for c in codes
+    }
 
 
 def form_labels(measure: str) -> dict[str, str]:
@@ -63,8 +87,24 @@ def form_labels(measure: str) -> dict[str, str]:
 
 
 #: the order of the raw-column selects on the page
-_COLUMN_ORDER = ("ri", "ni", "m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i", "ai", "bi", "ci", "di",
-                 "xi", "mi", "ti", "r2i")
+_COLUMN_ORDER = (
+    "ri",
+    "ni",
+    "m1i",
+    "sd1i",
+    "n1i",
+    "m2i",
+    "sd2i",
+    "n2i",
+    "ai",
+    "bi",
+    "ci",
+    "di",
+    "xi",
+    "mi",
+    "ti",
+    "r2i",
+)
 
 
 #: controls shown as radio buttons (the others of kind "choice" are select inputs)
@@ -72,14 +112,25 @@ RADIO_IDS = ("effect_mode", "method", "test", "dfs", "inference")
 #: words for the values of the analysis file's choice keys (a value without words shows as is)
 CHOICE_LABELS = {
     "inference": {"model": "model-based t/z tests", "CR2": "CR2 cluster-robust"},
-    "selection_side": {"auto": "the direction of the pooled effect",
-                       "positive": "positive effects", "negative": "negative effects"},
-    "egger_predictor": {"auto": "automatic (√(1/ñ) for SMD and OR, else SE)",
-                        "se": "standard error √vi", "sqrt_inv_n": "√(1/ñ)"},
-    "outlier_rule": {"bonferroni": "Bonferroni: |residual| > z(1 − .05/(2k))",
-                     "z1.96": "|z| > 1.96"},
-    "forest_level": {"auto": "automatic (studies when the plot gets long)",
-                     "effect": "one row per effect size", "study": "one row per study"},
+    "selection_side": {
+        "auto": "the direction of the pooled effect",
+        "positive": "positive effects",
+        "negative": "negative effects",
+    },
+    "egger_predictor": {
+        "auto": "automatic (√(1/ñ) for SMD and OR, else SE)",
+        "se": "standard error √vi",
+        "sqrt_inv_n": "√(1/ñ)",
+    },
+    "outlier_rule": {
+        "bonferroni": "Bonferroni: |residual| > z(1 − .05/(2k))",
+        "z1.96": "|z| > 1.96",
+    },
+    "forest_level": {
+        "auto": "automatic (studies when the plot gets long)",
+        "effect": "one row per effect size",
+        "study": "one row per study",
+    },
     "forest_sort": {"data": "as in the data", "effect": "by effect size", "weight": "by weight"},
 }
 
@@ -93,9 +144,10 @@ def choice_labels(cid: str) -> dict[str, str]:
 def _choice(cid: str):
     c = CONTROL_BY_ID[cid]
     if cid in RADIO_IDS:
-        return ui.input_radio_buttons(cid, c.label, choices=choice_labels(cid),
-                                      selected=c.default)
+        return ui.input_radio_buttons(cid, c.label, choices=choice_labels(cid), selected=c.default)
     return ui.input_select(cid, c.label, choices=choice_labels(cid), selected=c.default)
+
+
 DATA_ACCEPT = [".csv", ".tsv", ".txt", ".xlsx", ".xls"]
 
 CSS = """
@@ -149,21 +201,35 @@ def _effect_panel():
 
     def needed(arg: str) -> str:
         # shown when the chosen measure's chosen column set has this column
-        return (f"input.effect_mode !== 'yi' && ((({forms_js} || {{}})[input.measure] || [])"
-                f"[parseInt(input.effect_form || '0')] || []).indexOf('{arg}') >= 0")
+        return (
+            f"input.effect_mode !== 'yi' && ((({forms_js} || {{}})[input.measure] || [])"
+            f"[parseInt(input.effect_form || '0')] || []).indexOf('{arg}') >= 0"
+        )
 
     cols = [a for a in _COLUMN_ORDER if a in ESCALC_COLUMNS]
     cols += [a for a in ESCALC_COLUMNS if a not in cols]
     return [
-        ui.input_radio_buttons("effect_mode", CONTROL_BY_ID["effect_mode"].label,
-                               choices=EFFECT_MODE_LABELS, selected="r"),
-        ui.input_select("measure", CONTROL_BY_ID["measure"].label,
-                        choices=measure_labels(MEASURE_CHOICES["r"]), selected="ZCOR"),
+        ui.input_radio_buttons(
+            "effect_mode",
+            CONTROL_BY_ID["effect_mode"].label,
+            choices=EFFECT_MODE_LABELS,
+            selected="r",
+        ),
+        ui.input_select(
+            "measure",
+            CONTROL_BY_ID["measure"].label,
+            choices=measure_labels(MEASURE_CHOICES["r"]),
+            selected="ZCOR",
+        ),
         ui.panel_conditional(
-            f"input.effect_mode !== 'yi' && (({forms_js} || {{}})[input.measure] || [])"
-            ".length > 1",
-            ui.input_select("effect_form", CONTROL_BY_ID["effect_form"].label,
-                            choices=form_labels("ZCOR"), selected="0")),
+            f"input.effect_mode !== 'yi' && (({forms_js} || {{}})[input.measure] || []).length > 1",
+            ui.input_select(
+                "effect_form",
+                CONTROL_BY_ID["effect_form"].label,
+                choices=form_labels("ZCOR"),
+                selected="0",
+            ),
+        ),
         ui.panel_conditional("input.effect_mode === 'yi'", _col("eff_yi"), _col("eff_vi")),
         *[ui.panel_conditional(needed(a), _col(f"eff_{a}")) for a in cols],
         _col("study"),
@@ -174,43 +240,66 @@ def _effect_panel():
 
 def _model_panel():
     return [
-        ui.input_radio_buttons("method", CONTROL_BY_ID["method"].label,
-                               choices={"REML": "REML (restricted maximum likelihood)",
-                                        "ML": "ML (maximum likelihood)"},
-                               selected="REML"),
-        ui.input_radio_buttons("test", CONTROL_BY_ID["test"].label,
-                               choices={"t": "t (with the df below)", "z": "z (normal)"},
-                               selected="t"),
+        ui.input_radio_buttons(
+            "method",
+            CONTROL_BY_ID["method"].label,
+            choices={
+                "REML": "REML (restricted maximum likelihood)",
+                "ML": "ML (maximum likelihood)",
+            },
+            selected="REML",
+        ),
+        ui.input_radio_buttons(
+            "test",
+            CONTROL_BY_ID["test"].label,
+            choices={"t": "t (with the df below)", "z": "z (normal)"},
+            selected="t",
+        ),
         ui.panel_conditional(
             "input.test === 't'",
-            ui.input_radio_buttons("dfs", CONTROL_BY_ID["dfs"].label,
-                                   choices={"contain": "containment (number of studies − 1 for "
-                                                       "the mean)",
-                                            "residual": "residual (k − p)"},
-                                   selected="contain")),
-        ui.input_numeric("level", CONTROL_BY_ID["level"].label, value=95, min=50, max=99.9,
-                         step=0.5),
+            ui.input_radio_buttons(
+                "dfs",
+                CONTROL_BY_ID["dfs"].label,
+                choices={
+                    "contain": "containment (number of studies − 1 for the mean)",
+                    "residual": "residual (k − p)",
+                },
+                selected="contain",
+            ),
+        ),
+        ui.input_numeric(
+            "level", CONTROL_BY_ID["level"].label, value=95, min=50, max=99.9, step=0.5
+        ),
         _col("cluster"),
         _choice("inference"),
         _bool("che"),
         ui.panel_conditional(
             "input.che",
-            ui.input_numeric("rho", CONTROL_BY_ID["rho"].label, value=0.6, min=-0.99,
-                             max=0.99, step=0.1),
-            _col("rho_cluster")),
+            ui.input_numeric(
+                "rho", CONTROL_BY_ID["rho"].label, value=0.6, min=-0.99, max=0.99, step=0.1
+            ),
+            _col("rho_cluster"),
+        ),
     ]
 
 
 def _analyses_panel():
     return [
         *[_bool(f"an_{k}") for k in ANALYSIS_SWITCHES],
-        ui.input_text("che_rhos", CONTROL_BY_ID["che_rhos"].label,
-                      value=format_numbers(CONTROL_BY_ID["che_rhos"].default)),
-        ui.input_numeric("bias_rho", CONTROL_BY_ID["bias_rho"].label, value=None, min=-0.99,
-                         max=0.99, step=0.1),
+        ui.input_text(
+            "che_rhos",
+            CONTROL_BY_ID["che_rhos"].label,
+            value=format_numbers(CONTROL_BY_ID["che_rhos"].default),
+        ),
+        ui.input_numeric(
+            "bias_rho", CONTROL_BY_ID["bias_rho"].label, value=None, min=-0.99, max=0.99, step=0.1
+        ),
         _choice("selection_side"),
-        ui.input_text("selection_steps", CONTROL_BY_ID["selection_steps"].label,
-                      value=format_numbers(CONTROL_BY_ID["selection_steps"].default)),
+        ui.input_text(
+            "selection_steps",
+            CONTROL_BY_ID["selection_steps"].label,
+            value=format_numbers(CONTROL_BY_ID["selection_steps"].default),
+        ),
         _choice("egger_predictor"),
         _choice("outlier_rule"),
     ]
@@ -232,16 +321,30 @@ def _data_panel(examples: dict[str, str]):
     mb = limit / (1024 * 1024)
     size = f"{mb:.0f} MB" if mb >= 1 else f"{limit / 1024:.0f} KB"
     return [
-        _file_input("data_file", "Data file (CSV, TSV or Excel)", accept=DATA_ACCEPT,
-                      button_label="Choose file…", placeholder="no file chosen"),
+        _file_input(
+            "data_file",
+            "Data file (CSV, TSV or Excel)",
+            accept=DATA_ACCEPT,
+            button_label="Choose file…",
+            placeholder="no file chosen",
+        ),
         tags.p(f"One row per effect size; up to {size}.", class_="small text-muted mt-n2"),
-        ui.input_select("example", CONTROL_BY_ID["example"].label,
-                        choices={"": "(none)", **examples}, selected=""),
-        ui.input_action_button("use_example", "Use this example",
-                               class_="btn-outline-secondary btn-sm mb-3"),
-        _file_input("analysis_file", "Analysis file (.toml) to fill in the settings",
-                      accept=[".toml"], button_label="Choose file…",
-                      placeholder="no file chosen"),
+        ui.input_select(
+            "example",
+            CONTROL_BY_ID["example"].label,
+            choices={"": "(none)", **examples},
+            selected="",
+        ),
+        ui.input_action_button(
+            "use_example", "Use this example", class_="btn-outline-secondary btn-sm mb-3"
+        ),
+        _file_input(
+            "analysis_file",
+            "Analysis file (.toml) to fill in the settings",
+            accept=[".toml"],
+            button_label="Choose file…",
+            placeholder="no file chosen",
+        ),
     ]
 
 
@@ -251,48 +354,66 @@ def app_ui(examples: dict[str, str]):
     sidebar = ui.sidebar(
         ui.accordion(
             ui.accordion_panel("1 · Data", *_data_panel(examples), value="data"),
-            ui.accordion_panel("2 · Effect sizes and studies", *_effect_panel(),
-                               value="effect"),
-            ui.accordion_panel("3 · Moderators",
-                               ui.input_checkbox_group("moderators",
-                                                       CONTROL_BY_ID["moderators"].label,
-                                                       choices={}),
-                               ui.output_ui("moderator_details"),
-                               _bool("joint"), value="moderators"),
+            ui.accordion_panel("2 · Effect sizes and studies", *_effect_panel(), value="effect"),
+            ui.accordion_panel(
+                "3 · Moderators",
+                ui.input_checkbox_group(
+                    "moderators", CONTROL_BY_ID["moderators"].label, choices={}
+                ),
+                ui.output_ui("moderator_details"),
+                _bool("joint"),
+                value="moderators",
+            ),
             ui.accordion_panel("4 · Model", *_model_panel(), value="model"),
             ui.accordion_panel("5 · Analyses", *_analyses_panel(), value="analyses"),
             ui.accordion_panel("6 · Report text", *_report_panel(), value="report"),
-            id="steps", open=["data", "effect", "moderators"], multiple=True,
+            id="steps",
+            open=["data", "effect", "moderators"],
+            multiple=True,
             class_="mlmeta-step",
         ),
-        width=400, id="sidebar", title=None, open="always",
+        width=400,
+        id="sidebar",
+        title=None,
+        open="always",
     )
     main: list[TagChild] = [
         tags.div(
             tags.div(
-                ui.input_task_button("run", "Run analysis", label_busy="Running…",
-                                     class_="btn-primary"),
-                ui.input_action_button("cancel", "Cancel", class_="btn-outline-danger",
-                                       disabled=True),
+                ui.input_task_button(
+                    "run", "Run analysis", label_busy="Running…", class_="btn-primary"
+                ),
+                ui.input_action_button(
+                    "cancel", "Cancel", class_="btn-outline-danger", disabled=True
+                ),
                 ui.output_ui("progress", inline=True),
-                class_="mlmeta-runbar"),
+                class_="mlmeta-runbar",
+            ),
             ui.output_ui("messages"),
-            class_="mb-2", role="region", aria_label="Run"),
+            class_="mb-2",
+            role="region",
+            aria_label="Run",
+        ),
         ui.navset_card_underline(
             ui.nav_panel("Data", ui.output_ui("data_view"), value="data"),
-            ui.nav_panel("Results", ui.output_ui("downloads"), ui.output_ui("results"),
-                         value="results"),
+            ui.nav_panel(
+                "Results", ui.output_ui("downloads"), ui.output_ui("results"), value="results"
+            ),
             id="main_tabs",
         ),
     ]
     return ui.page_sidebar(
         sidebar,
         *main,
-        ui.head_content(tags.style(CSS),
-                        tags.script("window.MLMETA_FORMS = "
-                                    + json.dumps({m: [list(f) for f in fs]
-                                                  for m, fs in FORMS.items()}) + ";"),
-                        tags.script(client_check_js(limit, ("data_file", "analysis_file")))),
+        ui.head_content(
+            tags.style(CSS),
+            tags.script(
+                "window.MLMETA_FORMS = "
+                + json.dumps({m: [list(f) for f in fs] for m, fs in FORMS.items()})
+                + ";"
+            ),
+            tags.script(client_check_js(limit, ("data_file", "analysis_file"))),
+        ),
         title="mlmeta · multilevel meta-analysis",
         window_title="mlmeta",
         lang="en",

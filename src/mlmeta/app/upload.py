@@ -53,8 +53,10 @@ def _size_text(n: int) -> str:
 
 def too_large_message(limit: int, size: int | None = None) -> str:
     got = f" ({_size_text(size)})" if size is not None else ""
-    return (f"the file is too large{got}: uploads are limited to {_size_text(limit)}; "
-            "run large data sets with mlmeta run on the command line")
+    return (
+        f"the file is too large{got}: uploads are limited to {_size_text(limit)}; "
+        "run large data sets with mlmeta run on the command line"
+    )
 
 
 class UploadLimit:
@@ -65,8 +67,11 @@ class UploadLimit:
         self.limit = max_upload_bytes() if limit is None else int(limit)
 
     async def __call__(self, scope, receive, send):
-        if (scope["type"] != "http" or scope.get("method") != "POST"
-                or not _UPLOAD_PATH.search(scope.get("path", ""))):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not _UPLOAD_PATH.search(scope.get("path", ""))
+        ):
             await self.app(scope, receive, send)
             return
         length = None
@@ -110,10 +115,17 @@ class UploadLimit:
 
     async def _refuse(self, send, size: int | None) -> None:
         body = too_large_message(self.limit, size).encode("utf-8")
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

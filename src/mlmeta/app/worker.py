@@ -93,8 +93,9 @@ def run_analysis(workdir: str, toml_name: str, out_name: str, conn) -> None:
     try:
         os.chdir(workdir)
         spec = api.load_analysis(toml_name)
-        out = api.run_report(spec, out_name, progress=PipeProgress(conn),
-                             command=f"mlmeta run {toml_name}")
+        out = api.run_report(
+            spec, out_name, progress=PipeProgress(conn), command=f"mlmeta run {toml_name}"
+        )
         msg: tuple = ("done", float(out.seconds))
     except Cancelled:
         msg = ("cancelled",)

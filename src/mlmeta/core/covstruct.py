@@ -112,7 +112,7 @@ class CovStruct:
         phi = np.asarray(phi, dtype=float)
         v = phi[: self.n_var]
         tau2 = v * v if self.sd_scale else v.copy()
-        return tau2, phi[self.n_var:].copy()
+        return tau2, phi[self.n_var :].copy()
 
     def internal(self, tau2, rho) -> np.ndarray:
         """Internal parameters from metafor's ``tau2`` and ``rho`` (scalars are recycled)."""

@@ -44,12 +44,15 @@ def block_codes(level_codes: list[np.ndarray], rho_codes: np.ndarray) -> np.ndar
         return outer
     if n_pairs == n_rho:  # outer groups nested in the correlation clusters
         return rho_codes
-    raise InputError("the clusters of correlated sampling errors cut across the outer random "
-                     "level; use a cluster that contains, or lies within, each outer group")
+    raise InputError(
+        "the clusters of correlated sampling errors cut across the outer random "
+        "level; use a cluster that contains, or lies within, each outer group"
+    )
 
 
-def constant_rho_blocks(v: np.ndarray, rows: list[np.ndarray], rho_codes: np.ndarray,
-                        rho: float) -> list[np.ndarray]:
+def constant_rho_blocks(
+    v: np.ndarray, rows: list[np.ndarray], rho_codes: np.ndarray, rho: float
+) -> list[np.ndarray]:
     """R_c for each block: rho sqrt(v_i v_j) for rows of the same correlation cluster."""
     out = []
     for r in rows:
@@ -72,9 +75,16 @@ class _Batch:
 class DenseProblem(ProblemShape):
     """Same interface as :class:`mlmeta.core.fit.Problem`, for block sampling covariances."""
 
-    def __init__(self, st: NestedStructure, v_sorted: np.ndarray, M_sorted: np.ndarray,
-                 reml: bool, logdet_xtx: float, blocks_sorted: np.ndarray,
-                 R_of_rows) -> None:
+    def __init__(
+        self,
+        st: NestedStructure,
+        v_sorted: np.ndarray,
+        M_sorted: np.ndarray,
+        reml: bool,
+        logdet_xtx: float,
+        blocks_sorted: np.ndarray,
+        R_of_rows,
+    ) -> None:
         self.st = st
         self.v = v_sorted
         self.M = M_sorted
@@ -93,7 +103,7 @@ class DenseProblem(ProblemShape):
             E = np.empty((L, len(ids), n, n))
             for lv in range(L):
                 c = st.codes[lv][rows]
-                E[lv] = (c[:, :, None] == c[:, None, :])
+                E[lv] = c[:, :, None] == c[:, None, :]
             batches.append(_Batch(rows, R, E, M_sorted[rows]))
         self.batches = batches
 
@@ -112,8 +122,9 @@ class DenseProblem(ProblemShape):
             try:
                 Lc = np.linalg.cholesky(A)
             except np.linalg.LinAlgError:
-                return Evaluation(theta, -np.inf, np.full(L, np.nan),
-                                  np.full((L, L), np.nan), C, np.nan)
+                return Evaluation(
+                    theta, -np.inf, np.full(L, np.nan), np.full((L, L), np.nan), C, np.nan
+                )
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
             n = A.shape[1]
             Ainv = np.linalg.solve(A, np.broadcast_to(np.eye(n), A.shape))
@@ -128,5 +139,16 @@ class DenseProblem(ProblemShape):
                     H = np.einsum("lmiq,mij,tmjr->qrlt", G, Ainv, G)
                     Ch += H + H.transpose(0, 1, 3, 2)
                     lh -= np.einsum("lmij,tmji->lt", F, F)
-        return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=self.k, reml=self.reml,
-                        order=order, logdet_xtx=self.logdet_xtx)
+        return assemble(
+            theta,
+            C,
+            Cg,
+            Ch,
+            logdet,
+            lg,
+            lh,
+            k=self.k,
+            reml=self.reml,
+            order=order,
+            logdet_xtx=self.logdet_xtx,
+        )

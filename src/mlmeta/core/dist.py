@@ -67,16 +67,22 @@ def _betacf(a: float, b: float, x: float) -> float:
 def _stirling_corr(z: float) -> float:
     """lgamma(z) - [(z - 1/2) log z - z + log(2 pi)/2] for z >= 10 (Stirling's series)."""
     z2 = 1.0 / (z * z)
-    return (1.0 / 12.0 - z2 * (1.0 / 360.0 - z2 * (1.0 / 1260.0 - z2 * (1.0 / 1680.0
-            - z2 / 1188.0)))) / z
+    return (
+        1.0 / 12.0 - z2 * (1.0 / 360.0 - z2 * (1.0 / 1260.0 - z2 * (1.0 / 1680.0 - z2 / 1188.0)))
+    ) / z
 
 
 def _lgamma_ratio(a: float, b: float) -> float:
     """lgamma(a + b) - lgamma(a), without the cancellation of two large lgamma values."""
     if a < 10.0 or a + b < 10.0:
         return math.lgamma(a + b) - math.lgamma(a)
-    return ((a + b - 0.5) * math.log1p(b / a) + b * math.log(a) - b
-            + _stirling_corr(a + b) - _stirling_corr(a))
+    return (
+        (a + b - 0.5) * math.log1p(b / a)
+        + b * math.log(a)
+        - b
+        + _stirling_corr(a + b)
+        - _stirling_corr(a)
+    )
 
 
 def _betainc(a: float, b: float, x: float, y: float) -> float:
@@ -85,8 +91,9 @@ def _betainc(a: float, b: float, x: float, y: float) -> float:
         return 0.0
     if y <= 0.0:
         return 1.0
-    lab = (_lgamma_ratio(a, b) - math.lgamma(b)) if a >= b else \
-        (_lgamma_ratio(b, a) - math.lgamma(a))
+    lab = (
+        (_lgamma_ratio(a, b) - math.lgamma(b)) if a >= b else (_lgamma_ratio(b, a) - math.lgamma(a))
+    )
     lx = math.log1p(-y) if x > 0.5 else math.log(x)
     ly = math.log1p(-x) if y > 0.5 else math.log(y)
     lbt = lab + a * lx + b * ly
@@ -168,8 +175,7 @@ def _t_sf(x: float, df: float) -> float:
 
 
 def _t_pdf(x: float, df: float) -> float:
-    lc = (math.lgamma(0.5 * (df + 1.0)) - math.lgamma(0.5 * df)
-          - 0.5 * math.log(df * math.pi))
+    lc = math.lgamma(0.5 * (df + 1.0)) - math.lgamma(0.5 * df) - 0.5 * math.log(df * math.pi)
     return math.exp(lc - 0.5 * (df + 1.0) * math.log1p(x * x / df))
 
 
@@ -193,8 +199,11 @@ def _solve_tail(sf, pdf, q: float, x0: float, lo: float, hi: float) -> float:
         g = -pdf(x) / s
         new = x - f / g if g < 0 else math.nan
         if not (lo < new < hi):
-            new = 0.5 * (lo + hi) if math.isfinite(lo) and math.isfinite(hi) else (
-                10.0 * abs(x) + 1.0 if f > 0 else x - abs(x) - 1.0)
+            new = (
+                0.5 * (lo + hi)
+                if math.isfinite(lo) and math.isfinite(hi)
+                else (10.0 * abs(x) + 1.0 if f > 0 else x - abs(x) - 1.0)
+            )
         if abs(new - x) <= 4e-16 * max(abs(new), 1e-300):
             return new
         x = new
@@ -216,9 +225,10 @@ def _t_isf(q: float, df: float) -> float:
         return 0.0
     z = _norm_isf(q)
     # Cornish-Fisher start (Abramowitz & Stegun 26.7.5)
-    x0 = z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df * df)
-    return _solve_tail(lambda x: _t_sf(x, df), lambda x: _t_pdf(x, df), q,
-                       max(x0, 1e-8), 0.0, math.inf)
+    x0 = z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df * df)
+    return _solve_tail(
+        lambda x: _t_sf(x, df), lambda x: _t_pdf(x, df), q, max(x0, 1e-8), 0.0, math.inf
+    )
 
 
 def _chi2_sf(x: float, df: float) -> float:
@@ -250,12 +260,20 @@ def _chi2_isf(q: float, df: float) -> float:
         a, p = 0.5 * df, 1.0 - q
         x_small = 2.0 * math.exp((math.log(p) + math.lgamma(a + 1.0)) / a)
         start = min(x0, x_small) if x_small > 0 else x0
-        u = _solve_tail(lambda u: _gammainc_p_series(a, -0.5 * u) if -u < 2 * a + 2
-                        else 1.0 - _gammainc_q(a, -0.5 * u),
-                        lambda u: _chi2_pdf(-u, df), p, -start, -math.inf, 0.0)
+        u = _solve_tail(
+            lambda u: (
+                _gammainc_p_series(a, -0.5 * u)
+                if -u < 2 * a + 2
+                else 1.0 - _gammainc_q(a, -0.5 * u)
+            ),
+            lambda u: _chi2_pdf(-u, df),
+            p,
+            -start,
+            -math.inf,
+            0.0,
+        )
         return -u
-    return _solve_tail(lambda x: _chi2_sf(x, df), lambda x: _chi2_pdf(x, df), q, x0, 0.0,
-                       math.inf)
+    return _solve_tail(lambda x: _chi2_sf(x, df), lambda x: _chi2_pdf(x, df), q, x0, 0.0, math.inf)
 
 
 def _f_sf(x: float, d1: float, d2: float) -> float:
@@ -282,55 +300,76 @@ def _apply(scalar, big, *args):
 
 def norm_sf(x):
     """P(Z > x) for Z ~ N(0, 1)."""
+
     def big(x):
         from scipy import special
+
         return special.ndtr(-x)
+
     return _apply(_norm_sf, big, x)
 
 
 def norm_isf(q):
     """x with P(Z > x) = q."""
+
     def big(q):
         from scipy import special
+
         return -special.ndtri(q)
+
     return _apply(_norm_isf, big, q)
 
 
 def t_sf(x, df):
     """P(T > x) for T ~ t(df)."""
+
     def big(x, df):
         from scipy import special
+
         return special.stdtr(df, -x)
+
     return _apply(_t_sf, big, x, df)
 
 
 def t_isf(q, df):
     """x with P(T > x) = q for T ~ t(df)."""
+
     def big(q, df):
         from scipy import special
+
         return -special.stdtrit(df, q)
+
     return _apply(_t_isf, big, q, df)
 
 
 def chi2_sf(x, df):
     """P(X > x) for X ~ chi-square(df)."""
+
     def big(x, df):
         from scipy import special
+
         return special.chdtrc(df, x)
+
     return _apply(_chi2_sf, big, x, df)
 
 
 def f_sf(x, df1, df2):
     """P(F > x) for F ~ F(df1, df2)."""
+
     def big(x, df1, df2):
         from scipy import special
+
         return special.fdtrc(df1, df2, x)
+
     return _apply(_f_sf, big, x, df1, df2)
 
 
 def chi2_isf(q, df):
     """x with P(X > x) = q for X ~ chi-square(df)."""
+
     def big(q, df):
         from scipy import special
+
         return special.chdtri(df, q)
+
     return _apply(_chi2_isf, big, q, df)

@@ -35,8 +35,9 @@ class Problem(ProblemShape):
     logdet_xtx: float
 
     def __call__(self, theta: np.ndarray, order: int = 2) -> Evaluation:
-        return evaluate(theta, self.st, self.v, self.M, reml=self.reml, order=order,
-                        logdet_xtx=self.logdet_xtx)
+        return evaluate(
+            theta, self.st, self.v, self.M, reml=self.reml, order=order, logdet_xtx=self.logdet_xtx
+        )
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,17 @@ class CoreFit:
         return self.problem.st.n_groups
 
 
-def make_problem(y, v, X, factors: Sequence[np.ndarray], method: str,
-                 st: NestedStructure | None = None, *, rho: float | None = None,
-                 rho_codes: np.ndarray | None = None):
+def make_problem(
+    y,
+    v,
+    X,
+    factors: Sequence[np.ndarray],
+    method: str,
+    st: NestedStructure | None = None,
+    *,
+    rho: float | None = None,
+    rho_codes: np.ndarray | None = None,
+):
     """Sort the rows by the nesting and precompute constants.
 
     With ``rho`` (and ``rho_codes``, the cluster of each row), sampling errors within a cluster
@@ -80,8 +89,10 @@ def make_problem(y, v, X, factors: Sequence[np.ndarray], method: str,
     if p:
         sign, ld = np.linalg.slogdet(X.T @ X)
         if sign <= 0 or np.linalg.matrix_rank(X) < p:
-            raise InputError("the design matrix is not of full rank: some moderators are "
-                             "constant or perfectly collinear")
+            raise InputError(
+                "the design matrix is not of full rank: some moderators are "
+                "constant or perfectly collinear"
+            )
     else:
         ld = 0.0
     if rho is not None:
@@ -92,8 +103,15 @@ def make_problem(y, v, X, factors: Sequence[np.ndarray], method: str,
         rc = np.asarray(rho_codes)[o]
         bc = block_codes(list(st.codes), rc)
         vs = v[o]
-        return DenseProblem(st, vs, M, method == "REML", float(ld), bc,
-                            lambda rows: constant_rho_blocks(vs, rows, rc, float(rho)))
+        return DenseProblem(
+            st,
+            vs,
+            M,
+            method == "REML",
+            float(ld),
+            bc,
+            lambda rows: constant_rho_blocks(vs, rows, rc, float(rho)),
+        )
     return Problem(st, v[o], M, method == "REML", float(ld))
 
 
@@ -139,27 +157,33 @@ def fit_nested(
     ``sigma2_fixed[l]`` holds a value to fix level ``l`` at (0 allowed) or None to estimate it.
     ``start`` overrides the starting values (used to warm-start refits).
     """
-    pr = problem if problem is not None else make_problem(y, v, X, factors, method, rho=rho,
-                                                          rho_codes=rho_codes)
+    pr = (
+        problem
+        if problem is not None
+        else make_problem(y, v, X, factors, method, rho=rho, rho_codes=rho_codes)
+    )
     L = pr.st.n_levels
     fixed = np.zeros(L, dtype=bool)
     fixval = np.zeros(L)
     if sigma2_fixed is not None:
         if len(sigma2_fixed) != L:
-            raise InputError(f"sigma2 has {len(sigma2_fixed)} entries but the model has {L} "
-                             "random-effect levels")
+            raise InputError(
+                f"sigma2 has {len(sigma2_fixed)} entries but the model has {L} random-effect levels"
+            )
         for i, s in enumerate(sigma2_fixed):
             if s is not None and not (isinstance(s, float) and np.isnan(s)):
                 if not np.isfinite(s) or s < 0:
                     raise InputError(f"sigma2[{i + 1}] must be a finite value >= 0; got {s!r}")
                 fixed[i] = True
                 fixval[i] = float(s)
+
     def starts():
         # a given (warm) start first; the default starting values only if it fails
         if start is not None:
             yield np.asarray(start, dtype=float)
-        yield from start_values(np.asarray(y, float), np.asarray(v, float),
-                                np.asarray(X, float).reshape(len(y), -1), L)
+        yield from start_values(
+            np.asarray(y, float), np.asarray(v, float), np.asarray(X, float).reshape(len(y), -1), L
+        )
 
     opt = maximize(pr, (np.where(fixed, fixval, np.maximum(s, 0.0)) for s in starts()), ~fixed)
     ev = opt.evaluation

@@ -85,16 +85,31 @@ class GeneralFit:
         for t, sl in zip(pr.terms, pr.slices):
             th, fx = self.theta[sl], self.fixed[sl]
             if isinstance(t, FactorTerm):
-                out.append(TermEstimate("sigma2", t.name, sigma2=float(th[0]),
-                                        tau2_fixed=fx.copy(), n_levels=(t.n_levels,)))
+                out.append(
+                    TermEstimate(
+                        "sigma2",
+                        t.name,
+                        sigma2=float(th[0]),
+                        tau2_fixed=fx.copy(),
+                        n_levels=(t.n_levels,),
+                    )
+                )
             else:
                 cs = t.cov
                 tau2, rho = cs.report(th)
                 n_in = len(np.unique(t.inner))
-                out.append(TermEstimate("inner_outer", t.name, tau2=tau2, rho=rho,
-                                        tau2_fixed=fx[: cs.n_var].copy(),
-                                        rho_fixed=fx[cs.n_var:].copy(), struct=cs.struct,
-                                        n_levels=(n_in, t.n_outer)))
+                out.append(
+                    TermEstimate(
+                        "inner_outer",
+                        t.name,
+                        tau2=tau2,
+                        rho=rho,
+                        tau2_fixed=fx[: cs.n_var].copy(),
+                        rho_fixed=fx[cs.n_var :].copy(),
+                        struct=cs.struct,
+                        n_levels=(n_in, t.n_outer),
+                    )
+                )
         return out
 
     @property
@@ -169,8 +184,10 @@ def auto_fixed(terms: Sequence[Term], fixed: np.ndarray, values: np.ndarray) -> 
                         fc[j], vc[j] = True, 0.0
                         hit = True
                 if hit:
-                    notes.append(f"{t.name}: rho fixed to 0 for pairs of inner levels that never "
-                                 "occur in the same outer group")
+                    notes.append(
+                        f"{t.name}: rho fixed to 0 for pairs of inner levels that never "
+                        "occur in the same outer group"
+                    )
         if m == 2:
             tf = f[:nv]
             tv = v[:nv]
@@ -224,8 +241,7 @@ def _user_fixed(terms: Sequence[Term], sigma2, tau2, rho, gamma2, phi):
     if io < 1 and (tau2 is not None or rho is not None):
         raise InputError("tau2/rho were given but the model has no '~ inner | outer' term")
     if io < 2 and (gamma2 is not None or phi is not None):
-        raise InputError("gamma2/phi were given but the model has no second '~ inner | outer' "
-                         "term")
+        raise InputError("gamma2/phi were given but the model has no second '~ inner | outer' term")
     return fixed, vals
 
 
@@ -280,8 +296,12 @@ def start_values(pr: GeneralProblem) -> list[np.ndarray]:
                 th[pi_] = rho
         return th
 
-    return [make(total, 0.5), make(total, 0.0), make(max(vr, typical), 0.0),
-            make(0.1 * typical, 0.0)]
+    return [
+        make(total, 0.5),
+        make(total, 0.0),
+        make(max(vr, typical), 0.0),
+        make(0.1 * typical, 0.0),
+    ]
 
 
 def fit_general(
@@ -337,8 +357,11 @@ def fit_general(
         raise InputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     y = np.asarray(y, dtype=float).ravel()
     X = np.asarray(X, dtype=float).reshape(len(y), -1)
-    pr = problem if problem is not None else GeneralProblem(
-        y, X, S, terms, reml=(method == "REML"), block_terms=block_terms)
+    pr = (
+        problem
+        if problem is not None
+        else GeneralProblem(y, X, S, terms, reml=(method == "REML"), block_terms=block_terms)
+    )
     fixed, vals = _user_fixed(pr.terms, sigma2, tau2, rho, gamma2, phi)
     for i, v in (hold or {}).items():
         i = int(i)
@@ -346,8 +369,9 @@ def fit_general(
             raise InputError(f"hold: no parameter {i} (the model has {pr.n_params})")
         v = float(v)
         if not (np.isfinite(v) and pr.lower[i] <= v <= pr.upper[i]):
-            raise InputError(f"hold: {v!r} is outside [{pr.lower[i]}, {pr.upper[i]}] for "
-                             f"{pr.params[i].label}")
+            raise InputError(
+                f"hold: {v!r} is outside [{pr.lower[i]}, {pr.upper[i]}] for {pr.params[i].label}"
+            )
         fixed[i], vals[i] = True, v
     notes = auto_fixed(pr.terms, fixed, vals)
     for note in notes:
@@ -359,8 +383,13 @@ def fit_general(
         yield from start_values(pr)
 
     lo, hi = pr.lower, pr.upper
-    opt = maximize(pr, (np.where(fixed, vals, np.clip(s, lo, hi)) for s in starts()), ~fixed,
-                   lower=lo, upper=hi)
+    opt = maximize(
+        pr,
+        (np.where(fixed, vals, np.clip(s, lo, hi)) for s in starts()),
+        ~fixed,
+        lower=lo,
+        upper=hi,
+    )
     ev = opt.evaluation
     p = pr.p
     C = ev.C

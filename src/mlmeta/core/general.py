@@ -140,12 +140,15 @@ def factor_term(labels, *, R=None, R_names=None, name: str = "") -> FactorTerm:
     if R is not None:
         R = np.asarray(R, dtype=float)
         if R.ndim != 2 or R.shape[0] != R.shape[1]:
-            raise InputError(f"R for {name or 'the factor'} must be a square matrix; got shape "
-                             f"{R.shape}")
+            raise InputError(
+                f"R for {name or 'the factor'} must be a square matrix; got shape {R.shape}"
+            )
         names = [str(x) for x in (R_names if R_names is not None else range(R.shape[0]))]
         if len(names) != R.shape[0]:
-            raise InputError(f"R for {name or 'the factor'}: {len(names)} level names for a "
-                             f"{R.shape[0]} x {R.shape[0]} matrix")
+            raise InputError(
+                f"R for {name or 'the factor'}: {len(names)} level names for a "
+                f"{R.shape[0]} x {R.shape[0]} matrix"
+            )
         pos = {}
         for i, nm in enumerate(names):
             if nm in pos:
@@ -153,22 +156,28 @@ def factor_term(labels, *, R=None, R_names=None, name: str = "") -> FactorTerm:
             pos[nm] = i
         missing = [str(x) for x in lv if str(x) not in pos]
         if missing:
-            raise InputError(f"R for {name or 'the factor'} has no row/column for level "
-                             f"{missing[0]!r} ({len(missing)} level(s) of the data missing)")
+            raise InputError(
+                f"R for {name or 'the factor'} has no row/column for level "
+                f"{missing[0]!r} ({len(missing)} level(s) of the data missing)"
+            )
         idx = np.array([pos[str(x)] for x in lv], dtype=np.int64)
         Rm = R[np.ix_(idx, idx)]
         if not np.all(np.isfinite(Rm)):
             raise InputError(f"R for {name or 'the factor'} contains missing or infinite values")
         if np.max(np.abs(Rm - Rm.T)) > 1e-8 * max(1.0, float(np.max(np.abs(Rm)))):
             i, j = (int(x) for x in np.unravel_index(np.argmax(np.abs(Rm - Rm.T)), Rm.shape))
-            raise InputError(f"R for {name or 'the factor'} must be symmetric: entry "
-                             f"({lv[i]}, {lv[j]}) differs from ({lv[j]}, {lv[i]})")
+            raise InputError(
+                f"R for {name or 'the factor'} must be symmetric: entry "
+                f"({lv[i]}, {lv[j]}) differs from ({lv[j]}, {lv[i]})"
+            )
         Rm = 0.5 * (Rm + Rm.T)
         d = np.diag(Rm)
         if np.any(d <= 0):
             i = int(np.flatnonzero(d <= 0)[0])
-            raise InputError(f"R for {name or 'the factor'}: the diagonal entry of level "
-                             f"{str(lv[i])!r} must be > 0; got {float(d[i])!r}")
+            raise InputError(
+                f"R for {name or 'the factor'}: the diagonal entry of level "
+                f"{str(lv[i])!r} must be > 0; got {float(d[i])!r}"
+            )
         s = 1.0 / np.sqrt(d)
         Rm = Rm * np.outer(s, s)
         np.fill_diagonal(Rm, 1.0)
@@ -190,8 +199,9 @@ def nested_terms(factors: Sequence, names: Sequence[str] | None = None) -> list[
     return out
 
 
-def inner_outer_term(inner_labels, outer_labels, struct: str, *, name: str = "",
-                     inner_levels=None) -> InnerOuterTerm:
+def inner_outer_term(
+    inner_labels, outer_labels, struct: str, *, name: str = "", inner_levels=None
+) -> InnerOuterTerm:
     """``~ inner | outer`` from raw labels. Inner levels are sorted as ``np.unique`` sorts them
     (numbers numerically, strings lexicographically) unless ``inner_levels`` gives the order."""
     if inner_levels is not None:
@@ -249,11 +259,12 @@ def _components(k: int, groupings: list[np.ndarray], pairs=None) -> np.ndarray:
 
 def _cube_cost(labels: np.ndarray) -> float:
     sizes = np.bincount(labels).astype(float)
-    return float(np.sum(sizes ** 3))
+    return float(np.sum(sizes**3))
 
 
-def choose_block_terms(S: SamplingCov, terms: Sequence[Term],
-                       max_block: int = MAX_BLOCK) -> tuple[list[int], np.ndarray]:
+def choose_block_terms(
+    S: SamplingCov, terms: Sequence[Term], max_block: int = MAX_BLOCK
+) -> tuple[list[int], np.ndarray]:
     """Split the terms into block terms and Woodbury terms; returns the indices of the block
     terms and the block label of each row.
 
@@ -267,7 +278,7 @@ def choose_block_terms(S: SamplingCov, terms: Sequence[Term],
     labels = _components(k, [], pairs)
     ncols = [_n_random_effects(t) for t in terms]
     q = float(sum(ncols))
-    cost = _cube_cost(labels) + q ** 3
+    cost = _cube_cost(labels) + q**3
     cands = [i for i, t in enumerate(terms) if not (isinstance(t, FactorTerm) and t.R is not None)]
     cands.sort(key=lambda i: -ncols[i])
     chosen = []
@@ -318,8 +329,9 @@ class _Wood:
 
 
 def _neg_inf(theta, n, c):
-    return Evaluation(theta, -np.inf, np.full(n, np.nan), np.full((n, n), np.nan),
-                      np.zeros((c, c)), np.nan)
+    return Evaluation(
+        theta, -np.inf, np.full(n, np.nan), np.full((n, n), np.nan), np.zeros((c, c)), np.nan
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,14 +350,24 @@ class GeneralProblem(ProblemShape):
         :func:`choose_block_terms`).
     """
 
-    def __init__(self, y, X, S: SamplingCov, terms: Sequence[Term], *, reml: bool,
-                 block_terms: Sequence[int] | None = None, max_block: int = MAX_BLOCK) -> None:
+    def __init__(
+        self,
+        y,
+        X,
+        S: SamplingCov,
+        terms: Sequence[Term],
+        *,
+        reml: bool,
+        block_terms: Sequence[int] | None = None,
+        max_block: int = MAX_BLOCK,
+    ) -> None:
         y = np.asarray(y, dtype=float).ravel()
         k = len(y)
         X = np.asarray(X, dtype=float).reshape(k, -1)
         if S.k != k:
-            raise InputError(f"the sampling covariance has {S.k} rows but there are {k} "
-                             "effect sizes")
+            raise InputError(
+                f"the sampling covariance has {S.k} rows but there are {k} effect sizes"
+            )
         self.M = np.column_stack([X, y])
         self.S = S
         self.terms = list(terms)
@@ -354,16 +376,19 @@ class GeneralProblem(ProblemShape):
         if p:
             sign, ld = np.linalg.slogdet(X.T @ X)
             if sign <= 0 or np.linalg.matrix_rank(X) < p:
-                raise InputError("the design matrix is not of full rank: some moderators are "
-                                 "constant or perfectly collinear")
+                raise InputError(
+                    "the design matrix is not of full rank: some moderators are "
+                    "constant or perfectly collinear"
+                )
             self.logdet_xtx = float(ld)
         else:
             self.logdet_xtx = 0.0
         for t in self.terms:
             g = _term_groups(t)
             if len(g) != k:
-                raise InputError(f"random-effects term {t.name!r} has {len(g)} values but "
-                                 f"there are {k} rows")
+                raise InputError(
+                    f"random-effects term {t.name!r} has {len(g)} values but there are {k} rows"
+                )
         # parameters
         params: list[ParamInfo] = []
         self.slices: list[slice] = []
@@ -403,8 +428,11 @@ class GeneralProblem(ProblemShape):
         for ti in self.wood_terms:
             t = self.terms[ti]
             if isinstance(t, FactorTerm):
-                shared = [w for w in self.wood if w.gidx is None and np.array_equal(
-                    self.terms[w.members[0][0]].codes, t.codes)]
+                shared = [
+                    w
+                    for w in self.wood
+                    if w.gidx is None and np.array_equal(self.terms[w.members[0][0]].codes, t.codes)
+                ]
                 if shared:
                     shared[0].members.append((ti, t.R))
                     continue
@@ -428,8 +456,9 @@ class GeneralProblem(ProblemShape):
         T = self.ucols.shape[1]
         self.U: Any = None
         if T:
-            self.U = csr_matrix((np.ones(k * T), (np.repeat(np.arange(k), T),
-                                                  self.ucols.ravel())), shape=(k, q))
+            self.U = csr_matrix(
+                (np.ones(k * T), (np.repeat(np.arange(k), T), self.ucols.ravel())), shape=(k, q)
+            )
 
     def _build_batches(self, k: int) -> None:
         lab = self.block_labels
@@ -460,8 +489,9 @@ class GeneralProblem(ProblemShape):
                 else:
                     o, inn = t.outer[rows], t.inner[rows]
                     m = t.cov.m
-                    b.gidx[ti] = np.where(o[:, :, None] == o[:, None, :],
-                                          inn[:, :, None] * m + inn[:, None, :], -1)
+                    b.gidx[ti] = np.where(
+                        o[:, :, None] == o[:, None, :], inn[:, :, None] * m + inn[:, None, :], -1
+                    )
             if T:
                 uc = self.ucols[rows]  # (nb, n, T)
                 d = uc[:, :, None, :, None] * self.q + uc[:, None, :, None, :]  # nb,n,n,T,T
@@ -517,7 +547,8 @@ class GeneralProblem(ProblemShape):
         T2 = self.ucols.shape[1] ** 2
         w = np.concatenate([np.broadcast_to(A[None], (T2,) + A.shape).ravel() for A in mats])
         return np.bincount(self._dest_all, weights=w, minlength=self.q * self.q).reshape(
-            self.q, self.q)
+            self.q, self.q
+        )
 
     def _scatter_sparse(self, mats: list[np.ndarray]):
         """``U' X U`` as a sparse matrix for the block-diagonal ``X`` given per batch (the
@@ -532,8 +563,9 @@ class GeneralProblem(ProblemShape):
         pos, cols, indptr, nnz = self._csr_pattern
         T2 = self.ucols.shape[1] ** 2
         w = np.concatenate([np.broadcast_to(A[None], (T2,) + A.shape).ravel() for A in mats])
-        return csr_matrix((np.bincount(pos, weights=w, minlength=nnz), cols, indptr),
-                          shape=(self.q, self.q))
+        return csr_matrix(
+            (np.bincount(pos, weights=w, minlength=nnz), cols, indptr), shape=(self.q, self.q)
+        )
 
     def _pullback(self, K: np.ndarray) -> list[np.ndarray]:
         """Row-space blocks of ``U K U'`` (within-block entries only)."""
@@ -642,10 +674,22 @@ class GeneralProblem(ProblemShape):
         lg = np.zeros(n)
         lh = np.zeros((n, n))
         if order >= 1 and n:
-            self._derivatives(theta, order, mats, Bis, N, Cg, Ch, lg, lh,
-                              (Omega, Ainv, K) if q else None)
-        return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=self.k, reml=self.reml, order=order,
-                        logdet_xtx=self.logdet_xtx)
+            self._derivatives(
+                theta, order, mats, Bis, N, Cg, Ch, lg, lh, (Omega, Ainv, K) if q else None
+            )
+        return assemble(
+            theta,
+            C,
+            Cg,
+            Ch,
+            logdet,
+            lg,
+            lh,
+            k=self.k,
+            reml=self.reml,
+            order=order,
+            logdet_xtx=self.logdet_xtx,
+        )
 
     def _derivatives(self, theta, order, mats, Bis, N, Cg, Ch, lg, lh, wood) -> None:
         c = self.M.shape[1]
@@ -728,9 +772,10 @@ class GeneralProblem(ProblemShape):
         def zr(j: int) -> list:
             if j not in Zr:
                 w = wood_of_term[self.params[j].term]
-                Ai = Ainv[:, w.start:w.stop]
+                Ai = Ainv[:, w.start : w.stop]
                 Zr[j] = self._pullback(Ai @ dGam[j] @ Ai.T)
             return Zr[j]
+
         for i in range(n):
             pi = self.params[i]
             for j in range(i, n):
@@ -743,13 +788,18 @@ class GeneralProblem(ProblemShape):
                 has_d2 = bool(np.any(d2 != 0.0))
                 ib, jb = pi.term in self.block_terms, pj.term in self.block_terms
                 if ib and jb:
-                    lhij -= sum(float(np.sum(Fi * np.swapaxes(Fj, 1, 2)))
-                                for Fi, Fj in zip(F[i], F[j]))
+                    lhij -= sum(
+                        float(np.sum(Fi * np.swapaxes(Fj, 1, 2))) for Fi, Fj in zip(F[i], F[j])
+                    )
                     if wood is not None:
-                        lhij += sum(float(np.sum(A1 * np.swapaxes(B1, 1, 2)))
-                                    for A1, B1 in zip(KrF[j], E[i]))
-                        lhij += sum(float(np.sum(A1 * np.swapaxes(B1, 1, 2)))
-                                    for A1, B1 in zip(KrF[i], E[j]))
+                        lhij += sum(
+                            float(np.sum(A1 * np.swapaxes(B1, 1, 2)))
+                            for A1, B1 in zip(KrF[j], E[i])
+                        )
+                        lhij += sum(
+                            float(np.sum(A1 * np.swapaxes(B1, 1, 2)))
+                            for A1, B1 in zip(KrF[i], E[j])
+                        )
                         lhij -= float(np.sum(XT[i] * XT[j].T))
                     if has_d2:
                         d2e = np.r_[d2.ravel(), 0.0]
@@ -813,8 +863,9 @@ class GeneralProblem(ProblemShape):
                 groupings.append(_term_groups(t))
         return _components(self.k, groupings)
 
-    def marginal_blocks(self, theta: np.ndarray, labels: np.ndarray
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+    def marginal_blocks(
+        self, theta: np.ndarray, labels: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Dense blocks ``(rows, V_c)`` of ``V(theta)`` for the groups ``labels`` (codes
         0..C-1), rows in increasing order. Entries of ``V`` between different groups are
         ignored: the caller checks that ``V`` is block-diagonal by ``labels`` (e.g. with

@@ -51,8 +51,9 @@ def contain_df(X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int]
     return out
 
 
-def contain_df_leave_out(X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int],
-                         top: np.ndarray) -> np.ndarray:
+def contain_df_leave_out(
+    X: np.ndarray, level_codes: list[np.ndarray], n_groups: list[int], top: np.ndarray
+) -> np.ndarray:
     """Containment df of every leave-one-outer-cluster-out refit at once (rows: clusters).
 
     The rule of :func:`contain_df` applied to the rows outside each cluster ``c`` of ``top``
@@ -104,8 +105,9 @@ class CoefTests:
     crit: np.ndarray
 
 
-def coef_tests(beta: np.ndarray, vcov: np.ndarray, df: np.ndarray | None,
-               level: float = 0.95) -> CoefTests:
+def coef_tests(
+    beta: np.ndarray, vcov: np.ndarray, df: np.ndarray | None, level: float = 0.95
+) -> CoefTests:
     """Wald z (``df=None``) or t tests and confidence intervals for each coefficient."""
     se = np.sqrt(np.diag(vcov))
     stat = beta / se
@@ -117,12 +119,14 @@ def coef_tests(beta: np.ndarray, vcov: np.ndarray, df: np.ndarray | None,
         df = np.asarray(df, dtype=float)
         pval = 2.0 * t_sf(np.abs(stat), df)
         crit = t_isf(a / 2.0, df)
-    return CoefTests(se, stat, None if df is None else df, pval, beta - crit * se,
-                     beta + crit * se, crit)
+    return CoefTests(
+        se, stat, None if df is None else df, pval, beta - crit * se, beta + crit * se, crit
+    )
 
 
-def omnibus_test(beta: np.ndarray, vcov: np.ndarray, btt: np.ndarray,
-                 df: np.ndarray | None) -> tuple[float, tuple[int, float | None], float]:
+def omnibus_test(
+    beta: np.ndarray, vcov: np.ndarray, btt: np.ndarray, df: np.ndarray | None
+) -> tuple[float, tuple[int, float | None], float]:
     """Wald test of ``beta[btt] = 0``: chi-square (z tests) or F with ``min(df[btt])`` (t tests).
 
     QM = b' V_b^{-1} b (divided by m for the F form), as metafor's ``QM``.
@@ -170,8 +174,15 @@ def qe_test_blocks(y: np.ndarray, X: np.ndarray, problem) -> tuple[float, int, f
     return QE, k - p, float(chi2_sf(QE, k - p))
 
 
-def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
-                   v: np.ndarray | None, logdet_v: float | None = None) -> dict[str, float]:
+def fit_statistics(
+    ll: float,
+    method: str,
+    k: int,
+    p: int,
+    n_par_var: int,
+    v: np.ndarray | None,
+    logdet_v: float | None = None,
+) -> dict[str, float]:
     """logLik, deviance, AIC, BIC and AICc exactly as metafor's ``fitstats`` for rma.mv.
 
     parms = p + number of *estimated* variance components. For REML the sample size in BIC and
@@ -197,5 +208,10 @@ def fit_statistics(ll: float, method: str, k: int, p: int, n_par_var: int,
     bic = -2.0 * ll + parms * np.log(n)
     nn = max(n, parms + 2)
     aicc = -2.0 * ll + 2.0 * parms * nn / (nn - parms - 1)
-    return {"logLik": float(ll), "deviance": float(dev), "AIC": float(aic), "BIC": float(bic),
-            "AICc": float(aicc)}
+    return {
+        "logLik": float(ll),
+        "deviance": float(dev),
+        "AIC": float(aic),
+        "BIC": float(bic),
+        "AICc": float(aicc),
+    }

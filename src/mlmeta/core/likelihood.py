@@ -74,7 +74,7 @@ def reciprocal_rule(v, g, h):
     """Value, gradient and Hessian of 1/u from those of u (vectorised over the first axes)."""
     iv = 1.0 / v
     ig = -g * (iv * iv)[..., None]
-    ih = -h * (iv * iv)[..., None, None] + 2.0 * (iv ** 3)[..., None, None] * (
+    ih = -h * (iv * iv)[..., None, None] + 2.0 * (iv**3)[..., None, None] * (
         g[..., :, None] * g[..., None, :]
     )
     return iv, ig, ih
@@ -111,12 +111,24 @@ def evaluate(
     """
     theta = np.asarray(theta, dtype=float)
     C, Cg, Ch, logdet, lg, lh = evaluate_terms(theta, st, v, M, order=order)
-    return assemble(theta, C, Cg, Ch, logdet, lg, lh, k=M.shape[0], reml=reml, order=order,
-                    logdet_xtx=logdet_xtx)
+    return assemble(
+        theta,
+        C,
+        Cg,
+        Ch,
+        logdet,
+        lg,
+        lh,
+        k=M.shape[0],
+        reml=reml,
+        order=order,
+        logdet_xtx=logdet_xtx,
+    )
 
 
-def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.ndarray, *,
-                   order: int = 2):
+def evaluate_terms(
+    theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.ndarray, *, order: int = 2
+):
     """``C = M'V^{-1}M`` and ``log|V|`` with their first and second derivatives in ``theta``
     (``Cg``: m x m x L, ``Ch``: m x m x L x L, ``lg``: L, ``lh``: L x L; zeros above ``order``)."""
     theta = np.asarray(theta, dtype=float)
@@ -183,13 +195,12 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
                 lg += np.sum(dg * iv[:, None], axis=0)
             if order >= 2:
                 lh += np.tensordot(iv, dh, axes=(0, 0)) - np.tensordot(
-                    dg * (iv * iv)[:, None], dg, axes=(0, 0))
+                    dg * (iv * iv)[:, None], dg, axes=(0, 0)
+                )
             # f = s / den
             fv = s * iv
             fg = u[None, :] * iv[:, None] + s * ig
-            fh = (
-                u[None, :, None] * ig[:, None, :] + ig[:, :, None] * u[None, None, :] + s * ih
-            )
+            fh = u[None, :, None] * ig[:, None, :] + ig[:, :, None] * u[None, None, :] + s * ih
             # C -= sum_g f b b' (sums over the groups g as BLAS products: tensordot over g)
             fb = bv * fv[:, None]
             C -= fb.T @ bv
@@ -238,8 +249,9 @@ def evaluate_terms(theta: np.ndarray, st: NestedStructure, v: np.ndarray, M: np.
     return C, Cg, Ch, logdet, lg, lh
 
 
-def assemble(theta, C, Cg, Ch, logdet, lg, lh, *, k: int, reml: bool, order: int,
-             logdet_xtx: float) -> Evaluation:
+def assemble(
+    theta, C, Cg, Ch, logdet, lg, lh, *, k: int, reml: bool, order: int, logdet_xtx: float
+) -> Evaluation:
     """Log-likelihood, gradient and Hessian from log|V|, C = M'V^{-1}M and their derivatives."""
     p = C.shape[0] - 1
     C = 0.5 * (C + C.T)

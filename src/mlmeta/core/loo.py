@@ -90,25 +90,34 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
             u[lv] = 1.0
             dv = 1.0 + s * av
             dg = av[:, None] * u + s[:, None] * ag
-            dh = (ag[:, :, None] * u[None, None, :] + u[None, :, None] * ag[:, None, :]
-                  + s[:, None, None] * ah)
+            dh = (
+                ag[:, :, None] * u[None, None, :]
+                + u[None, :, None] * ag[:, None, :]
+                + s[:, None, None] * ah
+            )
             logdet += _red(np.log(dv), gs)
             iv, ig, ih = reciprocal_rule(dv, dg, dh)
             lg += _red(dg * iv[:, None], gs)
-            lh += _red(dh * iv[:, None, None]
-                       - dg[:, :, None] * dg[:, None, :] * (iv * iv)[:, None, None], gs)
+            lh += _red(
+                dh * iv[:, None, None] - dg[:, :, None] * dg[:, None, :] * (iv * iv)[:, None, None],
+                gs,
+            )
             fv = s * iv
             fg = u[None, :] * iv[:, None] + s[:, None] * ig
-            fh = (u[None, :, None] * ig[:, None, :] + ig[:, :, None] * u[None, None, :]
-                  + s[:, None, None] * ih)
+            fh = (
+                u[None, :, None] * ig[:, None, :]
+                + ig[:, :, None] * u[None, None, :]
+                + s[:, None, None] * ih
+            )
             bb = bv[:, :, None] * bv[:, None, :]
             C -= _red(bb * fv[:, None, None], gs)
             t1 = bb[..., None] * fg[:, None, None, :]
             t2 = (bg * fv[:, None, None])[:, :, None, :] * bv[:, None, :, None]  # g m n i
             Cg -= _red(t1 + t2 + t2.transpose(0, 2, 1, 3), gs)
             h1 = bb[..., None, None] * fh[:, None, None, :, :]
-            h2 = (bg[:, :, None, None, :] * fg[:, None, None, :, None]
-                  * bv[:, None, :, None, None])  # g m n i j
+            h2 = (
+                bg[:, :, None, None, :] * fg[:, None, None, :, None] * bv[:, None, :, None, None]
+            )  # g m n i j
             h2 = h2 + h2.transpose(0, 2, 1, 3, 4)
             h2 = h2 + h2.transpose(0, 1, 2, 4, 3)
             h3 = (bh * fv[:, None, None, None])[:, :, None, :, :] * bv[:, None, :, None, None]
@@ -129,8 +138,9 @@ def cluster_terms(theta_c: np.ndarray, st: NestedStructure, v: np.ndarray, M: np
     return C, Cg, Ch, logdet, lg, lh
 
 
-def _assemble_batch(C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _assemble_batch(
+    C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Batched :func:`mlmeta.core.likelihood.assemble`: ll, gradient, Hessian, beta, vcov."""
     p = C.shape[1] - 1
     C = 0.5 * (C + C.transpose(0, 2, 1))
@@ -148,8 +158,9 @@ def _assemble_batch(C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool) -> tup
     Axg = Cg[:, :p, :p, :]
     cg = Cg[:, :p, p, :]
     yg = Cg[:, p, p, :]
-    dq = 2.0 * np.einsum("gm,gmi->gi", beta, cg) - np.einsum("gm,gmni,gn->gi", beta, Axg, beta,
-                                                             optimize=True)
+    dq = 2.0 * np.einsum("gm,gmi->gi", beta, cg) - np.einsum(
+        "gm,gmni,gn->gi", beta, Axg, beta, optimize=True
+    )
     g = lg + yg - dq
     if reml:
         g = g + np.einsum("gmn,gnmi->gi", K, Axg)
@@ -158,15 +169,20 @@ def _assemble_batch(C, Cg, Ch, logdet, lg, lh, k, logdet_xtx, reml: bool) -> tup
     ch = Ch[:, :p, p]
     yh = Ch[:, p, p]
     dbeta = np.einsum("gmn,gnj->gmj", K, cg - np.einsum("gmnj,gn->gmj", Axg, beta))
-    d2q = (2.0 * np.einsum("gmj,gmi->gij", dbeta, cg)
-           + 2.0 * np.einsum("gm,gmij->gij", beta, ch)
-           - 2.0 * np.einsum("gmj,gmni,gn->gij", dbeta, Axg, beta, optimize=True)
-           - np.einsum("gm,gmnij,gn->gij", beta, Axh, beta, optimize=True))
+    d2q = (
+        2.0 * np.einsum("gmj,gmi->gij", dbeta, cg)
+        + 2.0 * np.einsum("gm,gmij->gij", beta, ch)
+        - 2.0 * np.einsum("gmj,gmni,gn->gij", dbeta, Axg, beta, optimize=True)
+        - np.einsum("gm,gmnij,gn->gij", beta, Axh, beta, optimize=True)
+    )
     h = lh + yh - d2q
     if reml:
         KA = np.einsum("gmn,gnri->gmri", K, Axg)
-        h = h + np.einsum("gmn,gnmij->gij", K, Axh) - np.einsum("gmri,grmj->gij", KA, KA,
-                                                                 optimize=True)
+        h = (
+            h
+            + np.einsum("gmn,gnmij->gij", K, Axh)
+            - np.einsum("gmri,grmj->gij", KA, KA, optimize=True)
+        )
     hess = -0.25 * (h + h.transpose(0, 2, 1))
     return ll, grad, hess, beta, 0.5 * (K + K.transpose(0, 2, 1))
 
@@ -187,9 +203,17 @@ class LooResult:
     done: np.ndarray
 
 
-def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, theta_hat,
-                          fixed, *, reml: bool, max_rel_step: float = 1e-3,
-                          max_iter: int = 20) -> LooResult:
+def leave_one_cluster_out(
+    st: NestedStructure,
+    v: np.ndarray,
+    M: np.ndarray,
+    theta_hat,
+    fixed,
+    *,
+    reml: bool,
+    max_rel_step: float = 1e-3,
+    max_iter: int = 20,
+) -> LooResult:
     """All leave-one-outer-cluster-out refits of a nested model (see the module docstring).
 
     ``v``, ``M = [X, y]`` in the structure's sorted order; ``theta_hat`` the full-data optimum
@@ -234,14 +258,24 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
     scale = np.where(theta_hat > 0, theta_hat, 1.0)
 
     def terms(delta: np.ndarray) -> tuple[np.ndarray, ...]:
-        Cf = (C0 + np.einsum("mni,gi->gmn", Cg0, delta)
-              + 0.5 * np.einsum("mnij,gi,gj->gmn", Ch0, delta, delta, optimize=True)
-              + np.einsum("mnijl,gi,gj,gl->gmn", TC, delta, delta, delta, optimize=True) / 6.0)
-        Cgf = (Cg0 + np.einsum("mnij,gj->gmni", Ch0, delta)
-               + 0.5 * np.einsum("mnijl,gj,gl->gmni", TC, delta, delta, optimize=True))
+        Cf = (
+            C0
+            + np.einsum("mni,gi->gmn", Cg0, delta)
+            + 0.5 * np.einsum("mnij,gi,gj->gmn", Ch0, delta, delta, optimize=True)
+            + np.einsum("mnijl,gi,gj,gl->gmn", TC, delta, delta, delta, optimize=True) / 6.0
+        )
+        Cgf = (
+            Cg0
+            + np.einsum("mnij,gj->gmni", Ch0, delta)
+            + 0.5 * np.einsum("mnijl,gj,gl->gmni", TC, delta, delta, optimize=True)
+        )
         Chf = Ch0 + np.einsum("mnijl,gl->gmnij", TC, delta)
-        ldf = (ld0 + delta @ lg0 + 0.5 * np.einsum("ij,gi,gj->g", lh0, delta, delta)
-               + np.einsum("ijl,gi,gj,gl->g", TL, delta, delta, delta, optimize=True) / 6.0)
+        ldf = (
+            ld0
+            + delta @ lg0
+            + 0.5 * np.einsum("ij,gi,gj->g", lh0, delta, delta)
+            + np.einsum("ijl,gi,gj,gl->g", TL, delta, delta, delta, optimize=True) / 6.0
+        )
         lgf = lg0 + delta @ lh0 + 0.5 * np.einsum("ijl,gj,gl->gi", TL, delta, delta)
         lhf = lh0 + np.einsum("ijl,gl->gij", TL, delta)
         Cc, Cgc, Chc, ldc, lgc, lhc = cluster_terms(theta_hat + delta, st, v, M)
@@ -249,8 +283,9 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
 
     for _ in range(max_iter):
         C_, Cg_, Ch_, ld_, lg_, lh_ = terms(delta)
-        ll, grad, hess, beta, vcov = _assemble_batch(C_, Cg_, Ch_, ld_, lg_, lh_, k - kc, ld_xtx,
-                                                     reml)
+        ll, grad, hess, beta, vcov = _assemble_batch(
+            C_, Cg_, Ch_, ld_, lg_, lh_, k - kc, ld_xtx, reml
+        )
         gF = grad[:, free]
         HF = hess[:, free][:, :, free]
         eig = np.linalg.eigvalsh(HF)
@@ -266,7 +301,10 @@ def leave_one_cluster_out(st: NestedStructure, v: np.ndarray, M: np.ndarray, the
     C_, Cg_, Ch_, ld_, lg_, lh_ = terms(delta)
     ll, grad, hess, beta, vcov = _assemble_batch(C_, Cg_, Ch_, ld_, lg_, lh_, k - kc, ld_xtx, reml)
     theta = theta_hat + delta
-    big = np.max(np.abs(delta[:, free]) / scale[free], axis=1) > max_rel_step if len(free) \
+    big = (
+        np.max(np.abs(delta[:, free]) / scale[free], axis=1) > max_rel_step
+        if len(free)
         else np.zeros(G, dtype=bool)
+    )
     done &= ~big & np.all(theta[:, free] > 0, axis=1) & np.isfinite(ll)
     return LooResult(theta, beta, vcov, ll, k - kc, done)

@@ -63,8 +63,11 @@ class _Box:
 
 def _make_box(free, n, lower, upper) -> _Box:
     lo = np.zeros(n) if lower is None else np.broadcast_to(np.asarray(lower, float), (n,)).copy()
-    hi = (np.full(n, np.inf) if upper is None
-          else np.broadcast_to(np.asarray(upper, float), (n,)).copy())
+    hi = (
+        np.full(n, np.inf)
+        if upper is None
+        else np.broadcast_to(np.asarray(upper, float), (n,)).copy()
+    )
     return _Box(lo[free], hi[free], lo, hi)
 
 
@@ -198,11 +201,20 @@ def _lbfgs(fun, theta0, free, box=None):
         return -ev.ll, -ev.grad[free] * np.where(sq, 2.0 * x, 1.0)
 
     x0 = np.where(sq, np.sqrt(np.maximum(base[free], 1e-8)), box.clip(base[free]))
-    bounds = [(None, None) if s else (None if not np.isfinite(lo) else lo,
-                                      None if not np.isfinite(hi) else hi)
-              for s, lo, hi in zip(sq, box.lo, box.hi)]
-    r = _sopt.minimize(negll, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12})
+    bounds = [
+        (None, None)
+        if s
+        else (None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
+        for s, lo, hi in zip(sq, box.lo, box.hi)
+    ]
+    r = _sopt.minimize(
+        negll,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-12},
+    )
     th = base.copy()
     th[free] = to_theta(r.x)
     return th, r
@@ -226,8 +238,7 @@ def maximize(
     every attempt when nothing converges.
     """
     free = np.asarray(free, dtype=bool)
-    box = (None if lower is None and upper is None
-           else _make_box(free, len(free), lower, upper))
+    box = None if lower is None and upper is None else _make_box(free, len(free), lower, upper)
     attempts: list[str] = []
     starts = iter(starts)
     first = np.array(next(starts), dtype=float)
@@ -250,8 +261,9 @@ def maximize(
         if out is not None:
             th, ev = out
             attempts.append(label + f": converged in {it} iterations")
-            return OptimResult(th, ev, it, True, _gnorm(ev, th, free, box), "newton",
-                               tuple(attempts))
+            return OptimResult(
+                th, ev, it, True, _gnorm(ev, th, free, box), "newton", tuple(attempts)
+            )
         attempts.append(label + f": {why}")
     try:
         th, r = _lbfgs(fun, first, free, box)
@@ -262,19 +274,29 @@ def maximize(
         if out is not None:
             th, ev = out
             attempts.append(f"Newton polish: converged in {it} iterations")
-            return OptimResult(th, ev, r.nit + it, True, _gnorm(ev, th, free, box),
-                               "lbfgsb+newton", tuple(attempts))
+            return OptimResult(
+                th,
+                ev,
+                r.nit + it,
+                True,
+                _gnorm(ev, th, free, box),
+                "lbfgsb+newton",
+                tuple(attempts),
+            )
         attempts.append(f"Newton polish: {why}")
         ev = fun(th, 2)
-        if (r.success and np.isfinite(ev.ll) and _gnorm(ev, th, free, box) < 1e-6
-                and not _not_a_maximum(ev, th, free, box)):
-            return OptimResult(th, ev, r.nit, True, _gnorm(ev, th, free, box), "lbfgsb",
-                               tuple(attempts))
+        if (
+            r.success
+            and np.isfinite(ev.ll)
+            and _gnorm(ev, th, free, box) < 1e-6
+            and not _not_a_maximum(ev, th, free, box)
+        ):
+            return OptimResult(
+                th, ev, r.nit, True, _gnorm(ev, th, free, box), "lbfgsb", tuple(attempts)
+            )
     except (np.linalg.LinAlgError, FloatingPointError, ValueError) as exc:
         attempts.append(f"L-BFGS-B on sqrt(sigma2): failed ({exc})")
-    raise ConvergenceError(
-        "the likelihood could not be maximised; tried: " + "; ".join(attempts)
-    )
+    raise ConvergenceError("the likelihood could not be maximised; tried: " + "; ".join(attempts))
 
 
 #: the log-likelihood one more Newton step may still gain at a reported optimum (relative to
@@ -308,8 +330,10 @@ def _not_a_maximum(ev: Evaluation, theta: np.ndarray, free: np.ndarray, box=None
     wf = np.maximum(w, 1e-12 * (float(np.max(w)) if w.size else 0.0) + 1e-300)
     gain = 0.5 * float(np.sum(z * z / wf))
     if gain > tol:
-        return (f"the gradient is not zero (max |gradient| {np.max(np.abs(ga)):.2g}; one more "
-                f"Newton step would raise the log-likelihood by {gain:.2g})")
+        return (
+            f"the gradient is not zero (max |gradient| {np.max(np.abs(ga)):.2g}; one more "
+            f"Newton step would raise the log-likelihood by {gain:.2g})"
+        )
     return None
 
 

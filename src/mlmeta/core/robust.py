@@ -106,10 +106,13 @@ def check_cluster_sizes(sizes, labels=None) -> None:
     if sizes.size and int(sizes.max()) > MAX_CLUSTER_SIZE:
         j = int(np.argmax(sizes))
         who = f"{labels[j]!r}" if labels is not None else f"{j}"
-        raise InputError(f"cluster-robust inference: cluster {who} has {int(sizes[j]):,} effect "
-                         f"sizes, more than the {MAX_CLUSTER_SIZE:,} whose covariance block "
-                         "can be factorised in reasonable time and memory; cluster by a finer "
-                         "level")
+        raise InputError(
+            f"cluster-robust inference: cluster {who} has {int(sizes[j]):,} effect "
+            f"sizes, more than the {MAX_CLUSTER_SIZE:,} whose covariance block "
+            "can be factorised in reasonable time and memory; cluster by a finer "
+            "level"
+        )
+
 
 #: A per-cluster covariance block source: ``blocks[c]`` or ``blocks(c)`` is the dense
 #: ``n_c x n_c`` marginal covariance of cluster ``c`` in the row order of that cluster (rows of
@@ -499,9 +502,7 @@ def _cr1(
 # --------------------------------------------------------------------------------------------
 
 
-def _pp_sums(
-    a: np.ndarray, H: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pp_sums(a: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Traces and second moments of the ``P`` matrices of clubSandwich, without ``C x C`` arrays.
 
     ``a``: (C, q, q) per-cluster ``K Q_c V_c Q_c' K'``; ``H``: (C, q, r) per-cluster
@@ -523,12 +524,7 @@ def _pp_sums(
         - 2.0 * np.einsum("cst,cst->st", a, b)
         + np.einsum("stij,stji->st", S, S)
     )
-    var2 = (
-        d_a.T @ d_a
-        - d_a.T @ d_b
-        - d_b.T @ d_a
-        + np.einsum("stij,stij->st", S, S)
-    )
+    var2 = d_a.T @ d_a - d_a.T @ d_b - d_b.T @ d_a + np.einsum("stij,stij->st", S, S)
     return Omega, var1, var2
 
 
@@ -659,11 +655,7 @@ def _cr2(
     d_a = np.einsum("cii->ci", a_all)
     d_b = np.einsum("cij,cij->ci", H_all, H_all)
     E_coef = d_a.sum(axis=0) - d_b.sum(axis=0)
-    SS_coef = (
-        (d_a * d_a).sum(axis=0)
-        - 2.0 * (d_a * d_b).sum(axis=0)
-        + _gram_sq_norms(H_all)
-    )
+    SS_coef = (d_a * d_a).sum(axis=0) - 2.0 * (d_a * d_b).sum(axis=0) + _gram_sq_norms(H_all)
     df = E_coef**2 / SS_coef
 
     out: dict[str, Any] = {"type": "CR2", "beta": beta.copy(), "vcov": vcov}
@@ -677,8 +669,7 @@ def _cr2(
     T = _sym_power(Omega, -0.5)
     N = sum(f[1].shape[0] * f[1].shape[2] for f in factors)  # rows
     pairs = C * C * q * q * p
-    lowrank = float(N * N * (q + p)
-                    + sum(f[1].shape[0] * f[1].shape[2] ** 2 for f in factors) * N)
+    lowrank = float(N * N * (q + p) + sum(f[1].shape[0] * f[1].shape[2] ** 2 for f in factors) * N)
     n_max = max(f[1].shape[2] for f in factors)
     if N * N > 2.5e7 or n_max * n_max * N > 5e7:  # its N x N and n_c x N x n_c arrays
         lowrank = float("inf")
@@ -689,17 +680,27 @@ def _cr2(
         nu = q * (q + 1) / float(np.sum(var1 + var2))
     elif min(pairs, lowrank) <= HTZ_MAX_OPS:
         if lowrank < pairs:
-            nu = q * (q + 1) / _pp_total_lowrank(
-                [(ids, T @ QL[:, btt], T @ Q[:, btt], Y) for ids, QL, Q, Y in factors])
+            nu = (
+                q
+                * (q + 1)
+                / _pp_total_lowrank(
+                    [(ids, T @ QL[:, btt], T @ Q[:, btt], Y) for ids, QL, Q, Y in factors]
+                )
+            )
         else:
             nu = q * (q + 1) / _pp_total(T @ a_K @ T, T @ H_K)
     else:
         import warnings
 
         from mlmeta.errors import FitWarning
-        warnings.warn(f"CR2: the HTZ test of {q} coefficients at once with {C} clusters was not "
-                      f"computed (about {min(pairs, lowrank):.0e} operations); test fewer coefficients "
-                      "(btt) or use the per-coefficient CR2 tests", FitWarning, stacklevel=4)
+
+        warnings.warn(
+            f"CR2: the HTZ test of {q} coefficients at once with {C} clusters was not "
+            f"computed (about {min(pairs, lowrank):.0e} operations); test fewer coefficients "
+            "(btt) or use the per-coefficient CR2 tests",
+            FitWarning,
+            stacklevel=4,
+        )
         nu = float("nan")
     delta = max((nu - q + 1) / nu, 0.0)
     df2 = nu - q + 1

@@ -117,12 +117,14 @@ class SamplingCov:
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
             raise InputError(f"{name} must be a square matrix; got shape {A.shape}")
         r, c = np.nonzero(A)
-        return cls.from_long(r, c, A[r, c], A.shape[0], row_labels=row_labels, name=name,
-                             symmetric=True)
+        return cls.from_long(
+            r, c, A[r, c], A.shape[0], row_labels=row_labels, name=name, symmetric=True
+        )
 
     @classmethod
-    def from_long(cls, rows, cols, vals, k: int, row_labels=None, name: str = "V",
-                  symmetric: bool = False) -> SamplingCov:
+    def from_long(
+        cls, rows, cols, vals, k: int, row_labels=None, name: str = "V", symmetric: bool = False
+    ) -> SamplingCov:
         """From 0-based ``(row, col, value)`` triplets of a ``k x k`` matrix.
 
         Each unordered pair may be given once (in either triangle) or in both triangles with
@@ -136,26 +138,33 @@ class SamplingCov:
         for arr, what in ((r, "row"), (c, "col")):
             bad = np.flatnonzero((arr < 0) | (arr >= k))
             if bad.size:
-                raise InputError(f"{name}: {what} index {arr[bad[0]] + 1} is outside the data "
-                                 f"rows 1..{k}")
+                raise InputError(
+                    f"{name}: {what} index {arr[bad[0]] + 1} is outside the data rows 1..{k}"
+                )
         bad = np.flatnonzero(~np.isfinite(v))
         if bad.size:
             i = bad[0]
-            raise InputError(f"{name}: entry (row {_label(labels, r[i])}, col "
-                             f"{_label(labels, c[i])}) is not a finite number; got {float(v[i])!r}")
+            raise InputError(
+                f"{name}: entry (row {_label(labels, r[i])}, col "
+                f"{_label(labels, c[i])}) is not a finite number; got {float(v[i])!r}"
+            )
         dg = r == c
         d = np.zeros(k)
         seen = np.bincount(r[dg], minlength=k)
         twice = np.flatnonzero(seen > 1)
         if twice.size:
             i = twice[0]
-            raise InputError(f"{name}: entry (row {_label(labels, i)}, col {_label(labels, i)}) "
-                             "is given more than once")
+            raise InputError(
+                f"{name}: entry (row {_label(labels, i)}, col {_label(labels, i)}) "
+                "is given more than once"
+            )
         missing = np.flatnonzero(seen == 0)
         if missing.size:
             i = missing[0]
-            raise InputError(f"{name}: the sampling variance of row {_label(labels, i)} "
-                             f"(diagonal entry) is missing; every row needs one > 0")
+            raise InputError(
+                f"{name}: the sampling variance of row {_label(labels, i)} "
+                f"(diagonal entry) is missing; every row needs one > 0"
+            )
         d[r[dg]] = v[dg]
         _check_diag(d, labels, name)
         ro, co, vo = r[~dg], c[~dg], v[~dg]
@@ -183,13 +192,17 @@ class SamplingCov:
         asym = np.flatnonzero(np.abs(vo[i1] - vo[i2]) > tol)
         if asym.size:
             j1, j2 = i1[asym[0]], i2[asym[0]]
-            raise InputError(f"{name} must be symmetric: entry {where(j1)} is {float(vo[j1])!r} but "
-                             f"{where(j2)} is {float(vo[j2])!r}")
+            raise InputError(
+                f"{name} must be symmetric: entry {where(j1)} is {float(vo[j1])!r} but "
+                f"{where(j2)} is {float(vo[j2])!r}"
+            )
         single = first[count == 1]
         if symmetric and single.size:
             j = single[0]
-            raise InputError(f"{name} must be symmetric: entry {where(j)} is {float(vo[j])!r} but (row "
-                             f"{_label(labels, co[j])}, col {_label(labels, ro[j])}) is 0")
+            raise InputError(
+                f"{name} must be symmetric: entry {where(j)} is {float(vo[j])!r} but (row "
+                f"{_label(labels, co[j])}, col {_label(labels, ro[j])}) is 0"
+            )
         keep = first[vo[first] != 0.0]
         ro, co, vo = ro[keep], co[keep], vo[keep]
         return cls(d, np.r_[ro, co], np.r_[co, ro], np.r_[vo, vo], labels)
@@ -214,18 +227,25 @@ class SamplingCov:
         new = np.full(self.k, -1)
         new[keep] = np.arange(len(keep))
         m = (new[self.rows] >= 0) & (new[self.cols] >= 0)
-        labels = (tuple(self.row_labels[i] for i in keep)
-                  if self.row_labels is not None else tuple(int(i) + 1 for i in keep))
-        return SamplingCov(self.diag[keep].copy(), new[self.rows[m]], new[self.cols[m]],
-                           self.vals[m].copy(), labels)
+        labels = (
+            tuple(self.row_labels[i] for i in keep)
+            if self.row_labels is not None
+            else tuple(int(i) + 1 for i in keep)
+        )
+        return SamplingCov(
+            self.diag[keep].copy(),
+            new[self.rows[m]],
+            new[self.cols[m]],
+            self.vals[m].copy(),
+            labels,
+        )
 
     def quad(self, x: np.ndarray) -> np.ndarray:
         """``S @ x`` for a (k,) or (k, c) array."""
         x = np.asarray(x, dtype=float)
         out = self.diag.reshape((-1,) + (1,) * (x.ndim - 1)) * x
         if self.rows.size:
-            np.add.at(out, self.rows, self.vals.reshape((-1,) + (1,) * (x.ndim - 1))
-                      * x[self.cols])
+            np.add.at(out, self.rows, self.vals.reshape((-1,) + (1,) * (x.ndim - 1)) * x[self.cols])
         return out
 
 
@@ -237,8 +257,10 @@ def _check_diag(d: np.ndarray, row_labels, name: str = "vi") -> None:
     bad = np.flatnonzero(~np.isfinite(d) | (d <= 0))
     if bad.size:
         i = bad[0]
-        raise InputError(f"{name}: the sampling variance of row {_label(row_labels, i)} must be "
-                         f"> 0; got {float(d[i])!r}")
+        raise InputError(
+            f"{name}: the sampling variance of row {_label(row_labels, i)} must be "
+            f"> 0; got {float(d[i])!r}"
+        )
 
 
 def check_positive_definite(S: SamplingCov, blocks: list[np.ndarray], name: str = "V") -> None:
@@ -260,4 +282,5 @@ def check_positive_definite(S: SamplingCov, blocks: list[np.ndarray], name: str 
                     raise InputError(
                         f"{name} is not positive definite: the block of rows "
                         f"{_label(S.row_labels, int(idx[0]))}..{_label(S.row_labels, int(idx[n - 1]))}"
-                        f" fails (check the covariance of rows {rows})") from None
+                        f" fails (check the covariance of rows {rows})"
+                    ) from None

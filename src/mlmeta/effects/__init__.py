@@ -46,8 +46,20 @@ _WHERE = {
     "d_from_logor": ("conversions", "d_from_logor"),
     "convert": ("conversions", "convert"),
 }
-_MODULES = ("arrays", "binary", "compute", "continuous", "conversions", "correlation", "inputs",
-            "prepost", "proportion", "registry", "rmath", "transforms")
+_MODULES = (
+    "arrays",
+    "binary",
+    "compute",
+    "continuous",
+    "conversions",
+    "correlation",
+    "inputs",
+    "prepost",
+    "proportion",
+    "registry",
+    "rmath",
+    "transforms",
+)
 
 __all__ = [
     "MEASURES",

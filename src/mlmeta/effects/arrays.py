@@ -79,4 +79,3 @@ def broadcast(*arrays):
         return np.broadcast_arrays(*arrays)
     except ValueError as exc:
         raise InputError(f"arguments cannot be broadcast together: {exc}") from None
-

@@ -92,8 +92,11 @@ def table(x: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         id00 = x.keep & (((a == 0) & (c == 0)) | ((b == 0) & (d == 0)))
         if id00.any():
             x.undefined = x.undefined | id00
-            x.warn(f"drop00=True: yi and vi set to NaN for {x.rowlist(id00)} (no events, or "
-                   "only events, in both groups)", depth=1)
+            x.warn(
+                f"drop00=True: yi and vi set to NaN for {x.rowlist(id00)} (no events, or "
+                "only events, in both groups)",
+                depth=1,
+            )
     live = x.keep & ~x.undefined
     add = x.add
     if x.to == "all":

@@ -54,11 +54,15 @@ def _required_message(m: registry.Measure, given: set[str]) -> str | None:
             miss = next(a for a in best if a not in given)
             return f"measure {m.name!r} requires argument {miss!r}"
         if all(len(alt) == 1 for alt in slot):
-            return (f"measure {m.name!r} requires argument "
-                    + " or ".join(repr(alt[0]) for alt in slot))
+            return f"measure {m.name!r} requires argument " + " or ".join(
+                repr(alt[0]) for alt in slot
+            )
         others = " or ".join(repr(alt[0]) for alt in slot[1:])
-        return (f"measure {m.name!r} requires arguments "
-                + ", ".join(repr(a) for a in slot[0]) + f" (or {others})")
+        return (
+            f"measure {m.name!r} requires arguments "
+            + ", ".join(repr(a) for a in slot[0])
+            + f" (or {others})"
+        )
     return None
 
 
@@ -217,9 +221,24 @@ def escalc(
     if not isinstance(drop00, bool | np.bool_):
         raise InputError(f"drop00={drop00!r}: must be True or False")
 
-    supplied = {"ri": ri, "ni": ni, "m1i": m1i, "sd1i": sd1i, "n1i": n1i, "m2i": m2i,
-                "sd2i": sd2i, "n2i": n2i, "ai": ai, "bi": bi, "ci": ci, "di": di, "xi": xi,
-                "mi": mi, "ti": ti, "r2i": r2i}
+    supplied = {
+        "ri": ri,
+        "ni": ni,
+        "m1i": m1i,
+        "sd1i": sd1i,
+        "n1i": n1i,
+        "m2i": m2i,
+        "sd2i": sd2i,
+        "n2i": n2i,
+        "ai": ai,
+        "bi": bi,
+        "ci": ci,
+        "di": di,
+        "xi": xi,
+        "mi": mi,
+        "ti": ti,
+        "r2i": r2i,
+    }
     given = {a: v for a, v in supplied.items() if v is not None}
     check_arguments(m, given)
 
@@ -236,8 +255,17 @@ def escalc(
             vals = np.repeat(vals, k)
         cols[a] = Col(a, labels[a], vals)
 
-    yi, vi, keep, missing_any = compute_columns(m, cols, k, rows, vtype=vtype, add=add, to=to,
-                                                drop00=bool(drop00), drop_missing=drop_missing)
+    yi, vi, keep, missing_any = compute_columns(
+        m,
+        cols,
+        k,
+        rows,
+        vtype=vtype,
+        add=add,
+        to=to,
+        drop00=bool(drop00),
+        drop_missing=drop_missing,
+    )
     out = pd.DataFrame({"yi": yi, "vi": vi}, index=index)
     if missing_any.any():
         out = out.loc[keep]
@@ -258,9 +286,18 @@ def check_arguments(m, given) -> None:
         raise InputError(msg)
 
 
-def compute_columns(m, cols: dict[str, Col], k: int, rows: Rows, *, vtype: str = "LS",
-                    add: float = 0.5, to: str = "only0", drop00: bool = False,
-                    drop_missing: bool = False):
+def compute_columns(
+    m,
+    cols: dict[str, Col],
+    k: int,
+    rows: Rows,
+    *,
+    vtype: str = "LS",
+    add: float = 0.5,
+    to: str = "only0",
+    drop00: bool = False,
+    drop_missing: bool = False,
+):
     """The computation of :func:`escalc` on float columns (no pandas): ``m`` is the measure's
     registry entry, ``cols`` its inputs by argument (label for messages, values with NaN where
     missing), ``rows`` names rows in messages. Returns ``(yi, vi, keep, missing)`` over all

@@ -56,9 +56,12 @@ def md(x: Inputs):
     m1, sd1, n1, m2, sd2, n2 = _groups(x)
     yi = m1 - m2
     if x.vtype == "HO":
-        x.check_rows(n1 + n2 <= 2, ["n1i", "n2i"], "total sample size n1i + n2i must be "
-                     "greater than 2 for vtype='HO' (pooled SD)",
-                     lambda p: fmt_count(n1[p] + n2[p]))
+        x.check_rows(
+            n1 + n2 <= 2,
+            ["n1i", "n2i"],
+            "total sample size n1i + n2i must be greater than 2 for vtype='HO' (pooled SD)",
+            lambda p: fmt_count(n1[p] + n2[p]),
+        )
         mi = n1 + n2 - 2
         sdp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / mi)
         return yi, sdp**2 * (1 / n1 + 1 / n2)
@@ -96,9 +99,13 @@ def smd(x: Inputs):
     means = ~use_d
     m1, sd1, _, m2, sd2, _ = _groups(x, sd_rows=means)
     small = n1 + n2 <= 3
-    x.check_rows(small, ["n1i", "n2i"], "total sample size n1i + n2i must be greater than 3 for "
-                 "SMD (the correction factor needs n1i + n2i - 2 > 1)",
-                 lambda p: fmt_count(n1[p] + n2[p]))
+    x.check_rows(
+        small,
+        ["n1i", "n2i"],
+        "total sample size n1i + n2i must be greater than 3 for "
+        "SMD (the correction factor needs n1i + n2i - 2 > 1)",
+        lambda p: fmt_count(n1[p] + n2[p]),
+    )
     if m1 is None:  # every row from di / ti
         m1 = m2 = sd1 = sd2 = np.full(x.k, np.nan)
     m1 = np.where(use_d, dgiven, m1)
@@ -107,8 +114,12 @@ def smd(x: Inputs):
     sd2 = np.where(use_d, 1.0, sd2)
     mi = n1 + n2 - 2
     sdp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / mi)
-    x.check_rows(sdp == 0, ["sd1i", "sd2i"], "the pooled standard deviation is 0, so SMD is "
-                 "undefined", values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}")
+    x.check_rows(
+        sdp == 0,
+        ["sd1i", "sd2i"],
+        "the pooled standard deviation is 0, so SMD is undefined",
+        values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}",
+    )
     npi = n1 + n2
     d = (m1 - m2) / sdp
     cmi = cmicalc(mi)
@@ -142,23 +153,34 @@ def smdh(x: Inputs):
     m1, sd1, n1, m2, sd2, n2 = _groups(x)
     x.check(n1 <= 1, "n1i", "group size must be greater than 1 for SMDH", count=True)
     x.check(n2 <= 1, "n2i", "group size must be greater than 1 for SMDH", count=True)
-    x.check_rows(n1 + n2 <= 3, ["n1i", "n2i"], "total sample size n1i + n2i must be greater "
-                 "than 3 for SMDH (the correction factor needs n1i + n2i - 2 > 1)",
-                 lambda p: fmt_count(n1[p] + n2[p]))
-    x.check_rows((sd1 == 0) & (sd2 == 0), ["sd1i", "sd2i"], "both standard deviations are 0, "
-                 "so SMDH is undefined",
-                 values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}")
+    x.check_rows(
+        n1 + n2 <= 3,
+        ["n1i", "n2i"],
+        "total sample size n1i + n2i must be greater "
+        "than 3 for SMDH (the correction factor needs n1i + n2i - 2 > 1)",
+        lambda p: fmt_count(n1[p] + n2[p]),
+    )
+    x.check_rows(
+        (sd1 == 0) & (sd2 == 0),
+        ["sd1i", "sd2i"],
+        "both standard deviations are 0, so SMDH is undefined",
+        values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}",
+    )
     mi = n1 + n2 - 2
     cmi = cmicalc(mi)
     si = np.sqrt((sd1**2 + sd2**2) / 2)
     yi = cmi * (m1 - m2) / si
     if x.vtype == "LS2":
-        vi = (yi**2 * sd1**2 / (2 * n1 * (sd1**2 + sd2**2) ** 2)
-              + yi**2 * sd2**2 / (2 * n2 * (sd1**2 + sd2**2) ** 2)
-              + 2 * sd1**2 / (n1 * (sd1**2 + sd2**2)) + 2 * sd2**2 / (n2 * (sd1**2 + sd2**2)))
+        vi = (
+            yi**2 * sd1**2 / (2 * n1 * (sd1**2 + sd2**2) ** 2)
+            + yi**2 * sd2**2 / (2 * n2 * (sd1**2 + sd2**2) ** 2)
+            + 2 * sd1**2 / (n1 * (sd1**2 + sd2**2))
+            + 2 * sd2**2 / (n2 * (sd1**2 + sd2**2))
+        )
     else:
-        vi = (yi**2 * (sd1**4 / (n1 - 1) + sd2**4 / (n2 - 1)) / (2 * (sd1**2 + sd2**2) ** 2)
-              + (sd1**2 / (n1 - 1) + sd2**2 / (n2 - 1)) / ((sd1**2 + sd2**2) / 2))
+        vi = yi**2 * (sd1**4 / (n1 - 1) + sd2**4 / (n2 - 1)) / (2 * (sd1**2 + sd2**2) ** 2) + (
+            sd1**2 / (n1 - 1) + sd2**2 / (n2 - 1)
+        ) / ((sd1**2 + sd2**2) / 2)
         vi = cmi**2 * vi
     return yi, vi
 
@@ -177,14 +199,20 @@ def rom(x: Inputs):
     the same sign (ratio-scale data).
     """
     m1, sd1, n1, m2, sd2, n2 = _groups(x)
-    x.check_rows(~(m1 / m2 > 0), ["m1i", "m2i"], "ROM needs two non-zero means of the same "
-                 "sign (log of m1i/m2i)",
-                 values=lambda p: f"m1i = {fmt(m1[p])}, m2i = {fmt(m2[p])}")
+    x.check_rows(
+        ~(m1 / m2 > 0),
+        ["m1i", "m2i"],
+        "ROM needs two non-zero means of the same sign (log of m1i/m2i)",
+        values=lambda p: f"m1i = {fmt(m1[p])}, m2i = {fmt(m2[p])}",
+    )
     yi = log(m1 / m2)
     if x.vtype == "HO":
-        x.check_rows(n1 + n2 <= 2, ["n1i", "n2i"], "total sample size n1i + n2i must be "
-                     "greater than 2 for vtype='HO' (pooled SD)",
-                     lambda p: fmt_count(n1[p] + n2[p]))
+        x.check_rows(
+            n1 + n2 <= 2,
+            ["n1i", "n2i"],
+            "total sample size n1i + n2i must be greater than 2 for vtype='HO' (pooled SD)",
+            lambda p: fmt_count(n1[p] + n2[p]),
+        )
         sdp = np.sqrt(((n1 - 1) * sd1**2 + (n2 - 1) * sd2**2) / (n1 + n2 - 2))
         return yi, sdp**2 / (n1 * m1**2) + sdp**2 / (n2 * m2**2)
     if x.vtype == "AV":

@@ -28,8 +28,15 @@ import pandas as pd
 from mlmeta.effects.arrays import as_float_arg, broadcast, check_arg, like_input
 from mlmeta.errors import InputError
 
-__all__ = ["convert", "d_from_logor", "d_from_r", "logor_from_d", "r_from_d", "r_from_f",
-           "r_from_t"]
+__all__ = [
+    "convert",
+    "d_from_logor",
+    "d_from_r",
+    "logor_from_d",
+    "r_from_d",
+    "r_from_f",
+    "r_from_t",
+]
 
 
 def r_from_t(t, df):
@@ -86,7 +93,9 @@ def r_from_f(F, df2, sign=+1):
     Rosenthal, R. (1994). Parametric measures of effect size. In H. Cooper & L. V. Hedges (Eds.),
     *The handbook of research synthesis* (pp. 231-244). Russell Sage Foundation.
     """
-    ff, dd, ss = broadcast(as_float_arg(F, "F"), as_float_arg(df2, "df2"), as_float_arg(sign, "sign"))
+    ff, dd, ss = broadcast(
+        as_float_arg(F, "F"), as_float_arg(df2, "df2"), as_float_arg(sign, "sign")
+    )
     check_arg(~np.isfinite(ff) | (ff < 0), ff, "F", "F statistic must be finite and >= 0")
     check_arg(~(dd > 0), dd, "df2", "degrees of freedom must be positive")
     check_arg((ss != 1) & (ss != -1), ss, "sign", "sign must be +1 or -1")
@@ -172,7 +181,6 @@ def d_from_r(r, n1=None, n2=None):
     rr, a = broadcast(rr, a)
     with np.errstate(divide="ignore"):
         return like_input(np.sqrt(a) * rr / np.sqrt(1 - rr**2), r)
-
 
 
 _LOGIT_SCALE = math.pi / math.sqrt(3)  # SD of the standard logistic distribution

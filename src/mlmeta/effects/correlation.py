@@ -27,14 +27,24 @@ __all__ = ["cor", "pcor", "spcor", "zcor", "zpcor"]
 def _check_r_n(x: Inputs, measure: str, strict: bool) -> tuple[np.ndarray, np.ndarray]:
     r, n = x["ri"], x["ni"]
     if strict:
-        x.check(np.abs(r) >= 1, "ri", f"correlation must be strictly between -1 and 1 for "
-                f"{measure}")
-        x.check(n <= 3, "ni", f"sample size must be greater than 3 for {measure} "
-                "(vi = 1/(n - 3))", count=True)
+        x.check(
+            np.abs(r) >= 1, "ri", f"correlation must be strictly between -1 and 1 for {measure}"
+        )
+        x.check(
+            n <= 3,
+            "ni",
+            f"sample size must be greater than 3 for {measure} (vi = 1/(n - 3))",
+            count=True,
+        )
     else:
         x.check(np.abs(r) > 1, "ri", f"correlation must be between -1 and 1 for {measure}")
-        x.check(n <= 3, "ni", f"sample size must be greater than 3 for {measure} (metafor "
-                "3.8-1 leaves vi undefined for n <= 3)", count=True)
+        x.check(
+            n <= 3,
+            "ni",
+            f"sample size must be greater than 3 for {measure} (metafor "
+            "3.8-1 leaves vi undefined for n <= 3)",
+            count=True,
+        )
     return r, n
 
 
@@ -69,8 +79,10 @@ def cor(x: Inputs):
         vi = (1 - yi**2) ** 2 / (n - 1)
     one = x.keep & (np.abs(r) == 1)
     if one.any() and x.vtype == "LS":
-        x.warn(f"|r| = 1 gives a sampling variance of 0 in {x.rowlist(one)} (column "
-               f"{x.label('ri')!r}); these rows would get infinite weight")
+        x.warn(
+            f"|r| = 1 gives a sampling variance of 0 in {x.rowlist(one)} (column "
+            f"{x.label('ri')!r}); these rows would get infinite weight"
+        )
     return yi, vi
 
 
@@ -79,8 +91,12 @@ def _partial_inputs(x: Inputs, measure: str):
     x.check(n <= 0, "ni", "sample size must be positive", count=True)
     x.check(m < 0, "mi", f"number of predictors must be non-negative for {measure}", count=True)
     df = n - m - 1
-    x.check_rows(df <= 0, ["ni", "mi"], f"residual degrees of freedom ni - mi - 1 must be "
-                 f"positive for {measure}", lambda p: fmt_count(df[p]))
+    x.check_rows(
+        df <= 0,
+        ["ni", "mi"],
+        f"residual degrees of freedom ni - mi - 1 must be positive for {measure}",
+        lambda p: fmt_count(df[p]),
+    )
     return t, n, m, df
 
 

@@ -133,8 +133,9 @@ def to_float(values, label: str, rows: Rows) -> np.ndarray:
             arr[:] = values
         except ValueError:
             shape = np.shape(np.asarray(values, dtype=object))
-            raise InputError(f"column {label!r} must be one-dimensional, got shape {shape}") \
-                from None
+            raise InputError(
+                f"column {label!r} must be one-dimensional, got shape {shape}"
+            ) from None
         if any(np.ndim(v) > 0 for v in arr):
             shape = np.shape(np.asarray(values, dtype=object))
             raise InputError(f"column {label!r} must be one-dimensional, got shape {shape}")
@@ -196,14 +197,16 @@ def gather(data: pd.DataFrame | None, given: dict[str, object]):
                 )
             col = data[spec]
             if isinstance(col, pd.DataFrame):
-                raise InputError(f"column {spec!r} (argument {arg!r}) appears more than once "
-                                 "in the data")
+                raise InputError(
+                    f"column {spec!r} (argument {arg!r}) appears more than once in the data"
+                )
             raw[arg] = col
             labels[arg] = spec
         else:
             if isinstance(spec, pd.DataFrame):
-                raise InputError(f"argument {arg!r} must be a column name or a 1-d array, "
-                                 "got a DataFrame")
+                raise InputError(
+                    f"argument {arg!r} must be a column name or a 1-d array, got a DataFrame"
+                )
             raw[arg] = spec
             labels[arg] = arg
 
@@ -212,9 +215,7 @@ def gather(data: pd.DataFrame | None, given: dict[str, object]):
         k = len(data)
         for arg, n in lengths.items():
             if n != k:
-                raise InputError(
-                    f"column {labels[arg]!r} has {n} values but the data has {k} rows"
-                )
+                raise InputError(f"column {labels[arg]!r} has {n} values but the data has {k} rows")
         index = data.index
     else:
         if len(set(lengths.values())) > 1:
@@ -232,7 +233,6 @@ def gather(data: pd.DataFrame | None, given: dict[str, object]):
     return index, k, raw, labels
 
 
-
 def first(mask: np.ndarray) -> int | None:
     """Position of the first True in ``mask``, or None."""
     idx = np.flatnonzero(mask)
@@ -246,7 +246,6 @@ def rowlist(rows: Rows, positions, limit: int = 10) -> str:
     more = f" and {len(positions) - limit} more" if len(positions) > limit else ""
     word = "row" if len(positions) == 1 else "rows"
     return f"{word} {', '.join(names)}{more}"
-
 
 
 def _names(labels: list[str]) -> str:

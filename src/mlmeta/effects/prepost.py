@@ -40,8 +40,13 @@ def _inputs(x: Inputs, measure: str, min_n: int):
     if min_n == 0:
         x.check(n <= 0, "ni", "sample size must be positive", count=True)
     else:
-        x.check(n <= min_n, "ni", f"sample size must be greater than {min_n} for {measure} "
-                "(the correction factor needs ni - 1 > 1)", count=True)
+        x.check(
+            n <= min_n,
+            "ni",
+            f"sample size must be greater than {min_n} for {measure} "
+            "(the correction factor needs ni - 1 > 1)",
+            count=True,
+        )
     return m1, m2, sd1, sd2, n, r
 
 
@@ -67,10 +72,13 @@ def smcc(x: Inputs):
     """
     m1, m2, sd1, sd2, n, r = _inputs(x, "SMCC", 2)
     sdd = np.sqrt(sd1**2 + sd2**2 - 2 * r * sd1 * sd2)
-    x.check_rows(~(sdd > 0), ["sd1i", "sd2i", "ri"], "the SD of the change scores, sqrt(sd1i^2 "
-                 "+ sd2i^2 - 2 ri sd1i sd2i), must be positive for SMCC",
-                 values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}, "
-                                  f"ri = {fmt(r[p])}")
+    x.check_rows(
+        ~(sdd > 0),
+        ["sd1i", "sd2i", "ri"],
+        "the SD of the change scores, sqrt(sd1i^2 "
+        "+ sd2i^2 - 2 ri sd1i sd2i), must be positive for SMCC",
+        values=lambda p: f"sd1i = {fmt(sd1[p])}, sd2i = {fmt(sd2[p])}, ri = {fmt(r[p])}",
+    )
     cmi = cmicalc(n - 1)
     d = (m1 - m2) / sdd
     yi = cmi * d
@@ -90,8 +98,9 @@ def smcr(x: Inputs):
     :math:`s_{1i} > 0`.
     """
     m1, m2, sd1, _sd2, n, r = _inputs(x, "SMCR", 2)
-    x.check(sd1 == 0, "sd1i", "standard deviation must be positive for SMCR (it standardizes "
-            "by sd1i)")
+    x.check(
+        sd1 == 0, "sd1i", "standard deviation must be positive for SMCR (it standardizes by sd1i)"
+    )
     cmi = cmicalc(n - 1)
     d = (m1 - m2) / sd1
     yi = cmi * d
@@ -110,8 +119,9 @@ def smcrh(x: Inputs):
     Needs :math:`n_i > 2` and :math:`s_{1i} > 0`.
     """
     m1, m2, sd1, sd2, n, r = _inputs(x, "SMCRH", 2)
-    x.check(sd1 == 0, "sd1i", "standard deviation must be positive for SMCRH (it standardizes "
-            "by sd1i)")
+    x.check(
+        sd1 == 0, "sd1i", "standard deviation must be positive for SMCRH (it standardizes by sd1i)"
+    )
     cmi = cmicalc(n - 1)
     vardi = sd1**2 + sd2**2 - 2 * r * sd1 * sd2
     yi = cmi * (m1 - m2) / sd1

@@ -45,7 +45,8 @@ def counts(x: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise InputError(
                 f"column {x.label('xi')!r}, {x.rows(pos)}: count must not exceed the sample "
                 f"size in column {x.label('ni')!r} ({fmt_count(nn[pos])}), got "
-                f"{fmt_count(xi[pos])}")
+                f"{fmt_count(xi[pos])}"
+            )
     if x.has("mi") and x.has("ni"):
         m, nn = x["mi"], x["ni"]
         bad = keep & ~np.isnan(m) & ~np.isnan(nn) & (nn != xi + m)
@@ -53,12 +54,17 @@ def counts(x: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             pos = int(np.flatnonzero(bad)[0])
             raise InputError(
                 f"column {x.label('ni')!r}, {x.rows(pos)}: sample size must equal xi + mi = "
-                f"{fmt_count(xi[pos] + m[pos])}, got {fmt_count(nn[pos])}")
+                f"{fmt_count(xi[pos] + m[pos])}, got {fmt_count(nn[pos])}"
+            )
         mi = np.where(np.isnan(m), nn - xi, m)
     elif x.has("mi"):
         mi = np.array(x["mi"], dtype=float)
-        x.check_rows(xi + mi <= 0, ["xi", "mi"], "sample size xi + mi must be positive",
-                     got=lambda p: fmt_count(float(xi[p] + mi[p])))
+        x.check_rows(
+            xi + mi <= 0,
+            ["xi", "mi"],
+            "sample size xi + mi must be positive",
+            got=lambda p: fmt_count(float(xi[p] + mi[p])),
+        )
     else:
         mi = x["ni"] - xi
     add = x.add

@@ -84,8 +84,6 @@ def rtoz(r):
         return like_input(libm(math.atanh, np.arctanh, rr), r)
 
 
-
-
 # R's dnorm (nmath/dnorm.c, R 4.2), so that ztor_int evaluates the same integrand as metafor.
 _M_1_SQRT_2PI = 0.398942280401432677939946059934
 _DNORM_BIG = 2 * math.sqrt(np.finfo(float).max)
@@ -115,12 +113,20 @@ def _ztor_int_quad(z: float, v: float) -> float:
         return math.tanh(x) * _r_dnorm(x, z, sd)
 
     val, _err, _info, *rest = integrate.quad(
-        f, z - 10 * sd, z + 10 * sd, epsabs=_R_INTEGRATE_TOL, epsrel=_R_INTEGRATE_TOL, limit=100,
+        f,
+        z - 10 * sd,
+        z + 10 * sd,
+        epsabs=_R_INTEGRATE_TOL,
+        epsrel=_R_INTEGRATE_TOL,
+        limit=100,
         full_output=1,
     )
     if rest:  # pragma: no cover - QUADPACK's ier != 0 (R's integrate() would stop here)
-        warnings.warn(f"ztor_int: integration for z = {z!r}, vi_total = {v!r} reported: {rest[0]}",
-                      FitWarning, stacklevel=3)
+        warnings.warn(
+            f"ztor_int: integration for z = {z!r}, vi_total = {v!r} reported: {rest[0]}",
+            FitWarning,
+            stacklevel=3,
+        )
     return val
 
 
@@ -221,5 +227,10 @@ def iarcsin(x):
 
 
 #: back-transformations by the name a measure's registry entry uses (``Measure.transf``)
-TRANSFORMS: dict[str, Callable] = {"none": identity, "ztor": ztor, "exp": exp, "ilogit": ilogit,
-                                   "iarcsin": iarcsin}
+TRANSFORMS: dict[str, Callable] = {
+    "none": identity,
+    "ztor": ztor,
+    "exp": exp,
+    "ilogit": ilogit,
+    "iarcsin": iarcsin,
+}

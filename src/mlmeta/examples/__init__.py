@@ -46,38 +46,69 @@ EXAMPLES = {
         "these numbers are not the published results.",
         True,
     ),
-    "crede2010": ("Class attendance and grades (Credé, Roch & Kieszczynka, 2010)",
-                  "Published data (metadat::dat.crede2010).", False),
-    "crede2010_grade": ("Class attendance and grades, grade criterion only (Credé et al., 2010)",
-                        "Published data (metadat::dat.crede2010), criterion = grade.", False),
-    "konstantopoulos2011": ("Modified school calendars and achievement (Konstantopoulos, 2011)",
-                            "Published data (metadat::dat.konstantopoulos2011).", False),
-    "assink2016": ("Risk factors for juvenile delinquency (Assink & Wibbelink, 2016)",
-                   "Published tutorial data (metadat::dat.assink2016).", False),
-    "molloy2014": ("Conscientiousness and medication adherence (Molloy et al., 2014)",
-                   "Published data (metadat::dat.molloy2014).", False),
-    "berkey1998": ("Periodontal surgery vs non-surgical treatment, two outcomes (Berkey et al., "
-                   "1998)", "Published data (metadat::dat.berkey1998), plus year_c = year - "
-                   "1983; matrices['V']: the sampling covariance (2 x 2 per trial).", False),
-    "ishak2007": ("Deep-brain stimulation, UPDRS change over four time points (Ishak et al., "
-                  "2007)", "Published data (metadat::dat.ishak2007), long format as on its help "
-                  "page; matrices['V']: AR(1) sampling correlation 0.97 within study.", False),
-    "lim2014": ("Offspring size and number across 98 species (Lim et al., 2014)",
-                "Published data (metadat::dat.lim2014, o_o_adj), plus esid and phylo (a copy of "
-                "species); yi/vi = ZCOR; matrices['R_phylo']: the phylogenetic correlation "
-                "(ape::vcv, Grafen branch lengths).", False),
-    "crossed_lab": ("Effect sizes in studies, crossed with labs (SIMULATED)",
-                    "SIMULATED DATA (seed 20241201): 24 studies with 1-4 effect sizes, each from "
-                    "one of 8 labs drawn independently of the study.", True),
-    "multivar_labs": ("Three outcomes in studies nested in labs (SIMULATED)",
-                      "SIMULATED DATA (seed 20241205): 16 labs with 2-4 studies each, each study "
-                      "reporting 1-3 of the outcomes anx, dep, str.", True),
+    "crede2010": (
+        "Class attendance and grades (Credé, Roch & Kieszczynka, 2010)",
+        "Published data (metadat::dat.crede2010).",
+        False,
+    ),
+    "crede2010_grade": (
+        "Class attendance and grades, grade criterion only (Credé et al., 2010)",
+        "Published data (metadat::dat.crede2010), criterion = grade.",
+        False,
+    ),
+    "konstantopoulos2011": (
+        "Modified school calendars and achievement (Konstantopoulos, 2011)",
+        "Published data (metadat::dat.konstantopoulos2011).",
+        False,
+    ),
+    "assink2016": (
+        "Risk factors for juvenile delinquency (Assink & Wibbelink, 2016)",
+        "Published tutorial data (metadat::dat.assink2016).",
+        False,
+    ),
+    "molloy2014": (
+        "Conscientiousness and medication adherence (Molloy et al., 2014)",
+        "Published data (metadat::dat.molloy2014).",
+        False,
+    ),
+    "berkey1998": (
+        "Periodontal surgery vs non-surgical treatment, two outcomes (Berkey et al., 1998)",
+        "Published data (metadat::dat.berkey1998), plus year_c = year - "
+        "1983; matrices['V']: the sampling covariance (2 x 2 per trial).",
+        False,
+    ),
+    "ishak2007": (
+        "Deep-brain stimulation, UPDRS change over four time points (Ishak et al., 2007)",
+        "Published data (metadat::dat.ishak2007), long format as on its help "
+        "page; matrices['V']: AR(1) sampling correlation 0.97 within study.",
+        False,
+    ),
+    "lim2014": (
+        "Offspring size and number across 98 species (Lim et al., 2014)",
+        "Published data (metadat::dat.lim2014, o_o_adj), plus esid and phylo (a copy of "
+        "species); yi/vi = ZCOR; matrices['R_phylo']: the phylogenetic correlation "
+        "(ape::vcv, Grafen branch lengths).",
+        False,
+    ),
+    "crossed_lab": (
+        "Effect sizes in studies, crossed with labs (SIMULATED)",
+        "SIMULATED DATA (seed 20241201): 24 studies with 1-4 effect sizes, each from "
+        "one of 8 labs drawn independently of the study.",
+        True,
+    ),
+    "multivar_labs": (
+        "Three outcomes in studies nested in labs (SIMULATED)",
+        "SIMULATED DATA (seed 20241205): 16 labs with 2-4 studies each, each study "
+        "reporting 1-3 of the outcomes anx, dep, str.",
+        True,
+    ),
 }
 
 #: examples of the random-effects structures (crossed terms, ``~ inner | outer``, R, V): the
 #: web page, which fits nested models, does not offer them
-STRUCTURE_EXAMPLES = frozenset({"berkey1998", "ishak2007", "lim2014", "crossed_lab",
-                                "multivar_labs"})
+STRUCTURE_EXAMPLES = frozenset(
+    {"berkey1998", "ishak2007", "lim2014", "crossed_lab", "multivar_labs"}
+)
 
 #: example -> matrix name -> (file, read with the first column as index)
 MATRICES = {

@@ -119,8 +119,16 @@ ESCALC_COLUMNS = _registry.ALL_ARGS
 ESCALC_NEEDS = {m: _registry.forms(m) for m in MEASURES}  # alternative complete column sets
 DEFAULT_LABELS = {"ZCOR": "r", "COR": "r", "SMD": "g", "OR": "log OR"}
 DEFAULT_RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
-ANALYSES_DEFAULTS = {"profile": True, "lrt": True, "robust": True, "loo": True,
-                     "influence": True, "bias": True, "che_sweep": False, "figures": True}
+ANALYSES_DEFAULTS = {
+    "profile": True,
+    "lrt": True,
+    "robust": True,
+    "loo": True,
+    "influence": True,
+    "bias": True,
+    "che_sweep": False,
+    "figures": True,
+}
 INFERENCES = ("model", "CR2")
 SELECTION_SIDES = ("auto", "positive", "negative")
 EGGER_PREDICTORS = ("auto", "se", "sqrt_inv_n")
@@ -137,29 +145,70 @@ class AnalysisError(MlmetaError):
 # kind: "str", "bool", "number", "list[str]", "list[number]"
 _STR, _BOOL, _NUM, _LSTR, _LNUM = "str", "bool", "number", "list[str]", "list[number]"
 SCHEMA: dict[str, Any] = {
-    "title": _STR, "simulated": _BOOL, "notice": _STR,
+    "title": _STR,
+    "simulated": _BOOL,
+    "notice": _STR,
     "data": {"file": _STR, "example": _STR, "study": _STR, "n": _STR, "categorical": _LSTR},
-    "effect": {"yi": _STR, "vi": _STR, "measure": _STR, "label": _STR,
-               **{c: _STR for c in ESCALC_COLUMNS}},
-    "model": {"random": "str|list[str]", "struct": "str|list[str]", "R": "table[str]",
-              "V": _STR, "method": _STR, "test": _STR, "dfs": _STR, "level": _NUM,
-              "cluster": _STR, "rho": _NUM, "rho_cluster": _STR, "moderators": _LSTR,
-              "joint": _BOOL, "inference": _STR, "reference": "table[str|number]"},
-    "analyses": {**{k: _BOOL for k in ANALYSES_DEFAULTS}, "che_rhos": _LNUM, "bias_rho": _NUM,
-                 "selection_side": _STR, "selection_steps": _LNUM, "egger_predictor": _STR,
-                 "outlier_rule": _STR},
+    "effect": {
+        "yi": _STR,
+        "vi": _STR,
+        "measure": _STR,
+        "label": _STR,
+        **{c: _STR for c in ESCALC_COLUMNS},
+    },
+    "model": {
+        "random": "str|list[str]",
+        "struct": "str|list[str]",
+        "R": "table[str]",
+        "V": _STR,
+        "method": _STR,
+        "test": _STR,
+        "dfs": _STR,
+        "level": _NUM,
+        "cluster": _STR,
+        "rho": _NUM,
+        "rho_cluster": _STR,
+        "moderators": _LSTR,
+        "joint": _BOOL,
+        "inference": _STR,
+        "reference": "table[str|number]",
+    },
+    "analyses": {
+        **{k: _BOOL for k in ANALYSES_DEFAULTS},
+        "che_rhos": _LNUM,
+        "bias_rho": _NUM,
+        "selection_side": _STR,
+        "selection_steps": _LNUM,
+        "egger_predictor": _STR,
+        "outlier_rule": _STR,
+    },
     "report": {"forest_level": _STR, "forest_sort": _STR, "templates": _STR},
-    "power": {"target": _NUM, "effect": "number|str", "model": _STR, "df": _STR, "rho": _NUM,
-              "tau": "number|str", "omega": "number|str", "alpha": _NUM, "iterations": "int",
-              "seed": "int"},
+    "power": {
+        "target": _NUM,
+        "effect": "number|str",
+        "model": _STR,
+        "df": _STR,
+        "rho": _NUM,
+        "tau": "number|str",
+        "omega": "number|str",
+        "alpha": _NUM,
+        "iterations": "int",
+        "seed": "int",
+    },
 }
 
-_KIND_TEXT = {_STR: "a string", _BOOL: "true or false", _NUM: "a number",
-              _LSTR: "a list of strings", _LNUM: "a list of numbers",
-              "str|list[str]": "a string or a list of strings",
-              "table[str]": "a table of strings (e.g. {phylo = \"cor.csv\"})",
-              "table[str|number]": "a table of levels (e.g. {phase = \"late\"})",
-              "number|str": "a number or \"observed\"", "int": "an integer"}
+_KIND_TEXT = {
+    _STR: "a string",
+    _BOOL: "true or false",
+    _NUM: "a number",
+    _LSTR: "a list of strings",
+    _LNUM: "a list of numbers",
+    "str|list[str]": "a string or a list of strings",
+    "table[str]": 'a table of strings (e.g. {phylo = "cor.csv"})',
+    "table[str|number]": 'a table of levels (e.g. {phase = "late"})',
+    "number|str": 'a number or "observed"',
+    "int": "an integer",
+}
 
 
 def _type_name(v) -> str:
@@ -194,22 +243,28 @@ def _check_kind(key: str, v, kind: str, src: str) -> None:
         _NUM: _is_num(v) and math.isfinite(v),
         _LSTR: isinstance(v, list) and all(isinstance(x, str) for x in v),
         _LNUM: isinstance(v, list) and all(_is_num(x) and math.isfinite(x) for x in v),
-        "str|list[str]": isinstance(v, str) or (isinstance(v, list) and
-                                                all(isinstance(x, str) for x in v)),
+        "str|list[str]": isinstance(v, str)
+        or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
         "table[str]": isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-        "table[str|number]": isinstance(v, dict) and all(
-            isinstance(x, str) or (_is_num(x) and math.isfinite(x)) for x in v.values()),
+        "table[str|number]": isinstance(v, dict)
+        and all(isinstance(x, str) or (_is_num(x) and math.isfinite(x)) for x in v.values()),
         "number|str": isinstance(v, str) or (_is_num(v) and math.isfinite(v)),
         "int": isinstance(v, int) and not isinstance(v, bool),
     }[kind]
     if not ok and kind == "table[str|number]" and isinstance(v, dict):
-        k3, v3 = next((a, b) for a, b in v.items() if not (isinstance(b, str) or _is_num(b)
-                                                          and math.isfinite(b)))
-        raise AnalysisError(f"{src}: '{key}.{k3}' must be a level (a string or a number), got "
-                            f"{_type_name(v3)} ({_show(v3)})")
+        k3, v3 = next(
+            (a, b)
+            for a, b in v.items()
+            if not (isinstance(b, str) or _is_num(b) and math.isfinite(b))
+        )
+        raise AnalysisError(
+            f"{src}: '{key}.{k3}' must be a level (a string or a number), got "
+            f"{_type_name(v3)} ({_show(v3)})"
+        )
     if not ok:
-        raise AnalysisError(f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} "
-                            f"({_show(v)})")
+        raise AnalysisError(
+            f"{src}: {key!r} must be {_KIND_TEXT[kind]}, got {_type_name(v)} ({_show(v)})"
+        )
 
 
 def _validate(raw: dict, src: str) -> None:
@@ -217,24 +272,38 @@ def _validate(raw: dict, src: str) -> None:
         if key not in SCHEMA:
             near = get_close_matches(key, list(SCHEMA), n=1)
             nested = [s for s, sub in SCHEMA.items() if isinstance(sub, dict) and key in sub]
-            hint = (f"; did you mean {near[0]!r}?" if near else
-                    f"; it belongs in the [{nested[0]}] table" if nested else "")
+            hint = (
+                f"; did you mean {near[0]!r}?"
+                if near
+                else f"; it belongs in the [{nested[0]}] table"
+                if nested
+                else ""
+            )
             raise AnalysisError(f"{src}: unknown key {key!r}{hint}")
         kind = SCHEMA[key]
         if isinstance(kind, dict):
             if not isinstance(val, dict):
-                raise AnalysisError(f"{src}: {key!r} must be a table ([{key}]), got "
-                                    f"{_type_name(val)} ({_show(val)})")
+                raise AnalysisError(
+                    f"{src}: {key!r} must be a table ([{key}]), got "
+                    f"{_type_name(val)} ({_show(val)})"
+                )
             for k2, v2 in val.items():
                 if k2 not in kind:
                     near = get_close_matches(k2, list(kind), n=1)
-                    other = [s for s, sub in SCHEMA.items()
-                             if isinstance(sub, dict) and s != key and k2 in sub]
-                    hint = (f"; did you mean {near[0]!r}?" if near else
-                            f"; [{k2}] is a table of its own (start it with a [{k2}] line)"
-                            if isinstance(SCHEMA.get(k2), dict) else
-                            f"; it belongs in the [{other[0]}] table" if other else
-                            f"; allowed: {', '.join(kind)}")
+                    other = [
+                        s
+                        for s, sub in SCHEMA.items()
+                        if isinstance(sub, dict) and s != key and k2 in sub
+                    ]
+                    hint = (
+                        f"; did you mean {near[0]!r}?"
+                        if near
+                        else f"; [{k2}] is a table of its own (start it with a [{k2}] line)"
+                        if isinstance(SCHEMA.get(k2), dict)
+                        else f"; it belongs in the [{other[0]}] table"
+                        if other
+                        else f"; allowed: {', '.join(kind)}"
+                    )
                     raise AnalysisError(f"{src}: unknown key '{key}.{k2}'{hint}")
                 _check_kind(f"{key}.{k2}", v2, kind[k2], src)
         else:
@@ -329,45 +398,82 @@ class AnalysisSpec:
         from mlmeta.spec import ModelSpec
 
         random = list(self.random) if isinstance(self.random, tuple) else self.random
-        return ModelSpec.build(yi=yi, vi=vi, random=random, mods=mods, method=self.method,
-                               test=self.test, dfs=self.dfs, level=self.level, rho=self.rho,
-                               rho_cluster=self.rho_cluster, measure=self.measure,
-                               struct=None if self.struct is None else list(self.struct),
-                               R={k: str(v) for k, v in self.R.items()} or None,
-                               V=None if self.V is None else str(self.V))
+        return ModelSpec.build(
+            yi=yi,
+            vi=vi,
+            random=random,
+            mods=mods,
+            method=self.method,
+            test=self.test,
+            dfs=self.dfs,
+            level=self.level,
+            rho=self.rho,
+            rho_cluster=self.rho_cluster,
+            measure=self.measure,
+            struct=None if self.struct is None else list(self.struct),
+            R={k: str(v) for k, v in self.R.items()} or None,
+            V=None if self.V is None else str(self.V),
+        )
 
     def to_dict(self) -> dict:
         """The settings as run (for results.json and the report's methods section)."""
         return {
             "source": None if self.source is None else str(self.source),
-            "title": self.title, "simulated": self.simulated, "notice": self.notice,
-            "data": {"file": None if self.data_file is None else str(self.data_file),
-                     "example": self.example, "study": self.study, "n": self.n,
-                     "categorical": list(self.categorical)},
-            "effect": {"yi": self.yi, "vi": self.vi, "measure": self.measure,
-                       "label": self.effect_label, **self.escalc},
-            "model": {"random": (list(self.random) if isinstance(self.random, tuple)
-                                 else self.random),
-                      "struct": None if self.struct is None else list(self.struct),
-                      "R": {k: str(v) for k, v in self.R.items()} or None,
-                      "V": None if self.V is None else str(self.V),
-                      "method": self.method, "test": self.test,
-                      "dfs": self.dfs, "level": self.level, "cluster": self.cluster,
-                      "rho": self.rho, "rho_cluster": self.rho_cluster,
-                      "moderators": list(self.moderators), "joint": self.joint,
-                      "reference": dict(self.reference) or None,
-                      "inference": self.inference},
-            "analyses": {**self.analyses, "che_rhos": list(self.che_rhos),
-                         "bias_rho": self.bias_rho_used,
-                         "bias_rho_from": "analysis file" if self.bias_rho is not None else
-                         ("model" if self.rho is not None else
-                          "model (no rho: independent sampling errors)"),
-                         "selection_side": self.selection_side,
-                         "selection_steps": list(self.selection_steps),
-                         "egger_predictor": self.egger_predictor,
-                         "outlier_rule": self.outlier_rule},
-            "report": {"forest_level": self.forest_level, "forest_sort": self.forest_sort,
-                       "templates": None if self.templates is None else str(self.templates)},
+            "title": self.title,
+            "simulated": self.simulated,
+            "notice": self.notice,
+            "data": {
+                "file": None if self.data_file is None else str(self.data_file),
+                "example": self.example,
+                "study": self.study,
+                "n": self.n,
+                "categorical": list(self.categorical),
+            },
+            "effect": {
+                "yi": self.yi,
+                "vi": self.vi,
+                "measure": self.measure,
+                "label": self.effect_label,
+                **self.escalc,
+            },
+            "model": {
+                "random": (list(self.random) if isinstance(self.random, tuple) else self.random),
+                "struct": None if self.struct is None else list(self.struct),
+                "R": {k: str(v) for k, v in self.R.items()} or None,
+                "V": None if self.V is None else str(self.V),
+                "method": self.method,
+                "test": self.test,
+                "dfs": self.dfs,
+                "level": self.level,
+                "cluster": self.cluster,
+                "rho": self.rho,
+                "rho_cluster": self.rho_cluster,
+                "moderators": list(self.moderators),
+                "joint": self.joint,
+                "reference": dict(self.reference) or None,
+                "inference": self.inference,
+            },
+            "analyses": {
+                **self.analyses,
+                "che_rhos": list(self.che_rhos),
+                "bias_rho": self.bias_rho_used,
+                "bias_rho_from": "analysis file"
+                if self.bias_rho is not None
+                else (
+                    "model"
+                    if self.rho is not None
+                    else "model (no rho: independent sampling errors)"
+                ),
+                "selection_side": self.selection_side,
+                "selection_steps": list(self.selection_steps),
+                "egger_predictor": self.egger_predictor,
+                "outlier_rule": self.outlier_rule,
+            },
+            "report": {
+                "forest_level": self.forest_level,
+                "forest_sort": self.forest_sort,
+                "templates": None if self.templates is None else str(self.templates),
+            },
             "power": None if self.power is None else dict(self.power),
         }
 
@@ -392,8 +498,10 @@ def load_analysis(path: str | Path) -> AnalysisSpec:
     except InputError as exc:
         raise AnalysisError(str(exc)) from None
     if size > 10_000_000:
-        raise AnalysisError(f"analysis file {src!r} has {size:,} bytes; an analysis file is a "
-                            "short TOML text (the data go in their own file)")
+        raise AnalysisError(
+            f"analysis file {src!r} has {size:,} bytes; an analysis file is a "
+            "short TOML text (the data go in their own file)"
+        )
     try:
         text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -416,29 +524,35 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     _validate(raw, src)
     data = raw.get("data")
     if data is None:
-        raise AnalysisError(f"{src}: missing [data] table: give data.file = \"FILE.csv\" "
-                            "(relative to the analysis file) or data.example = \"NAME\"")
+        raise AnalysisError(
+            f'{src}: missing [data] table: give data.file = "FILE.csv" '
+            '(relative to the analysis file) or data.example = "NAME"'
+        )
     if ("file" in data) == ("example" in data):
-        raise AnalysisError(f"{src}: [data] needs exactly one of 'data.file' and "
-                            "'data.example'")
+        raise AnalysisError(f"{src}: [data] needs exactly one of 'data.file' and 'data.example'")
     data_file = None
     example = data.get("example")
     if example is not None:
         from mlmeta.examples import EXAMPLES
+
         if example not in EXAMPLES:
-            raise AnalysisError(f"{src}: 'data.example' must be one of "
-                                f"{', '.join(EXAMPLES)}; got {example!r}")
+            raise AnalysisError(
+                f"{src}: 'data.example' must be one of {', '.join(EXAMPLES)}; got {example!r}"
+            )
     else:
         base = source.parent if source is not None else Path.cwd()
         data_file = (base / data["file"]).resolve()
         if not data_file.exists():
-            raise AnalysisError(f"{src}: 'data.file' {data['file']!r} not found (looked for "
-                                f"{data_file})")
+            raise AnalysisError(
+                f"{src}: 'data.file' {data['file']!r} not found (looked for {data_file})"
+            )
     eff = raw.get("effect")
     if eff is None:
-        raise AnalysisError(f"{src}: missing [effect] table: give effect.yi and effect.vi, or "
-                            "effect.measure with its columns (e.g. measure = \"ZCOR\", "
-                            "ri = \"r\", ni = \"n\")")
+        raise AnalysisError(
+            f"{src}: missing [effect] table: give effect.yi and effect.vi, or "
+            'effect.measure with its columns (e.g. measure = "ZCOR", '
+            'ri = "r", ni = "n")'
+        )
     measure = eff.get("measure")
     if measure is not None:
         measure = _choice("effect.measure", measure, MEASURES, src)
@@ -447,33 +561,41 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     if has_yv:
         if not ("yi" in eff and "vi" in eff):
             missing = "effect.vi" if "yi" in eff else "effect.yi"
-            raise AnalysisError(f"{src}: {missing!r} is missing: give both effect.yi and "
-                                "effect.vi")
+            raise AnalysisError(f"{src}: {missing!r} is missing: give both effect.yi and effect.vi")
         escalc_cols = {}
         # escalc columns next to yi/vi are allowed only for the sample size (participants)
         extra = [c for c in esc if c != "ni"]
         if extra:
-            raise AnalysisError(f"{src}: 'effect.{extra[0]}' cannot be combined with "
-                                "effect.yi/effect.vi; give either yi and vi or the escalc "
-                                "columns of effect.measure")
+            raise AnalysisError(
+                f"{src}: 'effect.{extra[0]}' cannot be combined with "
+                "effect.yi/effect.vi; give either yi and vi or the escalc "
+                "columns of effect.measure"
+            )
         if "ni" in esc:
             escalc_cols = {"ni": esc["ni"]}
     else:
         if measure is None:
-            raise AnalysisError(f"{src}: [effect] needs effect.yi and effect.vi, or "
-                                "effect.measure with its columns")
+            raise AnalysisError(
+                f"{src}: [effect] needs effect.yi and effect.vi, or effect.measure with its columns"
+            )
         needs = ESCALC_NEEDS[measure]
         if not any(all(c in esc for c in alt) for alt in needs):
             miss = [c for c in needs[0] if c not in esc]
-            raise AnalysisError(f"{src}: effect.measure = {measure!r} needs the columns "
-                                f"{', '.join('effect.' + c for c in needs[0])}; missing "
-                                f"{', '.join('effect.' + c for c in miss)}")
+            raise AnalysisError(
+                f"{src}: effect.measure = {measure!r} needs the columns "
+                f"{', '.join('effect.' + c for c in needs[0])}; missing "
+                f"{', '.join('effect.' + c for c in miss)}"
+            )
         escalc_cols = esc
     model = raw.get("model", {})
     method = _choice("model.method", model.get("method", "REML"), ("REML", "ML"), src)
     test = _choice("model.test", model.get("test", "t"), ("z", "t"), src)
-    dfs = _choice("model.dfs", model.get("dfs", "contain" if test == "t" else "residual"),
-                  ("residual", "contain"), src)
+    dfs = _choice(
+        "model.dfs",
+        model.get("dfs", "contain" if test == "t" else "residual"),
+        ("residual", "contain"),
+        src,
+    )
     from mlmeta.spec import check_rho, parse_random, to_fraction
 
     try:
@@ -487,11 +609,18 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     if isinstance(random, list):
         random = tuple(random)
     struct_raw = model.get("struct")
-    struct = (None if struct_raw is None else
-              (struct_raw,) if isinstance(struct_raw, str) else tuple(struct_raw))
+    struct = (
+        None
+        if struct_raw is None
+        else (struct_raw,)
+        if isinstance(struct_raw, str)
+        else tuple(struct_raw)
+    )
     try:
-        parse_random(list(random) if isinstance(random, tuple) else random,
-                      None if struct is None else list(struct))
+        parse_random(
+            list(random) if isinstance(random, tuple) else random,
+            None if struct is None else list(struct),
+        )
     except MlmetaError as exc:
         raise AnalysisError(f"{src}: 'model.random': {exc}") from None
     base_dir = source.parent if source is not None else Path.cwd()
@@ -499,26 +628,29 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     for fac, rel in model.get("R", {}).items():
         path = (base_dir / rel).resolve()
         if not path.is_file():
-            raise AnalysisError(f"{src}: 'model.R.{fac}': file {rel!r} not found (looked for "
-                                f"{path})")
+            raise AnalysisError(
+                f"{src}: 'model.R.{fac}': file {rel!r} not found (looked for {path})"
+            )
         R_files[fac] = path
     V_file = None
     if "V" in model:
         V_file = (base_dir / model["V"]).resolve()
         if not V_file.is_file():
-            raise AnalysisError(f"{src}: 'model.V': file {model['V']!r} not found (looked for "
-                                f"{V_file})")
+            raise AnalysisError(
+                f"{src}: 'model.V': file {model['V']!r} not found (looked for {V_file})"
+            )
         if rho is not None:
-            raise AnalysisError(f"{src}: give either 'model.V' (a known sampling covariance) "
-                                "or 'model.rho', not both")
+            raise AnalysisError(
+                f"{src}: give either 'model.V' (a known sampling covariance) "
+                "or 'model.rho', not both"
+            )
     mods = tuple(model.get("moderators", ()))
     if len(set(mods)) != len(mods):
         dup = next(m for m in mods if mods.count(m) > 1)
         raise AnalysisError(f"{src}: 'model.moderators' lists {dup!r} twice")
     for m in mods:
         if not isinstance(m, str) or not m.strip() or m != m.strip():
-            raise AnalysisError(f"{src}: 'model.moderators' entries are column names; got "
-                                f"{m!r}")
+            raise AnalysisError(f"{src}: 'model.moderators' entries are column names; got {m!r}")
     joint = bool(model.get("joint", len(mods) > 1))
     reference = _parse_reference(model.get("reference", {}), mods, _data_categorical(raw), src)
     an = dict(ANALYSES_DEFAULTS)
@@ -530,56 +662,92 @@ def parse_analysis(raw: dict, source: Path | None = None, name: str = "analysis"
     try:
         for r in rhos:
             check_rho(r, "'analyses.che_rhos' values")
-        bias_rho = (check_rho(a_raw["bias_rho"], "'analyses.bias_rho'")
-                    if "bias_rho" in a_raw else None)
+        bias_rho = (
+            check_rho(a_raw["bias_rho"], "'analyses.bias_rho'") if "bias_rho" in a_raw else None
+        )
     except MlmetaError as exc:
         raise AnalysisError(f"{src}: {exc}") from None
     inference = _choice("model.inference", model.get("inference", "model"), INFERENCES, src)
-    side = _choice("analyses.selection_side", a_raw.get("selection_side", "auto"),
-                   SELECTION_SIDES, src)
+    side = _choice(
+        "analyses.selection_side", a_raw.get("selection_side", "auto"), SELECTION_SIDES, src
+    )
     steps = tuple(float(x) for x in a_raw.get("selection_steps", (0.025,)))
     bad = [x for x in steps if not 0 < x < 1]
     if not steps or bad or len(set(steps)) != len(steps):
-        raise AnalysisError(f"{src}: 'analyses.selection_steps' must be distinct one-sided "
-                            f"p-values between 0 and 1 (exclusive); got {list(steps)!r}")
-    egger_pred = _choice("analyses.egger_predictor", a_raw.get("egger_predictor", "auto"),
-                         EGGER_PREDICTORS, src)
-    outlier_rule = _choice("analyses.outlier_rule", a_raw.get("outlier_rule", "bonferroni"),
-                           OUTLIER_RULES, src)
+        raise AnalysisError(
+            f"{src}: 'analyses.selection_steps' must be distinct one-sided "
+            f"p-values between 0 and 1 (exclusive); got {list(steps)!r}"
+        )
+    egger_pred = _choice(
+        "analyses.egger_predictor", a_raw.get("egger_predictor", "auto"), EGGER_PREDICTORS, src
+    )
+    outlier_rule = _choice(
+        "analyses.outlier_rule", a_raw.get("outlier_rule", "bonferroni"), OUTLIER_RULES, src
+    )
     rep_raw = raw.get("report", {})
-    forest_level = _choice("report.forest_level", rep_raw.get("forest_level", "auto"),
-                           FOREST_LEVELS, src)
-    forest_sort = _choice("report.forest_sort", rep_raw.get("forest_sort", "data"),
-                          FOREST_SORTS, src)
+    forest_level = _choice(
+        "report.forest_level", rep_raw.get("forest_level", "auto"), FOREST_LEVELS, src
+    )
+    forest_sort = _choice(
+        "report.forest_sort", rep_raw.get("forest_sort", "data"), FOREST_SORTS, src
+    )
     templates = None
     if "templates" in rep_raw:
         base = source.parent if source is not None else Path.cwd()
         templates = (base / rep_raw["templates"]).resolve()
         if not templates.is_dir():
-            raise AnalysisError(f"{src}: 'report.templates' {rep_raw['templates']!r} is not a "
-                                f"folder (looked for {templates})")
+            raise AnalysisError(
+                f"{src}: 'report.templates' {rep_raw['templates']!r} is not a "
+                f"folder (looked for {templates})"
+            )
     simulated = bool(raw.get("simulated", False))
     if example is not None:
         from mlmeta.examples import EXAMPLES
+
         simulated = simulated or bool(EXAMPLES[example][2])
     elif _bundled_simulated(data_file):
         simulated = True  # a bundled simulated data set read by path is still simulated
     dd = raw["data"]
     return AnalysisSpec(
-        source=source, title=raw.get("title"), simulated=simulated, notice=raw.get("notice"),
-        data_file=data_file, example=example, study=dd.get("study"),
-        n=dd.get("n", escalc_cols.get("ni")), categorical=tuple(dd.get("categorical", ())),
-        yi=eff.get("yi"), vi=eff.get("vi"), measure=measure,
-        escalc={} if has_yv else escalc_cols, label=eff.get("label"),
-        random=random, struct=struct, R=R_files, V=V_file, method=method, test=test, dfs=dfs,
+        source=source,
+        title=raw.get("title"),
+        simulated=simulated,
+        notice=raw.get("notice"),
+        data_file=data_file,
+        example=example,
+        study=dd.get("study"),
+        n=dd.get("n", escalc_cols.get("ni")),
+        categorical=tuple(dd.get("categorical", ())),
+        yi=eff.get("yi"),
+        vi=eff.get("vi"),
+        measure=measure,
+        escalc={} if has_yv else escalc_cols,
+        label=eff.get("label"),
+        random=random,
+        struct=struct,
+        R=R_files,
+        V=V_file,
+        method=method,
+        test=test,
+        dfs=dfs,
         level=level,
-        cluster=model.get("cluster"), rho=None if rho is None else float(rho),
-        rho_cluster=model.get("rho_cluster"), moderators=mods, reference=reference,
+        cluster=model.get("cluster"),
+        rho=None if rho is None else float(rho),
+        rho_cluster=model.get("rho_cluster"),
+        moderators=mods,
+        reference=reference,
         joint=joint and len(mods) > 1,
-        analyses=an, che_rhos=rhos, bias_rho=None if bias_rho is None else float(bias_rho),
-        inference=inference, selection_side=side, selection_steps=tuple(sorted(steps)),
-        egger_predictor=egger_pred, outlier_rule=outlier_rule, forest_level=forest_level,
-        forest_sort=forest_sort, templates=templates,
+        analyses=an,
+        che_rhos=rhos,
+        bias_rho=None if bias_rho is None else float(bias_rho),
+        inference=inference,
+        selection_side=side,
+        selection_steps=tuple(sorted(steps)),
+        egger_predictor=egger_pred,
+        outlier_rule=outlier_rule,
+        forest_level=forest_level,
+        forest_sort=forest_sort,
+        templates=templates,
         power=None if "power" not in raw else _parse_power(raw["power"], src),
     )
 
@@ -589,8 +757,9 @@ def _data_categorical(raw: dict) -> tuple[str, ...]:
     return tuple((raw.get("data") or {}).get("categorical", ()))
 
 
-def _parse_reference(ref_raw: dict, mods: tuple[str, ...], categorical: tuple[str, ...],
-                     src: str) -> dict[str, str]:
+def _parse_reference(
+    ref_raw: dict, mods: tuple[str, ...], categorical: tuple[str, ...], src: str
+) -> dict[str, str]:
     """``model.reference``: moderator -> reference level (as a category label: a number is
     written as the category labels of a numeric column are, 2.0 -> "2"). The moderator must be
     listed in ``model.moderators``; whether it is categorical and has that level is checked
@@ -599,8 +768,10 @@ def _parse_reference(ref_raw: dict, mods: tuple[str, ...], categorical: tuple[st
     for m, lev in ref_raw.items():
         if m not in mods:
             listed = ", ".join(mods) if mods else "none"
-            raise AnalysisError(f"{src}: 'model.reference.{m}': {m!r} is not a moderator "
-                                f"(model.moderators: {listed})")
+            raise AnalysisError(
+                f"{src}: 'model.reference.{m}': {m!r} is not a moderator "
+                f"(model.moderators: {listed})"
+            )
         lab = lev if isinstance(lev, str) else _label(lev)
         if not lab.strip():
             raise AnalysisError(f"{src}: 'model.reference.{m}' must name a level; got {lev!r}")
@@ -617,14 +788,17 @@ def check_reference(spec: AnalysisSpec, df) -> None:
         s = df[m]
         numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
         if numeric and m not in spec.categorical:
-            raise AnalysisError(f"'model.reference.{m}': {m!r} is not a categorical moderator "
-                                f"(a numeric column; list it in data.categorical to treat it "
-                                f"as categories)")
+            raise AnalysisError(
+                f"'model.reference.{m}': {m!r} is not a categorical moderator "
+                f"(a numeric column; list it in data.categorical to treat it "
+                f"as categories)"
+            )
         levels = sorted({_label(x) for x in s if not pd.isna(x)})
         if lev not in levels:
             shown = ", ".join(repr(x) for x in levels[:20]) + (" ..." if len(levels) > 20 else "")
-            raise AnalysisError(f"'model.reference.{m}': level {lev!r} not found in column "
-                                f"{m!r} (levels: {shown})")
+            raise AnalysisError(
+                f"'model.reference.{m}': level {lev!r} not found in column {m!r} (levels: {shown})"
+            )
 
 
 POWER_MODELS = ("CHE", "MLMA", "CE")
@@ -642,8 +816,9 @@ def _parse_power(p_raw: dict, src: str) -> dict:
         v = out[key]
         if isinstance(v, str):
             if v.strip().lower() != "observed":
-                raise AnalysisError(f"{src}: 'power.{key}' must be a number or \"observed\"; "
-                                    f"got {v!r}")
+                raise AnalysisError(
+                    f"{src}: 'power.{key}' must be a number or \"observed\"; got {v!r}"
+                )
             out[key] = "observed"
         elif key != "effect" and v < 0:
             raise AnalysisError(f"{src}: 'power.{key}' must be >= 0 or \"observed\"; got {v!r}")
@@ -651,22 +826,25 @@ def _parse_power(p_raw: dict, src: str) -> dict:
             out[key] = float(v)
     for key in ("target", "alpha"):
         if not 0 < out[key] < 1:
-            raise AnalysisError(f"{src}: 'power.{key}' must be strictly between 0 and 1; got "
-                                f"{out[key]!r}")
+            raise AnalysisError(
+                f"{src}: 'power.{key}' must be strictly between 0 and 1; got {out[key]!r}"
+            )
         out[key] = float(out[key])
     if out["rho"] is not None:
         if not 0 <= out["rho"] <= 1:
-            raise AnalysisError(f"{src}: 'power.rho' must be between 0 and 1; got "
-                                f"{out['rho']!r}")
+            raise AnalysisError(f"{src}: 'power.rho' must be between 0 and 1; got {out['rho']!r}")
         out["rho"] = float(out["rho"])
     out["model"] = _choice("power.model", out["model"], POWER_MODELS, src)
     out["df"] = _choice("power.df", out["df"], POWER_DFS, src)
     if out["model"] == "CE" and out["df"] != "rve":
-        raise AnalysisError(f"{src}: 'power.model' CE (correlated effects) needs power.df = "
-                            f"\"rve\"; got {out['df']!r}")
+        raise AnalysisError(
+            f"{src}: 'power.model' CE (correlated effects) needs power.df = "
+            f'"rve"; got {out["df"]!r}'
+        )
     if out["iterations"] < 1:
-        raise AnalysisError(f"{src}: 'power.iterations' must be an integer >= 1; got "
-                            f"{out['iterations']!r}")
+        raise AnalysisError(
+            f"{src}: 'power.iterations' must be an integer >= 1; got {out['iterations']!r}"
+        )
     return out
 
 
@@ -677,10 +855,13 @@ def _bundled_simulated(path: Path | None) -> bool:
     from importlib import resources
 
     from mlmeta.examples import EXAMPLES
+
     try:
         base = Path(str(resources.files("mlmeta.examples").joinpath("data")))
-        return any(sim and (base / f"{name}.csv").resolve() == path.resolve()
-                   for name, (_, _, sim) in EXAMPLES.items())
+        return any(
+            sim and (base / f"{name}.csv").resolve() == path.resolve()
+            for name, (_, _, sim) in EXAMPLES.items()
+        )
     except (OSError, TypeError):
         return False
 
@@ -703,12 +884,14 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
     title = notice = None
     if spec.example is not None:
         from mlmeta.examples import load_example
+
         ex = load_example(spec.example)
         df = ex.data.copy()
         title, notice = ex.title, ex.notice
         source_text = f"bundled example '{spec.example}'"
     else:
         from mlmeta.io import read_table
+
         df = read_table(str(spec.data_file))
         source_text = str(spec.data_file)
     cols = [str(c) for c in df.columns]
@@ -718,11 +901,12 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
             near = get_close_matches(col, cols, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             from mlmeta.io.read import lookalike_hint
+
             hint = lookalike_hint(col, cols) or hint
-            shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} in all)" if len(cols) > 30
-                                             else "")
-            raise AnalysisError(f"{key}: column {col!r} not found in the data (columns: "
-                                f"{shown}){hint}")
+            shown = ", ".join(cols[:30]) + (f", ... ({len(cols)} in all)" if len(cols) > 30 else "")
+            raise AnalysisError(
+                f"{key}: column {col!r} not found in the data (columns: {shown}){hint}"
+            )
 
     for lv in spec.random_levels:
         need(lv, "model.random")
@@ -735,13 +919,16 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
     for m in spec.moderators:
         need(m, "model.moderators")
         if "`" in m:  # a formula names such a column between back-quotes: it cannot hold one
-            raise AnalysisError(f"model.moderators: column {m!r} has a back-quote (`) in its "
-                                "name, which a moderator formula cannot refer to; rename the "
-                                "column")
+            raise AnalysisError(
+                f"model.moderators: column {m!r} has a back-quote (`) in its "
+                "name, which a moderator formula cannot refer to; rename the "
+                "column"
+            )
     if spec.escalc and spec.yi is None:
         for a, c in spec.escalc.items():
             need(c, f"effect.{a}")
         from mlmeta.effects import escalc
+
         es = escalc(spec.measure, df, **spec.escalc)
         df = df.copy()
         yi, vi = "yi", "vi"
@@ -754,8 +941,9 @@ def load_data(spec: AnalysisSpec) -> LoadedData:
     check_reference(spec, df)
     for c in spec.categorical:
         s = df[c]
-        df[c] = pd.Series([None if pd.isna(x) else _label(x) for x in s], index=df.index,
-                          dtype=object)
+        df[c] = pd.Series(
+            [None if pd.isna(x) else _label(x) for x in s], index=df.index, dtype=object
+        )
     return LoadedData(df, yi, vi, source_text, title, notice)
 
 
@@ -767,14 +955,57 @@ def _label(x) -> str:
 
 # ---------------------------------------------------------------- init template
 _GUESS = {
-    "study": ("study", "studyid", "study_id", "studyno", "study_no", "author", "authors",
-              "paper", "article", "cluster", "district", "lab", "trial", "ref", "reference"),
-    "es": ("es", "esid", "es_id", "effect_id", "effectid", "effect", "sampleid", "sample_id",
-           "sample", "outcome_id", "school", "obs", "row", "id"),
+    "study": (
+        "study",
+        "studyid",
+        "study_id",
+        "studyno",
+        "study_no",
+        "author",
+        "authors",
+        "paper",
+        "article",
+        "cluster",
+        "district",
+        "lab",
+        "trial",
+        "ref",
+        "reference",
+    ),
+    "es": (
+        "es",
+        "esid",
+        "es_id",
+        "effect_id",
+        "effectid",
+        "effect",
+        "sampleid",
+        "sample_id",
+        "sample",
+        "outcome_id",
+        "school",
+        "obs",
+        "row",
+        "id",
+    ),
     "r": ("r", "ri", "cor", "corr", "correlation", "r_xy", "rxy"),
     "n": ("n", "ni", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
-    "yi": ("yi", "y", "g", "d", "smd", "hedges_g", "es_value", "effect_size", "effectsize",
-           "lnor", "logor", "z", "zr", "fisher_z"),
+    "yi": (
+        "yi",
+        "y",
+        "g",
+        "d",
+        "smd",
+        "hedges_g",
+        "es_value",
+        "effect_size",
+        "effectsize",
+        "lnor",
+        "logor",
+        "z",
+        "zr",
+        "fisher_z",
+    ),
     "vi": ("vi", "v", "var", "variance", "var_yi", "vyi", "sampling_variance"),
 }
 
@@ -828,8 +1059,7 @@ def _toml_str(s: str) -> str:
 
 def _comment(s: str) -> str:
     """Text safe inside a TOML comment (control characters, a newline among them, escaped)."""
-    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch
-                   for ch in s)
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else ch for ch in s)
 
 
 #: the template proposes at most this many moderators (a wide file could otherwise propose
@@ -894,34 +1124,56 @@ def init_template(data_path: str, out_path: str | None = None) -> str:
         "[data]",
         f"file = {_toml_str(rel.replace(os.sep, '/'))}   # relative to this file",
     ]
-    lines.append(f"study = {_toml_str(study)}" if study else
-                 '# study = "STUDY_COLUMN"        # TODO: the column identifying studies')
+    lines.append(
+        f"study = {_toml_str(study)}"
+        if study
+        else '# study = "STUDY_COLUMN"        # TODO: the column identifying studies'
+    )
     nn = n
-    lines.append(f"n = {_toml_str(nn)}                  # participants per effect size" if nn else
-                 '# n = "N_COLUMN"              # participants per effect size (optional)')
+    lines.append(
+        f"n = {_toml_str(nn)}                  # participants per effect size"
+        if nn
+        else '# n = "N_COLUMN"              # participants per effect size (optional)'
+    )
     if cats:
-        lines.append(f"# categorical = [{', '.join(_toml_str(c) for c in cats)}]   "
-                     "# numeric columns to treat as categories")
+        lines.append(
+            f"# categorical = [{', '.join(_toml_str(c) for c in cats)}]   "
+            "# numeric columns to treat as categories"
+        )
     lines += ["", "[effect]"]
     if r and n:
-        lines += ['measure = "ZCOR"           # Fisher z from r and n; reported on the r scale',
-                  f"ri = {_toml_str(r)}", f"ni = {_toml_str(n)}"]
+        lines += [
+            'measure = "ZCOR"           # Fisher z from r and n; reported on the r scale',
+            f"ri = {_toml_str(r)}",
+            f"ni = {_toml_str(n)}",
+        ]
         if yi and vi:
             lines += [f"# or precomputed effects: yi = {_toml_str(yi)}, vi = {_toml_str(vi)}"]
     elif yi and vi:
-        lines += [f"yi = {_toml_str(yi)}", f"vi = {_toml_str(vi)}",
-                  '# measure = "ZCOR"         # say so when yi is Fisher z (report on the r scale)',
-                  '# label = "g"              # symbol of the effect in the report']
+        lines += [
+            f"yi = {_toml_str(yi)}",
+            f"vi = {_toml_str(vi)}",
+            '# measure = "ZCOR"         # say so when yi is Fisher z (report on the r scale)',
+            '# label = "g"              # symbol of the effect in the report',
+        ]
     else:
-        lines += ['# TODO: no effect-size columns recognised. Either', '# yi = "YI_COLUMN"',
-                  '# vi = "VI_COLUMN"', '# or, for correlations,', 'measure = "ZCOR"',
-                  f"ri = {_toml_str(r or 'R_COLUMN')}", f"ni = {_toml_str(n or 'N_COLUMN')}"]
+        lines += [
+            "# TODO: no effect-size columns recognised. Either",
+            '# yi = "YI_COLUMN"',
+            '# vi = "VI_COLUMN"',
+            "# or, for correlations,",
+            'measure = "ZCOR"',
+            f"ri = {_toml_str(r or 'R_COLUMN')}",
+            f"ni = {_toml_str(n or 'N_COLUMN')}",
+        ]
     lines += ["", "[model]"]
     if study and es:
         lines.append(f"random = {_toml_str(study + '/' + es)}   # effect sizes nested in studies")
     elif study:
-        lines.append(f"random = {_toml_str(study)}        # one level above sampling error; "
-                     "with an effect-size id: \"study/es\"")
+        lines.append(
+            f"random = {_toml_str(study)}        # one level above sampling error; "
+            'with an effect-size id: "study/es"'
+        )
     else:
         lines.append('# random = "study/es"     # TODO: nesting outer/inner')
     lines += [
@@ -929,12 +1181,19 @@ def init_template(data_path: str, out_path: str | None = None) -> str:
         'test = "t"                 # t or z',
         'dfs = "contain"            # contain or residual',
         "level = 95",
-        (f"moderators = [{', '.join(_toml_str(m) for m in mods[:MAX_TEMPLATE_MODERATORS])}]"
-        "   # each tested alone and (joint) together"),
-        *([f"# {len(mods) - MAX_TEMPLATE_MODERATORS} more candidate columns not listed: "
-           f"{_comment(', '.join(mods[MAX_TEMPLATE_MODERATORS:MAX_TEMPLATE_MODERATORS + 30]))}"
-           f"{' ...' if len(mods) > MAX_TEMPLATE_MODERATORS + 30 else ''}"]
-          if len(mods) > MAX_TEMPLATE_MODERATORS else []),
+        (
+            f"moderators = [{', '.join(_toml_str(m) for m in mods[:MAX_TEMPLATE_MODERATORS])}]"
+            "   # each tested alone and (joint) together"
+        ),
+        *(
+            [
+                f"# {len(mods) - MAX_TEMPLATE_MODERATORS} more candidate columns not listed: "
+                f"{_comment(', '.join(mods[MAX_TEMPLATE_MODERATORS : MAX_TEMPLATE_MODERATORS + 30]))}"
+                f"{' ...' if len(mods) > MAX_TEMPLATE_MODERATORS + 30 else ''}"
+            ]
+            if len(mods) > MAX_TEMPLATE_MODERATORS
+            else []
+        ),
         f"joint = {'true' if 1 < len(mods) <= 8 else 'false'}"
         + ("   # more than 8 moderators: the joint model is off" if len(mods) > 8 else ""),
         "# rho = 0.6                # CHE working model: correlated sampling errors in a study",

@@ -78,8 +78,21 @@ __all__ = [
 ]
 
 #: functions a moderator formula may call
-ALLOWED_FUNCTIONS = ("factor", "C", "relevel", "I", "poly", "log", "log2", "log10", "exp", "sqrt",
-                     "abs", "scale", "center")
+ALLOWED_FUNCTIONS = (
+    "factor",
+    "C",
+    "relevel",
+    "I",
+    "poly",
+    "log",
+    "log2",
+    "log10",
+    "exp",
+    "sqrt",
+    "abs",
+    "scale",
+    "center",
+)
 #: calls whose arguments may hold a string, a number or ``=`` (a reference level)
 _REF_CALLS = ("relevel", "Treatment")
 #: functions that may appear inside another function call (they map numbers to numbers)
@@ -94,14 +107,22 @@ MAX_TERMS = 500
 MAX_POLY_DEGREE = 10
 _MAX_EXPANSION = 20000  # work bound for an interaction power (terms ** exponent)
 _MAX_CELLS = 50_000_000  # design-matrix cells (rows x columns) formulaic may be asked to build
-_CAP = 10 ** 12
+_CAP = 10**12
 
 _FLOAT = "mlmf_"  # context function that turns integer literals into floats
 
-_CONTEXT = {"log": np.log, "log2": np.log2, "log10": np.log10, "exp": np.exp,
-            "sqrt": np.sqrt, "abs": np.abs, _FLOAT: float}
+_CONTEXT = {
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "abs": np.abs,
+    _FLOAT: float,
+}
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<bq>`[^`]*`)
   | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
@@ -110,7 +131,9 @@ _TOKEN = re.compile(r"""
   | (?P<eq>=(?!=))
   | (?P<op>\*\*|[~+\-*/:^(),|])
   | (?P<bad>.)
-""", re.VERBOSE | re.UNICODE | re.DOTALL)
+""",
+    re.VERBOSE | re.UNICODE | re.DOTALL,
+)
 
 _HINTS = {
     "=": " (keyword arguments are not supported; e.g. write poly(x, 2))",
@@ -132,9 +155,13 @@ _NUMBER = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 def _must_quote(name: str) -> str:
     """The message for a column name written without the back-quotes it needs."""
-    why = ("has a space" if any(ch.isspace() for ch in name) else
-           "starts with a digit" if name[0].isdigit() else
-           "has a character other than letters, digits, '_' and '.'")
+    why = (
+        "has a space"
+        if any(ch.isspace() for ch in name)
+        else "starts with a digit"
+        if name[0].isdigit()
+        else "has a character other than letters, digits, '_' and '.'"
+    )
     return f"column {name!r} must be back-quoted in a formula (its name {why}): write `{name}`"
 
 
@@ -168,23 +195,29 @@ class ModelFormula:
             return np.ones((len(data), 1))
         for orig, _, _ in self.aliases:
             if orig not in data.columns:
-                raise FormulaError(f"moderator formula {_show(self.text)}: column {orig!r} not "
-                                   "found in the new data")
+                raise FormulaError(
+                    f"moderator formula {_show(self.text)}: column {orig!r} not "
+                    "found in the new data"
+                )
         for orig, seen in self.levels:
-            new = sorted({str(x) for x in pd.Series(np.asarray(data[orig])).dropna().unique()}
-                         - set(seen))
+            new = sorted(
+                {str(x) for x in pd.Series(np.asarray(data[orig])).dropna().unique()} - set(seen)
+            )
             if new:
-                raise FormulaError(f"moderator {orig!r}: category {new[0]!r} was not in the data "
-                                   f"the model was fitted to (categories: {', '.join(seen)})")
+                raise FormulaError(
+                    f"moderator {orig!r}: category {new[0]!r} was not in the data "
+                    f"the model was fitted to (categories: {', '.join(seen)})"
+                )
         frame = _frame(data, self.aliases, self.categories)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
                 mm = self.spec.get_model_matrix(frame, context=_CONTEXT)
             except Exception as exc:  # noqa: BLE001 -- formulaic raises many types
-                raise FormulaError(f"moderator formula {_show(self.text)} could not be evaluated "
-                                   f"for the new data: {_first_line(exc, self.aliases)}") \
-                    from None
+                raise FormulaError(
+                    f"moderator formula {_show(self.text)} could not be evaluated "
+                    f"for the new data: {_first_line(exc, self.aliases)}"
+                ) from None
         X = np.asarray(mm, dtype=float)
         return X if self.keep is None else X[:, list(self.keep)]
 
@@ -196,11 +229,15 @@ def _frame(data: pd.DataFrame, aliases, categories=()) -> pd.DataFrame:
         s = data[orig]
         if al in cats:
             # another reference level: the categories in coding order, reference first
-            values = s.astype(object).to_numpy() if isinstance(s.dtype, pd.CategoricalDtype) \
+            values = (
+                s.astype(object).to_numpy()
+                if isinstance(s.dtype, pd.CategoricalDtype)
                 else s.to_numpy()
+            )
             cols[al] = pd.Categorical(values, categories=list(cats[al]))
-        elif numeric and (pd.api.types.is_integer_dtype(s.dtype)
-                          and not pd.api.types.is_bool_dtype(s.dtype)):
+        elif numeric and (
+            pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+        ):
             cols[al] = s.to_numpy(dtype=float, na_value=np.nan)
         else:
             cols[al] = s.to_numpy()
@@ -244,8 +281,9 @@ def _sat(x: int) -> int:
 class _Parser:
     """Recursive descent over the tokens of ``~ ...``; builds formulaic's text and bounds."""
 
-    def __init__(self, text: str, columns: Sequence[str],
-                 levels: Callable[[str, bool], int] | None = None):
+    def __init__(
+        self, text: str, columns: Sequence[str], levels: Callable[[str, bool], int] | None = None
+    ):
         self.text = text
         self.columns = [str(c) for c in columns]
         self.colset = set(self.columns)
@@ -273,8 +311,14 @@ class _Parser:
         characters) and that the formula writes without them, or None."""
         outside = re.sub(r"`[^`]*`", lambda m: " " * len(m.group()), self.text)
         for c in sorted(self.columns, key=len, reverse=True):
-            if (not c or c != c.strip() or "`" in c or _BARE.match(c)
-                    or _NUMBER.match(c) or len(c) > len(outside)):
+            if (
+                not c
+                or c != c.strip()
+                or "`" in c
+                or _BARE.match(c)
+                or _NUMBER.match(c)
+                or len(c) > len(outside)
+            ):
                 continue  # plain names; numbers are caught where a number is read
             if re.search(rf"(?<![\w.`]){re.escape(c)}(?![\w.`])", outside):
                 return c
@@ -294,27 +338,28 @@ class _Parser:
                 # a string or '=' anywhere but in a reference level is a bad character
                 kind, tok = "bad", tok[0]
             if kind == "bad":
-                self.fail(f"character {tok!r} at position {pos + 1} is not allowed"
-                          f"{_HINTS.get(tok, '')}; use column names, numbers, + - * / : ^ ( ) "
-                          f"and the functions {', '.join(ALLOWED_FUNCTIONS)}")
+                self.fail(
+                    f"character {tok!r} at position {pos + 1} is not allowed"
+                    f"{_HINTS.get(tok, '')}; use column names, numbers, + - * / : ^ ( ) "
+                    f"and the functions {', '.join(ALLOWED_FUNCTIONS)}"
+                )
             if kind == "num" and len(tok) > 30:
                 self.fail(f"number {tok[:20]}... at position {pos + 1} is too long")
             if tok == "(":
                 stack.append(pos)
                 calls.append(toks[-1][1] if toks and toks[-1][0] == "name" else None)
                 if len(stack) > MAX_DEPTH:
-                    self.fail(f"parentheses are nested too deeply (more than {MAX_DEPTH} "
-                              "levels)")
+                    self.fail(f"parentheses are nested too deeply (more than {MAX_DEPTH} levels)")
             elif tok == ")":
                 if not stack:
-                    self.fail(f"unbalanced parentheses: ')' at position {pos + 1} has no "
-                              "matching '('")
+                    self.fail(
+                        f"unbalanced parentheses: ')' at position {pos + 1} has no matching '('"
+                    )
                 stack.pop()
                 calls.pop()
             toks.append((kind, tok, pos))
         if stack:
-            self.fail(f"unbalanced parentheses: '(' at position {stack[-1] + 1} is never "
-                      "closed")
+            self.fail(f"unbalanced parentheses: '(' at position {stack[-1] + 1} is never closed")
         return toks
 
     def peek(self, off: int = 0):
@@ -369,6 +414,7 @@ class _Parser:
             near = [c for c in self.columns if c.lower() == name.lower()][:1]
         hint = f"; did you mean {near[0]!r}?" if near else ""
         from mlmeta.io.read import lookalike_hint
+
         hint = lookalike_hint(name, self.columns) or hint
         if " " in name and not hint:
             hint = "; back-quote names with spaces: `my column`"
@@ -388,8 +434,7 @@ class _Parser:
             if t[1] == "|":
                 self.fail("'|' is not allowed here; give random effects with random=")
             if t[1] == ",":
-                self.fail(f"',' {self.where(t)} is only allowed between the arguments of "
-                          "poly()")
+                self.fail(f"',' {self.where(t)} is only allowed between the arguments of poly()")
             if t[1] == ")":
                 self.fail(f"unbalanced parentheses: ')' {self.where(t)} has no matching '('")
             self.fail(f"missing operator before {t[1]!r} {self.where(t)}")
@@ -403,8 +448,11 @@ class _Parser:
             op = self.take()[1]
             right = self.f_prod()
             if op == "+":
-                left = _Node(f"{left.text} + {right.text}", _sat(left.terms + right.terms),
-                             _sat(left.cols + right.cols))
+                left = _Node(
+                    f"{left.text} + {right.text}",
+                    _sat(left.terms + right.terms),
+                    _sat(left.cols + right.cols),
+                )
             else:
                 left = _Node(f"{left.text} - {right.text}", left.terms, left.cols)
         return left
@@ -430,8 +478,11 @@ class _Parser:
             right = self.f_pow()
             self.no_number(left, ":")
             self.no_number(right, ":")
-            left = _Node(f"{left.text}:{right.text}", _sat(left.terms * right.terms),
-                         _sat(left.cols * right.cols))
+            left = _Node(
+                f"{left.text}:{right.text}",
+                _sat(left.terms * right.terms),
+                _sat(left.cols * right.cols),
+            )
         return left
 
     def f_pow(self) -> _Node:
@@ -440,16 +491,21 @@ class _Parser:
             op = self.take()
             t = self.take()
             if t[0] != "num" or not t[1].isdigit() or int(t[1]) < 1:
-                self.fail(f"the exponent of {op[1]!r} {self.where(op)} must be a whole number "
-                          ">= 1, as in (a + b)^2; for powers of a variable write I(x^2)")
+                self.fail(
+                    f"the exponent of {op[1]!r} {self.where(op)} must be a whole number "
+                    ">= 1, as in (a + b)^2; for powers of a variable write I(x^2)"
+                )
             self.no_number(base, op[1])
             n = min(int(t[1]), max(base.terms, 1))
             if n * math.log(max(base.terms, 1)) > math.log(_MAX_EXPANSION):
-                self.fail(f"the interaction power {op[1]}{t[1]} {self.where(op)} expands too "
-                          f"many terms; simplify the interactions")
+                self.fail(
+                    f"the interaction power {op[1]}{t[1]} {self.where(op)} expands too "
+                    f"many terms; simplify the interactions"
+                )
             terms = sum(math.comb(base.terms, j) for j in range(1, n + 1))
-            cols = (_CAP if n * math.log(base.cols + 1) > math.log(_CAP)
-                    else (base.cols + 1) ** n - 1)
+            cols = (
+                _CAP if n * math.log(base.cols + 1) > math.log(_CAP) else (base.cols + 1) ** n - 1
+            )
             if self.peek()[1] in ("^", "**"):
                 self.fail(f"chained exponents {self.where(self.peek())} are not allowed")
             return _Node(f"{base.text} ** {n}", _sat(terms), cols)
@@ -457,8 +513,10 @@ class _Parser:
 
     def no_number(self, node: _Node, op: str):
         if node.intercept_only:
-            self.fail(f"a number cannot be an operand of {op!r}; numbers are only allowed "
-                      "as 0 / 1 (intercept) or inside functions, e.g. I(2 * x)")
+            self.fail(
+                f"a number cannot be an operand of {op!r}; numbers are only allowed "
+                "as 0 / 1 (intercept) or inside functions, e.g. I(2 * x)"
+            )
 
     def f_unary(self) -> _Node:
         if self.peek()[1] in ("+", "-"):
@@ -475,9 +533,11 @@ class _Parser:
             if tok not in ("0", "1") and tok in self.colset:
                 self.fail(_must_quote(tok), hint=False)
             if tok not in ("0", "1"):
-                self.fail(f"number {tok} {self.where(t)} is not a term; numbers are only "
-                          "allowed as 0 / 1 (intercept), as exponents, or inside functions, "
-                          "e.g. I(2 * x)")
+                self.fail(
+                    f"number {tok} {self.where(t)} is not a term; numbers are only "
+                    "allowed as 0 / 1 (intercept), as exponents, or inside functions, "
+                    "e.g. I(2 * x)"
+                )
             return _Node(tok, 0, 1, intercept_only=True)
         if kind == "name" and self.peek(1)[1] == "(":
             return self.call(top=True)
@@ -512,8 +572,9 @@ class _Parser:
         if fn not in ALLOWED_FUNCTIONS:
             near = [f for f in ALLOWED_FUNCTIONS if f.lower() == fn.lower()]
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            self.fail(f"function {fn!r} is not allowed; allowed are "
-                      f"{', '.join(ALLOWED_FUNCTIONS)}{hint}")
+            self.fail(
+                f"function {fn!r} is not allowed; allowed are {', '.join(ALLOWED_FUNCTIONS)}{hint}"
+            )
         if not top and fn not in _MATH_FUNCTIONS:
             self.fail(f"{fn}() {self.where(ft)} cannot be used inside another function")
         self.take()  # '('
@@ -524,8 +585,10 @@ class _Parser:
             nxt = (")", ",") if fn == "C" else (")",)
             if t[0] not in ("name", "bq") or self.peek()[1] not in nxt:
                 if fn == "C":
-                    self.fail('C() takes a column name and optionally Treatment(reference '
-                              'level), e.g. C(type) or C(type, Treatment("b"))')
+                    self.fail(
+                        "C() takes a column name and optionally Treatment(reference "
+                        'level), e.g. C(type) or C(type, Treatment("b"))'
+                    )
                 self.fail(f"{fn}() takes one column name, e.g. {fn}(type)")
             name = self.column(t)
             if self.peek()[1] == ",":
@@ -542,8 +605,10 @@ class _Parser:
             self.take()
             d = self.take()
             if d[0] != "num" or not d[1].isdigit() or not 1 <= int(d[1]) <= MAX_POLY_DEGREE:
-                self.fail(f"the degree of poly() must be a whole number from 1 to "
-                          f"{MAX_POLY_DEGREE}, got {d[1] or 'nothing'!s}")
+                self.fail(
+                    f"the degree of poly() must be a whole number from 1 to "
+                    f"{MAX_POLY_DEGREE}, got {d[1] or 'nothing'!s}"
+                )
             degree = int(d[1])
             if self.peek()[1] == ",":
                 self.fail("poly() takes a variable and a degree, e.g. poly(year, 2)")
@@ -569,16 +634,20 @@ class _Parser:
             x = float(sign + t[1])
             return (f"{int(x)}" if x.is_integer() and abs(x) < 1e15 else repr(x)), x
         got = "the end of the formula" if t[0] is None else repr(t[1])
-        self.fail(f"{fn}() takes the reference level as a string or a number, e.g. "
-                  f'{"relevel(type, ref = " if fn == "relevel" else "Treatment("}"b"), got {got} '
-                  f"{self.where(t)}")
+        self.fail(
+            f"{fn}() takes the reference level as a string or a number, e.g. "
+            f'{"relevel(type, ref = " if fn == "relevel" else "Treatment("}"b"), got {got} '
+            f"{self.where(t)}"
+        )
 
     def keyword(self, names: tuple[str, ...]) -> bool:
         """Consume ``name =`` if the next tokens are one of ``names`` followed by '='."""
         if self.peek()[0] == "name" and self.peek(1)[0] == "eq":
             if self.peek()[1] not in names:
-                self.fail(f"unknown argument {self.peek()[1]!r} {self.where(self.peek())}; "
-                          f"write {names[0]} = \"level\"")
+                self.fail(
+                    f"unknown argument {self.peek()[1]!r} {self.where(self.peek())}; "
+                    f'write {names[0]} = "level"'
+                )
             self.take()
             self.take()
             return True
@@ -630,8 +699,10 @@ class _Parser:
         t = self.take()
         if t[0] != "name" or t[1] != "Treatment":
             got = "the end of the formula" if t[0] is None else repr(t[1])
-            self.fail(f'the contrast of C() must be Treatment or Treatment("level"), got {got} '
-                      f"{self.where(t)}")
+            self.fail(
+                f'the contrast of C() must be Treatment or Treatment("level"), got {got} '
+                f"{self.where(t)}"
+            )
         if self.peek()[1] != "(":  # C(col, Treatment): the default reference
             self.close("C")
             self.factored.add(name)
@@ -700,8 +771,9 @@ def _normalise(text) -> str:
     if text is None:
         return "~ 1"
     if not isinstance(text, str):
-        raise FormulaError(f"moderator formula must be a string such as '~ year', got "
-                           f"{type(text).__name__}")
+        raise FormulaError(
+            f"moderator formula must be a string such as '~ year', got {type(text).__name__}"
+        )
     t = text.strip()
     if t in ("", "~1", "~ 1", "1"):
         return "~ 1"
@@ -727,21 +799,22 @@ def _r_name(name: str, factored: set[str], aliases, terms=None) -> str:
         piece = re.sub(r"\[(.*)\]$", r"\1", piece)
         term = next((t for al, t in (terms or {}).items() if piece.startswith(f"C({al})")), None)
         if term is not None:
-            al = piece[2:piece.index(")")]
-            parts.append(term + piece[len(al) + 3:])
+            al = piece[2 : piece.index(")")]
+            parts.append(term + piece[len(al) + 3 :])
             continue
         piece = _unalias(piece, aliases)
         for f in factored:
             if piece.startswith(f"C({f})"):
-                piece = f"factor({f}){piece[len(f) + 3:]}"
+                piece = f"factor({f}){piece[len(f) + 3 :]}"
                 break
         piece = piece.replace(" ** ", "^").replace("**", "^")
         parts.append(piece)
     return ":".join(parts)
 
 
-def parse_formula(text: str | None, data: pd.DataFrame,
-                  rows: Any = None) -> tuple[np.ndarray, ModelFormula]:
+def parse_formula(
+    text: str | None, data: pd.DataFrame, rows: Any = None
+) -> tuple[np.ndarray, ModelFormula]:
     """Parse ``text`` (R-style, leading ``~`` optional) against ``data``; return (X, formula).
 
     ``None`` or ``"~ 1"`` gives the intercept-only model. ``data`` must already be free of
@@ -757,25 +830,33 @@ def parse_formula(text: str | None, data: pd.DataFrame,
 
     def levels(name: str, factor: bool) -> int:
         s = data[name]
-        if factor or not (pd.api.types.is_numeric_dtype(s.dtype)
-                          or pd.api.types.is_bool_dtype(s.dtype)):
+        if factor or not (
+            pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+        ):
             return int(s.nunique(dropna=True))
         return 1
 
     p, node = _parse(text, list(data.columns), levels)
     aliases = tuple((orig, al, numeric) for (orig, numeric), al in p.aliases.items())
     aliases += tuple((orig, al, False) for (orig, _, _), (al, _, _, _) in p.relevels.items())
-    categories = tuple((al, _categories(data[orig], ref, by_pos, term, text))
-                       for (orig, _, _), (al, term, ref, by_pos) in p.relevels.items())
+    categories = tuple(
+        (al, _categories(data[orig], ref, by_pos, term, text))
+        for (orig, _, _), (al, term, ref, by_pos) in p.relevels.items()
+    )
     # text columns are coded with their categories in R's order (see r_levels)
-    categories += tuple((al, r_levels(data[orig])) for orig, al, _ in aliases
-                        if al not in dict(categories) and _is_text(data[orig]))
+    categories += tuple(
+        (al, r_levels(data[orig]))
+        for orig, al, _ in aliases
+        if al not in dict(categories) and _is_text(data[orig])
+    )
     terms = {al: term for (al, term, _, _) in p.relevels.values()}
     k = len(data)
     cols = node.cols + 1
     if cols * k > _MAX_CELLS and cols > min(k, 1000):
-        raise FormulaError(f"moderator formula {_show(text)} would give up to {cols} coefficients "
-                           f"for {k} rows; too many to estimate")
+        raise FormulaError(
+            f"moderator formula {_show(text)} would give up to {cols} coefficients "
+            f"for {k} rows; too many to estimate"
+        )
     ftext = "~ " + node.text
     frame = _frame(data, aliases, categories)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -785,33 +866,41 @@ def parse_formula(text: str | None, data: pd.DataFrame,
         except RecursionError:
             raise FormulaError(f"moderator formula {_show(text)} is nested too deeply") from None
         except Exception as exc:  # noqa: BLE001 -- formulaic raises many types; one line
-            raise FormulaError(f"moderator formula {_show(text)} could not be evaluated: "
-                               f"{_first_line(exc, aliases)}") from None
+            raise FormulaError(
+                f"moderator formula {_show(text)} could not be evaluated: "
+                f"{_first_line(exc, aliases)}"
+            ) from None
     names = tuple(_r_name(str(c), p.factored, aliases, terms) for c in mm.columns)
     X = np.asarray(mm, dtype=float)
     if X.ndim != 2 or X.shape[0] != k:
         raise FormulaError(f"moderator formula {_show(text)} did not give one row per effect size")
     if X.shape[1] == 0:
-        raise FormulaError(f"moderator formula {_show(text)} leaves no coefficient to estimate; "
-                           "remove the '0' / '- 1' or add moderators")
+        raise FormulaError(
+            f"moderator formula {_show(text)} leaves no coefficient to estimate; "
+            "remove the '0' / '- 1' or add moderators"
+        )
     bad = ~np.isfinite(X)
     if bad.any():
         i, j = (int(x) for x in np.argwhere(bad)[0])
         where = rows[i] if rows is not None else f"row {i + 1}"
-        raise FormulaError(f"moderator formula {_show(text)}: coefficient {names[j]!r} is "
-                           f"{float(X[i, j])!r} in {where} (e.g. log or sqrt of a value <= 0, or an "
-                           "overflow)")
+        raise FormulaError(
+            f"moderator formula {_show(text)}: coefficient {names[j]!r} is "
+            f"{float(X[i, j])!r} in {where} (e.g. log or sqrt of a value <= 0, or an "
+            "overflow)"
+        )
     has_int = "intrcpt" in names
     # the categories seen at fit time: a prediction for an unseen category is refused rather
     # than silently treated as the reference level
     seen = []
     for orig, _, numeric in aliases:
         col = data[orig]
-        if not numeric or not (pd.api.types.is_numeric_dtype(col.dtype)
-                               or pd.api.types.is_bool_dtype(col.dtype)):
+        if not numeric or not (
+            pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)
+        ):
             seen.append((orig, tuple(sorted({str(x) for x in col.dropna().unique()}))))
-    return X, ModelFormula(text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases,
-                           tuple(seen), categories)
+    return X, ModelFormula(
+        text, mm.model_spec, names, tuple(sorted(p.used)), has_int, aliases, tuple(seen), categories
+    )
 
 
 def _categories(col: pd.Series, ref, by_position: bool, term: str, text: str) -> tuple:
@@ -824,23 +913,33 @@ def _categories(col: pd.Series, ref, by_position: bool, term: str, text: str) ->
     if by_position:
         pos = float(ref)
         if not pos.is_integer() or not 1 <= pos <= len(cats):
-            raise FormulaError(f"moderator formula {_show(text)}: {term} asks for level number "
-                               f"{ref:g}, but the column has {len(cats)} categories ({shown})")
+            raise FormulaError(
+                f"moderator formula {_show(text)}: {term} asks for level number "
+                f"{ref:g}, but the column has {len(cats)} categories ({shown})"
+            )
         j = int(pos) - 1
     else:
-        hits = [i for i, c in enumerate(cats) if str(c) == str(ref)
-                or (isinstance(ref, float) and _is_number(c) and float(c) == ref)]
+        hits = [
+            i
+            for i, c in enumerate(cats)
+            if str(c) == str(ref) or (isinstance(ref, float) and _is_number(c) and float(c) == ref)
+        ]
         if not hits:
             want = repr(ref) if isinstance(ref, str) else f"{ref:g}"
-            raise FormulaError(f"moderator formula {_show(text)}: the reference level {want} of "
-                               f"{term} is not a category of the column (categories: {shown})")
+            raise FormulaError(
+                f"moderator formula {_show(text)}: the reference level {want} of "
+                f"{term} is not a category of the column (categories: {shown})"
+            )
         j = hits[0]
-    return (cats[j], *cats[:j], *cats[j + 1:])
+    return (cats[j], *cats[:j], *cats[j + 1 :])
 
 
 def _is_text(col: pd.Series) -> bool:
-    return not (isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(col.dtype)
-                or pd.api.types.is_numeric_dtype(col.dtype))
+    return not (
+        isinstance(col.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(col.dtype)
+        or pd.api.types.is_numeric_dtype(col.dtype)
+    )
 
 
 def collation_key(s: str) -> tuple:

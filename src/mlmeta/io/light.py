@@ -39,11 +39,35 @@ MAX_BYTES = 4 << 20
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?")
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,14})")  # |value| < 1e15: exact in int64 and float
 # pandas' default missing-value words and booleans (read as NaN / bool, never as text ids)
-_SPECIAL = frozenset({
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "True", "False", "TRUE",
-    "FALSE", "true", "false",
-})
+_SPECIAL = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+        "True",
+        "False",
+        "TRUE",
+        "FALSE",
+        "true",
+        "false",
+    }
+)
 _SUFFIXES = (".csv", ".txt", ".tsv", ".tab", "")
 
 
@@ -59,8 +83,12 @@ def read_plain_csv(path, needed: list[str]) -> dict[str, list[str]] | None:
     if st.st_size > MAX_BYTES or st.st_size == 0:
         return None
     raw = p.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")) or b"\x00" in raw \
-            or b'"' in raw or b"\r" in raw:
+    if (
+        raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf"))
+        or b"\x00" in raw
+        or b'"' in raw
+        or b"\r" in raw
+    ):
         return None
     try:
         text = raw.decode("utf-8")
@@ -114,8 +142,9 @@ def ids(cells: list[str]) -> np.ndarray:
     return np.array(cells, dtype=object)
 
 
-def quick_model_data(y: np.ndarray, v: np.ndarray, levels: tuple[str, ...],
-                     factors: list[np.ndarray]) -> Any:
+def quick_model_data(
+    y: np.ndarray, v: np.ndarray, levels: tuple[str, ...], factors: list[np.ndarray]
+) -> Any:
     """ModelData for an intercept-only nested model from clean arrays, or None when
     :func:`mlmeta.io.prepare.prepare` would warn or refuse (values out of range, one outer
     group, rows repeating every id)."""
@@ -135,6 +164,15 @@ def quick_model_data(y: np.ndarray, v: np.ndarray, levels: tuple[str, ...],
     formula = ModelFormula("~ 1", None, ("intrcpt",), (), True, ())
     # no pandas frame: the quick path ends with the printout, and anything that asks for the
     # frame fails over to the careful path (see mlmeta.cli)
-    return ModelData(y=y, v=v, X=np.ones((k, 1)), coef_names=("intrcpt",), formula=formula,
-                     random=levels, factors=tuple(factors), frame=cast(Any, None), k_all=k,
-                     dropped=())
+    return ModelData(
+        y=y,
+        v=v,
+        X=np.ones((k, 1)),
+        coef_names=("intrcpt",),
+        formula=formula,
+        random=levels,
+        factors=tuple(factors),
+        frame=cast(Any, None),
+        k_all=k,
+        dropped=(),
+    )

@@ -54,8 +54,7 @@ else:
 from mlmeta.errors import DataWarning, InputError
 from mlmeta.io.formula import ModelFormula, formula_variables, parse_formula
 
-__all__ = ["ALIAS_TOL", "SHARED_ID_SHARE", "ModelData", "prepare", "redundant_columns",
-           "row_label"]
+__all__ = ["ALIAS_TOL", "SHARED_ID_SHARE", "ModelData", "prepare", "redundant_columns", "row_label"]
 
 #: relative tolerance of R's ``lm()`` QR decomposition (``qr(tol = 1e-07)``), below which a
 #: column counts as a linear combination of the columns before it
@@ -134,10 +133,10 @@ def _check_column(df: pd.DataFrame, col: str, role: str) -> None:
             near = [c for c in names if c.lower() == col.lower().strip()][:1]
         hint = f"; did you mean {near[0]!r}?" if near else ""
         from mlmeta.io.read import lookalike_hint
+
         hint = lookalike_hint(col, names) or hint
         shown = ", ".join(names[:30]) + (", ..." if len(names) > 30 else "")
-        raise InputError(f"{role} column {col!r} not found in the data (columns: "
-                         f"{shown}){hint}")
+        raise InputError(f"{role} column {col!r} not found in the data (columns: {shown}){hint}")
 
 
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
@@ -159,18 +158,24 @@ def _check_range(df: pd.DataFrame, y, v, yname: str, vname: str) -> None:
     med_v, med_y = float(np.nanmedian(v)), float(np.nanmedian(np.abs(y)))
     typical = not (V_RANGE[0] <= med_v <= V_RANGE[1] and med_y <= Y_MAX)  # the whole scale
     c = float(np.sqrt(med_v)) if bad_v.any() else med_y
-    fix = (f"; rescale the data (e.g. divide {yname} by {c:.3g} and {vname} by {c * c:.3g})"
-           if typical and np.isfinite(c) and c > 0 and np.isfinite(c * c)
-           else "; check this value")
+    fix = (
+        f"; rescale the data (e.g. divide {yname} by {c:.3g} and {vname} by {c * c:.3g})"
+        if typical and np.isfinite(c) and c > 0 and np.isfinite(c * c)
+        else "; check this value"
+    )
     if bad_v.any():
         pos = int(np.flatnonzero(bad_v)[0])
-        raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance "
-                         f"{_fmt(v[pos])} is outside the range that can be fitted in double "
-                         f"precision ({_fmt(V_RANGE[0])} to {_fmt(V_RANGE[1])}){fix}")
+        raise InputError(
+            f"column {vname!r}, {row_label(df, pos)}: sampling variance "
+            f"{_fmt(v[pos])} is outside the range that can be fitted in double "
+            f"precision ({_fmt(V_RANGE[0])} to {_fmt(V_RANGE[1])}){fix}"
+        )
     pos = int(np.flatnonzero(bad_y)[0])
-    raise InputError(f"column {yname!r}, {row_label(df, pos)}: effect size {_fmt(y[pos])} is "
-                     f"outside the range that can be fitted in double precision (|{yname}| <= "
-                     f"{_fmt(Y_MAX)}){fix}")
+    raise InputError(
+        f"column {yname!r}, {row_label(df, pos)}: effect size {_fmt(y[pos])} is "
+        f"outside the range that can be fitted in double precision (|{yname}| <= "
+        f"{_fmt(Y_MAX)}){fix}"
+    )
 
 
 def _numeric(df: pd.DataFrame, s: pd.Series, name: str) -> np.ndarray:
@@ -178,7 +183,8 @@ def _numeric(df: pd.DataFrame, s: pd.Series, name: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s.dtype):
         raise InputError(f"column {name!r} must be numeric, got true/false values")
     if pd.api.types.is_complex_dtype(s.dtype) or (
-            s.dtype == object and any(isinstance(x, complex) for x in s)):
+        s.dtype == object and any(isinstance(x, complex) for x in s)
+    ):
         raise InputError(f"column {name!r} must hold real numbers, got complex values")
     if pd.api.types.is_numeric_dtype(s.dtype):
         return s.to_numpy(dtype=float, na_value=np.nan)
@@ -192,8 +198,9 @@ def _numeric(df: pd.DataFrame, s: pd.Series, name: str) -> np.ndarray:
             hint = " (a decimal comma? write 0.35, or use ';' as the delimiter)"
         elif isinstance(val, (bool, np.bool_)):
             val = bool(val)
-        raise InputError(f"column {name!r}, {row_label(df, pos)}: value must be numeric, got "
-                         f"{val!r}{hint}")
+        raise InputError(
+            f"column {name!r}, {row_label(df, pos)}: value must be numeric, got {val!r}{hint}"
+        )
     return num.to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -248,8 +255,9 @@ def redundant_columns(X: np.ndarray, tol: float = ALIAS_TOL) -> list[int]:
     return out
 
 
-def _drop_redundant(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
-                    has_int: bool) -> tuple[np.ndarray, ModelFormula, str | None]:
+def _drop_redundant(
+    X: np.ndarray, names: Sequence[str], formula: ModelFormula, has_int: bool
+) -> tuple[np.ndarray, ModelFormula, str | None]:
     """Drop the columns metafor drops; returns (X, formula, the warning text or None)."""
     from dataclasses import replace
 
@@ -260,8 +268,10 @@ def _drop_redundant(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
     p = X.shape[1]
     if len(drop) == p:
         j = drop[0]
-        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} is 0 in every "
-                         "row, so it cannot be estimated")
+        raise InputError(
+            f"moderator formula {text!r}: coefficient {names[j]!r} is 0 in every "
+            "row, so it cannot be estimated"
+        )
     keep = [j for j in range(p) if j not in drop]
     why = []
     for j in drop:
@@ -270,8 +280,9 @@ def _drop_redundant(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
             why.append(f"{names[j]!r} (0 in every row)")
             continue
         if np.ptp(col) == 0 and has_int:
-            why.append(f"{names[j]!r} (constant, {col[0]:g} in every row, so it is the "
-                       "intercept again)")
+            why.append(
+                f"{names[j]!r} (constant, {col[0]:g} in every row, so it is the intercept again)"
+            )
             continue
         before = [i for i in keep if i < j]
         b = np.linalg.lstsq(X[:, before], col, rcond=None)[0]
@@ -279,13 +290,19 @@ def _drop_redundant(X: np.ndarray, names: Sequence[str], formula: ModelFormula,
         with_ = [repr(names[i]) for i, bi in zip(before, b) if abs(bi) > 1e-8 * scale]
         shown = ", ".join(with_[:6]) + (f" and {len(with_) - 6} more" if len(with_) > 6 else "")
         why.append(f"{names[j]!r} (collinear with {shown})")
-    msg = (f"moderator formula {text!r}: redundant predictors dropped from the model, as metafor "
-           f"does: {'; '.join(why[:8])}{'; ...' if len(why) > 8 else ''}")
+    msg = (
+        f"moderator formula {text!r}: redundant predictors dropped from the model, as metafor "
+        f"does: {'; '.join(why[:8])}{'; ...' if len(why) > 8 else ''}"
+    )
     kept_names = tuple(names[j] for j in keep)
     old_keep = formula.keep
     keep_in_mm = tuple(keep) if old_keep is None else tuple(old_keep[j] for j in keep)
-    form = replace(formula, columns=kept_names, keep=keep_in_mm,
-                   dropped=formula.dropped + tuple(names[j] for j in drop))
+    form = replace(
+        formula,
+        columns=kept_names,
+        keep=keep_in_mm,
+        dropped=formula.dropped + tuple(names[j] for j in drop),
+    )
     return X[:, keep], form, msg
 
 
@@ -300,10 +317,12 @@ def _check_design(X: np.ndarray, names: Sequence[str], formula: ModelFormula) ->
     sign, _ = np.linalg.slogdet(X.T @ X)
     if sign <= 0 or np.linalg.matrix_rank(X) < p:
         j = int(np.argmax(norm))
-        raise InputError(f"moderator formula {text!r}: coefficient {names[j]!r} reaches "
-                         f"{norm[j]:.3g}, so the moderators differ too much in scale to be "
-                         "estimated together; rescale it (e.g. scale() or divide by a "
-                         "constant)")
+        raise InputError(
+            f"moderator formula {text!r}: coefficient {names[j]!r} reaches "
+            f"{norm[j]:.3g}, so the moderators differ too much in scale to be "
+            "estimated together; rescale it (e.g. scale() or divide by a "
+            "constant)"
+        )
 
 
 def _text_numbers(df: pd.DataFrame, c: str, factored) -> list[str]:
@@ -311,8 +330,12 @@ def _text_numbers(df: pd.DataFrame, c: str, factored) -> list[str]:
     continuous moderator into a categorical one. Refused when some values are numbers and
     others not (naming the first), noted when every value is a number stored as text."""
     s = df[c]
-    if c in factored or pd.api.types.is_numeric_dtype(s.dtype) or \
-            pd.api.types.is_bool_dtype(s.dtype) or isinstance(s.dtype, pd.CategoricalDtype):
+    if (
+        c in factored
+        or pd.api.types.is_numeric_dtype(s.dtype)
+        or pd.api.types.is_bool_dtype(s.dtype)
+        or isinstance(s.dtype, pd.CategoricalDtype)
+    ):
         return []
     vals = s.dropna()
     if not len(vals):
@@ -320,15 +343,21 @@ def _text_numbers(df: pd.DataFrame, c: str, factored) -> list[str]:
     num = pd.to_numeric(vals.astype(str).str.strip(), errors="coerce")
     ok = num.notna().to_numpy()
     if ok.all():
-        return [(f"moderator {c!r} holds numbers stored as text; it is treated as categorical "
-                 f"({vals.nunique()} levels); convert it to numbers for a continuous moderator, "
-                 f"or write factor({c}) to keep it categorical")]
+        return [
+            (
+                f"moderator {c!r} holds numbers stored as text; it is treated as categorical "
+                f"({vals.nunique()} levels); convert it to numbers for a continuous moderator, "
+                f"or write factor({c}) to keep it categorical"
+            )
+        ]
     if ok.mean() >= 0.5:
         pos = int(np.flatnonzero(s.notna().to_numpy())[np.flatnonzero(~ok)[0]])
-        raise InputError(f"moderator {c!r}, {row_label(df, pos)}: value {s.iloc[pos]!r} is not "
-                         f"a number, but most values of {c!r} are, so {c!r} would be treated "
-                         f"as categorical; fix the value, or write factor({c}) if it is "
-                         "categorical")
+        raise InputError(
+            f"moderator {c!r}, {row_label(df, pos)}: value {s.iloc[pos]!r} is not "
+            f"a number, but most values of {c!r} are, so {c!r} would be treated "
+            f"as categorical; fix the value, or write factor({c}) if it is "
+            "categorical"
+        )
     return []
 
 
@@ -362,8 +391,9 @@ def prepare(
             raise InputError(f"{role} must be a column name or a 1-d array, got None")
         arr = np.asarray(arg)
         if arr.ndim != 1:
-            raise InputError(f"{role} must be a column name or a 1-d array, got an array of "
-                             f"shape {arr.shape}")
+            raise InputError(
+                f"{role} must be a column name or a 1-d array, got an array of shape {arr.shape}"
+            )
         if len(df.columns) and len(arr) != len(df):
             raise InputError(f"{role} has {len(arr)} values but the data has {len(df)} rows")
         return role, pd.Series(arr, index=df.index if len(df.columns) else None)
@@ -385,20 +415,25 @@ def prepare(
         inf = np.isinf(arr)
         if inf.any():
             pos = int(np.flatnonzero(inf)[0])
-            raise InputError(f"column {name!r}, {row_label(df, pos)}: value must be finite, "
-                             f"got {_fmt(arr[pos])}")
+            raise InputError(
+                f"column {name!r}, {row_label(df, pos)}: value must be finite, got {_fmt(arr[pos])}"
+            )
     badv = v <= 0
     if badv.any():
         pos = int(np.flatnonzero(badv)[0])
-        raise InputError(f"column {vname!r}, {row_label(df, pos)}: sampling variance must be "
-                         f"> 0, got {_fmt(v[pos])}")
+        raise InputError(
+            f"column {vname!r}, {row_label(df, pos)}: sampling variance must be "
+            f"> 0, got {_fmt(v[pos])}"
+        )
     _check_range(df, y, v, yname, vname)
     for c in levels:
         miss = df[c].isna().to_numpy()
         if miss.any():
             pos = int(np.flatnonzero(miss)[0])
-            raise InputError(f"random-effect column {c!r}, {row_label(df, pos)}: missing id; "
-                             "every effect size needs an id at every level")
+            raise InputError(
+                f"random-effect column {c!r}, {row_label(df, pos)}: missing id; "
+                "every effect size needs an id at every level"
+            )
 
     notes: list[str] = []
     for c in modvars:
@@ -418,12 +453,15 @@ def prepare(
             what = ", ".join(c for c, m in miss_cols if m[i])
             shown.append(f"{row_label(df, int(i))} ({what})")
         more = ", ..." if len(dropped) > 5 else ""
-        notes.append(f"{len(dropped)} of {len(df)} rows dropped for missing values: "
-                     f"{', '.join(shown)}{more}")
+        notes.append(
+            f"{len(dropped)} of {len(df)} rows dropped for missing values: {', '.join(shown)}{more}"
+        )
     if not keep.any():
         counts = ", ".join(f"{c} in {int(m.sum())}" for c, m in miss_cols if m.any())
-        raise InputError(f"no rows left after dropping rows with missing values: all "
-                         f"{len(df)} rows have one (missing {counts})")
+        raise InputError(
+            f"no rows left after dropping rows with missing values: all "
+            f"{len(df)} rows have one (missing {counts})"
+        )
 
     frame = df.loc[keep].copy() if len(df.columns) else pd.DataFrame(index=df.index[keep])
     frame["_yi"] = y[keep]
@@ -437,8 +475,9 @@ def prepare(
         if isinstance(col.dtype, pd.CategoricalDtype):
             sub[c] = sub[c].cat.remove_unused_categories()
             gone = [x for x in col.cat.categories if x not in set(sub[c].cat.categories)]
-        elif c in factored or not (pd.api.types.is_numeric_dtype(col.dtype)
-                                   or pd.api.types.is_bool_dtype(col.dtype)):
+        elif c in factored or not (
+            pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)
+        ):
             if not dropped:
                 continue
             gone = sorted(set(col.dropna().unique()) - set(sub[c].unique()), key=str)
@@ -447,54 +486,73 @@ def prepare(
         if gone:
             lv = ", ".join(_fmt(x) for x in gone[:5]) + (", ..." if len(gone) > 5 else "")
             why = " (its rows were dropped for missing values)" if dropped else ""
-            notes.append(f"moderator {c!r}: level{'s' if len(gone) > 1 else ''} {lv} "
-                         f"{'have' if len(gone) > 1 else 'has'} no rows{why}, so "
-                         f"{'they get' if len(gone) > 1 else 'it gets'} no coefficient")
+            notes.append(
+                f"moderator {c!r}: level{'s' if len(gone) > 1 else ''} {lv} "
+                f"{'have' if len(gone) > 1 else 'has'} no rows{why}, so "
+                f"{'they get' if len(gone) > 1 else 'it gets'} no coefficient"
+            )
 
     # a categorical moderator with a single level in the rows used adds no coefficient: said,
     # and never replaced by a test of the intercept (see the check after the design below)
     single = {}
     for c in modvars:
         col = sub[c]
-        if (c in factored or isinstance(col.dtype, pd.CategoricalDtype)
-                or not (pd.api.types.is_numeric_dtype(col.dtype)
-                        or pd.api.types.is_bool_dtype(col.dtype))) and col.nunique() == 1:
+        if (
+            c in factored
+            or isinstance(col.dtype, pd.CategoricalDtype)
+            or not (
+                pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype)
+            )
+        ) and col.nunique() == 1:
             single[c] = col.dropna().iloc[0]
 
     X, formula = parse_formula(mods, sub, rows=labels)
     k, p = X.shape
     if k <= p:
         names = ", ".join(formula.columns[:8]) + (", ..." if p > 8 else "")
-        raise InputError(f"{_plural(k, 'effect size')} {'is' if k == 1 else 'are'} too few to "
-                         f"estimate {_plural(p, 'coefficient')} ({names}); more rows than "
-                         "coefficients are needed")
+        raise InputError(
+            f"{_plural(k, 'effect size')} {'is' if k == 1 else 'are'} too few to "
+            f"estimate {_plural(p, 'coefficient')} ({names}); more rows than "
+            "coefficients are needed"
+        )
     X, formula, redundant = _drop_redundant(X, formula.columns, formula, formula.has_intercept)
     _check_design(X, formula.columns, formula)
     if redundant:
         notes.append(redundant)
     for c, val in single.items():
-        text = (f"moderator {c!r} has a single level ({_fmt(val)}) in the {len(sub)} rows used, "
-                "so it cannot be tested")
+        text = (
+            f"moderator {c!r} has a single level ({_fmt(val)}) in the {len(sub)} rows used, "
+            "so it cannot be tested"
+        )
         if formula.has_intercept and X.shape[1] == 1:
-            raise InputError(f"{text}; the model would have no moderator left and its omnibus "
-                             "test would test the intercept instead; remove it from the formula")
+            raise InputError(
+                f"{text}; the model would have no moderator left and its omnibus "
+                "test would test the intercept instead; remove it from the formula"
+            )
         notes.append(f"{text}: it adds no coefficient and is not part of the moderator test")
     if modvars and formula.has_intercept and X.shape[1] == 1:
-        raise InputError(f"moderator formula {mods!r} leaves no moderator once constant or "
-                         "redundant columns are dropped, so there is nothing to test (the "
-                         "omnibus test would test the intercept); remove the moderator")
+        raise InputError(
+            f"moderator formula {mods!r} leaves no moderator once constant or "
+            "redundant columns are dropped, so there is nothing to test (the "
+            "omnibus test would test the intercept); remove the moderator"
+        )
     factors = []
     for c in levels:
         col = sub[c]
-        factors.append(col.astype(str).to_numpy() if col.dtype == object or
-                       pd.api.types.is_string_dtype(col) else col.to_numpy())
+        factors.append(
+            col.astype(str).to_numpy()
+            if col.dtype == object or pd.api.types.is_string_dtype(col)
+            else col.to_numpy()
+        )
 
     # random-effect structure: a level with a single group; rows sharing every id
     if levels and sub[levels[0]].nunique() == 1:
         c = levels[0]
-        notes.append(f"random-effect level {c!r} has a single group ({_fmt(sub[c].iloc[0])}), "
-                     "so its variance component is not identified (it is fitted, as metafor "
-                     "does, but do not interpret it)")
+        notes.append(
+            f"random-effect level {c!r} has a single group ({_fmt(sub[c].iloc[0])}), "
+            "so its variance component is not identified (it is fitted, as metafor "
+            "does, but do not interpret it)"
+        )
     if len(levels) >= 2:
         # flagged when the innermost level looks like an effect-size id (at least 80% of its
         # ids label a single row) yet some rows repeat an id; an innermost level that groups
@@ -511,16 +569,26 @@ def prepare(
                 ids = ", ".join(f"{c}={_fmt(sub[c].iloc[i])}" for c in levels)
                 pairs.append(f"{labels[i]} repeats {labels[j]} ({ids})")
             n = int(repeat.sum())
-            notes.append(f"{_plural(n, 'row')} share{'s' if n == 1 else ''} every random-effect "
-                         f"id ({'/'.join(levels)}) with an earlier row: "
-                         f"{'; '.join(pairs)}{'; ...' if n > 3 else ''}; metafor accepts this, "
-                         f"but a repeated {levels[-1]!r} id is usually a coding mistake")
+            notes.append(
+                f"{_plural(n, 'row')} share{'s' if n == 1 else ''} every random-effect "
+                f"id ({'/'.join(levels)}) with an earlier row: "
+                f"{'; '.join(pairs)}{'; ...' if n > 3 else ''}; metafor accepts this, "
+                f"but a repeated {levels[-1]!r} id is usually a coding mistake"
+            )
 
     for msg in notes:
         warnings.warn(msg, DataWarning, stacklevel=3)
     return ModelData(
-        y=y[keep], v=v[keep], X=X, coef_names=formula.columns, formula=formula,
-        random=levels, factors=tuple(factors), frame=frame, k_all=len(df), dropped=dropped,
+        y=y[keep],
+        v=v[keep],
+        X=X,
+        coef_names=formula.columns,
+        formula=formula,
+        random=levels,
+        factors=tuple(factors),
+        frame=frame,
+        k_all=len(df),
+        dropped=dropped,
     )
 
 
@@ -533,10 +601,16 @@ def subset(md: ModelData, keep: np.ndarray) -> ModelData:
     """The same model data restricted to the rows where ``keep`` is True (for refits)."""
     keep = np.asarray(keep, dtype=bool)
     return ModelData(
-        y=md.y[keep], v=md.v[keep], X=md.X[keep], coef_names=md.coef_names,
-        formula=md.formula, random=md.random, factors=tuple(f[keep] for f in md.factors),
+        y=md.y[keep],
+        v=md.v[keep],
+        X=md.X[keep],
+        coef_names=md.coef_names,
+        formula=md.formula,
+        random=md.random,
+        factors=tuple(f[keep] for f in md.factors),
         frame=md.frame.loc[keep] if len(md.frame) == len(keep) else md.frame,
-        k_all=md.k_all, dropped=md.dropped,
+        k_all=md.k_all,
+        dropped=md.dropped,
     )
 
 

@@ -65,8 +65,7 @@ _COMMA_NUMBER = re.compile(r"^\s*[-+]?(?:\d+,\d+|\d+)(?:[eE][-+]?\d+)?\s*$")
 def _kind(raw: bytes) -> str:
     """What the bytes look like: 'xlsx', 'zip', 'xls', 'parquet', 'binary' or 'text'."""
     if raw.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "xlsx" if b"[Content_Types].xml" in raw[:4096] or b"xl/" in raw[:65536] \
-            else "zip"
+        return "xlsx" if b"[Content_Types].xml" in raw[:4096] or b"xl/" in raw[:65536] else "zip"
     if raw.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         return "xls"
     if raw.startswith(b"PAR1"):
@@ -78,9 +77,14 @@ def _kind(raw: bytes) -> str:
     return "text"
 
 
-_KIND_TEXT = {"xlsx": "an Excel workbook (.xlsx)", "zip": "a zip archive",
-              "xls": "an Excel 97-2003 workbook (.xls)", "parquet": "a Parquet file",
-              "binary": "a binary file", "text": "text"}
+_KIND_TEXT = {
+    "xlsx": "an Excel workbook (.xlsx)",
+    "zip": "a zip archive",
+    "xls": "an Excel 97-2003 workbook (.xls)",
+    "parquet": "a Parquet file",
+    "binary": "a binary file",
+    "text": "text",
+}
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -88,8 +92,10 @@ def _decode(raw: bytes, name: str) -> str:
         try:
             return raw.decode("utf-16")
         except UnicodeDecodeError:
-            raise InputError(f"data file {name!r} starts with a UTF-16 byte-order mark but is "
-                             "not valid UTF-16; save it as UTF-8") from None
+            raise InputError(
+                f"data file {name!r} starts with a UTF-16 byte-order mark but is "
+                "not valid UTF-16; save it as UTF-8"
+            ) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -97,8 +103,10 @@ def _decode(raw: bytes, name: str) -> str:
         b = raw[exc.start]
         latin = bytes([b]).decode("latin-1")
         seen = f", {latin!r} in Latin-1" if latin.isprintable() else ""
-        raise InputError(f"data file {name!r} is not UTF-8 text (line {line}: byte "
-                         f"0x{b:02x}{seen}); save it as UTF-8") from None
+        raise InputError(
+            f"data file {name!r} is not UTF-8 text (line {line}: byte "
+            f"0x{b:02x}{seen}); save it as UTF-8"
+        ) from None
 
 
 def _header_line(text: str) -> str:
@@ -123,8 +131,10 @@ def _parser_message(exc: Exception) -> str:
     msg = str(exc).strip()
     m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", msg)
     if m:
-        return (f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)} "
-                "(a stray delimiter, or a text field that needs quotes?)")
+        return (
+            f"line {m.group(2)} has {m.group(3)} fields but the header has {m.group(1)} "
+            "(a stray delimiter, or a text field that needs quotes?)"
+        )
     m = re.search(r"EOF inside string starting (?:at|with) (?:row|line) (\d+)", msg)
     if m:
         return f"a quote opened on line {int(m.group(1)) + 1} is never closed"
@@ -145,9 +155,11 @@ def _check_fields(text: str, sep: str, name: str) -> None:
                 h = len(row)
                 continue
             if len(row) > h and any(x.strip() for x in row[h:]):
-                raise InputError(f"cannot read data file {name!r}: line {reader.line_num} has "
-                                 f"{len(row)} fields but the header has {h} (a stray "
-                                 "delimiter, or a text field that needs quotes?)")
+                raise InputError(
+                    f"cannot read data file {name!r}: line {reader.line_num} has "
+                    f"{len(row)} fields but the header has {h} (a stray "
+                    "delimiter, or a text field that needs quotes?)"
+                )
     except csv.Error:
         return  # left to pandas, which names the problem
 
@@ -180,9 +192,13 @@ def _decimal_commas(df, name: str, sep: str):
         pos = int(df[c0].notna().to_numpy().argmax())
         example = f"{float(df.loc[pos, c0])!r}"
         cols = ", ".join(repr(c) for c in converted)
-        warnings.warn(f"data file {name!r}: read ',' as the decimal mark in column"
-                      f"{'s' if len(converted) > 1 else ''} {cols} (e.g. "
-                      f"{raw_values[c0][pos]!r} as {example})", DataWarning, stacklevel=3)
+        warnings.warn(
+            f"data file {name!r}: read ',' as the decimal mark in column"
+            f"{'s' if len(converted) > 1 else ''} {cols} (e.g. "
+            f"{raw_values[c0][pos]!r} as {example})",
+            DataWarning,
+            stacklevel=3,
+        )
     return df
 
 
@@ -196,9 +212,12 @@ def _leading_zero_ids(df, text: str, sep: str, name: str, source):
     first MiB for a big file); the column is read again as text, with a DataWarning."""
     import pandas as pd
 
-    ints = [i for i, c in enumerate(df.columns) if pd.api.types.is_integer_dtype(df[c].dtype)
-            or (pd.api.types.is_float_dtype(df[c].dtype)
-                and bool(((df[c].dropna() % 1) == 0).all()))]
+    ints = [
+        i
+        for i, c in enumerate(df.columns)
+        if pd.api.types.is_integer_dtype(df[c].dtype)
+        or (pd.api.types.is_float_dtype(df[c].dtype) and bool(((df[c].dropna() % 1) == 0).all()))
+    ]
     if not ints:
         return df
     lines = [ln for ln in text.splitlines()[1:2001] if ln.strip()]
@@ -213,19 +232,23 @@ def _leading_zero_ids(df, text: str, sep: str, name: str, source):
         return df
     src = source()
     enc = None if isinstance(src, io.StringIO) else "utf-8-sig"
-    again = pd.read_csv(src, sep=sep, usecols=hit, dtype=str, skip_blank_lines=True,
-                        index_col=False, encoding=enc)
+    again = pd.read_csv(
+        src, sep=sep, usecols=hit, dtype=str, skip_blank_lines=True, index_col=False, encoding=enc
+    )
     if len(again) != len(df):
         return df
     names = [df.columns[i] for i in hit]
     for i, c in zip(hit, names):
         df[c] = again.iloc[:, hit.index(i)].str.strip().to_numpy(dtype=object)
     example = next(v for v in df[names[0]] if isinstance(v, str) and _ZERO_PADDED.match(v))
-    warnings.warn(f"data file {name!r}: column{'s' if len(names) > 1 else ''} "
-                  f"{', '.join(repr(c) for c in names)} hold{'' if len(names) > 1 else 's'} "
-                  f"numbers written with leading zeros (e.g. {example!r}): read as text ids, "
-                  f"so {example!r} and {str(int(example))!r} are different", DataWarning,
-                  stacklevel=4)
+    warnings.warn(
+        f"data file {name!r}: column{'s' if len(names) > 1 else ''} "
+        f"{', '.join(repr(c) for c in names)} hold{'' if len(names) > 1 else 's'} "
+        f"numbers written with leading zeros (e.g. {example!r}): read as text ids, "
+        f"so {example!r} and {str(int(example))!r} are different",
+        DataWarning,
+        stacklevel=4,
+    )
     return df
 
 
@@ -238,15 +261,19 @@ def header_names(cols, name: str) -> list[str]:
     norm: dict[str, int] = {}
     for i, c in enumerate(out):
         if c in seen:
-            raise InputError(f"data file {name!r}: column {c!r} appears more than once in the "
-                             f"header (columns {seen[c] + 1} and {i + 1}); rename one of them")
+            raise InputError(
+                f"data file {name!r}: column {c!r} appears more than once in the "
+                f"header (columns {seen[c] + 1} and {i + 1}); rename one of them"
+            )
         seen[c] = i
         n = unicodedata.normalize("NFC", c)
         if n in norm:
             j = norm[n]
-            raise InputError(f"data file {name!r}: columns {j + 1} ({out[j]!r}) and {i + 1} "
-                             f"({c!r}) look identical but are written with different Unicode "
-                             "characters (composed and decomposed accents); rename one of them")
+            raise InputError(
+                f"data file {name!r}: columns {j + 1} ({out[j]!r}) and {i + 1} "
+                f"({c!r}) look identical but are written with different Unicode "
+                "characters (composed and decomposed accents); rename one of them"
+            )
         norm[n] = i
     return out
 
@@ -266,13 +293,19 @@ def lookalike_hint(name: str, names) -> str:
     for n in names:
         n = str(n)
         if n != name and _looks(n) == target:
-            return (f"; the data has {n!a}, which looks like {str(name)!a} but is "
-                    "written with other Unicode characters")
+            return (
+                f"; the data has {n!a}, which looks like {str(name)!a} but is "
+                "written with other Unicode characters"
+            )
     return ""
 
 
-_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
-                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def check_regular_file(path, what: str = "data file") -> os.stat_result:
@@ -281,8 +314,10 @@ def check_regular_file(path, what: str = "data file") -> os.stat_result:
     Opening a FIFO or reading ``/dev/zero`` would block or never end."""
     name = str(path)
     if name == "-":
-        raise InputError(f"{what} '-': reading from standard input is not supported; save the "
-                         "data to a file and give its name")
+        raise InputError(
+            f"{what} '-': reading from standard input is not supported; save the "
+            "data to a file and give its name"
+        )
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -294,8 +329,10 @@ def check_regular_file(path, what: str = "data file") -> os.stat_result:
         raise InputError(f"{what} {name!r} is a directory, not a file")
     if not stat.S_ISREG(st.st_mode):
         kind = next((t for f, t in _NOT_REGULAR if f(st.st_mode)), "not a regular file")
-        raise InputError(f"{what} {name!r} is {kind}, not a regular file; save the data to a "
-                         "file and give its name")
+        raise InputError(
+            f"{what} {name!r} is {kind}, not a regular file; save the data to a "
+            "file and give its name"
+        )
     return st
 
 
@@ -327,8 +364,15 @@ def _read_fast(p: Path, head: bytes, name: str, suffix: str):
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            df = pd.read_csv(p, sep=sep, encoding="utf-8-sig", low_memory=False,
-                             skip_blank_lines=True, index_col=False, engine="c")
+            df = pd.read_csv(
+                p,
+                sep=sep,
+                encoding="utf-8-sig",
+                low_memory=False,
+                skip_blank_lines=True,
+                index_col=False,
+                engine="c",
+            )
     except (MemoryError, KeyboardInterrupt):
         raise
     except Exception:  # noqa: BLE001 -- the careful path names the problem
@@ -353,8 +397,11 @@ def read_table(path) -> pd.DataFrame:
             head = fh.read(_HEAD)
         df = None
         kind = _kind(head)
-        if (kind == "text" and suf not in (".xlsx", ".xlsm", ".xls", ".parquet")
-                and st.st_size >= FAST_MIN_BYTES):
+        if (
+            kind == "text"
+            and suf not in (".xlsx", ".xlsm", ".xls", ".parquet")
+            and st.st_size >= FAST_MIN_BYTES
+        ):
             df = _read_fast(p, head, name, suf)
         small = st.st_size <= len(head)
         not_csv = kind != "text" and suf not in (".xlsx", ".xlsm", ".xls", ".parquet")
@@ -369,30 +416,39 @@ def read_table(path) -> pd.DataFrame:
     try:
         if suf in (".xlsx", ".xlsm", ".xls"):
             if kind not in ("xlsx", "xls", "zip"):
-                raise InputError(f"data file {name!r} has an Excel extension but is "
-                                 f"{_KIND_TEXT[kind]}, not an Excel workbook; rename it "
-                                 f"(e.g. to .csv)" if kind == "text" else
-                                 f"data file {name!r} has an Excel extension but is "
-                                 f"{_KIND_TEXT[kind]}, not an Excel workbook")
+                raise InputError(
+                    f"data file {name!r} has an Excel extension but is "
+                    f"{_KIND_TEXT[kind]}, not an Excel workbook; rename it "
+                    f"(e.g. to .csv)"
+                    if kind == "text"
+                    else f"data file {name!r} has an Excel extension but is "
+                    f"{_KIND_TEXT[kind]}, not an Excel workbook"
+                )
             header = pd.read_excel(io.BytesIO(raw), header=None, nrows=1)
-            cols = header_names(["" if pd.isna(x) else x for x in header.iloc[0]], name) \
-                if len(header) else []
+            cols = (
+                header_names(["" if pd.isna(x) else x for x in header.iloc[0]], name)
+                if len(header)
+                else []
+            )
             df = pd.read_excel(io.BytesIO(raw))
             if len(cols) == df.shape[1]:
                 df.columns = cols
         elif suf == ".parquet":
             if kind != "parquet":
-                raise InputError(f"data file {name!r} has the .parquet extension but is "
-                                 f"{_KIND_TEXT[kind]}")
+                raise InputError(
+                    f"data file {name!r} has the .parquet extension but is {_KIND_TEXT[kind]}"
+                )
             df = pd.read_parquet(io.BytesIO(raw))
         else:
             if kind != "text":
-                hint = {"xlsx": "; give it the .xlsx extension or save it as CSV",
-                        "xls": "; give it the .xls extension or save it as CSV",
-                        "parquet": "; give it the .parquet extension",
-                        "zip": "; unpack it", "binary": "; save it as UTF-8 CSV"}[kind]
-                raise InputError(f"data file {name!r} is {_KIND_TEXT[kind]}, not CSV "
-                                 f"text{hint}")
+                hint = {
+                    "xlsx": "; give it the .xlsx extension or save it as CSV",
+                    "xls": "; give it the .xls extension or save it as CSV",
+                    "parquet": "; give it the .parquet extension",
+                    "zip": "; unpack it",
+                    "binary": "; save it as UTF-8 CSV",
+                }[kind]
+                raise InputError(f"data file {name!r} is {_KIND_TEXT[kind]}, not CSV text{hint}")
             text = _decode(raw, name)
             if not text.strip():
                 raise InputError(f"data file {name!r} is empty")
@@ -402,8 +458,13 @@ def read_table(path) -> pd.DataFrame:
             _check_fields(text, sep, name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # ParserWarning for trailing delimiters
-                df = pd.read_csv(io.StringIO(text), sep=sep, low_memory=False,
-                                 skip_blank_lines=True, index_col=False)
+                df = pd.read_csv(
+                    io.StringIO(text),
+                    sep=sep,
+                    low_memory=False,
+                    skip_blank_lines=True,
+                    index_col=False,
+                )
             if len(cols) == df.shape[1]:
                 df.columns = cols
             else:
@@ -434,8 +495,10 @@ def _tidy(df, name: str):
             df = df.loc[~empty].reset_index(drop=True)
     if df.shape[1] < 2:
         shown = repr(df.columns[0]) if df.shape[1] else "none"
-        raise InputError(f"data file {name!r} has only one column ({shown}); expected a "
-                         "header row and columns separated by ',', ';' or tabs")
+        raise InputError(
+            f"data file {name!r} has only one column ({shown}); expected a "
+            "header row and columns separated by ',', ';' or tabs"
+        )
     if len(df) == 0:
         raise InputError(f"data file {name!r} has a header but no data rows")
     return df

@@ -118,12 +118,16 @@ def read_V_csv(path) -> pd.DataFrame:
     try:
         d = pd.read_csv(p)
     except Exception as exc:  # noqa: BLE001 -- pandas raises many types; one line
-        raise InputError(f"V file {str(path)!r} could not be read: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise InputError(
+            f"V file {str(path)!r} could not be read: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     cols = [str(c).strip().lower() for c in d.columns]
     if cols != ["row", "col", "value"]:
-        raise InputError(f"V file {str(path)!r} must have the header row,col,value; got "
-                         f"{','.join(str(c) for c in d.columns)}")
+        raise InputError(
+            f"V file {str(path)!r} must have the header row,col,value; got "
+            f"{','.join(str(c) for c in d.columns)}"
+        )
     d.columns = ["row", "col", "value"]
     for c in ("row", "col"):
         num = pd.to_numeric(d[c], errors="coerce")
@@ -131,14 +135,18 @@ def read_V_csv(path) -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             v = d[c].iloc[i]
-            raise InputError(f"V file {str(path)!r}, line {i + 2}: {c} must be a whole row "
-                             f"number; got {v.item() if hasattr(v, 'item') else v!r}")
+            raise InputError(
+                f"V file {str(path)!r}, line {i + 2}: {c} must be a whole row "
+                f"number; got {v.item() if hasattr(v, 'item') else v!r}"
+            )
         d[c] = num.astype(np.int64)
     val = pd.to_numeric(d["value"], errors="coerce")
     if val.isna().any():
         i = int(np.flatnonzero(val.isna().to_numpy())[0])
-        raise InputError(f"V file {str(path)!r}, line {i + 2}: value must be a number; got "
-                         f"{d['value'].iloc[i]!r}")
+        raise InputError(
+            f"V file {str(path)!r}, line {i + 2}: value must be a number; got "
+            f"{d['value'].iloc[i]!r}"
+        )
     d["value"] = val.astype(float)
     return d
 
@@ -152,18 +160,24 @@ def read_R_csv(path, factor: str = "") -> pd.DataFrame:
     try:
         d = pd.read_csv(p, index_col=0, dtype={0: str})
     except Exception as exc:  # noqa: BLE001 -- pandas raises many types; one line
-        raise InputError(f"{who} {str(path)!r} could not be read: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise InputError(
+            f"{who} {str(path)!r} could not be read: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     d.index = [str(x) for x in d.index]
     d.columns = [str(x) for x in d.columns]
     if d.shape[0] != d.shape[1]:
-        raise InputError(f"{who} {str(path)!r} must be square (level names in the header row "
-                         f"and the first column); got {d.shape[0]} rows and {d.shape[1]} "
-                         "columns")
+        raise InputError(
+            f"{who} {str(path)!r} must be square (level names in the header row "
+            f"and the first column); got {d.shape[0]} rows and {d.shape[1]} "
+            "columns"
+        )
     if set(d.index) != set(d.columns):
         miss = sorted(set(d.columns) - set(d.index))[:1] or sorted(set(d.index) - set(d.columns))
-        raise InputError(f"{who} {str(path)!r}: the first column and the header row must name "
-                         f"the same levels; {miss[0]!r} is in only one of them")
+        raise InputError(
+            f"{who} {str(path)!r}: the first column and the header row must name "
+            f"the same levels; {miss[0]!r} is in only one of them"
+        )
     d = d.loc[list(d.columns)]
     try:
         d = d.astype(float)
@@ -180,14 +194,17 @@ def _R_matrix(factor: str, R: Any) -> tuple[np.ndarray, list[str]]:
         if [str(x) for x in R.index] != names:
             idx = [str(x) for x in R.index]
             if set(idx) != set(names):
-                raise InputError(f"R for {factor!r}: the index and the columns must name the "
-                                 "same levels")
+                raise InputError(
+                    f"R for {factor!r}: the index and the columns must name the same levels"
+                )
             R = R.loc[[x for x in R.index if str(x) in names]]
             R.index = [str(x) for x in R.index]
             R = R.loc[names]
         return R.to_numpy(dtype=float), names
-    raise InputError(f"R for {factor!r} must be a DataFrame whose index and columns are the "
-                     f"level names (or a CSV file); got {type(R).__name__}")
+    raise InputError(
+        f"R for {factor!r} must be a DataFrame whose index and columns are the "
+        f"level names (or a CSV file); got {type(R).__name__}"
+    )
 
 
 def _row_ids(df: pd.DataFrame, positions) -> list[str]:
@@ -205,14 +222,19 @@ def _sampling_V(V: Any, k_all: int, df: pd.DataFrame) -> SamplingCov:
     if isinstance(V, pd.DataFrame):
         cols = [str(c).strip().lower() for c in V.columns]
         if cols[:3] != ["row", "col", "value"] or len(cols) != 3:
-            raise InputError("V given as a table must have the columns row, col, value (1-based "
-                             "data rows); give a square matrix as a numpy array")
+            raise InputError(
+                "V given as a table must have the columns row, col, value (1-based "
+                "data rows); give a square matrix as a numpy array"
+            )
         r = V.iloc[:, 0].to_numpy()
         c = V.iloc[:, 1].to_numpy()
-        return SamplingCov.from_long(np.asarray(r, dtype=np.int64) - 1,
-                                     np.asarray(c, dtype=np.int64) - 1,
-                                     V.iloc[:, 2].to_numpy(dtype=float), k_all,
-                                     row_labels=labels)
+        return SamplingCov.from_long(
+            np.asarray(r, dtype=np.int64) - 1,
+            np.asarray(c, dtype=np.int64) - 1,
+            V.iloc[:, 2].to_numpy(dtype=float),
+            k_all,
+            row_labels=labels,
+        )
     import scipy.sparse as sp
 
     if sp.issparse(V) or isinstance(V, (np.ndarray, list)):
@@ -222,8 +244,10 @@ def _sampling_V(V: Any, k_all: int, df: pd.DataFrame) -> SamplingCov:
         if shape[0] != k_all:
             raise InputError(f"V is {shape[0]} x {shape[1]} but the data has {k_all} rows")
         return SamplingCov.from_matrix(V, row_labels=labels)
-    raise InputError(f"V must be a matrix (numpy or scipy.sparse), a table with columns row, "
-                     f"col, value, or a CSV file; got {type(V).__name__}")
+    raise InputError(
+        f"V must be a matrix (numpy or scipy.sparse), a table with columns row, "
+        f"col, value, or a CSV file; got {type(V).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,18 +269,24 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
         cols += [c for c in t.columns if c not in cols]
     for c in cols:
         if c not in df.columns:
-            raise InputError(f"random-effect column {c!r} not found in the data (columns: "
-                             f"{', '.join(str(x) for x in list(df.columns)[:30])})")
+            raise InputError(
+                f"random-effect column {c!r} not found in the data (columns: "
+                f"{', '.join(str(x) for x in list(df.columns)[:30])})"
+            )
         miss = df[c].isna().to_numpy()
         if miss.any():
             pos = int(np.flatnonzero(miss)[0])
-            raise InputError(f"random-effect column {c!r}, {row_label(data, pos)}: missing id; "
-                             "every effect size needs an id in every random-effects term")
+            raise InputError(
+                f"random-effect column {c!r}, {row_label(data, pos)}: missing id; "
+                "every effect size needs an id in every random-effects term"
+            )
     S_full = None
     if spec.V is not None:
         if spec.rho is not None:
-            raise InputError("give either V (a known sampling covariance) or rho (a constant "
-                             "sampling correlation), not both")
+            raise InputError(
+                "give either V (a known sampling covariance) or rho (a constant "
+                "sampling correlation), not both"
+            )
         S_full = _sampling_V(spec.V, k_all, data)
         if not (isinstance(vi, str) and vi in df.columns):
             vi = S_full.diag.copy()
@@ -273,8 +303,9 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
             raise InputError(f"rho_cluster column {cl!r} not found in the data")
         if sub[cl].isna().any():
             raise InputError(f"rho_cluster column {cl!r} has missing values")
-        S = SamplingCov.from_rho(md.v, _labels_of(sub[cl]), spec.rho,
-                                 row_labels=_row_ids(data, used))
+        S = SamplingCov.from_rho(
+            md.v, _labels_of(sub[cl]), spec.rho, row_labels=_row_ids(data, used)
+        )
         v = md.v
     else:
         S = SamplingCov.from_vi(md.v, row_labels=_row_ids(data, used))
@@ -286,8 +317,14 @@ def prepare_structured(data: pd.DataFrame | None, spec, yi=None, vi=None) -> Str
 
     base = {f.name: getattr(md, f.name) for f in fields(ModelData)}
     base.update(v=v, random=sig_names, factors=sig_codes)
-    return StructuredData(**base, terms=tuple(terms), info=tuple(info), S=S, positions=used,
-                          V_given=spec.V is not None)
+    return StructuredData(
+        **base,
+        terms=tuple(terms),
+        info=tuple(info),
+        S=S,
+        positions=used,
+        V_given=spec.V is not None,
+    )
 
 
 def _terms(spec, sub: pd.DataFrame) -> tuple[list, list[TermInfo]]:
@@ -302,8 +339,11 @@ def _terms(spec, sub: pd.DataFrame) -> tuple[list, list[TermInfo]]:
                 labels = _labels_of(sub[name])
                 if name in R:
                     Rm, names = _R_matrix(name, R[name])
-                    terms.append(factor_term(np.asarray([str(x) for x in labels]), R=Rm,
-                                             R_names=names, name=name))
+                    terms.append(
+                        factor_term(
+                            np.asarray([str(x) for x in labels]), R=Rm, R_names=names, name=name
+                        )
+                    )
                     used_R.add(name)
                     info.append(TermInfo("sigma2", name, has_R=True))
                 else:
@@ -313,25 +353,40 @@ def _terms(spec, sub: pd.DataFrame) -> tuple[list, list[TermInfo]]:
                 names = ["/".join(t.outer[: i + 1]) for i in range(len(t.outer))]
                 for nm in names:
                     if nm in R:
-                        raise InputError(f"R: a correlation matrix is given for {nm!r}, a level "
-                                         "of a nested term; R applies to '~ 1 | factor' terms")
+                        raise InputError(
+                            f"R: a correlation matrix is given for {nm!r}, a level "
+                            "of a nested term; R applies to '~ 1 | factor' terms"
+                        )
                 terms += nested_terms([_labels_of(sub[c]) for c in t.outer], names)
                 info += [TermInfo("sigma2", nm) for nm in names]
         else:
             inner, outer = t.inner, t.outer[0]
             levels = r_sorted_levels(sub[inner])
-            term = inner_outer_term(sub[inner].to_numpy(), _labels_of(sub[outer]), t.struct,
-                                    name=t.formula, inner_levels=levels)
+            term = inner_outer_term(
+                sub[inner].to_numpy(),
+                _labels_of(sub[outer]),
+                t.struct,
+                name=t.formula,
+                inner_levels=levels,
+            )
             terms.append(term)
-            info.append(TermInfo("inner_outer", t.formula, inner=inner, outer=outer,
-                                 levels=tuple(levels), struct=t.struct))
+            info.append(
+                TermInfo(
+                    "inner_outer",
+                    t.formula,
+                    inner=inner,
+                    outer=outer,
+                    levels=tuple(levels),
+                    struct=t.struct,
+                )
+            )
     extra = sorted(set(R) - used_R)
     if extra:
-        raise InputError(f"R names {extra[0]!r}, which is not a '~ 1 | {extra[0]}' term of "
-                         "random")
+        raise InputError(f"R names {extra[0]!r}, which is not a '~ 1 | {extra[0]}' term of random")
     if sum(1 for i in info if i.kind == "inner_outer") > 2:
-        raise InputError("at most two '~ inner | outer' terms are allowed (metafor's tau2/rho "
-                         "and gamma2/phi)")
+        raise InputError(
+            "at most two '~ inner | outer' terms are allowed (metafor's tau2/rho and gamma2/phi)"
+        )
     return terms, info
 
 
@@ -352,12 +407,18 @@ def subset_structured(md: StructuredData, keep: np.ndarray) -> StructuredData:
         else:
             assert isinstance(t, InnerOuterTerm)
             u, o = np.unique(t.outer[keep], return_inverse=True)
-            terms.append(InnerOuterTerm(t.inner[keep], o.ravel().astype(np.int64), t.cov,
-                                        len(u), t.name))
+            terms.append(
+                InnerOuterTerm(t.inner[keep], o.ravel().astype(np.int64), t.cov, len(u), t.name)
+            )
     assert md.S is not None
     return replace(
-        md, y=md.y[keep], v=md.v[keep], X=md.X[keep],
+        md,
+        y=md.y[keep],
+        v=md.v[keep],
+        X=md.X[keep],
         factors=tuple(f[keep] for f in md.factors),
         frame=md.frame.loc[keep] if len(md.frame) == len(keep) else md.frame,
-        terms=tuple(terms), S=md.S.subset(keep),
-        positions=None if md.positions is None else md.positions[keep])
+        terms=tuple(terms),
+        S=md.S.subset(keep),
+        positions=None if md.positions is None else md.positions[keep],
+    )

@@ -37,5 +37,15 @@ from mlmeta.plots.orchardplot import orchard
 from mlmeta.plots.profileplot import profile_plot
 from mlmeta.plots.save import save_figure
 
-__all__ = ["auto_level", "bubble", "forest", "forest_height", "forest_pages", "funnel",
-           "loo_plot", "orchard", "profile_plot", "save_figure"]
+__all__ = [
+    "auto_level",
+    "bubble",
+    "forest",
+    "forest_height",
+    "forest_pages",
+    "funnel",
+    "loo_plot",
+    "orchard",
+    "profile_plot",
+    "save_figure",
+]

@@ -35,8 +35,12 @@ __all__ = [
 MINUS = "\u2212"
 
 #: axis labels of each measure on the model scale (honest names: a log odds ratio is not an OR)
-MEASURE_LABELS = {"ZCOR": "Fisher's z", "COR": "Correlation (r)",
-                  "SMD": "Standardized mean difference", "OR": "Log odds ratio"}
+MEASURE_LABELS = {
+    "ZCOR": "Fisher's z",
+    "COR": "Correlation (r)",
+    "SMD": "Standardized mean difference",
+    "OR": "Log odds ratio",
+}
 
 
 def pyplot():
@@ -90,8 +94,7 @@ def transform(res, transf) -> Scale:
         return Scale(np.tanh, "r")
     if t == "exp":
         return Scale(np.exp, "or")
-    raise InputError(f"transf must be None, 'ztor', 'exp', 'none' or a function; got "
-                     f"{transf!r}")
+    raise InputError(f"transf must be None, 'ztor', 'exp', 'none' or a function; got {transf!r}")
 
 
 def effect_label(res, sc: Scale | bool, resid: bool = False) -> str:
@@ -138,7 +141,8 @@ def text_width(s: str, size: float, weight: str = "normal") -> float:
     if _RENDERER is None:
         _RENDERER = RendererAgg(10, 10, 72)
     w, _, _ = _RENDERER.get_text_width_height_descent(
-        s, FontProperties(size=size, weight=weight), ismath=False)
+        s, FontProperties(size=size, weight=weight), ismath=False
+    )
     return float(w)
 
 
@@ -162,8 +166,10 @@ def column(res, name: str, what: str) -> pd.Series:
     fr = res.data.frame
     if name not in fr.columns or name in ("_yi", "_vi"):
         cols = [c for c in fr.columns if c not in ("_yi", "_vi")]
-        raise InputError(f"{what} column {name!r} not found in the model's data (columns: "
-                         f"{', '.join(map(str, cols))})")
+        raise InputError(
+            f"{what} column {name!r} not found in the model's data (columns: "
+            f"{', '.join(map(str, cols))})"
+        )
     return fr[name].reset_index(drop=True)
 
 

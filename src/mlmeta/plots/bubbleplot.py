@@ -1,5 +1,4 @@
-"""Bubble plot of a continuous moderator (metafor's ``regplot``; Viechtbauer 2010).
-"""
+"""Bubble plot of a continuous moderator (metafor's ``regplot``; Viechtbauer 2010)."""
 
 from __future__ import annotations
 
@@ -21,10 +20,19 @@ from mlmeta.plots.base import (
 __all__ = ["bubble"]
 
 
-
-def bubble(res, moderator: str, ax=None, *, transf=None, pi: bool = True, n_grid: int = 101,
-           xlabel: str | None = None, ylabel: str | None = None, title: str | None = None,
-           **kwargs):
+def bubble(
+    res,
+    moderator: str,
+    ax=None,
+    *,
+    transf=None,
+    pi: bool = True,
+    n_grid: int = 101,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    title: str | None = None,
+    **kwargs,
+):
     """Bubble plot of a continuous moderator (metafor's ``regplot``).
 
     Draws the effect sizes against ``moderator`` as open circles with area proportional to
@@ -59,8 +67,9 @@ def bubble(res, moderator: str, ax=None, *, transf=None, pi: bool = True, n_grid
     """
     col = column(res, moderator, "moderator")
     if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-        raise InputError(f"moderator {moderator!r} is not numeric; use orchard() for a "
-                         "categorical moderator")
+        raise InputError(
+            f"moderator {moderator!r} is not numeric; use orchard() for a categorical moderator"
+        )
     xv = col.to_numpy(dtype=float)
     if np.isnan(xv).any():
         raise InputError(f"moderator {moderator!r} has missing values among the model's rows")
@@ -85,8 +94,9 @@ def bubble(res, moderator: str, ax=None, *, transf=None, pi: bool = True, n_grid
         kwargs["edgecolors"] = kwargs.pop("color")
     sc.update(kwargs)
     ax.scatter(xv, f(fit.data.y), s=sizes(w, 160.0, 8.0), gid="bubble-points", **sc)
-    ax.fill_between(grid, f(pr.ci_lb), f(pr.ci_ub), color="0.75", alpha=0.6, lw=0, zorder=1,
-                    gid="bubble-ci")
+    ax.fill_between(
+        grid, f(pr.ci_lb), f(pr.ci_ub), color="0.75", alpha=0.6, lw=0, zorder=1, gid="bubble-ci"
+    )
     if pi:
         ax.plot(grid, f(pr.pi_lb), color="0.3", lw=0.9, ls=":", zorder=2, gid="bubble-pi")
         ax.plot(grid, f(pr.pi_ub), color="0.3", lw=0.9, ls=":", zorder=2)

@@ -17,10 +17,18 @@ from mlmeta.spec import to_fraction
 __all__ = ["funnel"]
 
 
-
-def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
-           shades=None, legend: bool = True, xlabel: str | None = None,
-           title: str | None = None, **kwargs):
+def funnel(
+    res,
+    ax=None,
+    *,
+    contours=(0.10, 0.05, 0.01),
+    level: float = 95,
+    shades=None,
+    legend: bool = True,
+    xlabel: str | None = None,
+    title: str | None = None,
+    **kwargs,
+):
     """Contour-enhanced funnel plot: effect sizes against their standard errors.
 
     Draws each effect size (intercept-only model) or marginal residual y_i - x_i'b (moderator
@@ -72,32 +80,46 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
         shades = [str(g) for g in np.linspace(0.9, 0.66, len(alphas))] if alphas else []
     shades = list(shades)
     if len(shades) != len(alphas):
-        raise InputError(f"shades needs one colour per contour ({len(alphas)}); got "
-                         f"{len(shades)}")
+        raise InputError(f"shades needs one colour per contour ({len(alphas)}); got {len(shades)}")
 
     ax, _ = new_axes(ax, (6.4, 4.6))
     extent = max(np.max(np.abs(x - center)), crit * ymax) * 1.08
-    lo = min(center - extent, np.min(x) - 0.05 * extent,
-             -(zs[-1] * ymax * 1.05) if zs else np.inf)
+    lo = min(center - extent, np.min(x) - 0.05 * extent, -(zs[-1] * ymax * 1.05) if zs else np.inf)
     hi = max(center + extent, np.max(x) + 0.05 * extent, (zs[-1] * ymax * 1.05) if zs else -np.inf)
     sgrid = np.array([0.0, ymax])
     handles = []
     if zs:
         # outermost region (p <= smallest alpha) is the axes background, then inner bands
-        ax.fill_between([lo, hi], 0, ymax, color=shades[-1], lw=0, zorder=0,
-                        gid="funnel-contour")
+        ax.fill_between([lo, hi], 0, ymax, color=shades[-1], lw=0, zorder=0, gid="funnel-contour")
         for i in range(len(zs) - 1, -1, -1):
             inner = "white" if i == 0 else shades[i - 1]
-            ax.fill_betweenx(sgrid, -zs[i] * sgrid, zs[i] * sgrid, color=inner, lw=0,
-                             zorder=0, gid="funnel-contour")
+            ax.fill_betweenx(
+                sgrid,
+                -zs[i] * sgrid,
+                zs[i] * sgrid,
+                color=inner,
+                lw=0,
+                zorder=0,
+                gid="funnel-contour",
+            )
         labs = [f"p > {p_level(alphas[0])}"]
-        labs += [f"{p_level(alphas[i + 1])} < p \u2264 {p_level(alphas[i])}" for i in range(len(zs) - 1)]
+        labs += [
+            f"{p_level(alphas[i + 1])} < p \u2264 {p_level(alphas[i])}" for i in range(len(zs) - 1)
+        ]
         labs.append(f"p \u2264 {p_level(alphas[-1])}")
         cols = ["white"] + shades
-        handles = [Patch(facecolor=c, edgecolor="0.4", lw=0.5, label=lab)
-                   for c, lab in zip(cols, labs)]
-    ax.plot([center - crit * ymax, center, center + crit * ymax], [ymax, 0, ymax],
-            color="0.15", lw=0.9, ls=(0, (4, 3)), zorder=2, gid="funnel-pseudo-ci")
+        handles = [
+            Patch(facecolor=c, edgecolor="0.4", lw=0.5, label=lab) for c, lab in zip(cols, labs)
+        ]
+    ax.plot(
+        [center - crit * ymax, center, center + crit * ymax],
+        [ymax, 0, ymax],
+        color="0.15",
+        lw=0.9,
+        ls=(0, (4, 3)),
+        zorder=2,
+        gid="funnel-pseudo-ci",
+    )
     ax.axvline(center, color="0.15", lw=1.0, zorder=2, gid="funnel-estimate")
     sc = {"s": 22, "color": "black", "edgecolors": "white", "linewidths": 0.5, "zorder": 3}
     sc.update(kwargs)
@@ -105,12 +127,21 @@ def funnel(res, ax=None, *, contours=(0.10, 0.05, 0.01), level: float = 95,
     ax.set_xlim(lo, hi)
     ax.set_ylim(ymax, 0.0)
     ax.set_ylabel("Standard error")
-    ax.set_xlabel(xlabel if xlabel is not None else
-                  effect_label(res, False, resid=not res.intercept_only))
+    ax.set_xlabel(
+        xlabel if xlabel is not None else effect_label(res, False, resid=not res.intercept_only)
+    )
     style_spines(ax)
     if title:
         ax.set_title(title)
     if legend and handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
-                  fontsize=8, title="Two-sided p", title_fontsize=8, alignment="left")
+        ax.legend(
+            handles=handles,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            frameon=False,
+            fontsize=8,
+            title="Two-sided p",
+            title_fontsize=8,
+            alignment="left",
+        )
     return ax

@@ -1,5 +1,4 @@
-"""Leave-one-cluster-out plot: the estimate refitted without each cluster in turn.
-"""
+"""Leave-one-cluster-out plot: the estimate refitted without each cluster in turn."""
 
 from __future__ import annotations
 
@@ -12,10 +11,19 @@ from mlmeta.plots.base import effect_label, fmt, new_axes, style_spines, transfo
 __all__ = ["loo_plot"]
 
 
-
-def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
-             xlabel: str | None = None, title: str | None = None, loo=None,
-             max_rows: int | None = None, **kwargs):
+def loo_plot(
+    res,
+    ax=None,
+    *,
+    cluster: str | None = None,
+    coef=0,
+    transf=None,
+    xlabel: str | None = None,
+    title: str | None = None,
+    loo=None,
+    max_rows: int | None = None,
+    **kwargs,
+):
     """Leave-one-cluster-out plot: the estimate refitted without each cluster in turn.
 
     Draws one row per left-out cluster (default: the outer random level) with the refitted
@@ -50,8 +58,9 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     """
     if isinstance(coef, str):
         if coef not in res.coef_names:
-            raise InputError(f"coef {coef!r} is not a coefficient of the model "
-                             f"({', '.join(res.coef_names)})")
+            raise InputError(
+                f"coef {coef!r} is not a coefficient of the model ({', '.join(res.coef_names)})"
+            )
         jc = res.coef_names.index(coef)
     else:
         jc = int(coef)
@@ -65,16 +74,20 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     if loo is None:
         loo = res.loo_cluster(cluster)
     pick = (lambda x: float(x)) if res.p == 1 else (lambda x: float(np.asarray(x)[jc]))
-    df = pd.DataFrame({"left_out": loo["left_out"],
-                       "beta": [pick(x) for x in loo["beta"]],
-                       "ci_lb": [pick(x) for x in loo["ci_lb"]],
-                       "ci_ub": [pick(x) for x in loo["ci_ub"]]})
+    df = pd.DataFrame(
+        {
+            "left_out": loo["left_out"],
+            "beta": [pick(x) for x in loo["beta"]],
+            "ci_lb": [pick(x) for x in loo["ci_lb"]],
+            "ci_ub": [pick(x) for x in loo["ci_ub"]],
+        }
+    )
     full = f(np.array([res.core.beta[jc], res.tests.ci_lb[jc], res.tests.ci_ub[jc]]))
     total = len(df)
     if max_rows is not None and total > max_rows:
         move = np.abs(df["beta"].to_numpy() - res.core.beta[jc])
         move = np.where(np.isfinite(move), move, np.inf)
-        keep = np.sort(np.argsort(-move, kind="stable")[:int(max_rows)])
+        keep = np.sort(np.argsort(-move, kind="stable")[: int(max_rows)])
         df = df.iloc[keep].reset_index(drop=True)
     n = len(df)
     ax, _ = new_axes(ax, (6.2, 1.3 + 0.2 * n))
@@ -84,10 +97,16 @@ def loo_plot(res, ax=None, *, cluster: str | None = None, coef=0, transf=None,
     b, l_, u_ = f(df["beta"].to_numpy()), f(df["ci_lb"].to_numpy()), f(df["ci_ub"].to_numpy())
     out = (b < full[1]) | (b > full[2])
     ax.axvspan(full[1], full[2], color="0.88", lw=0, zorder=0, gid="loo-full-ci")
-    ax.axvline(full[0], color="0.2", lw=1.0, ls=(0, (4, 3)), zorder=1, gid="loo-full",
-               label=f"all data: {fmt(full[0], 3)} [{fmt(full[1], 3)}, {fmt(full[2], 3)}]")
-    ax.hlines(pos, l_, u_, color=np.where(out, "#C03030", "black"), lw=0.9, zorder=2,
-              gid="loo-ci")
+    ax.axvline(
+        full[0],
+        color="0.2",
+        lw=1.0,
+        ls=(0, (4, 3)),
+        zorder=1,
+        gid="loo-full",
+        label=f"all data: {fmt(full[0], 3)} [{fmt(full[1], 3)}, {fmt(full[2], 3)}]",
+    )
+    ax.hlines(pos, l_, u_, color=np.where(out, "#C03030", "black"), lw=0.9, zorder=2, gid="loo-ci")
     sc = {"s": 22, "marker": "o", "zorder": 3, "edgecolors": "none"}
     sc.update(kwargs)
     if "c" not in sc and "color" not in sc:

@@ -27,10 +27,21 @@ from mlmeta.plots.base import (
 __all__ = ["orchard"]
 
 
-
-def orchard(res, moderator: str, ax=None, *, transf=None, jitter: float = 0.3, seed: int = 1,
-            pi: bool = True, legend: bool = True, refline: float | None = 0.0,
-            xlabel: str | None = None, title: str | None = None, **kwargs):
+def orchard(
+    res,
+    moderator: str,
+    ax=None,
+    *,
+    transf=None,
+    jitter: float = 0.3,
+    seed: int = 1,
+    pi: bool = True,
+    legend: bool = True,
+    refline: float | None = 0.0,
+    xlabel: str | None = None,
+    title: str | None = None,
+    **kwargs,
+):
     """Orchard plot of a categorical moderator (Nakagawa et al. 2021, orchaRd's ``orchard_plot``).
 
     Draws one row per category of ``moderator``: the effect sizes of that category as
@@ -75,12 +86,15 @@ def orchard(res, moderator: str, ax=None, *, transf=None, jitter: float = 0.3, s
         raise InputError(f"moderator {moderator!r} has missing values among the model's rows")
     levels = categories(col)
     if len(levels) > 30:
-        raise InputError(f"moderator {moderator!r} has {len(levels)} distinct values; the "
-                         "orchard plot is for categorical moderators (use bubble())")
+        raise InputError(
+            f"moderator {moderator!r} has {len(levels)} distinct values; the "
+            "orchard plot is for categorical moderators (use bubble())"
+        )
     numeric = pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)
     fit = None
-    if uses_only(res, moderator) and (not numeric or any(
-            n.startswith(f"factor({moderator})") for n in res.coef_names)):
+    if uses_only(res, moderator) and (
+        not numeric or any(n.startswith(f"factor({moderator})") for n in res.coef_names)
+    ):
         fit = res
     if fit is None:
         q = quote(moderator)
@@ -98,8 +112,7 @@ def orchard(res, moderator: str, ax=None, *, transf=None, jitter: float = 0.3, s
 
     m = len(levels)
     ax, _ = new_axes(ax, (6.8, 1.0 + 0.85 * m))
-    cmap = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442",
-            "#999999"]
+    cmap = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#999999"]
     sc_kw = {"alpha": 0.45, "edgecolors": "black", "linewidths": 0.3, "zorder": 2}
     sc_kw.update(kwargs)
     for i, lev in enumerate(levels):
@@ -112,26 +125,53 @@ def orchard(res, moderator: str, ax=None, *, transf=None, jitter: float = 0.3, s
     pos = np.arange(m)
     est, cl, cu = f(pr.pred), f(pr.ci_lb), f(pr.ci_ub)
     if pi:
-        ax.hlines(pos, f(pr.pi_lb), f(pr.pi_ub), color="black", lw=1.2, zorder=3,
-                  gid="orchard-pi")
+        ax.hlines(pos, f(pr.pi_lb), f(pr.pi_ub), color="black", lw=1.2, zorder=3, gid="orchard-pi")
     ax.hlines(pos, cl, cu, color="black", lw=4.5, zorder=4, gid="orchard-ci")
-    ax.scatter(est, pos, s=110, marker="o", facecolors=[cmap[i % len(cmap)] for i in range(m)],
-               edgecolors="black", linewidths=1.2, zorder=5, gid="orchard-estimates")
+    ax.scatter(
+        est,
+        pos,
+        s=110,
+        marker="o",
+        facecolors=[cmap[i % len(cmap)] for i in range(m)],
+        edgecolors="black",
+        linewidths=1.2,
+        zorder=5,
+        gid="orchard-estimates",
+    )
     if refline is not None:
         ax.axvline(refline, color="0.4", lw=0.8, ls=(0, (4, 3)), zorder=1)
     from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+
     trans = blended_transform_factory(ax.transAxes, ax.transData)
     for i, lev in enumerate(levels):
         rows = vals == lev
         lab = f"k = {int(rows.sum())}"
         if outer is not None:
             lab += f" ({len(pd.unique(outer[rows]))})"
-        ax.text(1.02, i, lab, transform=trans, ha="left", va="center", fontsize=8,
-                fontstyle="italic", clip_on=False, gid="orchard-k")
+        ax.text(
+            1.02,
+            i,
+            lab,
+            transform=trans,
+            ha="left",
+            va="center",
+            fontsize=8,
+            fontstyle="italic",
+            clip_on=False,
+            gid="orchard-k",
+        )
     if outer is not None:
-        ax.text(1.02, -0.5, f"k ({res.data.random[0]})",
-                transform=trans + ScaledTranslation(0, 4 / 72, ax.figure.dpi_scale_trans),
-                ha="left", va="bottom", fontsize=8, fontweight="bold", clip_on=False)
+        ax.text(
+            1.02,
+            -0.5,
+            f"k ({res.data.random[0]})",
+            transform=trans + ScaledTranslation(0, 4 / 72, ax.figure.dpi_scale_trans),
+            ha="left",
+            va="bottom",
+            fontsize=8,
+            fontweight="bold",
+            clip_on=False,
+        )
     ax.set_yticks(pos, [str(lev) for lev in levels])
     ax.set_ylim(m - 0.5, -0.5)
     ax.set_ylabel(moderator)
@@ -142,14 +182,34 @@ def orchard(res, moderator: str, ax=None, *, transf=None, jitter: float = 0.3, s
         ax.set_title(title, pad=24 if legend else 6)
     if legend:
         from matplotlib.lines import Line2D
+
         qs = np.quantile(prec, [0.0, 0.5, 1.0])
         # legend markers with the plot's areas (markersize is a diameter in points)
-        handles = [Line2D([], [], ls="", marker="o", color="0.5", alpha=0.6,
-                          markeredgecolor="k", markeredgewidth=0.3,
-                          markersize=float(np.sqrt(np.clip(90.0 * q / prec.max(), 6.0, 90.0))),
-                          label=f"{q:.3g}") for q in qs]
+        handles = [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                color="0.5",
+                alpha=0.6,
+                markeredgecolor="k",
+                markeredgewidth=0.3,
+                markersize=float(np.sqrt(np.clip(90.0 * q / prec.max(), 6.0, 90.0))),
+                label=f"{q:.3g}",
+            )
+            for q in qs
+        ]
         handles.insert(0, Line2D([], [], ls="", label="Precision (1/SE):"))
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4,
-                  frameon=False, fontsize=8, handletextpad=0.2, columnspacing=1.2,
-                  borderaxespad=0.2)
+        ax.legend(
+            handles=handles,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=4,
+            frameon=False,
+            fontsize=8,
+            handletextpad=0.2,
+            columnspacing=1.2,
+            borderaxespad=0.2,
+        )
     return ax

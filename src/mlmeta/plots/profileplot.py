@@ -20,9 +20,7 @@ STYLES = {"estimate": "dotted", "ci": "dashed", "cutoff": "dash-dotted"}
 _LS = {"dotted": ":", "dashed": "--", "dash-dotted": "-."}
 
 
-
-def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: float = 95,
-                 **kwargs):
+def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: float = 95, **kwargs):
     """Profile (restricted) log-likelihood of a variance component (metafor's ``profile``).
 
     Draws llp_level(s) = max over the other components of the log-likelihood with sigma2_j = s, on
@@ -66,22 +64,23 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
         if not 0 <= j < L:
             raise InputError(f"j must be between 0 and {L - 1}; got {j}")
         if res.core.fixed[j]:
-            raise InputError(f"variance component {j} ({res.level_names[j]!r}) is fixed; "
-                             "nothing to profile")
+            raise InputError(
+                f"variance component {j} ({res.level_names[j]!r}) is fixed; nothing to profile"
+            )
         comps = [j]
     else:
         comps = free
     ci = res.profile_ci(level=level, components=comps).table
     if ax is None:
         plt = pyplot()
-        _, axs = plt.subplots(1, len(comps), figsize=(4.4 * len(comps), 3.6),
-                                layout="constrained", squeeze=False)
+        _, axs = plt.subplots(
+            1, len(comps), figsize=(4.4 * len(comps), 3.6), layout="constrained", squeeze=False
+        )
         axes = list(axs[0])
     else:
         axes = list(np.atleast_1d(np.asarray(ax, dtype=object)).ravel())
         if len(axes) != len(comps):
-            raise InputError(f"ax must hold {len(comps)} Axes (one per component); got "
-                             f"{len(axes)}")
+            raise InputError(f"ax must hold {len(comps)} Axes (one per component); got {len(axes)}")
     ll_max = float(res.core.ll)
     cut = ll_max - chi2_isf(1 - to_fraction(level), 1) / 2.0
     ylab = "Restricted log-likelihood" if res.method == "REML" else "Log-likelihood"
@@ -97,17 +96,37 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
         kw = {"color": "black", "lw": 1.2, "marker": "o", "ms": 2.5}
         kw.update(kwargs)
         a.plot(pdf["sigma2"], pdf["logLik"], gid="profile-curve", **kw)
-        a.axhline(cut, color="#C03030", lw=0.9, ls=_LS[STYLES["cutoff"]], gid="profile-cutoff",
-                  label="cut-off")
+        a.axhline(
+            cut,
+            color="#C03030",
+            lw=0.9,
+            ls=_LS[STYLES["cutoff"]],
+            gid="profile-cutoff",
+            label="cut-off",
+        )
         a.axvline(est, color="0.3", lw=0.9, ls=_LS[STYLES["estimate"]], gid="profile-estimate")
-        a.plot([est], [ll_max], marker="o", ms=6, color="#C03030", ls="", zorder=4,
-               label=f"estimate {est:.3g}")
+        a.plot(
+            [est],
+            [ll_max],
+            marker="o",
+            ms=6,
+            color="#C03030",
+            ls="",
+            zorder=4,
+            label=f"estimate {est:.3g}",
+        )
         for b in (lb, ub):
             if np.isfinite(b):
                 a.axvline(b, color="#C03030", lw=0.9, ls=_LS[STYLES["ci"]], gid="profile-ci")
         ub_s = f"{ub:.3g}" if np.isfinite(ub) else "\u221e"
-        a.plot([], [], color="#C03030", lw=0.9, ls=_LS[STYLES["ci"]],
-               label=f"{level:g}% CI [{lb:.3g}, {ub_s}]")
+        a.plot(
+            [],
+            [],
+            color="#C03030",
+            lw=0.9,
+            ls=_LS[STYLES["ci"]],
+            label=f"{level:g}% CI [{lb:.3g}, {ub_s}]",
+        )
         name = res.level_names[jj]
         a.set_xlabel(rf"$\sigma^2_{{{jj + 1}}}$ ({name})")
         a.set_ylabel(ylab)
@@ -117,8 +136,9 @@ def profile_plot(res, j: int | None = None, ax=None, n: int = 30, *, level: floa
         span = ll_max - min(lo, cut)
         a.set_ylim(min(lo, cut) - 0.05 * span, ll_max + 0.12 * span)
         style_spines(a)
-        a.legend(fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2),
-                 ncol=2)
+        a.legend(
+            fontsize=7.5, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2
+        )
     if j is not None:
         return axes[0]
     return np.array(axes, dtype=object)

@@ -14,9 +14,9 @@ from mlmeta.errors import InputError
 __all__ = ["save_figure"]
 
 
-
-def save_figure(fig, path_stem, formats: Sequence[str] = ("png", "pdf"), *, dpi: int = 300,
-                **savefig_kw) -> list[Path]:
+def save_figure(
+    fig, path_stem, formats: Sequence[str] = ("png", "pdf"), *, dpi: int = 300, **savefig_kw
+) -> list[Path]:
     """Write ``fig`` as ``<path_stem>.png`` and ``<path_stem>.pdf`` (or other ``formats``).
 
     Parameters
@@ -43,8 +43,7 @@ def save_figure(fig, path_stem, formats: Sequence[str] = ("png", "pdf"), *, dpi:
     if not hasattr(fig, "savefig") and hasattr(fig, "figure"):
         fig = fig.figure
     if not hasattr(fig, "savefig"):
-        raise InputError(f"save_figure needs a matplotlib Figure or Axes; got "
-                         f"{type(fig).__name__}")
+        raise InputError(f"save_figure needs a matplotlib Figure or Axes; got {type(fig).__name__}")
     stem = Path(path_stem)
     fmts = [str(x).lower().lstrip(".") for x in formats]
     if not fmts:

@@ -36,11 +36,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "power": "mlmeta.power.api", "mdes": "mlmeta.power.api",
-    "min_studies": "mlmeta.power.api", "power_curve": "mlmeta.power.api",
-    "PowerResult": "mlmeta.power.api", "MdesResult": "mlmeta.power.api",
+    "power": "mlmeta.power.api",
+    "mdes": "mlmeta.power.api",
+    "min_studies": "mlmeta.power.api",
+    "power_curve": "mlmeta.power.api",
+    "PowerResult": "mlmeta.power.api",
+    "MdesResult": "mlmeta.power.api",
     "StudiesResult": "mlmeta.power.api",
-    "power_curve_plot": "mlmeta.power.plots", "traffic_light_plot": "mlmeta.power.plots",
+    "power_curve_plot": "mlmeta.power.plots",
+    "traffic_light_plot": "mlmeta.power.plots",
     "power_section": "mlmeta.power.report",
 }
 

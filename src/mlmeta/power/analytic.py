@@ -93,9 +93,11 @@ def satt_df(w: np.ndarray) -> np.ndarray:
     big_w = w.sum(axis=-1, keepdims=True)
     rest = big_w - w
     w2 = w * w
-    inv = ((w2 / rest**2).sum(axis=-1)
-           - 2.0 / big_w[..., 0] * (w2 * w / rest**2).sum(axis=-1)
-           + (w2 / rest).sum(axis=-1) ** 2 / big_w[..., 0] ** 2)
+    inv = (
+        (w2 / rest**2).sum(axis=-1)
+        - 2.0 / big_w[..., 0] * (w2 * w / rest**2).sum(axis=-1)
+        + (w2 / rest).sum(axis=-1) ** 2 / big_w[..., 0] ** 2
+    )
     return 1.0 / inv
 
 
@@ -118,8 +120,12 @@ def che_satt_df(w: np.ndarray, k: np.ndarray, within: np.ndarray) -> np.ndarray:
     s = x * x + big_w * x - 2.0 * w3.sum(axis=-1) / big_w
     with np.errstate(divide="ignore", invalid="ignore"):
         extra = np.where(k > 1, (k - 1.0) / within**2, 0.0)
-    t = (y * y + (w2 / k**2).sum(axis=-1) + extra.sum(axis=-1)
-         - 2.0 * (w3 / k**2).sum(axis=-1) / big_w)
+    t = (
+        y * y
+        + (w2 / k**2).sum(axis=-1)
+        + extra.sum(axis=-1)
+        - 2.0 * (w3 / k**2).sum(axis=-1) / big_w
+    )
     u = x * y + big_w * y - 2.0 * (w3 / k).sum(axis=-1) / big_w
     # one effect size in every study: tau^2 and omega^2 are not separately identified and
     # eq. 12 is 0/0 (and cancels catastrophically for k_j within 1e-9 of 1); its limit, which
@@ -135,16 +141,23 @@ def che_satt_df(w: np.ndarray, k: np.ndarray, within: np.ndarray) -> np.ndarray:
 # MLMA: working variance components closest (Kullback-Leibler) to the true model
 # ---------------------------------------------------------------------------------------------
 
-def _kl_value(ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: np.ndarray,
-              sigma2: np.ndarray) -> np.ndarray:
+
+def _kl_value(
+    ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: np.ndarray, sigma2: np.ndarray
+) -> np.ndarray:
     """KL divergence of the MLMA working model from the true model, one value per row
     (see :func:`_kl_derivatives`)."""
     return _kl_derivatives(ab, true_v, true_o, k, sigma2, order=0)[0]
 
 
-def _kl_derivatives(ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: np.ndarray,
-                    sigma2: np.ndarray, order: int = 2
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _kl_derivatives(
+    ab: np.ndarray,
+    true_v: np.ndarray,
+    true_o: np.ndarray,
+    k: np.ndarray,
+    sigma2: np.ndarray,
+    order: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """KL divergence of the MLMA working model (tau~^2 = a, omega~^2 = b, working rho = 0) from
     the true model, up to a constant, with its gradient and Hessian in (a, b); one row a design.
 
@@ -160,8 +173,14 @@ def _kl_derivatives(ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: n
     w = k / d
     big_w = w.sum(axis=1)
     p = (w * w * true_v).sum(axis=1)
-    f = ((k - 1.0) * true_o / e).sum(axis=1) + (w * true_v).sum(axis=1) - p / big_w \
-        + ((k - 1.0) * np.log(e)).sum(axis=1) + np.log(d).sum(axis=1) + np.log(big_w)
+    f = (
+        ((k - 1.0) * true_o / e).sum(axis=1)
+        + (w * true_v).sum(axis=1)
+        - p / big_w
+        + ((k - 1.0) * np.log(e)).sum(axis=1)
+        + np.log(d).sum(axis=1)
+        + np.log(big_w)
+    )
     if order == 0:
         return f, f, f
     cs = (np.ones_like(k), 1.0 / k)  # dw/da = -w^2, dw/db = -w^2 / k
@@ -171,21 +190,38 @@ def _kl_derivatives(ab: np.ndarray, true_v: np.ndarray, true_o: np.ndarray, k: n
     grad = np.empty((ab.shape[0], 2))
     db_log = [(k / d).sum(axis=1), ((k - 1.0) / e).sum(axis=1) + (1.0 / d).sum(axis=1)]
     for i in range(2):
-        grad[:, i] = (dw[i] * true_v).sum(axis=1) \
-            - (dp[i] / big_w - p * dbig[i] / big_w**2) + db_log[i] + dbig[i] / big_w
+        grad[:, i] = (
+            (dw[i] * true_v).sum(axis=1)
+            - (dp[i] / big_w - p * dbig[i] / big_w**2)
+            + db_log[i]
+            + dbig[i] / big_w
+        )
     grad[:, 1] -= ((k - 1.0) * true_o / e**2).sum(axis=1)
     hess = np.empty((ab.shape[0], 2, 2))
-    dd_log = {(0, 0): -(k * k / d**2).sum(axis=1), (0, 1): -(k / d**2).sum(axis=1),
-              (1, 1): -((k - 1.0) / e**2).sum(axis=1) - (1.0 / d**2).sum(axis=1)}
+    dd_log = {
+        (0, 0): -(k * k / d**2).sum(axis=1),
+        (0, 1): -(k / d**2).sum(axis=1),
+        (1, 1): -((k - 1.0) / e**2).sum(axis=1) - (1.0 / d**2).sum(axis=1),
+    }
     for i in range(2):
         for j in range(i, 2):
             w_ij = 2.0 * w**3 * cs[i] * cs[j]
             big_ij = w_ij.sum(axis=1)
             p_ij = (2.0 * (dw[i] * dw[j] + w * w_ij) * true_v).sum(axis=1)
-            a3 = (p_ij / big_w - dp[i] * dbig[j] / big_w**2 - dp[j] * dbig[i] / big_w**2
-                  - p * big_ij / big_w**2 + 2.0 * p * dbig[i] * dbig[j] / big_w**3)
-            h = (w_ij * true_v).sum(axis=1) - a3 + dd_log[(i, j)] \
-                + big_ij / big_w - dbig[i] * dbig[j] / big_w**2
+            a3 = (
+                p_ij / big_w
+                - dp[i] * dbig[j] / big_w**2
+                - dp[j] * dbig[i] / big_w**2
+                - p * big_ij / big_w**2
+                + 2.0 * p * dbig[i] * dbig[j] / big_w**3
+            )
+            h = (
+                (w_ij * true_v).sum(axis=1)
+                - a3
+                + dd_log[(i, j)]
+                + big_ij / big_w
+                - dbig[i] * dbig[j] / big_w**2
+            )
             if (i, j) == (1, 1):
                 h = h + (2.0 * (k - 1.0) * true_o / e**3).sum(axis=1)
             hess[:, i, j] = h
@@ -218,8 +254,9 @@ def _newton_step(x: np.ndarray, g: np.ndarray, h: np.ndarray) -> np.ndarray:
     return step
 
 
-def mlma_working_variances(tau: float, omega: float, rho: float, sigma2: np.ndarray,
-                           k: np.ndarray, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def mlma_working_variances(
+    tau: float, omega: float, rho: float, sigma2: np.ndarray, k: np.ndarray, max_iter: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
     """tau~^2 and omega~^2 of the MLMA working model, one pair per design (row).
 
     Minimises the Kullback-Leibler divergence of the MLMA working model (working rho = 0) from
@@ -255,8 +292,9 @@ def mlma_working_variances(tau: float, omega: float, rho: float, sigma2: np.ndar
             cand = np.maximum(xs[todo] + t[todo, None] * step[todo], 0.0)
             fc = _kl_value(cand, *(z[todo] for z in args))
             dec = (g[todo] * (cand - xs[todo])).sum(axis=1)
-            ok = np.isfinite(fc) & (fc <= f[todo] + 1e-4 * np.minimum(dec, 0.0)
-                                    + 1e-13 * np.abs(f[todo]))
+            ok = np.isfinite(fc) & (
+                fc <= f[todo] + 1e-4 * np.minimum(dec, 0.0) + 1e-13 * np.abs(f[todo])
+            )
             idx = np.flatnonzero(todo)
             x_new[idx[ok]] = cand[ok]
             f_new[idx[ok]] = fc[ok]
@@ -267,8 +305,11 @@ def mlma_working_variances(tau: float, omega: float, rho: float, sigma2: np.ndar
         # converged: the step no longer moves x, or the Newton decrement -g.step (twice the
         # predicted decrease) is at the rounding level of f
         decrement = -(g * step).sum(axis=1)
-        done = ((moved <= 1e-15 * np.maximum(np.abs(xs).max(axis=1), scale[rows, 0]))
-                | ~accepted | ((t == 1.0) & (decrement <= 1e-15 * (1.0 + np.abs(f)))))
+        done = (
+            (moved <= 1e-15 * np.maximum(np.abs(xs).max(axis=1), scale[rows, 0]))
+            | ~accepted
+            | ((t == 1.0) & (decrement <= 1e-15 * (1.0 + np.abs(f))))
+        )
         active_rows[rows[done]] = False
     return x[:, 0], x[:, 1]
 
@@ -277,8 +318,10 @@ def mlma_working_variances(tau: float, omega: float, rho: float, sigma2: np.ndar
 # The engine: moments of one working model per design
 # ---------------------------------------------------------------------------------------------
 
-def moments(sigma2: np.ndarray, k: np.ndarray, tau: float, omega: float, rho: float,
-            model: str, var_df: str) -> Moments:
+
+def moments(
+    sigma2: np.ndarray, k: np.ndarray, tau: float, omega: float, rho: float, model: str, var_df: str
+) -> Moments:
     """var_b and the df's of the test under a working model, one entry per design (row).
 
     ``sigma2`` and ``k`` are (n, J) arrays; ``model`` one of CHE, MLMA, CE; ``var_df`` one of
@@ -317,8 +360,9 @@ def moments(sigma2: np.ndarray, k: np.ndarray, tau: float, omega: float, rho: fl
             raise ValueError("the CE working model is available only with var_df = 'rve'")
         inv = 1.0 / sigma2
         a = inv.sum(axis=1, keepdims=True)
-        tau2_e = tau**2 + omega**2 * (1.0 - (inv * inv / k).sum(axis=1, keepdims=True) / a**2) \
-            / (1.0 - (inv * inv).sum(axis=1, keepdims=True) / a**2)
+        tau2_e = tau**2 + omega**2 * (1.0 - (inv * inv / k).sum(axis=1, keepdims=True) / a**2) / (
+            1.0 - (inv * inv).sum(axis=1, keepdims=True) / a**2
+        )
         w = 1.0 / (sigma2 + tau2_e)
         big_w = w.sum(axis=1)
         true = tau**2 + rho * sigma2 + (omega**2 + (1.0 - rho) * sigma2) / k
@@ -374,8 +418,7 @@ class Design:
 
     CHUNK = 64
 
-    def __init__(self, sigma2, k, *, fixed: bool = False, iterations: int = 100,
-                 seed=None):
+    def __init__(self, sigma2, k, *, fixed: bool = False, iterations: int = 100, seed=None):
         self.sigma2 = sigma2
         self.k = k
         self.fixed = fixed
@@ -389,8 +432,9 @@ class Design:
             self.kind = "stylised"
         else:
             self.kind = "empirical"
-        self.paired = (self.kind == "empirical" and s_many and k_many
-                       and np.size(sigma2) == np.size(k))
+        self.paired = (
+            self.kind == "empirical" and s_many and k_many and np.size(sigma2) == np.size(k)
+        )
         self.iterations = 1 if self.kind in ("balanced", "fixed") else int(iterations)
         self._rng = np.random.default_rng(seed)
         self._s = np.empty((self.iterations, 0))
@@ -403,8 +447,12 @@ class Design:
 
     def _draw(self, dist, n: int) -> np.ndarray:
         if callable(dist):
-            return np.vstack([np.asarray(dist(self._rng, n), dtype=float).reshape(-1)[:n]
-                              for _ in range(self.iterations)])
+            return np.vstack(
+                [
+                    np.asarray(dist(self._rng, n), dtype=float).reshape(-1)[:n]
+                    for _ in range(self.iterations)
+                ]
+            )
         v = np.asarray(dist, dtype=float).reshape(-1)
         if v.size == 1:
             return np.full((self.iterations, n), v[0])
@@ -444,6 +492,7 @@ class Design:
 # Searches: minimum detectable effect and minimum number of studies
 # ---------------------------------------------------------------------------------------------
 
+
 def _mean_w(design: Design, tau, omega, rho) -> float:
     """Mean CHE weight over the distribution of studies (POMADE's ``wbar``), for start values
     only (a stylised distribution is sampled with its own generator, leaving the design's
@@ -468,6 +517,7 @@ def solve_mdes(m: Moments, alpha: float, target: float, start: float) -> float:
     ``start`` is a first guess (POMADE's normal-approximation lower bound); the bracket is
     found by halving and doubling it. The mean power must be below ``target`` at mu = 0.
     """
+
     def f(mu: float) -> float:
         return float(np.mean(design_power(mu, m, alpha))) - target
 
@@ -482,12 +532,12 @@ def solve_mdes(m: Moments, alpha: float, target: float, start: float) -> float:
         hi = 2.0 * lo
         while f(hi) < 0.0:
             lo, hi = hi, 2.0 * hi
-    return float(optimize.brentq(f, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps,
-                                 maxiter=500))
+    return float(optimize.brentq(f, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
 
 
-def solve_min_studies(power_at: Callable[[int], float], target: float, start: int,
-                      max_studies: int) -> tuple[int | None, dict[int, float]]:
+def solve_min_studies(
+    power_at: Callable[[int], float], target: float, start: int, max_studies: int
+) -> tuple[int | None, dict[int, float]]:
     """Smallest integer J >= 5 with ``power_at(J) >= target`` (POMADE's hard limit of 5).
 
     Doubles from ``start`` until the target is reached, then bisects between the last J below
@@ -528,8 +578,9 @@ def normal_start_mu(design: Design, j: int, tau, omega, rho, alpha, target) -> f
     """POMADE's lower bound of the mdes search: (z_{1-alpha/2} - z_{1+alpha/2-target}) /
     sqrt(wbar J)."""
     wbar = _mean_w(design, tau, omega, rho)
-    z = stats.norm.ppf(1.0 - alpha / 2.0) - stats.norm.ppf(min(1.0 + alpha / 2.0 - target,
-                                                              1.0 - 1e-12))
+    z = stats.norm.ppf(1.0 - alpha / 2.0) - stats.norm.ppf(
+        min(1.0 + alpha / 2.0 - target, 1.0 - 1e-12)
+    )
     return float(max(z, 0.1) / np.sqrt(wbar * j))
 
 
@@ -537,8 +588,9 @@ def normal_start_j(design: Design, mu, tau, omega, rho, alpha, target) -> int:
     """POMADE's start of the studies search: (z_{1-alpha/2} - z_{1+alpha/2-target})^2 /
     (wbar mu^2), at least 5."""
     wbar = _mean_w(design, tau, omega, rho)
-    z = stats.norm.ppf(1.0 - alpha / 2.0) - stats.norm.ppf(min(1.0 + alpha / 2.0 - target,
-                                                              1.0 - 1e-12))
+    z = stats.norm.ppf(1.0 - alpha / 2.0) - stats.norm.ppf(
+        min(1.0 + alpha / 2.0 - target, 1.0 - 1e-12)
+    )
     j = z * z / (wbar * mu * mu)
     if not np.isfinite(j):
         return HARD_MIN_STUDIES

@@ -50,9 +50,19 @@ __all__ = [
 
 #: how each input is called in error messages raised by the Python functions
 API_NAMES: dict[str, str] = {
-    "J": "J", "mu": "mu", "tau": "tau", "omega": "omega", "rho": "rho", "sigma2": "sigma2",
-    "k": "k", "model": "model", "var_df": "var_df", "alpha": "alpha",
-    "target_power": "target_power", "iterations": "iterations", "max_studies": "max_studies",
+    "J": "J",
+    "mu": "mu",
+    "tau": "tau",
+    "omega": "omega",
+    "rho": "rho",
+    "sigma2": "sigma2",
+    "k": "k",
+    "model": "model",
+    "var_df": "var_df",
+    "alpha": "alpha",
+    "target_power": "target_power",
+    "iterations": "iterations",
+    "max_studies": "max_studies",
 }
 VAR_DF_LABELS = {"model": "Model", "satt": "Model+Satt", "rve": "RVE"}
 DEFAULT_MAX_STUDIES = 10_000
@@ -62,9 +72,13 @@ DEFAULT_MAX_STUDIES = 10_000
 # Validation: every rule once; ``names`` says how the caller calls each input
 # ---------------------------------------------------------------------------------------------
 
+
 def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(float(value))
+    ):
         raise InputError(f"{name} must be a finite number; got {value!r}")
     return float(value)
 
@@ -92,13 +106,15 @@ def _values(name: str, value: Any, what: str, minimum: float, strict: bool):
     if callable(value):
         return _checked_sampler(name, value, what, rule, minimum, strict)
     if isinstance(value, (str, bytes, bool)) or value is None:
-        raise InputError(f"{name} must be a number or a sequence of numbers ({what} {rule}); "
-                         f"got {value!r}")
+        raise InputError(
+            f"{name} must be a number or a sequence of numbers ({what} {rule}); got {value!r}"
+        )
     try:
         arr = np.asarray(value, dtype=float).reshape(-1)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number or a sequence of numbers ({what} {rule}); "
-                         f"got {value!r}") from None
+        raise InputError(
+            f"{name} must be a number or a sequence of numbers ({what} {rule}); got {value!r}"
+        ) from None
     if arr.size == 0:
         raise InputError(f"{name} is empty: give at least one {what}")
     bad = ~np.isfinite(arr) | ((arr <= minimum) if strict else (arr < minimum))
@@ -111,14 +127,18 @@ def _values(name: str, value: Any, what: str, minimum: float, strict: bool):
 
 def _checked_sampler(name, f, what, rule, minimum, strict):
     """A stylised distribution ``f(rng, n)`` whose draws are checked like given values."""
+
     def draw(rng, n):
         arr = np.asarray(f(rng, n), dtype=float).reshape(-1)
         bad = ~np.isfinite(arr) | ((arr <= minimum) if strict else (arr < minimum))
         if arr.size < n or bad.any():
             got = f"{arr.size} values" if arr.size < n else repr(float(arr[np.flatnonzero(bad)[0]]))
-            raise InputError(f"{name}: the distribution f(rng, n) must return n = {n} values, "
-                             f"each a {what} {rule}; got {got}")
+            raise InputError(
+                f"{name}: the distribution f(rng, n) must return n = {n} values, "
+                f"each a {what} {rule}; got {got}"
+            )
         return arr[:n]
+
     return draw
 
 
@@ -145,14 +165,30 @@ class Inputs:
 
     def design(self) -> A.Design:
         """The design object that draws (or holds) the studies."""
-        return A.Design(self.sigma2, self.k, fixed=self.fixed_design,
-                        iterations=self.iterations, seed=self.seed)
+        return A.Design(
+            self.sigma2, self.k, fixed=self.fixed_design, iterations=self.iterations, seed=self.seed
+        )
 
 
-def check_inputs(*, J=None, mu=None, tau, omega, rho, sigma2, k, model="CHE", var_df="RVE",
-                 alpha=0.05, target_power=0.8, iterations=100, seed=None, fixed_design=False,
-                 max_studies=DEFAULT_MAX_STUDIES, names: Mapping[str, str] = API_NAMES
-                 ) -> Inputs:
+def check_inputs(
+    *,
+    J=None,
+    mu=None,
+    tau,
+    omega,
+    rho,
+    sigma2,
+    k,
+    model="CHE",
+    var_df="RVE",
+    alpha=0.05,
+    target_power=0.8,
+    iterations=100,
+    seed=None,
+    fixed_design=False,
+    max_studies=DEFAULT_MAX_STUDIES,
+    names: Mapping[str, str] = API_NAMES,
+) -> Inputs:
     """Check every input and return them normalised, or raise a one-line :class:`InputError`.
 
     Rules: J >= 2 after rounding down; mu finite; tau, omega >= 0; 0 <= rho <= 1; sampling
@@ -167,49 +203,82 @@ def check_inputs(*, J=None, mu=None, tau, omega, rho, sigma2, k, model="CHE", va
     model = _choice(n["model"], model, A.MODELS)
     var_df = _choice(n["var_df"], var_df, A.VAR_DFS, fold=str.lower)
     if model == "CE" and var_df != "rve":
-        raise InputError(f"{n['model']} CE (correlated effects) is available only with "
-                         f"{n['var_df']} rve (robust variance estimation); got {var_df!r}")
+        raise InputError(
+            f"{n['model']} CE (correlated effects) is available only with "
+            f"{n['var_df']} rve (robust variance estimation); got {var_df!r}"
+        )
     tau = _in_range(n["tau"], tau, ">= 0", lambda v: v >= 0)
     omega = _in_range(n["omega"], omega, ">= 0", lambda v: v >= 0)
     rho = _in_range(n["rho"], rho, "between 0 and 1", lambda v: 0 <= v <= 1)
     alpha = _in_range(n["alpha"], alpha, "strictly between 0 and 1", lambda v: 0 < v < 1)
-    target_power = _in_range(n["target_power"], target_power, "strictly between 0 and 1",
-                             lambda v: 0 < v < 1)
+    target_power = _in_range(
+        n["target_power"], target_power, "strictly between 0 and 1", lambda v: 0 < v < 1
+    )
     if mu is not None:
         mu = _real(n["mu"], mu)
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
-            or iterations < 1:
+    if (
+        isinstance(iterations, bool)
+        or not isinstance(iterations, (int, np.integer))
+        or iterations < 1
+    ):
         raise InputError(f"{n['iterations']} must be an integer >= 1; got {iterations!r}")
-    if isinstance(max_studies, bool) or not isinstance(max_studies, (int, np.integer)) \
-            or max_studies < A.HARD_MIN_STUDIES + 1:
-        raise InputError(f"{n['max_studies']} must be an integer >= {A.HARD_MIN_STUDIES + 1}; "
-                         f"got {max_studies!r}")
+    if (
+        isinstance(max_studies, bool)
+        or not isinstance(max_studies, (int, np.integer))
+        or max_studies < A.HARD_MIN_STUDIES + 1
+    ):
+        raise InputError(
+            f"{n['max_studies']} must be an integer >= {A.HARD_MIN_STUDIES + 1}; "
+            f"got {max_studies!r}"
+        )
     sigma2 = _values(n["sigma2"], sigma2, "sampling variance", 0.0, strict=True)
     k = _values(n["k"], k, "number of effect sizes per study", 1.0, strict=False)
     if J is not None:
         jv = _real(n["J"], J)
         if math.floor(jv) < 2:
-            raise InputError(f"{n['J']} (number of studies) must be at least 2 (a non-integer "
-                             f"is rounded down); got {J!r}")
+            raise InputError(
+                f"{n['J']} (number of studies) must be at least 2 (a non-integer "
+                f"is rounded down); got {J!r}"
+            )
         J = math.floor(jv)
     if fixed_design:
         for key, v in (("sigma2", sigma2), ("k", k)):
             if callable(v):
-                raise InputError(f"{n[key]}: a fixed design needs the values of its studies, "
-                                 "not a distribution to draw from")
+                raise InputError(
+                    f"{n[key]}: a fixed design needs the values of its studies, "
+                    "not a distribution to draw from"
+                )
         sizes = {np.size(v) for v in (sigma2, k) if np.size(v) > 1}
         if len(sizes) > 1:
-            raise InputError(f"{n['sigma2']} and {n['k']} of a fixed design must have one value "
-                             f"per study; got {np.size(sigma2)} and {np.size(k)} values")
+            raise InputError(
+                f"{n['sigma2']} and {n['k']} of a fixed design must have one value "
+                f"per study; got {np.size(sigma2)} and {np.size(k)} values"
+            )
         if J is None and sizes:
             J = sizes.pop()
         elif sizes and J not in sizes:
-            raise InputError(f"{n['J']} must equal the number of studies of a fixed design "
-                             f"({sizes.pop()} values given); got {J!r}")
-    return Inputs(J=J, mu=mu, tau=tau, omega=omega, rho=rho, sigma2=sigma2, k=k, model=model,
-                  var_df=var_df, alpha=alpha, target_power=target_power,
-                  iterations=int(iterations), seed=seed, fixed_design=bool(fixed_design),
-                  max_studies=int(max_studies), names=n)
+            raise InputError(
+                f"{n['J']} must equal the number of studies of a fixed design "
+                f"({sizes.pop()} values given); got {J!r}"
+            )
+    return Inputs(
+        J=J,
+        mu=mu,
+        tau=tau,
+        omega=omega,
+        rho=rho,
+        sigma2=sigma2,
+        k=k,
+        model=model,
+        var_df=var_df,
+        alpha=alpha,
+        target_power=target_power,
+        iterations=int(iterations),
+        seed=seed,
+        fixed_design=bool(fixed_design),
+        max_studies=int(max_studies),
+        names=n,
+    )
 
 
 def _need(inp: Inputs, key: str, what: str) -> None:
@@ -220,6 +289,7 @@ def _need(inp: Inputs, key: str, what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------
+
 
 def _label(model: str, var_df: str) -> str:
     return f"{model}-{VAR_DF_LABELS[var_df]}"
@@ -267,12 +337,14 @@ class PowerResult:
 
     def __str__(self) -> str:
         mc = "" if self.mcse is None else f" (Monte Carlo SE {self.mcse:.4f})"
-        return (f"Power of the test of the overall average effect ({self.label}, "
-                f"{_design_text(self)})\n"
-                f"  J = {self.J} studies, mu = {self.mu:g}, tau = {self.tau:g}, "
-                f"omega = {self.omega:g}, rho = {self.rho:g}, alpha = {self.alpha:g}\n"
-                f"  power = {self.power:.4f}{mc}\n"
-                f"  df = {self.df:.2f}, var_b = {self.var_b:.6g} (SE {math.sqrt(self.var_b):.4g})")
+        return (
+            f"Power of the test of the overall average effect ({self.label}, "
+            f"{_design_text(self)})\n"
+            f"  J = {self.J} studies, mu = {self.mu:g}, tau = {self.tau:g}, "
+            f"omega = {self.omega:g}, rho = {self.rho:g}, alpha = {self.alpha:g}\n"
+            f"  power = {self.power:.4f}{mc}\n"
+            f"  df = {self.df:.2f}, var_b = {self.var_b:.6g} (SE {math.sqrt(self.var_b):.4g})"
+        )
 
 
 @dataclass(frozen=True)
@@ -303,10 +375,12 @@ class MdesResult:
         return {**asdict(self), "label": self.label}
 
     def __str__(self) -> str:
-        return (f"Minimum detectable effect size ({self.label}, {_design_text(self)})\n"
-                f"  J = {self.J} studies, tau = {self.tau:g}, omega = {self.omega:g}, "
-                f"rho = {self.rho:g}, alpha = {self.alpha:g}\n"
-                f"  mdes = {self.mdes:.4f} for power {self.target_power:g}")
+        return (
+            f"Minimum detectable effect size ({self.label}, {_design_text(self)})\n"
+            f"  J = {self.J} studies, tau = {self.tau:g}, omega = {self.omega:g}, "
+            f"rho = {self.rho:g}, alpha = {self.alpha:g}\n"
+            f"  mdes = {self.mdes:.4f} for power {self.target_power:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -340,16 +414,19 @@ class StudiesResult:
 
     def __str__(self) -> str:
         floor = " (never fewer than 5)" if self.studies == A.HARD_MIN_STUDIES else ""
-        return (f"Number of studies needed ({self.label}, {_design_text(self)})\n"
-                f"  mu = {self.mu:g}, tau = {self.tau:g}, omega = {self.omega:g}, "
-                f"rho = {self.rho:g}, alpha = {self.alpha:g}\n"
-                f"  studies = {self.studies}{floor} for power {self.target_power:g} "
-                f"(power {self.power:.4f}; {self.power_below:.4f} with one study fewer)")
+        return (
+            f"Number of studies needed ({self.label}, {_design_text(self)})\n"
+            f"  mu = {self.mu:g}, tau = {self.tau:g}, omega = {self.omega:g}, "
+            f"rho = {self.rho:g}, alpha = {self.alpha:g}\n"
+            f"  studies = {self.studies}{floor} for power {self.target_power:g} "
+            f"(power {self.power:.4f}; {self.power_below:.4f} with one study fewer)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation on validated inputs
 # ---------------------------------------------------------------------------------------------
+
 
 def _moments(inp: Inputs, design: A.Design, j: int) -> A.Moments:
     s, k = design.arrays(j)
@@ -366,10 +443,22 @@ def evaluate_power(inp: Inputs, design: A.Design | None = None) -> PowerResult:
     p = A.design_power(inp.mu, m, inp.alpha)
     n = p.size
     mcse = float(np.std(p, ddof=1) / math.sqrt(n)) if design.sampled and n > 1 else None
-    return PowerResult(power=float(np.mean(p)), df=float(np.mean(m.df_report)),
-                       var_b=float(np.mean(m.var_b)), mcse=mcse, iterations=n, J=inp.J,
-                       mu=inp.mu, tau=inp.tau, omega=inp.omega, rho=inp.rho, alpha=inp.alpha,
-                       model=inp.model, var_df=inp.var_df, design=design.kind)
+    return PowerResult(
+        power=float(np.mean(p)),
+        df=float(np.mean(m.df_report)),
+        var_b=float(np.mean(m.var_b)),
+        mcse=mcse,
+        iterations=n,
+        J=inp.J,
+        mu=inp.mu,
+        tau=inp.tau,
+        omega=inp.omega,
+        rho=inp.rho,
+        alpha=inp.alpha,
+        model=inp.model,
+        var_df=inp.var_df,
+        design=design.kind,
+    )
 
 
 def evaluate_mdes(inp: Inputs) -> MdesResult:
@@ -380,16 +469,29 @@ def evaluate_mdes(inp: Inputs) -> MdesResult:
     m = _moments(inp, design, inp.J)
     p0 = float(np.mean(A.design_power(0.0, m, inp.alpha)))
     if p0 >= inp.target_power:
-        raise InputError(f"{inp.names['target_power']} must exceed the power at effect 0 "
-                         f"({p0:.4g}); got {inp.target_power!r}")
-    start = A.normal_start_mu(design, inp.J, inp.tau, inp.omega, inp.rho, inp.alpha,
-                              inp.target_power)
+        raise InputError(
+            f"{inp.names['target_power']} must exceed the power at effect 0 "
+            f"({p0:.4g}); got {inp.target_power!r}"
+        )
+    start = A.normal_start_mu(
+        design, inp.J, inp.tau, inp.omega, inp.rho, inp.alpha, inp.target_power
+    )
     mu = A.solve_mdes(m, inp.alpha, inp.target_power, start)
     p = float(np.mean(A.design_power(mu, m, inp.alpha)))
-    return MdesResult(mdes=mu, target_power=inp.target_power, power=p,
-                      iterations=design.iterations, J=inp.J, tau=inp.tau, omega=inp.omega,
-                      rho=inp.rho, alpha=inp.alpha, model=inp.model, var_df=inp.var_df,
-                      design=design.kind)
+    return MdesResult(
+        mdes=mu,
+        target_power=inp.target_power,
+        power=p,
+        iterations=design.iterations,
+        J=inp.J,
+        tau=inp.tau,
+        omega=inp.omega,
+        rho=inp.rho,
+        alpha=inp.alpha,
+        model=inp.model,
+        var_df=inp.var_df,
+        design=design.kind,
+    )
 
 
 def evaluate_min_studies(inp: Inputs) -> StudiesResult:
@@ -397,38 +499,68 @@ def evaluate_min_studies(inp: Inputs) -> StudiesResult:
     _need(inp, "mu", "effect size of practical concern")
     assert inp.mu is not None
     if inp.fixed_design:
-        raise InputError("the number of studies cannot be searched for a fixed design (its "
-                         "studies are given); draw them from distributions instead")
+        raise InputError(
+            "the number of studies cannot be searched for a fixed design (its "
+            "studies are given); draw them from distributions instead"
+        )
     if inp.mu == 0:
-        raise InputError(f"{inp.names['mu']} must be non-zero to find the number of studies "
-                         "(power at effect 0 does not grow with J); got 0")
+        raise InputError(
+            f"{inp.names['mu']} must be non-zero to find the number of studies "
+            "(power at effect 0 does not grow with J); got 0"
+        )
     mu = inp.mu
     design = inp.design()
 
     def power_at(j: int) -> float:
         return float(np.mean(A.design_power(mu, _moments(inp, design, j), inp.alpha)))
 
-    start = A.normal_start_j(design, mu, inp.tau, inp.omega, inp.rho, inp.alpha,
-                             inp.target_power)
+    start = A.normal_start_j(design, mu, inp.tau, inp.omega, inp.rho, inp.alpha, inp.target_power)
     j, seen = A.solve_min_studies(power_at, inp.target_power, start, inp.max_studies)
     if j is None:
-        raise InputError(f"power {seen[inp.max_studies]:.4g} with {inp.names['max_studies']} "
-                         f"= {inp.max_studies} studies is still below the target "
-                         f"{inp.target_power:g}; the effect {mu:g} is too small to detect")
+        raise InputError(
+            f"power {seen[inp.max_studies]:.4g} with {inp.names['max_studies']} "
+            f"= {inp.max_studies} studies is still below the target "
+            f"{inp.target_power:g}; the effect {mu:g} is too small to detect"
+        )
     below = seen[j - 1] if (j - 1) in seen else power_at(j - 1)
-    return StudiesResult(studies=j, target_power=inp.target_power, power=seen[j],
-                         power_below=below, iterations=design.iterations, mu=mu, tau=inp.tau,
-                         omega=inp.omega, rho=inp.rho, alpha=inp.alpha, model=inp.model,
-                         var_df=inp.var_df, design=design.kind)
+    return StudiesResult(
+        studies=j,
+        target_power=inp.target_power,
+        power=seen[j],
+        power_below=below,
+        iterations=design.iterations,
+        mu=mu,
+        tau=inp.tau,
+        omega=inp.omega,
+        rho=inp.rho,
+        alpha=inp.alpha,
+        model=inp.model,
+        var_df=inp.var_df,
+        design=design.kind,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Public functions
 # ---------------------------------------------------------------------------------------------
 
-def power(J, mu, tau, omega, rho, sigma2, k, *, model: str = "CHE", var_df: str = "RVE",
-          alpha: float = 0.05, iterations: int = 100, seed=None,
-          fixed_design: bool = False) -> PowerResult:
+
+def power(
+    J,
+    mu,
+    tau,
+    omega,
+    rho,
+    sigma2,
+    k,
+    *,
+    model: str = "CHE",
+    var_df: str = "RVE",
+    alpha: float = 0.05,
+    iterations: int = 100,
+    seed=None,
+    fixed_design: bool = False,
+) -> PowerResult:
     """Power of the two-sided test of the overall average effect with dependent effect sizes.
 
     Vembye, Pustejovsky & Pigott (2023), JEBS, doi:10.3102/10769986221127379 (and its
@@ -468,15 +600,40 @@ def power(J, mu, tau, omega, rho, sigma2, k, *, model: str = "CHE", var_df: str 
     >>> round(power(20, 0.2, 0.2, 0.1, 0.5, 0.04, 4).power, 6)
     0.903907
     """
-    inp = check_inputs(J=J, mu=mu, tau=tau, omega=omega, rho=rho, sigma2=sigma2, k=k,
-                       model=model, var_df=var_df, alpha=alpha, iterations=iterations,
-                       seed=seed, fixed_design=fixed_design)
+    inp = check_inputs(
+        J=J,
+        mu=mu,
+        tau=tau,
+        omega=omega,
+        rho=rho,
+        sigma2=sigma2,
+        k=k,
+        model=model,
+        var_df=var_df,
+        alpha=alpha,
+        iterations=iterations,
+        seed=seed,
+        fixed_design=fixed_design,
+    )
     return evaluate_power(inp)
 
 
-def mdes(J, tau, omega, rho, sigma2, k, *, target_power: float = 0.8, model: str = "CHE",
-         var_df: str = "RVE", alpha: float = 0.05, iterations: int = 100, seed=None,
-         fixed_design: bool = False) -> MdesResult:
+def mdes(
+    J,
+    tau,
+    omega,
+    rho,
+    sigma2,
+    k,
+    *,
+    target_power: float = 0.8,
+    model: str = "CHE",
+    var_df: str = "RVE",
+    alpha: float = 0.05,
+    iterations: int = 100,
+    seed=None,
+    fixed_design: bool = False,
+) -> MdesResult:
     """Minimum detectable effect size: the mu > 0 at which power equals ``target_power``.
 
     POMADE's ``mdes_MADE`` (Vembye, Pustejovsky & Pigott 2023, doi:10.3102/10769986221127379):
@@ -492,16 +649,40 @@ def mdes(J, tau, omega, rho, sigma2, k, *, target_power: float = 0.8, model: str
     >>> round(mdes(30, 0.05, 0.02, 0.2, 0.04, 6).mdes, 4)
     0.0667
     """
-    inp = check_inputs(J=J, tau=tau, omega=omega, rho=rho, sigma2=sigma2, k=k, model=model,
-                       var_df=var_df, alpha=alpha, target_power=target_power,
-                       iterations=iterations, seed=seed, fixed_design=fixed_design)
+    inp = check_inputs(
+        J=J,
+        tau=tau,
+        omega=omega,
+        rho=rho,
+        sigma2=sigma2,
+        k=k,
+        model=model,
+        var_df=var_df,
+        alpha=alpha,
+        target_power=target_power,
+        iterations=iterations,
+        seed=seed,
+        fixed_design=fixed_design,
+    )
     return evaluate_mdes(inp)
 
 
-def min_studies(mu, tau, omega, rho, sigma2, k, *, target_power: float = 0.8,
-                model: str = "CHE", var_df: str = "RVE", alpha: float = 0.05,
-                iterations: int = 100, seed=None,
-                max_studies: int = DEFAULT_MAX_STUDIES) -> StudiesResult:
+def min_studies(
+    mu,
+    tau,
+    omega,
+    rho,
+    sigma2,
+    k,
+    *,
+    target_power: float = 0.8,
+    model: str = "CHE",
+    var_df: str = "RVE",
+    alpha: float = 0.05,
+    iterations: int = 100,
+    seed=None,
+    max_studies: int = DEFAULT_MAX_STUDIES,
+) -> StudiesResult:
     """Smallest number of studies J >= 5 whose power reaches ``target_power``.
 
     POMADE's ``min_studies_MADE`` (Vembye, Pustejovsky & Pigott 2023,
@@ -518,9 +699,21 @@ def min_studies(mu, tau, omega, rho, sigma2, k, *, target_power: float = 0.8,
     >>> min_studies(0.15, 0.2, 0.1, 0.6, 0.06, 3).studies
     33
     """
-    inp = check_inputs(mu=mu, tau=tau, omega=omega, rho=rho, sigma2=sigma2, k=k, model=model,
-                       var_df=var_df, alpha=alpha, target_power=target_power,
-                       iterations=iterations, seed=seed, max_studies=max_studies)
+    inp = check_inputs(
+        mu=mu,
+        tau=tau,
+        omega=omega,
+        rho=rho,
+        sigma2=sigma2,
+        k=k,
+        model=model,
+        var_df=var_df,
+        alpha=alpha,
+        target_power=target_power,
+        iterations=iterations,
+        seed=seed,
+        max_studies=max_studies,
+    )
     return evaluate_min_studies(inp)
 
 
@@ -530,8 +723,21 @@ def _seq(x) -> list:
     return list(x)
 
 
-def power_curve(J: Sequence[int], mu, tau, omega, rho, sigma2, k, *, model="CHE",
-                var_df="RVE", alpha: float = 0.05, iterations: int = 100, seed=None):
+def power_curve(
+    J: Sequence[int],
+    mu,
+    tau,
+    omega,
+    rho,
+    sigma2,
+    k,
+    *,
+    model="CHE",
+    var_df="RVE",
+    alpha: float = 0.05,
+    iterations: int = 100,
+    seed=None,
+):
     """Power over a grid: a tidy :class:`pandas.DataFrame`, one row per combination.
 
     ``J`` is a sequence of numbers of studies; ``mu``, ``tau``, ``omega``, ``rho``, ``model``
@@ -552,26 +758,62 @@ def power_curve(J: Sequence[int], mu, tau, omega, rho, sigma2, k, *, model="CHE"
             for t in _seq(tau):
                 for o in _seq(omega):
                     for r in _seq(rho):
-                        base = check_inputs(J=js[0], mu=_seq(mu)[0], tau=t, omega=o, rho=r,
-                                            sigma2=sigma2, k=k, model=mod, var_df=vdf,
-                                            alpha=alpha, iterations=iterations, seed=seed)
+                        base = check_inputs(
+                            J=js[0],
+                            mu=_seq(mu)[0],
+                            tau=t,
+                            omega=o,
+                            rho=r,
+                            sigma2=sigma2,
+                            k=k,
+                            model=mod,
+                            var_df=vdf,
+                            alpha=alpha,
+                            iterations=iterations,
+                            seed=seed,
+                        )
                         design = base.design()
                         for j in js:
-                            inp = check_inputs(J=j, mu=0.0, tau=t, omega=o, rho=r,
-                                               sigma2=sigma2, k=k, model=mod, var_df=vdf,
-                                               alpha=alpha, iterations=iterations, seed=seed)
+                            inp = check_inputs(
+                                J=j,
+                                mu=0.0,
+                                tau=t,
+                                omega=o,
+                                rho=r,
+                                sigma2=sigma2,
+                                k=k,
+                                model=mod,
+                                var_df=vdf,
+                                alpha=alpha,
+                                iterations=iterations,
+                                seed=seed,
+                            )
                             m = _moments(inp, design, inp.J)  # type: ignore[arg-type]
                             for mu_v in _seq(mu):
                                 mu_f = _real("mu", mu_v)
                                 p = A.design_power(mu_f, m, inp.alpha)
-                                mc = (float(np.std(p, ddof=1) / math.sqrt(p.size))
-                                      if design.sampled and p.size > 1 else None)
-                                rows.append({
-                                    "J": inp.J, "mu": mu_f, "tau": inp.tau, "omega": inp.omega,
-                                    "rho": inp.rho, "model": inp.model, "var_df": inp.var_df,
-                                    "label": _label(inp.model, inp.var_df), "alpha": inp.alpha,
-                                    "power": float(np.mean(p)),
-                                    "df": float(np.mean(m.df_report)),
-                                    "var_b": float(np.mean(m.var_b)), "mcse": mc,
-                                    "iterations": p.size, "design": design.kind})
+                                mc = (
+                                    float(np.std(p, ddof=1) / math.sqrt(p.size))
+                                    if design.sampled and p.size > 1
+                                    else None
+                                )
+                                rows.append(
+                                    {
+                                        "J": inp.J,
+                                        "mu": mu_f,
+                                        "tau": inp.tau,
+                                        "omega": inp.omega,
+                                        "rho": inp.rho,
+                                        "model": inp.model,
+                                        "var_df": inp.var_df,
+                                        "label": _label(inp.model, inp.var_df),
+                                        "alpha": inp.alpha,
+                                        "power": float(np.mean(p)),
+                                        "df": float(np.mean(m.df_report)),
+                                        "var_b": float(np.mean(m.var_b)),
+                                        "mcse": mc,
+                                        "iterations": p.size,
+                                        "design": design.kind,
+                                    }
+                                )
     return pd.DataFrame(rows)

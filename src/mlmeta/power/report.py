@@ -39,8 +39,16 @@ __all__ = ["SPEC_KEYS", "power_section"]
 
 #: keys of the ``[power]`` table and their defaults ("observed": taken from the fit)
 SPEC_KEYS: dict[str, Any] = {
-    "target": 0.8, "effect": "observed", "model": "CHE", "df": "rve", "rho": None,
-    "tau": "observed", "omega": "observed", "alpha": 0.05, "iterations": 1000, "seed": 1,
+    "target": 0.8,
+    "effect": "observed",
+    "model": "CHE",
+    "df": "rve",
+    "rho": None,
+    "tau": "observed",
+    "omega": "observed",
+    "alpha": 0.05,
+    "iterations": 1000,
+    "seed": 1,
 }
 DEFAULT_RHO = 0.6
 _MINUS = "\u2212"
@@ -60,21 +68,26 @@ def _pct(p: float) -> str:
 
 def _fit_value(fit: Mapping[str, Any], key: str, what: str) -> float:
     v = fit.get(key)
-    if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) \
-            or not math.isfinite(float(v)):
+    if (
+        v is None
+        or isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not math.isfinite(float(v))
+    ):
         raise InputError(f"power section: the fit gives no usable {what} ({key!r}); got {v!r}")
     return float(v)
 
 
-def _spec_number(spec: Mapping[str, Any], key: str, fit: Mapping[str, Any], fit_key: str,
-                 what: str) -> tuple[float, str]:
+def _spec_number(
+    spec: Mapping[str, Any], key: str, fit: Mapping[str, Any], fit_key: str, what: str
+) -> tuple[float, str]:
     v = spec.get(key, SPEC_KEYS[key])
     if isinstance(v, str):
         if v.strip().lower() != "observed":
-            raise InputError(f"[power] {key} must be a number or \"observed\"; got {v!r}")
+            raise InputError(f'[power] {key} must be a number or "observed"; got {v!r}')
         return _fit_value(fit, fit_key, what), "observed"
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InputError(f"[power] {key} must be a number or \"observed\"; got {v!r}")
+        raise InputError(f'[power] {key} must be a number or "observed"; got {v!r}')
     return float(v), "given"
 
 
@@ -114,8 +127,7 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
     spec = dict(spec or {})
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
-        raise InputError(f"[power]: unknown key {unknown[0]!r}; allowed: "
-                         f"{', '.join(SPEC_KEYS)}")
+        raise InputError(f"[power]: unknown key {unknown[0]!r}; allowed: {', '.join(SPEC_KEYS)}")
     j = int(_fit_value(fit, "studies", "number of studies"))
     mu, source = _spec_number(spec, "effect", fit, "estimate", "overall estimate")
     tau, _ = _spec_number(spec, "tau", fit, "tau", "between-study SD")
@@ -128,8 +140,10 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
         sigma2: Any = list(per_vi)
         k: Any = list(per_k)
         if len(sigma2) != j or len(k) != j:
-            raise InputError(f"power section: vi_per_study and k_per_study need one value per "
-                             f"study ({j}); got {len(sigma2)} and {len(k)}")
+            raise InputError(
+                f"power section: vi_per_study and k_per_study need one value per "
+                f"study ({j}); got {len(sigma2)} and {len(k)}"
+            )
         mean_vi = sum(sigma2) / j
         es_per_study = sum(k) / j
         fixed = True
@@ -141,23 +155,48 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
             es_per_study = _fit_value(fit, "k", "number of effect sizes") / j
         sigma2, k = mean_vi, es_per_study
         fixed = False
-    common = {"tau": tau, "omega": omega, "rho": rho, "model": spec.get("model", "CHE"),
-              "var_df": spec.get("df", "rve"), "alpha": spec.get("alpha", 0.05),
-              "target_power": spec.get("target", 0.8)}
-    names = {"J": "studies", "mu": "[power] effect", "tau": "[power] tau",
-             "omega": "[power] omega", "rho": "[power] rho", "model": "[power] model",
-             "var_df": "[power] df", "alpha": "[power] alpha",
-             "target_power": "[power] target", "iterations": "[power] iterations",
-             "sigma2": "mean_vi", "k": "es_per_study"}
+    common = {
+        "tau": tau,
+        "omega": omega,
+        "rho": rho,
+        "model": spec.get("model", "CHE"),
+        "var_df": spec.get("df", "rve"),
+        "alpha": spec.get("alpha", 0.05),
+        "target_power": spec.get("target", 0.8),
+    }
+    names = {
+        "J": "studies",
+        "mu": "[power] effect",
+        "tau": "[power] tau",
+        "omega": "[power] omega",
+        "rho": "[power] rho",
+        "model": "[power] model",
+        "var_df": "[power] df",
+        "alpha": "[power] alpha",
+        "target_power": "[power] target",
+        "iterations": "[power] iterations",
+        "sigma2": "mean_vi",
+        "k": "es_per_study",
+    }
     its = spec.get("iterations", SPEC_KEYS["iterations"])
     seed = spec.get("seed", SPEC_KEYS["seed"])
-    pw_in = api.check_inputs(J=j, mu=mu, sigma2=sigma2, k=k, fixed_design=fixed, names=names,
-                             iterations=its, seed=seed, **common)
+    pw_in = api.check_inputs(
+        J=j,
+        mu=mu,
+        sigma2=sigma2,
+        k=k,
+        fixed_design=fixed,
+        names=names,
+        iterations=its,
+        seed=seed,
+        **common,
+    )
     res = api.evaluate_power(pw_in)
     md = api.evaluate_mdes(pw_in)
     # studies needed: draw studies like the observed ones (pairs), or the balanced design
-    st_in = api.check_inputs(mu=mu, sigma2=sigma2, k=k, names=names, iterations=its,
-                             seed=seed, **common)
+    st_in = api.check_inputs(
+        mu=mu, sigma2=sigma2, k=k, names=names, iterations=its, seed=seed, **common
+    )
     needed: int | None
     try:
         st = api.evaluate_min_studies(st_in)
@@ -172,34 +211,57 @@ def power_section(spec: Mapping[str, Any] | None, fit: Mapping[str, Any]) -> dic
         shown, shown_mdes = mu, md.mdes * (1 if mu >= 0 else -1)
     sym = "r" if as_r else "an effect of"
     eff_txt = f"{sym} = {_apa(shown, 2, as_r)}" if as_r else f"{sym} {_apa(shown, 2)}"
-    mdes_txt = (f"r = {_apa(shown_mdes, 2, True)}" if as_r else _apa(shown_mdes, 2))
+    mdes_txt = f"r = {_apa(shown_mdes, 2, True)}" if as_r else _apa(shown_mdes, 2)
     target = pw_in.target_power
-    design_txt = ("" if fixed else " (every study with the mean sampling variance)")
+    design_txt = "" if fixed else " (every study with the mean sampling variance)"
     power_txt = "above 0.99" if res.power >= 0.995 else f"{res.power:.2f}"
-    sentence = (f"With J = {j} studies and on average {es_per_study:.1f} effect sizes per study"
-                f"{design_txt}, the power of the {res.label} test (\u03b1 = "
-                f"{_apa(pw_in.alpha, 2, True)}, \u03c4 = {tau:.3f}, \u03c9 = {omega:.3f}, "
-                f"\u03c1 = {pw_in.rho:g}) to detect {eff_txt} is {power_txt}; ")
+    sentence = (
+        f"With J = {j} studies and on average {es_per_study:.1f} effect sizes per study"
+        f"{design_txt}, the power of the {res.label} test (\u03b1 = "
+        f"{_apa(pw_in.alpha, 2, True)}, \u03c4 = {tau:.3f}, \u03c9 = {omega:.3f}, "
+        f"\u03c1 = {pw_in.rho:g}) to detect {eff_txt} is {power_txt}; "
+    )
     if needed is None:
         sentence += f"no number of studies reaches {_pct(target)} power for this effect."
     else:
         verb = "needs" if needed <= j else "would need"
         sentence += f"{_pct(target)} power {verb} at least {needed} studies."
-    sentence += (f" The smallest effect detectable with {_pct(target)} power in these "
-                 f"{j} studies is {mdes_txt}.")
+    sentence += (
+        f" The smallest effect detectable with {_pct(target)} power in these "
+        f"{j} studies is {mdes_txt}."
+    )
     note = None
     if source == "observed":
-        note = ("Power at the observed estimate restates the test that was run (its p-value) "
-                "rather than adding evidence; an effect of practical concern chosen in advance "
-                "is the better input (Hoenig & Heisey 2001).")
+        note = (
+            "Power at the observed estimate restates the test that was run (its p-value) "
+            "rather than adding evidence; an effect of practical concern chosen in advance "
+            "is the better input (Hoenig & Heisey 2001)."
+        )
     return {
-        "studies": j, "effect": mu, "effect_display": shown,
-        "effect_label": "r" if as_r else "effect", "effect_source": source,
-        "tau": tau, "omega": omega, "rho": pw_in.rho, "alpha": pw_in.alpha,
-        "model": pw_in.model, "var_df": pw_in.var_df, "label": res.label,
-        "design": res.design, "mean_vi": mean_vi, "es_per_study": es_per_study,
-        "power": res.power, "df": res.df, "var_b": res.var_b, "target": target,
-        "mdes": md.mdes, "mdes_display": shown_mdes, "studies_needed": needed,
-        "power_at_studies_needed": p_needed, "iterations": st_in.iterations,
-        "sentence": sentence, "note": note,
+        "studies": j,
+        "effect": mu,
+        "effect_display": shown,
+        "effect_label": "r" if as_r else "effect",
+        "effect_source": source,
+        "tau": tau,
+        "omega": omega,
+        "rho": pw_in.rho,
+        "alpha": pw_in.alpha,
+        "model": pw_in.model,
+        "var_df": pw_in.var_df,
+        "label": res.label,
+        "design": res.design,
+        "mean_vi": mean_vi,
+        "es_per_study": es_per_study,
+        "power": res.power,
+        "df": res.df,
+        "var_b": res.var_b,
+        "target": target,
+        "mdes": md.mdes,
+        "mdes_display": shown_mdes,
+        "studies_needed": needed,
+        "power_at_studies_needed": p_needed,
+        "iterations": st_in.iterations,
+        "sentence": sentence,
+        "note": note,
     }

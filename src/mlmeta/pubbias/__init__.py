@@ -32,11 +32,31 @@ _WHERE = {
     "selmodel_stepfun": "selection",
     "trimfill": "trim_fill",
 }
-_MODULES = ("aggregated", "aggregation", "egger", "rank", "regression", "selection",
-            "trim_fill", "univariate")
+_MODULES = (
+    "aggregated",
+    "aggregation",
+    "egger",
+    "rank",
+    "regression",
+    "selection",
+    "trim_fill",
+    "univariate",
+)
 
-__all__ = ["EggerResult", "aggregate", "aggregated_bias", "effective_n", "egger", "funnel_data",
-           "pet_peese", "ranktest", "regtest", "rma_uni", "selmodel_stepfun", "trimfill"]
+__all__ = [
+    "EggerResult",
+    "aggregate",
+    "aggregated_bias",
+    "effective_n",
+    "egger",
+    "funnel_data",
+    "pet_peese",
+    "ranktest",
+    "regtest",
+    "rma_uni",
+    "selmodel_stepfun",
+    "trimfill",
+]
 
 
 def __getattr__(name: str):

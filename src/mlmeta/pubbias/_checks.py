@@ -41,4 +41,3 @@ def z_crit(level: float) -> float:
     if not (0 < float(level) < 100):
         raise InputError(f"level must be a percentage between 0 and 100; got {level!r}")
     return float(ndtri(1 - (1 - float(level) / 100) / 2))
-

@@ -42,9 +42,16 @@ from mlmeta.pubbias.univariate import rma_uni
 __all__ = ["aggregated_bias"]
 
 
-def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1.0),
-                    alternative: str = "greater", level: float = 95,
-                    threshold: float = 1e-10, cluster: str | None = None) -> dict:
+def aggregated_bias(
+    res,
+    rho: float = 0.5,
+    *,
+    steps: Sequence[float] = (0.025, 1.0),
+    alternative: str = "greater",
+    level: float = 95,
+    threshold: float = 1e-10,
+    cluster: str | None = None,
+) -> dict:
     r"""Publication-bias checks of a multilevel model on per-cluster aggregated estimates.
 
     The estimates of ``res`` (``res.data.y``, ``res.data.v``) are aggregated within the
@@ -110,7 +117,8 @@ def aggregated_bias(res, rho: float = 0.5, *, steps: Sequence[float] = (0.025, 1
         "rma_agg": fit,
         "ranktest": ranktest(y, v),
         "trimfill": trimfill(y, v, method="REML", level=level, threshold=threshold),
-        "selmodel": selmodel_stepfun(y, v, steps, method="REML", alternative=alt, level=level,
-                                     threshold=threshold),
+        "selmodel": selmodel_stepfun(
+            y, v, steps, method="REML", alternative=alt, level=level, threshold=threshold
+        ),
         "regtest": regtest(y, v, "sei", method="REML", level=level, threshold=threshold),
     }

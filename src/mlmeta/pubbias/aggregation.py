@@ -120,8 +120,7 @@ def _r_gls_mean(y: list[float], s: list[float], rho: float) -> tuple[float, floa
     return _ldsum(z) / sum_w, 1.0 / sum_w
 
 
-def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = True
-              ) -> pd.DataFrame:
+def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = True) -> pd.DataFrame:
     r"""Aggregate dependent estimates to one estimate per cluster.
 
     Within cluster c the sampling covariance matrix is assumed compound symmetric (metafor's
@@ -168,14 +167,18 @@ def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = Tr
     v = np.asarray(vi, dtype=float).ravel()
     cl = np.asarray(cluster).ravel()
     if not (y.size == v.size == cl.size):
-        raise InputError(f"yi, vi and cluster must have the same length; got {y.size}, "
-                         f"{v.size} and {cl.size}")
+        raise InputError(
+            f"yi, vi and cluster must have the same length; got {y.size}, {v.size} and {cl.size}"
+        )
     if pd.isna(cl).any():
         raise InputError("no missing values allowed in 'cluster'")
     bad = np.isnan(y) | np.isnan(v)
     if bad.any():
-        warnings.warn(f"{int(bad.sum())} row(s) with missing yi or vi dropped before "
-                      "aggregation", DataWarning, stacklevel=2)
+        warnings.warn(
+            f"{int(bad.sum())} row(s) with missing yi or vi dropped before aggregation",
+            DataWarning,
+            stacklevel=2,
+        )
         y, v, cl = y[~bad], v[~bad], cl[~bad]
     if y.size == 0:
         raise InputError("no rows left to aggregate")
@@ -184,11 +187,13 @@ def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = Tr
     labels, codes = np.unique(cl, return_inverse=True)
     codes = codes.ravel()
     n = labels.size
-    rhos = np.broadcast_to(np.asarray(rho, dtype=float), (n,)) if np.ndim(rho) == 0 else \
-        np.asarray(rho, dtype=float).ravel()
+    rhos = (
+        np.broadcast_to(np.asarray(rho, dtype=float), (n,))
+        if np.ndim(rho) == 0
+        else np.asarray(rho, dtype=float).ravel()
+    )
     if rhos.size != n:
-        raise InputError(f"length of rho ({rhos.size}) does not match the number of clusters "
-                         f"({n})")
+        raise InputError(f"length of rho ({rhos.size}) does not match the number of clusters ({n})")
     if np.any(rhos > 1) or np.any(rhos < -1):
         raise InputError("value(s) of rho must be in [-1, 1]")
     ya = np.empty(n)
@@ -200,8 +205,10 @@ def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = Tr
         np.fill_diagonal(V, v[idx])
         ev = np.linalg.eigvalsh(V)
         if np.any(ev <= EPS):
-            raise InputError(f"V is not positive definite in cluster {labels[c]!r}; cannot "
-                             "aggregate (lower rho?)")
+            raise InputError(
+                f"V is not positive definite in cluster {labels[c]!r}; cannot "
+                "aggregate (lower rho?)"
+            )
         if weighted and idx.size < 64:
             ya[c], va[c] = _r_gls_mean(y[idx].tolist(), s.tolist(), float(rhos[c]))
         elif weighted:
@@ -211,6 +218,5 @@ def aggregate(yi, vi, cluster, rho: float | Sequence[float], weighted: bool = Tr
             va[c] = 1.0 / sw
         else:
             ya[c] = y[idx].mean()
-            va[c] = V.sum() / idx.size ** 2
+            va[c] = V.sum() / idx.size**2
     return pd.DataFrame({"cluster": labels, "yi": ya, "vi": va})
-

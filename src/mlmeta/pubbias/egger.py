@@ -35,8 +35,15 @@ import pandas as pd
 
 from mlmeta.errors import InputError
 
-__all__ = ["PREDICTORS", "EggerResult", "aggregated_bias", "effective_n", "egger",
-           "funnel_data", "pet_peese"]
+__all__ = [
+    "PREDICTORS",
+    "EggerResult",
+    "aggregated_bias",
+    "effective_n",
+    "egger",
+    "funnel_data",
+    "pet_peese",
+]
 
 #: predictors of the small-study regression: the standard error, or sqrt(1/n~)
 PREDICTORS = ("sei", "sqrt_inv_n")
@@ -57,8 +64,13 @@ class EggerResult:
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
-        d = {"coef": self.coef, "se": self.se, "stat": self.stat,
-             "df": None if self.df is None else _int(self.df), "pval": self.pval}
+        d = {
+            "coef": self.coef,
+            "se": self.se,
+            "stat": self.stat,
+            "df": None if self.df is None else _int(self.df),
+            "pval": self.pval,
+        }
         if self.robust is not None:
             d["robust"] = self.robust
         return d
@@ -105,42 +117,54 @@ def _column(res, spec, what: str) -> tuple[np.ndarray, str]:
     if isinstance(spec, str):
         frame = res.data.frame
         if spec not in frame.columns:
-            raise InputError(f"{what}: column {spec!r} not found in the model's data (columns: "
-                             f"{', '.join(map(str, frame.columns))})")
+            raise InputError(
+                f"{what}: column {spec!r} not found in the model's data (columns: "
+                f"{', '.join(map(str, frame.columns))})"
+            )
         try:
             return frame[spec].to_numpy(dtype=float), f"column {spec!r}"
         except (TypeError, ValueError):
             raise InputError(f"{what}: column {spec!r} must be numeric") from None
     vals = np.asarray(spec, dtype=float).ravel()
     if vals.size != k:
-        raise InputError(f"{what}: got {vals.size} values for the k = {k} effect sizes of the "
-                         "model")
+        raise InputError(
+            f"{what}: got {vals.size} values for the k = {k} effect sizes of the model"
+        )
     return vals, what
 
 
 def _sample_sizes(res, n) -> np.ndarray:
     """n~ for each effect size from ``n`` (column name, k values, or a pair for two groups)."""
     if n is None:
-        raise InputError("predictor 'sqrt_inv_n' needs the sample sizes: n = column name (total "
-                         "n), a pair of columns (n1, n2), or one value per effect size")
-    pair = isinstance(n, tuple | list) and len(n) == 2 and not all(
-        isinstance(x, int | float | np.number) for x in n)
-    parts = [_column(res, x, f"n[{i}]") for i, x in enumerate(n)] if pair else [
-        _column(res, n, "n")]
+        raise InputError(
+            "predictor 'sqrt_inv_n' needs the sample sizes: n = column name (total "
+            "n), a pair of columns (n1, n2), or one value per effect size"
+        )
+    pair = (
+        isinstance(n, tuple | list)
+        and len(n) == 2
+        and not all(isinstance(x, int | float | np.number) for x in n)
+    )
+    parts = (
+        [_column(res, x, f"n[{i}]") for i, x in enumerate(n)] if pair else [_column(res, n, "n")]
+    )
     for vals, name in parts:
         bad = ~np.isfinite(vals) | (vals <= 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(f"{name}, effect size {i + 1}: sample size must be finite and > 0, "
-                             f"got {float(vals[i])!r}")
+            raise InputError(
+                f"{name}, effect size {i + 1}: sample size must be finite and > 0, "
+                f"got {float(vals[i])!r}"
+            )
     return effective_n(parts[0][0], parts[1][0] if pair else None)
 
 
 def _predictor_values(res, predictor: str, n) -> np.ndarray:
     predictor = "sei" if predictor == "se" else predictor
     if predictor not in PREDICTORS:
-        raise InputError(f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got "
-                         f"{predictor!r}")
+        raise InputError(
+            f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got {predictor!r}"
+        )
     if predictor == "sei":
         return np.sqrt(res.data.v)
     return np.sqrt(1.0 / _sample_sizes(res, n))
@@ -151,8 +175,9 @@ def _with_moderator(res, values: np.ndarray, name: str):
     return res.refit(design=(X, list(res.coef_names) + [name]))
 
 
-def egger(res, robust: bool = False, predictor: str = "sei", n=None,
-          cluster: str | None = None) -> EggerResult:
+def egger(
+    res, robust: bool = False, predictor: str = "sei", n=None, cluster: str | None = None
+) -> EggerResult:
     r"""Multilevel Egger regression test for funnel-plot asymmetry.
 
     The model of ``res`` (same random effects, method and inference) is refitted with the
@@ -209,13 +234,24 @@ def egger(res, robust: bool = False, predictor: str = "sei", n=None,
         if not res.data.random and cluster is None and getattr(res, "tau2", None) is None:
             raise InputError("robust Egger test needs a cluster level (random effects)")
         from dataclasses import replace
+
         fit_r = replace(fit, btt=np.array([j]))
         rb = fit_r.robust(cluster=cluster, type="CR2")
-        rob = {"se": float(rb.coefs["se"].iloc[j]), "stat": float(rb.coefs["tval"].iloc[j]),
-               "df": float(rb.coefs["df"].iloc[j]), "pval": float(rb.coefs["pval"].iloc[j])}
-    return EggerResult(float(fit.core.beta[j]), float(t.se[j]), float(t.stat[j]),
-                       None if t.df is None else float(t.df[j]), float(t.pval[j]), rob,
-                       predictor)
+        rob = {
+            "se": float(rb.coefs["se"].iloc[j]),
+            "stat": float(rb.coefs["tval"].iloc[j]),
+            "df": float(rb.coefs["df"].iloc[j]),
+            "pval": float(rb.coefs["pval"].iloc[j]),
+        }
+    return EggerResult(
+        float(fit.core.beta[j]),
+        float(t.se[j]),
+        float(t.stat[j]),
+        None if t.df is None else float(t.df[j]),
+        float(t.pval[j]),
+        rob,
+        predictor,
+    )
 
 
 def pet_peese(res, predictor: str = "sei", n=None) -> pd.DataFrame:
@@ -247,14 +283,19 @@ def pet_peese(res, predictor: str = "sei", n=None) -> pd.DataFrame:
     rows = {}
     p1 = _predictor_values(res, predictor, n)
     names = ("sqrt(vi)", "vi") if predictor == "sei" else ("sqrt(1/n)", "1/n")
-    p2 = res.data.v if predictor == "sei" else p1 ** 2
+    p2 = res.data.v if predictor == "sei" else p1**2
     for name, vals, mod in (("PET", p1, names[0]), ("PEESE", p2, names[1])):
         f = _with_moderator(res, vals, mod)
         t = f.tests
-        rows[name] = {"estimate": float(f.core.beta[0]), "se": float(t.se[0]),
-                      "ci_lb": float(t.ci_lb[0]), "ci_ub": float(t.ci_ub[0]),
-                      "pval": float(t.pval[0]), "slope": float(f.core.beta[1]),
-                      "slope_pval": float(t.pval[1])}
+        rows[name] = {
+            "estimate": float(f.core.beta[0]),
+            "se": float(t.se[0]),
+            "ci_lb": float(t.ci_lb[0]),
+            "ci_ub": float(t.ci_ub[0]),
+            "pval": float(t.pval[0]),
+            "slope": float(f.core.beta[1]),
+            "slope_pval": float(t.pval[1]),
+        }
     return pd.DataFrame(rows).T
 
 

@@ -21,8 +21,9 @@ from mlmeta.pubbias._checks import as_yv
 __all__ = ["ranktest"]
 
 _EQUAL_RTOL = 1e-12
-_ALL_EQUAL = ("all effect sizes are equal, so Kendall's tau is undefined (every standardised "
-              "deviate is 0)")
+_ALL_EQUAL = (
+    "all effect sizes are equal, so Kendall's tau is undefined (every standardised deviate is 0)"
+)
 _ALL_EQUAL_V = "all sampling variances are equal, so Kendall's tau is undefined"
 
 
@@ -33,8 +34,8 @@ def _kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
     nx = 0.0
     ny = 0.0
     for i in range(n - 1):  # O(n^2) time, O(n) memory
-        sx = np.sign(x[i + 1:] - x[i])
-        sy = np.sign(y[i + 1:] - y[i])
+        sx = np.sign(x[i + 1 :] - x[i])
+        sy = np.sign(y[i + 1 :] - y[i])
         num += float(sx @ sy)
         nx += float(np.count_nonzero(sx))
         ny += float(np.count_nonzero(sy))
@@ -69,9 +70,9 @@ def _kendall_pvalue(tau: float, x: np.ndarray, y: np.ndarray, exact: bool) -> tu
         q = round((tau + 1) * n * (n - 1) / 4)  # number of concordant pairs
         pmf = _mahonian_pmf(n)
         if q > n * (n - 1) / 4:
-            p = pmf[int(q):].sum()           # 1 - pkendall(q - 1, n)
+            p = pmf[int(q) :].sum()  # 1 - pkendall(q - 1, n)
         else:
-            p = pmf[: int(q) + 1].sum()      # pkendall(q, n)
+            p = pmf[: int(q) + 1].sum()  # pkendall(q, n)
         return float(min(2 * p, 1.0)), True
     _, xt = np.unique(x, return_counts=True)
     _, yt = np.unique(y, return_counts=True)
@@ -144,8 +145,13 @@ def ranktest(yi, vi, exact: bool = True, tie_digits: int | None = None) -> dict:
         raise InputError("ranktest needs at least 3 estimates")
     if np.ptp(y) <= _EQUAL_RTOL * np.max(np.abs(y)):
         # every deviate is 0 (or rounding noise of ~1e-17 whose signs would decide tau)
-        return {"tau": float("nan"), "pval": float("nan"), "exact": False,
-                "available": False, "reason": _ALL_EQUAL}
+        return {
+            "tau": float("nan"),
+            "pval": float("nan"),
+            "exact": False,
+            "available": False,
+            "reason": _ALL_EQUAL,
+        }
     w = 1.0 / v
     theta = np.sum(w * y) / np.sum(w)
     vb = 1.0 / np.sum(w)
@@ -155,8 +161,12 @@ def ranktest(yi, vi, exact: bool = True, tie_digits: int | None = None) -> dict:
         ystar, vv = _signif(ystar, int(tie_digits)), _signif(v, int(tie_digits))
     tau = _kendall_tau_b(ystar, vv)
     if not np.isfinite(tau):  # the sampling variances are all equal
-        return {"tau": float("nan"), "pval": float("nan"), "exact": False,
-                "available": False, "reason": _ALL_EQUAL_V}
+        return {
+            "tau": float("nan"),
+            "pval": float("nan"),
+            "exact": False,
+            "available": False,
+            "reason": _ALL_EQUAL_V,
+        }
     pval, used_exact = _kendall_pvalue(tau, ystar, vv, exact)
     return {"tau": float(tau), "pval": pval, "exact": used_exact}
-

@@ -33,8 +33,17 @@ PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
 _TESTS = ("z", "t", "knha")
 
 
-def regtest(yi, vi, predictor: str = "sei", *, ni=None, method: str = "REML", test: str = "z",
-            level: float = 95, threshold: float = 1e-10) -> dict:
+def regtest(
+    yi,
+    vi,
+    predictor: str = "sei",
+    *,
+    ni=None,
+    method: str = "REML",
+    test: str = "z",
+    level: float = 95,
+    threshold: float = 1e-10,
+) -> dict:
     r"""Regression test for funnel-plot asymmetry (Egger et al. 1997), metafor's ``regtest``.
 
     The random-effects meta-regression (metafor's ``rma(yi, vi, mods = ~ predictor)``)
@@ -88,8 +97,9 @@ def regtest(yi, vi, predictor: str = "sei", *, ni=None, method: str = "REML", te
     y, v = as_yv(yi, vi)
     m = check_method(method)
     if predictor not in PREDICTORS:
-        raise InputError(f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got "
-                         f"{predictor!r}")
+        raise InputError(
+            f"predictor must be one of {', '.join(map(repr, PREDICTORS))}; got {predictor!r}"
+        )
     if test not in _TESTS:
         raise InputError(f"test must be one of {', '.join(map(repr, _TESTS))}; got {test!r}")
     k = y.size
@@ -110,8 +120,9 @@ def regtest(yi, vi, predictor: str = "sei", *, ni=None, method: str = "REML", te
         x = {"ni": n, "ninv": 1 / n, "sqrtni": np.sqrt(n), "sqrtninv": 1 / np.sqrt(n)}[predictor]
     X = np.column_stack([np.ones(k), x])
     if np.linalg.matrix_rank(X) < 2:
-        raise InputError(f"the predictor {predictor!r} is constant: the model matrix is not of "
-                         "full rank")
+        raise InputError(
+            f"the predictor {predictor!r} is constant: the model matrix is not of full rank"
+        )
     fit = uni.fit_uni(y, v, X, m, threshold, 1000, level)
     beta = np.asarray(fit["beta"], dtype=float)
     vb = np.asarray(fit["vb"], dtype=float)
@@ -132,11 +143,17 @@ def regtest(yi, vi, predictor: str = "sei", *, ni=None, method: str = "REML", te
     limit = predictor in ("sei", "vi", "ninv", "sqrtninv")
     est = float(beta[0]) if limit else None
     return {
-        "coef": float(beta[1]), "se": float(se[1]), "zval": float(stat[1]),
-        "pval": float(pval[1]), "df": df,
+        "coef": float(beta[1]),
+        "se": float(se[1]),
+        "zval": float(stat[1]),
+        "pval": float(pval[1]),
+        "df": df,
         "est": est,
         "ci_lb": float(beta[0] - crit * se[0]) if limit else None,
         "ci_ub": float(beta[0] + crit * se[0]) if limit else None,
-        "tau2": float(fit["tau2"]), "k": int(k), "predictor": predictor, "method": m,
+        "tau2": float(fit["tau2"]),
+        "k": int(k),
+        "predictor": predictor,
+        "method": m,
         "test": test,
     }

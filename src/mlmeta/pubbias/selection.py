@@ -81,12 +81,12 @@ class _StepLik:
         def upper(cc):  # P(Y >= cc), d/dmu, d/dtau2
             u = (cc - mu) / s
             f, fu_ = fu(u)
-            return ndtr(-u), f / s, fu_ / (2 * s ** 2)
+            return ndtr(-u), f / s, fu_ / (2 * s**2)
 
         def lower(cc):  # P(Y <= cc)
             u = (cc - mu) / s
             f, fu_ = fu(u)
-            return ndtr(u), -f / s, -fu_ / (2 * s ** 2)
+            return ndtr(u), -f / s, -fu_ / (2 * s**2)
 
         if self.alt == "greater":
             F, Fm, Ft = upper(c)
@@ -131,13 +131,16 @@ class _StepLik:
         A = pi @ delta
         dg = delta[self.grp]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ll = float(np.sum(np.log(dg) - 0.5 * np.log(2 * np.pi * s2)
-                              - 0.5 * (y - mu) ** 2 / s2 - np.log(A)))
+            ll = float(
+                np.sum(
+                    np.log(dg) - 0.5 * np.log(2 * np.pi * s2) - 0.5 * (y - mu) ** 2 / s2 - np.log(A)
+                )
+            )
         if not grad:
             return ll
         e = y - mu
         g_mu = float(np.sum(e / s2 - (pm @ delta) / A))
-        g_t2 = float(np.sum(-0.5 / s2 + 0.5 * e ** 2 / s2 ** 2 - (pt @ delta) / A))
+        g_t2 = float(np.sum(-0.5 / s2 + 0.5 * e**2 / s2**2 - (pt @ delta) / A))
         cnt = np.bincount(self.grp, minlength=self.N)
         g_d = cnt / delta - np.sum(pi / A[:, None], axis=0)
         return ll, g_mu, g_t2, g_d
@@ -169,7 +172,7 @@ def _genD_hessian(f, x, r: int = 6, d: float = 0.1, eps: float = 1e-4):
         a = list(a)
         for m in range(1, r):
             for kk in range(r - m):
-                a[kk] = (a[kk + 1] * 4 ** m - a[kk]) / (4 ** m - 1)
+                a[kk] = (a[kk + 1] * 4**m - a[kk]) / (4**m - 1)
         return a[0]
 
     for i in range(n):
@@ -189,8 +192,10 @@ def _genD_hessian(f, x, r: int = 6, d: float = 0.1, eps: float = 1e-4):
                 e = np.zeros(n)
                 e[i] = h[i]
                 e[j] = h[j]
-                seq.append((f(x + e) - 2 * f0 + f(x - e) - H[i, i] * h[i] ** 2
-                            - H[j, j] * h[j] ** 2) / (2 * h[i] * h[j]))
+                seq.append(
+                    (f(x + e) - 2 * f0 + f(x - e) - H[i, i] * h[i] ** 2 - H[j, j] * h[j] ** 2)
+                    / (2 * h[i] * h[j])
+                )
                 h = h / 2
             H[i, j] = H[j, i] = extrapolate(seq)
     return H
@@ -198,8 +203,9 @@ def _genD_hessian(f, x, r: int = 6, d: float = 0.1, eps: float = 1e-4):
 
 def _minimize(fun, x0):
     """Minimise a smooth function with analytic gradient: BFGS, then Newton polishing."""
-    res = optimize.minimize(fun, x0, jac=True, method="BFGS",
-                            options={"gtol": 1e-10, "maxiter": 5000})
+    res = optimize.minimize(
+        fun, x0, jac=True, method="BFGS", options={"gtol": 1e-10, "maxiter": 5000}
+    )
     x = res.x
     fx, g = fun(x)
     # Newton steps with a Hessian from central differences of the analytic gradient
@@ -236,9 +242,16 @@ def _minimize(fun, x0):
     return x, fx, g
 
 
-def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str = "ML", *,
-                     alternative: str = "greater", level: float = 95,
-                     threshold: float = 1e-10) -> dict:
+def selmodel_stepfun(
+    yi,
+    vi,
+    steps: Sequence[float] = (0.025, 1.0),
+    method: str = "ML",
+    *,
+    alternative: str = "greater",
+    level: float = 95,
+    threshold: float = 1e-10,
+) -> dict:
     r"""Step-function selection model (Hedges 1992; Vevea & Hedges 1995).
 
     metafor's ``selmodel(rma(yi, vi, method = method), type = "stepfun", steps = steps)``.
@@ -301,12 +314,15 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
     y, v = as_yv(yi, vi)
     m = check_method(method)
     if m == "DL":
-        raise InputError("selmodel needs a model fitted by ML, REML or EE (metafor refits "
-                         "random-effects models by ML)")
+        raise InputError(
+            "selmodel needs a model fitted by ML, REML or EE (metafor refits "
+            "random-effects models by ML)"
+        )
     alt = str(alternative).lower()
     if alt not in ("greater", "less", "two.sided"):
-        raise InputError(f"alternative must be 'greater', 'less' or 'two.sided'; "
-                         f"got {alternative!r}")
+        raise InputError(
+            f"alternative must be 'greater', 'less' or 'two.sided'; got {alternative!r}"
+        )
     st = np.unique(np.asarray(steps, dtype=float))
     if st.size == 0 or np.any(np.isnan(st)) or np.any((st < 0) | (st > 1)):
         raise InputError("steps must be values between 0 and 1")
@@ -314,8 +330,9 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
         st = np.r_[st, 1.0]
     N = st.size
     fixed_tau2 = m in EE_METHODS
-    base = uni.fit_uni(y, v, np.ones((y.size, 1)), "EE" if fixed_tau2 else "ML", threshold,
-                    1000, level)
+    base = uni.fit_uni(
+        y, v, np.ones((y.size, 1)), "EE" if fixed_tau2 else "ML", threshold, 1000, level
+    )
     k = y.size
     nfree = N - 1
     if k < 1 + (0 if fixed_tau2 else 1) + nfree:
@@ -323,9 +340,12 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
     L = _StepLik(y, v, st, alt)
     ptable = np.bincount(L.grp, minlength=N)
     if np.any(ptable[1:] == 0):
-        raise InputError("one or more intervals do not contain any observed p-values: "
-                         + ", ".join(f"({lo:g}, {hi:g}]" for lo, hi, n in
-                                     zip(np.r_[0, st[:-1]], st, ptable) if n == 0))
+        raise InputError(
+            "one or more intervals do not contain any observed p-values: "
+            + ", ".join(
+                f"({lo:g}, {hi:g}]" for lo, hi, n in zip(np.r_[0, st[:-1]], st, ptable) if n == 0
+            )
+        )
 
     def unpack(theta):
         mu = theta[0]
@@ -345,8 +365,11 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
         return -ll, -np.asarray(g, dtype=float)
 
     x_init = math.log(1 / (_DMAX - 1))  # logit-type map of delta = 1 on (0, 100)
-    theta0 = np.r_[base["beta"][0], [] if fixed_tau2 else [math.log(base["tau2"] + 0.001)],
-                   np.full(nfree, x_init)]
+    theta0 = np.r_[
+        base["beta"][0],
+        [] if fixed_tau2 else [math.log(base["tau2"] + 0.001)],
+        np.full(nfree, x_init),
+    ]
     theta, fmin, _ = _minimize(nll, theta0)
     if not np.isfinite(fmin):
         raise ConvergenceError("selection model: the likelihood could not be maximised")
@@ -354,9 +377,13 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
     if tau2 < 10 * EPS:
         tau2 = 0.0
     ll = -float(fmin)
-    if np.any(delta[1:] <= EPS ** 0.25) or np.any(delta[1:] >= _DMAX - 100 * EPS ** 0.25):
-        warnings.warn("one or more delta estimates are (almost) equal to their bound (0 or 100);"
-                      " treat the results with caution", FitWarning, stacklevel=2)
+    if np.any(delta[1:] <= EPS**0.25) or np.any(delta[1:] >= _DMAX - 100 * EPS**0.25):
+        warnings.warn(
+            "one or more delta estimates are (almost) equal to their bound (0 or 100);"
+            " treat the results with caution",
+            FitWarning,
+            stacklevel=2,
+        )
 
     # Hessian of -ll on the untransformed scale (mu, tau2, delta_2..N), as metafor
     def nll_raw(x):
@@ -379,10 +406,13 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
         se = float(math.sqrt(iH[0, 0]))
         if not fixed_tau2:
             se_tau2 = float(math.sqrt(iH[1, 1]))
-        se_delta[1:] = np.sqrt(np.diag(iH)[(1 if fixed_tau2 else 2):])
+        se_delta[1:] = np.sqrt(np.diag(iH)[(1 if fixed_tau2 else 2) :])
     except np.linalg.LinAlgError:
-        warnings.warn("could not invert the Hessian of the selection model; standard errors "
-                      "are NaN", FitWarning, stacklevel=2)
+        warnings.warn(
+            "could not invert the Hessian of the selection model; standard errors are NaN",
+            FitWarning,
+            stacklevel=2,
+        )
     z = mu / se
     d_lb = np.maximum(delta - crit * se_delta, 0.0)
     d_ub = delta + crit * se_delta
@@ -392,6 +422,7 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
     # LRT of tau2 = 0 inside the selection model (metafor's heterogeneity test)
     LRT_tau2 = pval_tau2 = float("nan")
     if not fixed_tau2:
+
         def nll0(th):
             dl = np.r_[1.0, _delta_of(th[1:])]
             ll0_, gm, _, gd = L.loglik(th[0], 0.0, dl, grad=True)
@@ -408,13 +439,30 @@ def selmodel_stepfun(yi, vi, steps: Sequence[float] = (0.025, 1.0), method: str 
     ll0 = float(base["logLik"])
     LRT = max(0.0, -2 * (ll0 - ll))
     return {
-        "beta": float(mu), "se": se, "zval": float(z), "pval_beta": float(2 * ndtr(-abs(z))),
-        "ci_lb": float(mu - crit * se), "ci_ub": float(mu + crit * se),
-        "tau2": float(tau2), "se_tau2": se_tau2, "tau2_ci_lb": t_lb, "tau2_ci_ub": t_ub,
-        "delta": delta, "se_delta": se_delta, "delta_ci_lb": d_lb, "delta_ci_ub": d_ub,
-        "LRT": float(LRT), "LRT_df": int(nfree),
+        "beta": float(mu),
+        "se": se,
+        "zval": float(z),
+        "pval_beta": float(2 * ndtr(-abs(z))),
+        "ci_lb": float(mu - crit * se),
+        "ci_ub": float(mu + crit * se),
+        "tau2": float(tau2),
+        "se_tau2": se_tau2,
+        "tau2_ci_lb": t_lb,
+        "tau2_ci_ub": t_ub,
+        "delta": delta,
+        "se_delta": se_delta,
+        "delta_ci_lb": d_lb,
+        "delta_ci_ub": d_ub,
+        "LRT": float(LRT),
+        "LRT_df": int(nfree),
         "pval": float(stats.chi2.sf(LRT, nfree)) if nfree > 0 else float("nan"),
-        "ll": ll, "ll0": ll0, "LRT_tau2": LRT_tau2, "pval_tau2": pval_tau2,
-        "steps": st, "ptable": ptable, "hessian": H, "k": k, "alternative": alt,
+        "ll": ll,
+        "ll0": ll0,
+        "LRT_tau2": LRT_tau2,
+        "pval_tau2": pval_tau2,
+        "steps": st,
+        "ptable": ptable,
+        "hessian": H,
+        "k": k,
+        "alternative": alt,
     }
-

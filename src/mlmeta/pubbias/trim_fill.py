@@ -28,9 +28,18 @@ __all__ = ["trimfill"]
 CENTRE_RTOL = 1e-12
 
 
-def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str = "REML", *,
-             maxiter: int = 100, ilim: tuple[float, float] | None = None, level: float = 95,
-             threshold: float = 1e-10) -> dict:
+def trimfill(
+    yi,
+    vi,
+    side: str | None = None,
+    estimator: str = "L0",
+    method: str = "REML",
+    *,
+    maxiter: int = 100,
+    ilim: tuple[float, float] | None = None,
+    level: float = 95,
+    threshold: float = 1e-10,
+) -> dict:
     r"""Duval & Tweedie's trim-and-fill method (metafor's ``trimfill.rma.uni``).
 
     1. Side: unless given, the side with the missing studies is taken from the Egger-type
@@ -135,14 +144,22 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
             if est == "L0":
                 k0f = (4 * Sr - k * (k + 1)) / (2 * k - 1)
             else:
-                disc = 2 * k ** 2 - 4 * Sr + 0.25
+                disc = 2 * k**2 - 4 * Sr + 0.25
                 if disc < 0:
                     raise ConvergenceError(
                         f"trim-and-fill Q0 estimator is undefined for these data (2k^2 - 4 S_r "
-                        f"+ 1/4 = {disc:.4g} < 0 at iteration {it}); use estimator='L0'")
+                        f"+ 1/4 = {disc:.4g} < 0 at iteration {it}); use estimator='L0'"
+                    )
                 k0f = k - 0.5 - math.sqrt(disc)
-            var_sr = (k * (k + 1) * (2 * k + 1) + 10 * k0f ** 3 + 27 * k0f ** 2 + 17 * k0f
-                      - 18 * k * k0f ** 2 - 18 * k * k0f + 6 * k ** 2 * k0f) / 24
+            var_sr = (
+                k * (k + 1) * (2 * k + 1)
+                + 10 * k0f**3
+                + 27 * k0f**2
+                + 17 * k0f
+                - 18 * k * k0f**2
+                - 18 * k * k0f
+                + 6 * k**2 * k0f
+            ) / 24
             den = (k - 0.5) ** 2 - k0f * (2 * k - k0f - 1)
             if var_sr < 0 or (est == "Q0" and den <= 0):
                 se_k0 = float("nan")  # the variance formula breaks down: no SE for k0
@@ -157,23 +174,30 @@ def trimfill(yi, vi, side: str | None = None, estimator: str = "L0", method: str
 
     if k0 > 0:
         # mirror the k0 largest (on the flipped scale) about beta, back on the original scale
-        yfill = sgn * (2 * beta - ys[k - k0:])
+        yfill = sgn * (2 * beta - ys[k - k0 :])
         if ilim is not None:
             lo, hi = sorted(float(x) for x in ilim)
             yfill = np.clip(yfill, lo, hi)
         y_all = np.concatenate([y0, yfill])
-        v_all = np.concatenate([v0, vs[k - k0:]])
+        v_all = np.concatenate([v0, vs[k - k0 :]])
         final = fit(y_all, v_all)
     else:
         y_all, v_all = y0.copy(), v0.copy()
         final = fit(y0, v0)
     out = uni.scalar_fit(final)
     out.pop("logLik")
-    out.update({"k0": k0, "se_k0": se_k0, "side": side, "yi_filled": y_all,
-                "vi_filled": v_all, "fill": np.r_[np.zeros(k, bool), np.ones(k0, bool)],
-                "estimator": est})
+    out.update(
+        {
+            "k0": k0,
+            "se_k0": se_k0,
+            "side": side,
+            "yi_filled": y_all,
+            "vi_filled": v_all,
+            "fill": np.r_[np.zeros(k, bool), np.ones(k0, bool)],
+            "estimator": est,
+        }
+    )
     if est == "R0":
         # metafor: 1 - sum_{m=-1}^{k0-1} choose(m+1, m+1) 0.5^(m+2) = 0.5^(k0+1)
         out["p_k0"] = 0.5 ** (k0 + 1)
     return out
-

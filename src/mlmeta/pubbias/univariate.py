@@ -52,8 +52,13 @@ def _loglik(y, v, X, tau2, reml: bool) -> float:
         return -0.5 * k * math.log(2 * math.pi) - 0.5 * np.sum(np.log(v + tau2)) - 0.5 * rss
     _, ldxx = np.linalg.slogdet(X.T @ X)
     _, ldxwx = np.linalg.slogdet(X.T @ (X * w[:, None]))
-    return (-0.5 * (k - p) * math.log(2 * math.pi) + 0.5 * ldxx
-            - 0.5 * np.sum(np.log(v + tau2)) - 0.5 * ldxwx - 0.5 * rss)
+    return (
+        -0.5 * (k - p) * math.log(2 * math.pi)
+        + 0.5 * ldxx
+        - 0.5 * np.sum(np.log(v + tau2))
+        - 0.5 * ldxwx
+        - 0.5 * rss
+    )
 
 
 def _tau2_uni(y, v, X, method: str, threshold: float, maxiter: int) -> float:
@@ -85,8 +90,9 @@ def _tau2_uni(y, v, X, method: str, threshold: float, maxiter: int) -> float:
     while change > threshold:
         it += 1
         if it > maxiter:
-            raise ConvergenceError(f"Fisher scoring for tau^2 ({method}) did not converge in "
-                                   f"{maxiter} iterations")
+            raise ConvergenceError(
+                f"Fisher scoring for tau^2 ({method}) did not converge in {maxiter} iterations"
+            )
         old = tau2
         w, Ainv, _ = _wls(y, v, X, tau2)
         P = _proj(w, X, Ainv)
@@ -94,7 +100,7 @@ def _tau2_uni(y, v, X, method: str, threshold: float, maxiter: int) -> float:
         if reml:
             adj = (float(Py @ Py) - float(np.trace(P))) / float(np.sum(P * P))
         else:
-            adj = (float(Py @ Py) - float(np.sum(w))) / float(np.sum(w ** 2))
+            adj = (float(Py @ Py) - float(np.sum(w))) / float(np.sum(w**2))
         if not np.isfinite(adj):
             adj = 0.0
         while tau2 + adj < 0:
@@ -102,16 +108,21 @@ def _tau2_uni(y, v, X, method: str, threshold: float, maxiter: int) -> float:
         tau2 = tau2 + adj
         change = abs(old - tau2)
     # metafor's ll0check: tau^2 = 0 if it has the larger (restricted) likelihood
-    if tau2 > threshold and (_loglik(y, v, X, 0.0, reml) - _loglik(y, v, X, tau2, reml)
-                             > EPS ** 0.25):
-        warnings.warn("Fisher scoring may have stopped at a local maximum; setting tau^2 = 0",
-                      FitWarning, stacklevel=3)
+    if tau2 > threshold and (
+        _loglik(y, v, X, 0.0, reml) - _loglik(y, v, X, tau2, reml) > EPS**0.25
+    ):
+        warnings.warn(
+            "Fisher scoring may have stopped at a local maximum; setting tau^2 = 0",
+            FitWarning,
+            stacklevel=3,
+        )
         tau2 = 0.0
     return max(0.0, tau2)
 
 
-def fit_uni(y, v, X, method: str, threshold: float = 1e-10, maxiter: int = 1000,
-             level: float = 95) -> dict:
+def fit_uni(
+    y, v, X, method: str, threshold: float = 1e-10, maxiter: int = 1000, level: float = 95
+) -> dict:
     r"""Mixed-effects meta-regression :math:`y = X\beta + u + e` of independent estimates.
 
     :math:`u_i \sim N(0, \tau^2)`, :math:`e_i \sim N(0, v_i)`; :math:`\tau^2` by ``method``
@@ -145,29 +156,46 @@ def fit_uni(y, v, X, method: str, threshold: float = 1e-10, maxiter: int = 1000,
     z = beta / se
     crit = z_crit(level)
     reml = method == "REML"
-    out = {"beta": beta, "se": se, "zval": z, "pval": 2 * ndtr(-np.abs(z)),
-           "ci_lb": beta - crit * se, "ci_ub": beta + crit * se, "vb": Ainv,
-           "tau2": float(tau2), "k": k, "method": method,
-           "logLik": float(_loglik(y, v, X, tau2, reml))}
+    out = {
+        "beta": beta,
+        "se": se,
+        "zval": z,
+        "pval": 2 * ndtr(-np.abs(z)),
+        "ci_lb": beta - crit * se,
+        "ci_ub": beta + crit * se,
+        "vb": Ainv,
+        "tau2": float(tau2),
+        "k": k,
+        "method": method,
+        "logLik": float(_loglik(y, v, X, tau2, reml)),
+    }
     if method == "REML":
         P = _proj(w, X, Ainv)
         out["se_tau2"] = float(math.sqrt(2 / np.sum(P * P)))
     elif method == "ML":
-        out["se_tau2"] = float(math.sqrt(2 / np.sum(w ** 2)))
+        out["se_tau2"] = float(math.sqrt(2 / np.sum(w**2)))
     elif method == "DL":
         w0 = 1.0 / v
         _, A0, _ = _wls(y, v, X, 0.0)
         P = _proj(w0, X, A0)
         trP = float(np.trace(P))
-        out["se_tau2"] = float(math.sqrt((2 * (k - p) + 4 * tau2 * trP
-                                          + 2 * tau2 ** 2 * np.sum(P * P)) / trP ** 2))
+        out["se_tau2"] = float(
+            math.sqrt((2 * (k - p) + 4 * tau2 * trP + 2 * tau2**2 * np.sum(P * P)) / trP**2)
+        )
     else:
         out["se_tau2"] = float("nan")
     return out
 
 
-def rma_uni(yi, vi, method: str = "REML", *, level: float = 95, threshold: float = 1e-10,
-            maxiter: int = 1000) -> dict:
+def rma_uni(
+    yi,
+    vi,
+    method: str = "REML",
+    *,
+    level: float = 95,
+    threshold: float = 1e-10,
+    maxiter: int = 1000,
+) -> dict:
     r"""Two-level random-effects model :math:`y_i = \mu + u_i + e_i` (metafor's ``rma()``).
 
     :math:`u_i \sim N(0, \tau^2)`, :math:`e_i \sim N(0, v_i)`. Given :math:`\tau^2`,
@@ -216,4 +244,3 @@ def scalar_fit(fit: dict) -> dict:
     for key in ("tau2", "se_tau2", "k", "logLik", "method"):
         out[key] = fit[key]
     return out
-

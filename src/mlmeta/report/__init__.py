@@ -98,8 +98,9 @@ def _write_manifest(folder: Path) -> None:
             continue
         p = folder / rel
         files[rel] = {"size": p.stat().st_size, "sha256": _sha256(p)}
-    (folder / MANIFEST).write_text(json.dumps({"generator": "mlmeta", "files": files}, indent=1)
-                                   + "\n", encoding="utf-8")
+    (folder / MANIFEST).write_text(
+        json.dumps({"generator": "mlmeta", "files": files}, indent=1) + "\n", encoding="utf-8"
+    )
 
 
 def _foreign_entry(folder: Path) -> str | None:
@@ -125,8 +126,11 @@ def _foreign_entry(folder: Path) -> str | None:
                 continue
             info = files.get(rel)
             try:
-                same = (isinstance(info, dict) and (folder / rel).stat().st_size == info["size"]
-                        and _sha256(folder / rel) == info["sha256"])
+                same = (
+                    isinstance(info, dict)
+                    and (folder / rel).stat().st_size == info["size"]
+                    and _sha256(folder / rel) == info["sha256"]
+                )
             except (OSError, KeyError, TypeError):
                 same = False
             if not same:
@@ -135,8 +139,9 @@ def _foreign_entry(folder: Path) -> str | None:
     # a report from before manifests: only the report's own names, written by mlmeta
     for rel in entries:
         top = rel.split("/")[0]
-        if rel == "figures/" or (top == "figures" and rel.count("/") == 1
-                                 and rel.endswith(_LEGACY_FIG)):
+        if rel == "figures/" or (
+            top == "figures" and rel.count("/") == 1 and rel.endswith(_LEGACY_FIG)
+        ):
             continue
         if rel not in _LEGACY_TOP:
             return rel
@@ -155,16 +160,20 @@ def _check_target(target: Path) -> None:
     shown = str(target)
     if target.is_symlink():
         dest = os.readlink(target)
-        raise MlmetaError(f"output {shown!r} is a symbolic link (to {dest!r}); give the folder "
-                          "itself, or a new name")
+        raise MlmetaError(
+            f"output {shown!r} is a symbolic link (to {dest!r}); give the folder "
+            "itself, or a new name"
+        )
     if target.exists() and not target.is_dir():
         raise MlmetaError(f"output {shown!r} exists and is not a folder")
     if target.exists():
         bad = _foreign_entry(target)
         if bad is not None:
-            raise MlmetaError(f"refusing to replace {shown!r}: it is not an mlmeta report folder "
-                              f"(it holds {bad!r}, which mlmeta did not write); choose another "
-                              "--out or an empty folder")
+            raise MlmetaError(
+                f"refusing to replace {shown!r}: it is not an mlmeta report folder "
+                f"(it holds {bad!r}, which mlmeta did not write); choose another "
+                "--out or an empty folder"
+            )
 
 
 def _check_inside(folder: Path) -> None:
@@ -173,8 +182,9 @@ def _check_inside(folder: Path) -> None:
     for rel in _entries(folder):
         p = folder / rel.rstrip("/")
         if p.is_symlink() or not p.resolve().is_relative_to(root):
-            raise MlmetaError(f"internal check failed: report file {rel!r} is not inside the "
-                              "report folder")
+            raise MlmetaError(
+                f"internal check failed: report file {rel!r} is not inside the report folder"
+            )
 
 
 def _contains_cwd(target: Path) -> bool:
@@ -192,8 +202,13 @@ def _umask() -> int:
     return um
 
 
-def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progress=None,
-               command: str | None = None) -> ReportOutcome:
+def run_report(
+    spec: AnalysisSpec,
+    out_dir: str | Path | None = None,
+    *,
+    progress=None,
+    command: str | None = None,
+) -> ReportOutcome:
     """Run the analysis and write its report folder (atomically); see the module docstring."""
     from mlmeta.report.compute import compute
     from mlmeta.report.figures import DPI, FigureRenderer
@@ -212,8 +227,9 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise MlmetaError(f"cannot create the output folder's parent {str(parent)!r}: "
-                          f"{exc.strerror}") from None
+        raise MlmetaError(
+            f"cannot create the output folder's parent {str(parent)!r}: {exc.strerror}"
+        ) from None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=parent))
     except OSError as exc:
@@ -221,8 +237,7 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
         raise MlmetaError(f"cannot write in {str(parent)!r}: {exc.strerror}") from None
     renderer = None
     try:
-        renderer = (FigureRenderer(tmp / "figures", progress) if spec.analyses["figures"]
-                    else None)
+        renderer = FigureRenderer(tmp / "figures", progress) if spec.analyses["figures"] else None
         comp = compute(spec, progress, figures_hook=renderer.start if renderer else None)
         numbers = comp.numbers
         t0 = time.perf_counter()
@@ -235,11 +250,14 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
         _finish_numbers(numbers, spec, comp, figs, why, command)
         _relative_paths(numbers, target)
         from mlmeta.report.write import write_documents
+
         write_documents(tmp, numbers, figs, templates=spec.templates, dpi=DPI)
         numbers["timings"]["write"] = time.perf_counter() - t0
         numbers["timings"]["total"] = time.perf_counter() - t_start
-        (tmp / "results.json").write_text(json.dumps(numbers, indent=1, ensure_ascii=False,
-                                                     allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / "results.json").write_text(
+            json.dumps(numbers, indent=1, ensure_ascii=False, allow_nan=False) + "\n",
+            encoding="utf-8",
+        )
         _check_inside(tmp)
         _write_manifest(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
@@ -256,6 +274,7 @@ def run_report(spec: AnalysisSpec, out_dir: str | Path | None = None, *, progres
 def _relative_paths(numbers: dict, target: Path) -> None:
     """Paths in the settings, the data source and the command, relative to the report folder:
     a shared report must not reveal the user's folder names (``/home/ana/thesis/...``)."""
+
     def rel(v: str) -> str:
         if not os.path.isabs(v):
             return v
@@ -277,6 +296,7 @@ def _relative_paths(numbers: dict, target: Path) -> None:
         numbers["data"]["source"] = rel(numbers["data"]["source"])
     if isinstance(numbers.get("command"), str):
         import shlex
+
         try:
             numbers["command"] = shlex.join(rel(t) for t in shlex.split(numbers["command"]))
         except ValueError:
@@ -366,19 +386,23 @@ def _finish_numbers(numbers: dict, spec: AnalysisSpec, comp, figs, why, command)
     }
     for f in figs:
         if f["error"]:
-            numbers["warnings"].append({"section": "figures", "category": "FigureError",
-                                        "message": f"figure {f['name']!r} could not be drawn: "
-                                                   f"{f['error']}"})
+            numbers["warnings"].append(
+                {
+                    "section": "figures",
+                    "category": "FigureError",
+                    "message": f"figure {f['name']!r} could not be drawn: {f['error']}",
+                }
+            )
         for w in f.get("warnings", []):
-            item = {"section": f"figure {f['name']}", "category": "MlmetaWarning",
-                    "message": w}
+            item = {"section": f"figure {f['name']}", "category": "MlmetaWarning", "message": w}
             if not any(x["message"] == w for x in numbers["warnings"]):
                 numbers["warnings"].append(item)
         numbers["timings"][f"figure {f['name']}"] = f["seconds"]
     if why:
         numbers["figures_unavailable"] = why
-        numbers["warnings"].append({"section": "figures", "category": "NotAvailable",
-                                    "message": f"no figures: {why}"})
+        numbers["warnings"].append(
+            {"section": "figures", "category": "NotAvailable", "message": f"no figures: {why}"}
+        )
     merged = dict(head)
     merged.update(numbers)
     numbers.clear()

@@ -71,8 +71,13 @@ def _scale(spec: AnalysisSpec) -> Scale:
     label = spec.effect_label
     if m == "OR" and not spec.label:
         label = "OR"  # reported back-transformed, as r is from Fisher z
-    return Scale(label=label, transform=(m == "ZCOR"), bounded=m in ("ZCOR", "COR"), measure=m,
-                 exp=(m == "OR"))
+    return Scale(
+        label=label,
+        transform=(m == "ZCOR"),
+        bounded=m in ("ZCOR", "COR"),
+        measure=m,
+        exp=(m == "OR"),
+    )
 
 
 # ---------------------------------------------------------------- helpers
@@ -144,8 +149,11 @@ class _Context:
                 for w in rec:
                     msg = str(w.message).splitlines()[0] if str(w.message) else ""
                     if issubclass(w.category, MlmetaWarning):
-                        item = {"section": label or name, "category": w.category.__name__,
-                                "message": msg}
+                        item = {
+                            "section": label or name,
+                            "category": w.category.__name__,
+                            "message": msg,
+                        }
                         if item not in self.warnings:
                             self.warnings.append(item)
                     elif msg not in self.other_warnings:
@@ -155,8 +163,10 @@ class _Context:
         """An optional analysis that failed: the reason goes into the report's notes (and the
         section's ``reason``) instead of taking the whole report down."""
         import os
+
         if os.environ.get("MLMETA_DEBUG"):
             import traceback
+
             traceback.print_exception(exc)
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, MlmetaError):  # a numerical failure (singular matrix, overflow)
@@ -186,8 +196,11 @@ def _robust_blocker(spec: AnalysisSpec, res) -> str | None:
     equal-effects model, or a structured model whose terms cross each other when the analysis
     file names no model.cluster. Decided once per model, so that the report states it once
     (in the robust section) instead of once per analysis."""
-    if not (res.data.random or getattr(res, "is_structured", False)
-            or _rob_cluster(spec, res) is not None):
+    if not (
+        res.data.random
+        or getattr(res, "is_structured", False)
+        or _rob_cluster(spec, res) is not None
+    ):
         return "no cluster level (equal-effects model); set model.cluster or data.study"
     if getattr(res, "is_structured", False) and spec.cluster is None:
         try:
@@ -210,16 +223,26 @@ def _coef_rows(res, rob=None) -> list[dict]:
     statcol = "tval" if res.test == "t" else "zval"
     rows = []
     for j, name in enumerate(res.coef_names):
-        r = {"name": name, "estimate": _f(c["estimate"].iloc[j]), "se": _f(c["se"].iloc[j]),
-             "stat": _f(c[statcol].iloc[j]),
-             "df": _f(c["df"].iloc[j]) if "df" in c.columns else None,
-             "pval": _f(c["pval"].iloc[j]), "ci_lb": _f(c["ci_lb"].iloc[j]),
-             "ci_ub": _f(c["ci_ub"].iloc[j])}
+        r = {
+            "name": name,
+            "estimate": _f(c["estimate"].iloc[j]),
+            "se": _f(c["se"].iloc[j]),
+            "stat": _f(c[statcol].iloc[j]),
+            "df": _f(c["df"].iloc[j]) if "df" in c.columns else None,
+            "pval": _f(c["pval"].iloc[j]),
+            "ci_lb": _f(c["ci_lb"].iloc[j]),
+            "ci_ub": _f(c["ci_ub"].iloc[j]),
+        }
         if rob is not None:
             rc = rob.coefs
-            r["robust"] = {"se": _f(rc["se"].iloc[j]), "stat": _f(rc["tval"].iloc[j]),
-                           "df": _f(rc["df"].iloc[j]), "pval": _f(rc["pval"].iloc[j]),
-                           "ci_lb": _f(rc["ci_lb"].iloc[j]), "ci_ub": _f(rc["ci_ub"].iloc[j])}
+            r["robust"] = {
+                "se": _f(rc["se"].iloc[j]),
+                "stat": _f(rc["tval"].iloc[j]),
+                "df": _f(rc["df"].iloc[j]),
+                "pval": _f(rc["pval"].iloc[j]),
+                "ci_lb": _f(rc["ci_lb"].iloc[j]),
+                "ci_ub": _f(rc["ci_ub"].iloc[j]),
+            }
         rows.append(r)
     return rows
 
@@ -230,15 +253,23 @@ def _model_dict(res) -> dict:
     component) is run once, for the overall model (``numbers["diagnostics"]``)."""
     t = res.tests
     d: dict[str, Any] = {
-        "k": res.k, "p": res.p, "n_levels": [int(x) for x in res.n_levels],
+        "k": res.k,
+        "p": res.p,
+        "n_levels": [int(x) for x in res.n_levels],
         "sigma2": [float(x) for x in res.core.sigma2],
-        "beta": [float(x) for x in res.core.beta], "se": [float(x) for x in t.se],
+        "beta": [float(x) for x in res.core.beta],
+        "se": [float(x) for x in t.se],
         "stat": [float(x) for x in t.stat],
         "df": None if t.df is None else [_py(x) for x in t.df],
-        "pval": [float(x) for x in t.pval], "ci_lb": [float(x) for x in t.ci_lb],
+        "pval": [float(x) for x in t.pval],
+        "ci_lb": [float(x) for x in t.ci_lb],
         "ci_ub": [float(x) for x in t.ci_ub],
-        "QE": res.QE, "QE_df": res.QE_df, "QEp": res.QEp,
-        "QM": res.QM, "QM_df": [res.QM_df[0], _py(res.QM_df[1])], "QMp": res.QMp,
+        "QE": res.QE,
+        "QE_df": res.QE_df,
+        "QEp": res.QEp,
+        "QM": res.QM,
+        "QM_df": [res.QM_df[0], _py(res.QM_df[1])],
+        "QMp": res.QMp,
     }
     d.update(res.fitstats)
     if res.intercept_only:
@@ -258,9 +289,14 @@ def _model_dict(res) -> dict:
 def _omnibus(res) -> dict:
     df1, df2 = res.QM_df
     name = "F" if res.test == "t" else "QM"
-    return {"stat_name": name, "stat": _f(res.QM), "df1": int(df1), "df2": _f(df2),
-            "pval": _f(res.QMp),
-            "apa": _omnibus_text(name, res.QM, df1, df2, res.QMp)}
+    return {
+        "stat_name": name,
+        "stat": _f(res.QM),
+        "df1": int(df1),
+        "df2": _f(df2),
+        "pval": _f(res.QMp),
+        "apa": _omnibus_text(name, res.QM, df1, df2, res.QMp),
+    }
 
 
 def _omnibus_text(name, stat, df1, df2, p) -> str:
@@ -274,7 +310,7 @@ SMALL_DF = 4.0
 
 
 def df_status(df) -> str:
-    """"ok", "small" (1 <= df < 4: unreliable) or "undefined" (df < 1, not finite or None)."""
+    """ "ok", "small" (1 <= df < 4: unreliable) or "undefined" (df < 1, not finite or None)."""
     if df is None or not math.isfinite(float(df)) or float(df) < 1.0:
         return "undefined"
     return "small" if float(df) < SMALL_DF else "ok"
@@ -285,14 +321,24 @@ def _robust_omnibus(rob) -> dict:
     status = df_status(df2)
     if not (rob.QM is not None and math.isfinite(float(rob.QM)) and float(rob.QM) >= 0):
         status = "undefined"
-    d = {"stat_name": "F", "stat": _f(rob.QM), "df1": int(df1), "df2": _f(df2),
-         "pval": _f(rob.QMp), "type": rob.type, "cluster": rob.cluster,
-         "n_clusters": rob.n_clusters, "df_status": status}
+    d = {
+        "stat_name": "F",
+        "stat": _f(rob.QM),
+        "df1": int(df1),
+        "df2": _f(df2),
+        "pval": _f(rob.QMp),
+        "type": rob.type,
+        "cluster": rob.cluster,
+        "n_clusters": rob.n_clusters,
+        "df_status": status,
+    }
     if status == "undefined":  # results.json keeps the number; the text does not use it
         d["apa"] = None
-        d["why_undefined"] = (f"the Satterthwaite denominator df ({fmt.df_text(df2)}) is below 1"
-                              if _f(df2) is not None else
-                              "the Satterthwaite denominator df cannot be computed")
+        d["why_undefined"] = (
+            f"the Satterthwaite denominator df ({fmt.df_text(df2)}) is below 1"
+            if _f(df2) is not None
+            else "the Satterthwaite denominator df cannot be computed"
+        )
     else:
         d["apa"] = _omnibus_text("F", rob.QM, df1, df2, rob.QMp)
     return d
@@ -337,41 +383,58 @@ def compute(spec: AnalysisSpec, progress=None, figures_hook: Callable | None = N
         except Exception as exc:  # noqa: BLE001
             return ctx.note_failure(section, what, exc)
 
-    out["heterogeneity"] = guarded("heterogeneity", "heterogeneity statistics", _heterogeneity,
-                                   ctx, spec, res)
+    out["heterogeneity"] = guarded(
+        "heterogeneity", "heterogeneity statistics", _heterogeneity, ctx, spec, res
+    )
 
     with ctx.section("robust"):
-        out["robust"] = guarded("robust", "CR2 robust inference", _robust_overall, ctx, spec,
-                                res, sc, obj) if spec.analyses["robust"] else None
+        out["robust"] = (
+            guarded("robust", "CR2 robust inference", _robust_overall, ctx, spec, res, sc, obj)
+            if spec.analyses["robust"]
+            else None
+        )
 
     out["inference"] = _inference(spec, out, res)
     out["studies"] = guarded("studies", "table of included studies", _studies, spec, ld, res)
 
-    out["sensitivity"] = guarded("sensitivity", "sensitivity analyses", _sensitivity, ctx,
-                                 spec, res, sc, obj)
+    out["sensitivity"] = guarded(
+        "sensitivity", "sensitivity analyses", _sensitivity, ctx, spec, res, sc, obj
+    )
 
     with ctx.section("publication bias"):
-        out["bias"] = guarded("publication bias", "publication-bias analyses", _bias, ctx, spec,
-                              res, sc, ld) if spec.analyses["bias"] else None
+        out["bias"] = (
+            guarded("publication bias", "publication-bias analyses", _bias, ctx, spec, res, sc, ld)
+            if spec.analyses["bias"]
+            else None
+        )
 
-    out["che_sweep"] = guarded("CHE sweep", "CHE sensitivity analysis", _che_sweep, ctx, spec,
-                               res, sc) if spec.analyses["che_sweep"] else None
+    out["che_sweep"] = (
+        guarded("CHE sweep", "CHE sensitivity analysis", _che_sweep, ctx, spec, res, sc)
+        if spec.analyses["che_sweep"]
+        else None
+    )
 
     with ctx.section("power"):
-        out["power"] = guarded("power", "power analysis", _power, spec, res) \
-            if spec.power is not None else None
+        out["power"] = (
+            guarded("power", "power analysis", _power, spec, res)
+            if spec.power is not None
+            else None
+        )
 
     with ctx.section("diagnostics"):
         # the full check: profile shape (flat / several peaks) and the robust df as well
         try:
-            d = res.diagnostics(profile=bool(spec.analyses["profile"] and res.data.random),
-                                robust=obj.get("robust"))
+            d = res.diagnostics(
+                profile=bool(spec.analyses["profile"] and res.data.random), robust=obj.get("robust")
+            )
             out["diagnostics"] = {**d.to_dict(), "verdict": d.verdict}
         except Exception as exc:  # noqa: BLE001
             why = ctx.note_failure("diagnostics", "fit diagnostics", exc)
-            out["diagnostics"] = {"notes": [], **why,
-                                  "verdict": f"the diagnostics could not be computed "
-                                             f"({why['reason']})"}
+            out["diagnostics"] = {
+                "notes": [],
+                **why,
+                "verdict": f"the diagnostics could not be computed ({why['reason']})",
+            }
 
     out["methods"] = None  # filled in by the document builder (needs the wording)
     out["warnings"] = ctx.warnings
@@ -386,8 +449,11 @@ def _participants(res, col: str | None, study: str | None) -> dict | None:
         return None
     fr = res.data.frame
     n = pd.to_numeric(fr[col], errors="coerce")
-    d = {"column": col, "sum": _f(n.sum()) if n.notna().any() else None,
-         "missing": int(n.isna().sum())}
+    d = {
+        "column": col,
+        "sum": _f(n.sum()) if n.notna().any() else None,
+        "missing": int(n.isna().sum()),
+    }
     if study is not None and study in fr.columns:
         d["sum_of_study_max"] = _f(n.groupby(fr[study].to_numpy()).max().sum())
     return d
@@ -398,13 +464,19 @@ def _data_summary(spec: AnalysisSpec, ld: LoadedData, res) -> dict:
     fr = res.data.frame
     n_st = int(fr[study].nunique()) if study is not None else None
     return {
-        "source": ld.source_text, "example": spec.example,
-        "rows": len(ld.frame), "k": int(res.k),
+        "source": ld.source_text,
+        "example": spec.example,
+        "rows": len(ld.frame),
+        "k": int(res.k),
         "rows_dropped": list(res.data.dropped),
-        "study_column": study, "n_studies": n_st,
-        "n_levels": [int(x) for x in res.n_levels], "levels": list(res.level_names),
+        "study_column": study,
+        "n_studies": n_st,
+        "n_levels": [int(x) for x in res.n_levels],
+        "levels": list(res.level_names),
         "participants": _participants(res, spec.n, study),
-        "yi": ld.yi, "vi": ld.vi, "measure": spec.measure,
+        "yi": ld.yi,
+        "vi": ld.vi,
+        "measure": spec.measure,
         "escalc": dict(spec.escalc) or None,
     }
 
@@ -413,15 +485,24 @@ def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
     c = res.coefs.iloc[0]
     statcol = "tval" if res.test == "t" else "zval"
     df = _f(c["df"]) if "df" in res.coefs.columns else None
-    z = {"estimate": _f(c["estimate"]), "se": _f(c["se"]), "ci_lb": _f(c["ci_lb"]),
-         "ci_ub": _f(c["ci_ub"])}
+    z = {
+        "estimate": _f(c["estimate"]),
+        "se": _f(c["se"]),
+        "ci_lb": _f(c["ci_lb"]),
+        "ci_ub": _f(c["ci_ub"]),
+    }
     pr = res.predict()
     z.update(pi_lb=_f(pr.pi_lb[0]), pi_ub=_f(pr.pi_ub[0]))
     if sc.transform:
         prr = res.predict(transf="ztor")
-        disp = {"estimate": _f(prr.pred[0]), "se": sc.se(z["estimate"], z["se"]),
-                "ci_lb": _f(prr.ci_lb[0]), "ci_ub": _f(prr.ci_ub[0]),
-                "pi_lb": _f(prr.pi_lb[0]), "pi_ub": _f(prr.pi_ub[0])}
+        disp = {
+            "estimate": _f(prr.pred[0]),
+            "se": sc.se(z["estimate"], z["se"]),
+            "ci_lb": _f(prr.ci_lb[0]),
+            "ci_ub": _f(prr.ci_ub[0]),
+            "pi_lb": _f(prr.pi_lb[0]),
+            "pi_ub": _f(prr.pi_ub[0]),
+        }
     elif sc.exp:  # odds ratios: exp of the estimate and of the limits, no SE
         disp = {k: sc.tr(v) for k, v in z.items()}
         disp["se"] = None
@@ -429,15 +510,37 @@ def _overall(spec: AnalysisSpec, res, sc: Scale) -> dict:
         disp = dict(z)
     stat, p = _f(c[statcol]), _f(c["pval"])
     dg = 2 if sc.exp else 3  # odds ratios to two decimals, as journals print them
-    apa = fmt.apa_estimate(sc.label, disp["estimate"], disp["se"], disp["ci_lb"],
-                           disp["ci_ub"], _stat_name(res), df, stat, p, spec.level, sc.bounded,
-                           digits=dg)
-    pi = (f"{fmt.level_text(spec.level)} PI "
-          f"{fmt.ci_text(disp['pi_lb'], disp['pi_ub'], dg, sc.bounded)}")
-    return {"scale": sc.label, "transformed": sc.transform, "display": disp, "model_scale": z,
-            "stat_name": _stat_name(res), "stat": stat, "df": df, "pval": p,
-            "apa": apa, "pi_text": pi,
-            "model": _model_dict(res)}
+    apa = fmt.apa_estimate(
+        sc.label,
+        disp["estimate"],
+        disp["se"],
+        disp["ci_lb"],
+        disp["ci_ub"],
+        _stat_name(res),
+        df,
+        stat,
+        p,
+        spec.level,
+        sc.bounded,
+        digits=dg,
+    )
+    pi = (
+        f"{fmt.level_text(spec.level)} PI "
+        f"{fmt.ci_text(disp['pi_lb'], disp['pi_ub'], dg, sc.bounded)}"
+    )
+    return {
+        "scale": sc.label,
+        "transformed": sc.transform,
+        "display": disp,
+        "model_scale": z,
+        "stat_name": _stat_name(res),
+        "stat": stat,
+        "df": df,
+        "pval": p,
+        "apa": apa,
+        "pi_text": pi,
+        "model": _model_dict(res),
+    }
 
 
 def _heterogeneity_structured(ctx: _Context, spec: AnalysisSpec, res) -> dict:
@@ -445,8 +548,13 @@ def _heterogeneity_structured(ctx: _Context, spec: AnalysisSpec, res) -> dict:
     parameter (sigma2, tau2, rho, gamma2, phi) with its profile-likelihood CI (metafor's
     confint), I² per variance, and the likelihood-ratio test of each random-effects term
     against the model without it (metafor's anova)."""
-    out: dict[str, Any] = {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp),
-                           "structured": True, "levels": []}
+    out: dict[str, Any] = {
+        "QE": _f(res.QE),
+        "QE_df": int(res.QE_df),
+        "QEp": _f(res.QEp),
+        "structured": True,
+        "levels": [],
+    }
     out["QE_text"] = f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}"
     vc = res.variance_components
     prof = None
@@ -464,15 +572,22 @@ def _heterogeneity_structured(ctx: _Context, spec: AnalysisSpec, res) -> dict:
         for name, row in vc.iterrows():
             name = str(name)
             kind = "correlation" if name.split("[")[0] in ("rho", "phi") else "variance"
-            key = name[len("sigma2["):-1] if name.startswith("sigma2[") else name
-            d: dict[str, Any] = {"name": name, "kind": kind, "n_groups": int(row["n_levels"]),
-                                 "estimate": _f(row["estimate"]), "fixed": bool(row["fixed"]),
-                                 "I2": _f(i2lv[key]) if key in i2lv.index else None}
+            key = name[len("sigma2[") : -1] if name.startswith("sigma2[") else name
+            d: dict[str, Any] = {
+                "name": name,
+                "kind": kind,
+                "n_groups": int(row["n_levels"]),
+                "estimate": _f(row["estimate"]),
+                "fixed": bool(row["fixed"]),
+                "I2": _f(i2lv[key]) if key in i2lv.index else None,
+            }
             if prof is not None and name in prof.index and not row["fixed"]:
                 pr = prof.loc[name]
                 d["ci"] = [_f(pr["ci_lb"]), _f(pr["ci_ub"])]
-                d["ci_beyond"] = [str(pr.get("lb_sign", "") or ""),
-                                  str(pr.get("ub_sign", "") or "")]
+                d["ci_beyond"] = [
+                    str(pr.get("lb_sign", "") or ""),
+                    str(pr.get("ub_sign", "") or ""),
+                ]
             comps.append(d)
         out["components"] = comps
         out["I2_total"] = _f(i2res.total)
@@ -480,14 +595,19 @@ def _heterogeneity_structured(ctx: _Context, spec: AnalysisSpec, res) -> dict:
         if spec.analyses["lrt"]:
             try:
                 lrt = res.lrt_drop().table
-                out["terms"] = [{"term": str(r["level"]), "LRT": _f(r["LRT"]),
-                                 "df": int(r["df"]), "pval": _f(r["pval"]),
-                                 "pval_mixture": _f(r["pval_mixture"]),
-                                 "logLik_reduced": _f(r["logLik_reduced"])}
-                                for _, r in lrt.iterrows()]
+                out["terms"] = [
+                    {
+                        "term": str(r["level"]),
+                        "LRT": _f(r["LRT"]),
+                        "df": int(r["df"]),
+                        "pval": _f(r["pval"]),
+                        "pval_mixture": _f(r["pval_mixture"]),
+                        "logLik_reduced": _f(r["logLik_reduced"]),
+                    }
+                    for _, r in lrt.iterrows()
+                ]
             except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
-                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests",
-                                                    exc)
+                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests", exc)
     return out
 
 
@@ -495,12 +615,17 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
     if getattr(res, "is_structured", False) and res.tau2 is not None:
         return _heterogeneity_structured(ctx, spec, res)
     if not res.data.random:
-        return {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp), "levels": [],
-                "note": "equal-effects model: no variance components"}
+        return {
+            "QE": _f(res.QE),
+            "QE_df": int(res.QE_df),
+            "QEp": _f(res.QEp),
+            "levels": [],
+            "note": "equal-effects model: no variance components",
+        }
     from mlmeta.analyses.heterogeneity import i2
 
     out: dict[str, Any] = {"QE": _f(res.QE), "QE_df": int(res.QE_df), "QEp": _f(res.QEp)}
-    out["QE_text"] = (f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}")
+    out["QE_text"] = f"Q({res.QE_df}) = {fmt.num(res.QE, 3)}, {fmt.p_text(res.QEp)}"
     prof = None
     i2res = None
     L = len(res.core.sigma2)
@@ -525,13 +650,17 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
             try:
                 lrt = res.lrt_drop().table
             except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
-                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests",
-                                                    exc)
+                out["lrt_error"] = ctx.note_failure("heterogeneity", "likelihood-ratio tests", exc)
         levels = []
         for j, name in enumerate(res.level_names):
-            d = {"level": name, "column": res.data.random[j], "n_groups": int(res.n_levels[j]),
-                 "sigma2": _f(res.core.sigma2[j]), "fixed": bool(res.core.fixed[j]),
-                 "I2": _f(i2res.levels.iloc[j])}
+            d = {
+                "level": name,
+                "column": res.data.random[j],
+                "n_groups": int(res.n_levels[j]),
+                "sigma2": _f(res.core.sigma2[j]),
+                "fixed": bool(res.core.fixed[j]),
+                "I2": _f(i2res.levels.iloc[j]),
+            }
             if prof is not None:
                 d["sigma2_ci"] = [_f(prof["ci_lb"].iloc[j]), _f(prof["ci_ub"].iloc[j])]
             if i2res.ci is not None:
@@ -540,12 +669,15 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
                 hit = lrt[lrt["dropped"] == res.data.random[j]]
                 if len(hit):
                     r = hit.iloc[0]
-                    d["lrt"] = {"LRT": _f(r["LRT"]), "df": int(r["df"]), "pval": _f(r["pval"]),
-                                "pval_mixture": _f(r["pval_mixture"]),
-                                "sigma2_reduced": [_f(x) for x in r["sigma2_reduced"]],
-                                "logLik_reduced": _f(r["logLik_reduced"]),
-                                "text": f"χ²(1) = {fmt.num(r['LRT'], 3)}, "
-                                        f"{fmt.p_text(r['pval'])}"}
+                    d["lrt"] = {
+                        "LRT": _f(r["LRT"]),
+                        "df": int(r["df"]),
+                        "pval": _f(r["pval"]),
+                        "pval_mixture": _f(r["pval_mixture"]),
+                        "sigma2_reduced": [_f(x) for x in r["sigma2_reduced"]],
+                        "logLik_reduced": _f(r["logLik_reduced"]),
+                        "text": f"χ²(1) = {fmt.num(r['LRT'], 3)}, {fmt.p_text(r['pval'])}",
+                    }
             levels.append(d)
         out["levels"] = levels
         out["I2_total"] = _f(i2res.total)
@@ -559,8 +691,7 @@ def _heterogeneity(ctx: _Context, spec: AnalysisSpec, res) -> dict | None:
 def _is_categorical(series: pd.Series, name: str, spec: AnalysisSpec) -> bool:
     if name in spec.categorical:
         return True
-    return not (pd.api.types.is_numeric_dtype(series) and
-                not pd.api.types.is_bool_dtype(series))
+    return not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series))
 
 
 def _mod_term(name: str, categorical: bool) -> str:
@@ -588,12 +719,13 @@ def _readable_names(rows: list[dict], spec: AnalysisSpec, names) -> list[dict]:
             term = _ref_term(m, spec)
             for r in rows:
                 if r["name"].startswith(term):
-                    r["name"] = m + r["name"][len(term):]
+                    r["name"] = m + r["name"][len(term) :]
     return rows
 
 
-def _moderators(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, res, sc: Scale,
-                obj: dict) -> list[dict]:
+def _moderators(
+    ctx: _Context, spec: AnalysisSpec, ld: LoadedData, res, sc: Scale, obj: dict
+) -> list[dict]:
     out = []
     obj["moderators"] = {}
     study = spec.study or (res.data.random[0] if res.data.random else None)
@@ -610,9 +742,12 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
     data = ld.frame
     if cat and not (col.dtype == object or pd.api.types.is_string_dtype(col)):
         data = ld.frame.copy()
-        data[m] = [None if pd.isna(x) else (str(int(x)) if isinstance(x, float) and
-                                             float(x).is_integer() else str(x))
-                   for x in col]
+        data[m] = [
+            None
+            if pd.isna(x)
+            else (str(int(x)) if isinstance(x, float) and float(x).is_integer() else str(x))
+            for x in col
+        ]
     entry: dict[str, Any] = {"name": m, "type": "categorical" if cat else "continuous"}
     entry["formula"] = f"~ {_ref_term(m, spec) if cat else _mod_term(m, False)}"
     try:
@@ -620,10 +755,15 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
             nlev = data[m].dropna().nunique()
             if nlev < 2:  # said in the report; the other analyses go on
                 one = f" ({data[m].dropna().iloc[0]!r})" if nlev else ""
-                entry.update(ctx.note_failure(
-                    f"moderator {m}", f"moderator {m!r}",
-                    MlmetaError(f"it has a single category{one} in the data, so it cannot be "
-                                "tested")))
+                entry.update(
+                    ctx.note_failure(
+                        f"moderator {m}",
+                        f"moderator {m!r}",
+                        MlmetaError(
+                            f"it has a single category{one} in the data, so it cannot be tested"
+                        ),
+                    )
+                )
                 return entry
         rm = _fit(spec, ld, entry["formula"], data=data)
     except InputError:
@@ -643,10 +783,12 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
     if rm.data.random:
         try:
             r2 = rm.r2()
-            entry["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
-                           "total": _f(r2.total),
-                           "sigma2_null": [_f(x) for x in r2.sigma2_null],
-                           "applicable": _r2_applicable(rm, [m])}
+            entry["R2"] = {
+                "levels": {k: _f(v) for k, v in r2.levels.items()},
+                "total": _f(r2.total),
+                "sigma2_null": [_f(x) for x in r2.sigma2_null],
+                "applicable": _r2_applicable(rm, [m]),
+            }
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             entry["R2"] = ctx.note_failure(f"moderator {m}", f"R2 of {m!r}", exc)
     if cat:
@@ -654,21 +796,26 @@ def _moderator(ctx, spec, ld, sc, obj, m, study) -> dict:
         entry["reference"] = spec.reference.get(m, levels[0])
         entry["reference_declared"] = m in spec.reference
         # differences from the reference category (the coefficients of ~ m after the intercept)
-        entry["contrasts"] = [dict(r, level=r["name"][len(m):]) for r in
-                              _readable_names(_coef_rows(rm, rob), spec, [m])[1:]]
+        entry["contrasts"] = [
+            dict(r, level=r["name"][len(m) :])
+            for r in _readable_names(_coef_rows(rm, rob), spec, [m])[1:]
+        ]
         cats = _categories(ctx, spec, ld, data, m, rm, sc, study)
-        entry["categories"] = ([c for c in cats if c["level"] == entry["reference"]] +
-                               [c for c in cats if c["level"] != entry["reference"]])
+        entry["categories"] = [c for c in cats if c["level"] == entry["reference"]] + [
+            c for c in cats if c["level"] != entry["reference"]
+        ]
     else:
         entry["coefficients"] = _coef_rows(rm, rob)
         slope = entry["coefficients"][-1]
         dg = fmt.coef_digits(slope["se"])
-        entry["apa"] = (f"b = {fmt.num(slope['estimate'], dg)}, "
-                        f"{fmt.level_text(spec.level)} CI "
-                        f"{fmt.ci_text(slope['ci_lb'], slope['ci_ub'], dg)}, "
-                        f"{_stat_name(rm)}"
-                        f"{'(' + fmt.df_text(slope['df']) + ')' if slope['df'] else ''}"
-                        f" = {fmt.num(slope['stat'], 3)}, {fmt.p_text(slope['pval'])}")
+        entry["apa"] = (
+            f"b = {fmt.num(slope['estimate'], dg)}, "
+            f"{fmt.level_text(spec.level)} CI "
+            f"{fmt.ci_text(slope['ci_lb'], slope['ci_ub'], dg)}, "
+            f"{_stat_name(rm)}"
+            f"{'(' + fmt.df_text(slope['df']) + ')' if slope['df'] else ''}"
+            f" = {fmt.num(slope['stat'], 3)}, {fmt.p_text(slope['pval'])}"
+        )
     return entry
 
 
@@ -689,17 +836,29 @@ def _categories(ctx, spec, ld, data, m, rm, sc: Scale, study) -> list[dict]:
     for row in rows:
         lev = row["name"].removeprefix(prefix)
         sub = fr[fr[m].astype(str) == lev]
-        d = {"level": lev, "k": len(sub),
-             "n_studies": int(sub[study].nunique()) if study is not None else None,
-             "model_scale": {k: row[k] for k in ("estimate", "se", "ci_lb", "ci_ub")},
-             "estimate": sc.tr(row["estimate"]), "se": sc.se(row["estimate"], row["se"]),
-             "ci_lb": sc.tr(row["ci_lb"]), "ci_ub": sc.tr(row["ci_ub"]),
-             "stat": row["stat"], "df": row["df"], "pval": row["pval"]}
+        d = {
+            "level": lev,
+            "k": len(sub),
+            "n_studies": int(sub[study].nunique()) if study is not None else None,
+            "model_scale": {k: row[k] for k in ("estimate", "se", "ci_lb", "ci_ub")},
+            "estimate": sc.tr(row["estimate"]),
+            "se": sc.se(row["estimate"], row["se"]),
+            "ci_lb": sc.tr(row["ci_lb"]),
+            "ci_ub": sc.tr(row["ci_ub"]),
+            "stat": row["stat"],
+            "df": row["df"],
+            "pval": row["pval"],
+        }
         if "robust" in row:
             rr = row["robust"]
-            d["robust"] = {"ci_lb": sc.tr(rr["ci_lb"]), "ci_ub": sc.tr(rr["ci_ub"]),
-                           "df": rr["df"], "pval": rr["pval"], "stat": rr["stat"],
-                           "se_model_scale": rr["se"]}
+            d["robust"] = {
+                "ci_lb": sc.tr(rr["ci_lb"]),
+                "ci_ub": sc.tr(rr["ci_ub"]),
+                "df": rr["df"],
+                "pval": rr["pval"],
+                "stat": rr["stat"],
+                "se_model_scale": rr["se"],
+            }
         out.append(d)
     return out
 
@@ -747,9 +906,12 @@ def _joint(ctx: _Context, spec: AnalysisSpec, ld: LoadedData, obj: dict) -> dict
     if rj.data.random:
         try:
             r2 = rj.r2()
-            out["R2"] = {"levels": {k: _f(v) for k, v in r2.levels.items()},
-                         "total": _f(r2.total), "sigma2_null": [_f(x) for x in r2.sigma2_null],
-                         "applicable": _r2_applicable(rj, names)}
+            out["R2"] = {
+                "levels": {k: _f(v) for k, v in r2.levels.items()},
+                "total": _f(r2.total),
+                "sigma2_null": [_f(x) for x in r2.sigma2_null],
+                "applicable": _r2_applicable(rj, names),
+            }
         except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
             out["R2"] = ctx.note_failure("moderators", "R2 of the joint model", exc)
     out["model"] = _model_dict(rj)
@@ -794,8 +956,10 @@ def _r2_applicable_structured(rm, mods: list[str]) -> dict:
             out[name] = True
             continue
         parent = fr[cols[:-1]].astype(str).agg("\x1f".join, axis=1).to_numpy()
-        out[name] = any(bool((pd.Series(fr[m].astype(str).to_numpy()).groupby(parent)
-                              .nunique() > 1).any()) for m in mods)
+        out[name] = any(
+            bool((pd.Series(fr[m].astype(str).to_numpy()).groupby(parent).nunique() > 1).any())
+            for m in mods
+        )
     return out
 
 
@@ -819,13 +983,17 @@ def _inference(spec: AnalysisSpec, out: dict, res) -> dict:
     alpha = 1 - to_fraction(spec.level)
     o = out["overall"]
     rb = out.get("robust") or {}
-    d: dict[str, Any] = {"primary": spec.inference, "alpha": alpha,
-                         "model_significant": o["pval"] is not None and o["pval"] < alpha}
+    d: dict[str, Any] = {
+        "primary": spec.inference,
+        "alpha": alpha,
+        "model_significant": o["pval"] is not None and o["pval"] < alpha,
+    }
     if rb.get("pval") is not None or rb.get("df") is not None:
         st = df_status(rb.get("df"))
         d["cr2_df_status"] = st
-        d["cr2_significant"] = (st != "undefined" and rb.get("pval") is not None
-                                and rb["pval"] < alpha)
+        d["cr2_significant"] = (
+            st != "undefined" and rb.get("pval") is not None and rb["pval"] < alpha
+        )
         d["differ"] = st != "undefined" and d["cr2_significant"] != d["model_significant"]
     elif spec.inference == "CR2":
         d["primary_unavailable"] = True
@@ -884,15 +1052,39 @@ def _robust_overall(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict
     obj["robust"] = rob
     c = rob.coefs.iloc[0]
     est = float(c["estimate"])
-    d = {"type": "CR2", "cluster": rob.cluster, "n_clusters": rob.n_clusters,
-         "model_scale": {"estimate": est, "se": _f(c["se"]), "ci_lb": _f(c["ci_lb"]),
-                         "ci_ub": _f(c["ci_ub"])},
-         "estimate": sc.tr(est), "se": sc.se(est, c["se"]), "ci_lb": sc.tr(c["ci_lb"]),
-         "ci_ub": sc.tr(c["ci_ub"]), "stat": _f(c["tval"]), "df": _f(c["df"]),
-         "pval": _f(c["pval"]), "block": rob.to_dict()}
-    d["apa"] = fmt.apa_estimate(sc.label, d["estimate"], d["se"], d["ci_lb"], d["ci_ub"], "t",
-                                d["df"], d["stat"], d["pval"], spec.level, sc.bounded,
-                                digits=2 if sc.exp else 3)
+    d = {
+        "type": "CR2",
+        "cluster": rob.cluster,
+        "n_clusters": rob.n_clusters,
+        "model_scale": {
+            "estimate": est,
+            "se": _f(c["se"]),
+            "ci_lb": _f(c["ci_lb"]),
+            "ci_ub": _f(c["ci_ub"]),
+        },
+        "estimate": sc.tr(est),
+        "se": sc.se(est, c["se"]),
+        "ci_lb": sc.tr(c["ci_lb"]),
+        "ci_ub": sc.tr(c["ci_ub"]),
+        "stat": _f(c["tval"]),
+        "df": _f(c["df"]),
+        "pval": _f(c["pval"]),
+        "block": rob.to_dict(),
+    }
+    d["apa"] = fmt.apa_estimate(
+        sc.label,
+        d["estimate"],
+        d["se"],
+        d["ci_lb"],
+        d["ci_ub"],
+        "t",
+        d["df"],
+        d["stat"],
+        d["pval"],
+        spec.level,
+        sc.bounded,
+        digits=2 if sc.exp else 3,
+    )
     return d
 
 
@@ -919,62 +1111,96 @@ def _sensitivity(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, obj: dict) -
                 for r_ in loo.itertuples():
                     r: Any = r_
                     if not np.isfinite(np.ravel(r.beta)[0]):
-                        loo_rows.append({"left_out": _py(r.left_out), "estimate": None,
-                                         "model_scale": None})
+                        loo_rows.append(
+                            {"left_out": _py(r.left_out), "estimate": None, "model_scale": None}
+                        )
                         continue
-                    e, s_, lo, hi, pv = (float(np.ravel(x)[0]) for x in (r.beta, r.se, r.ci_lb,
-                                                                           r.ci_ub, r.pval))
-                    loo_rows.append({
-                        "left_out": _py(r.left_out),
-                        "model_scale": {"estimate": e, "se": s_, "ci_lb": lo, "ci_ub": hi,
-                                        "sigma2": [float(x) for x in r.sigma2]},
-                        "estimate": sc.tr(e), "ci_lb": sc.tr(lo), "ci_ub": sc.tr(hi),
-                        "pval": pv, "I2": _f(r.I2)})
+                    e, s_, lo, hi, pv = (
+                        float(np.ravel(x)[0]) for x in (r.beta, r.se, r.ci_lb, r.ci_ub, r.pval)
+                    )
+                    loo_rows.append(
+                        {
+                            "left_out": _py(r.left_out),
+                            "model_scale": {
+                                "estimate": e,
+                                "se": s_,
+                                "ci_lb": lo,
+                                "ci_ub": hi,
+                                "sigma2": [float(x) for x in r.sigma2],
+                            },
+                            "estimate": sc.tr(e),
+                            "ci_lb": sc.tr(lo),
+                            "ci_ub": sc.tr(hi),
+                            "pval": pv,
+                            "I2": _f(r.I2),
+                        }
+                    )
                 cooks = ck["value"].to_numpy()
                 if want_loo:
-                    out["loo"] = _loo_summary(loo_rows, res, spec, sc,
-                                              cluster or res.data.random[0])
+                    out["loo"] = _loo_summary(
+                        loo_rows, res, spec, sc, cluster or res.data.random[0]
+                    )
                 if want_cooks:
                     from mlmeta.core.dist import chi2_isf
+
                     v = np.array(cooks, dtype=float)
                     # Viechtbauer & Cheung (2010), metafor's influence(): D > chi2_{p}(.50)
                     cut = float(chi2_isf(0.5, res.p))
                     flag = np.isfinite(v) & (v > cut)
-                    rows = [{"cluster": _py(lab), "value": _f(x), "influential": bool(fl)}
-                            for lab, x, fl in zip(labels, v, flag)]
-                    out["cooks"] = {"rows": rows, "cutoff": cut, "p": int(res.p),
-                                    "rule": f"the median of the χ² distribution with {res.p} df",
-                                    "influential": [r["cluster"] for r in rows
-                                                    if r["influential"]]}
+                    rows = [
+                        {"cluster": _py(lab), "value": _f(x), "influential": bool(fl)}
+                        for lab, x, fl in zip(labels, v, flag)
+                    ]
+                    out["cooks"] = {
+                        "rows": rows,
+                        "cutoff": cut,
+                        "p": int(res.p),
+                        "rule": f"the median of the χ² distribution with {res.p} df",
+                        "influential": [r["cluster"] for r in rows if r["influential"]],
+                    }
     if spec.analyses["influence"]:
         with ctx.section("influence"):
             from mlmeta.core.dist import norm_isf
+
             rs = res.rstandard()
             fr = res.data.frame
             alpha = 0.05
             if spec.outlier_rule == "bonferroni":
                 crit = float(norm_isf(alpha / (2 * res.k)))
-                rule = (f"|studentized residual| > {crit:.2f}, the two-sided Bonferroni critical "
-                        f"value for {res.k} effect sizes at α = .05")
+                rule = (
+                    f"|studentized residual| > {crit:.2f}, the two-sided Bonferroni critical "
+                    f"value for {res.k} effect sizes at α = .05"
+                )
             else:
                 crit = float(norm_isf(alpha / 2))
-                rule = ("|studentized residual| > 1.96 (no correction for multiplicity: about 5% "
-                        "of effect sizes exceed it by chance alone)")
+                rule = (
+                    "|studentized residual| > 1.96 (no correction for multiplicity: about 5% "
+                    "of effect sizes exceed it by chance alone)"
+                )
             zz = rs["z"].to_numpy()
             flag = np.isfinite(zz) & (np.abs(zz) > crit)
             flagged = []
             for pos in np.flatnonzero(flag):
-                d = {"row": _row_number(fr, int(pos)), "z": _f(rs["z"].iloc[pos]),
-                     "yi": _f(res.data.y[pos]), "effect": sc.tr(res.data.y[pos])}
+                d = {
+                    "row": _row_number(fr, int(pos)),
+                    "z": _f(rs["z"].iloc[pos]),
+                    "yi": _f(res.data.y[pos]),
+                    "effect": sc.tr(res.data.y[pos]),
+                }
                 for col in res.data.random:
                     d[col] = _py(fr[col].iloc[pos])
                 flagged.append(d)
-            out["outliers"] = {"rule": rule, "rule_name": spec.outlier_rule,
-                               "critical": crit, "alpha": alpha,
-                               "n": len(flagged), "k": int(res.k), "rows": flagged,
-                               "n_above_1_96": int(np.sum(np.abs(zz[np.isfinite(zz)]) >
-                                                          1.959963984540054)),
-                               "z": [_f(x) for x in rs["z"]]}
+            out["outliers"] = {
+                "rule": rule,
+                "rule_name": spec.outlier_rule,
+                "critical": crit,
+                "alpha": alpha,
+                "n": len(flagged),
+                "k": int(res.k),
+                "rows": flagged,
+                "n_above_1_96": int(np.sum(np.abs(zz[np.isfinite(zz)]) > 1.959963984540054)),
+                "z": [_f(x) for x in rs["z"]],
+            }
     return out
 
 
@@ -991,11 +1217,18 @@ def _loo_summary(rows, res, spec, sc: Scale, cname) -> dict:
     lo = min(ok, key=lambda r: r["estimate"])
     hi = max(ok, key=lambda r: r["estimate"])
     sig = [r for r in ok if r["pval"] is not None and r["pval"] < 1 - to_fraction(spec.level)]
-    out.update({"min": lo["estimate"], "min_left_out": lo["left_out"],
-                "max": hi["estimate"], "max_left_out": hi["left_out"],
-                "n_significant": len(sig),
-                "sign_changes": sum(1 for r in ok if np.sign(r["model_scale"]["estimate"]) !=
-                                    np.sign(res.core.beta[0]))})
+    out.update(
+        {
+            "min": lo["estimate"],
+            "min_left_out": lo["left_out"],
+            "max": hi["estimate"],
+            "max_left_out": hi["left_out"],
+            "n_significant": len(sig),
+            "sign_changes": sum(
+                1 for r in ok if np.sign(r["model_scale"]["estimate"]) != np.sign(res.core.beta[0])
+            ),
+        }
+    )
     return out
 
 
@@ -1047,8 +1280,13 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
     try:
         rob_failed: dict | None = None
         try:
-            eg = egger(res, robust=robust, predictor=which, n=pred["n"],
-                       cluster=spec.cluster if structured else None)
+            eg = egger(
+                res,
+                robust=robust,
+                predictor=which,
+                n=pred["n"],
+                cluster=spec.cluster if structured else None,
+            )
         except Exception as exc:  # noqa: BLE001 -- the CR2 version alone may be undefined
             if not robust:
                 raise
@@ -1063,17 +1301,21 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
             d["robust"] = {"available": False, "reason": _robust_blocker(spec, res)}
             d["robust_apa"] = None
         d["predictor"] = pred["name"]
-        d["apa"] = (f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
-                    f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "
-                    f"{fmt.num(d['stat'], 3)}, {fmt.p_text(d['pval'])}")
+        d["apa"] = (
+            f"b = {fmt.num(d['coef'], 3)}, SE = {fmt.num(d['se'], 3)}, "
+            f"{_stat_name(res)}{'(' + fmt.df_text(d['df']) + ')' if d['df'] else ''} = "
+            f"{fmt.num(d['stat'], 3)}, {fmt.p_text(d['pval'])}"
+        )
         rb = d.get("robust")
         if rb and rob_failed is None:
             rb["df_status"] = df_status(rb.get("df"))
             if rb["df_status"] == "undefined":
                 d["robust_apa"] = None
             else:
-                d["robust_apa"] = (f"CR2: t({fmt.df_text(rb['df'])}) = "
-                                   f"{fmt.num(rb['stat'], 3)}, {fmt.p_text(rb['pval'])}")
+                d["robust_apa"] = (
+                    f"CR2: t({fmt.df_text(rb['df'])}) = "
+                    f"{fmt.num(rb['stat'], 3)}, {fmt.p_text(rb['pval'])}"
+                )
         out["egger"] = d
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         out["egger"] = ctx.note_failure("publication bias", "Egger test", exc)
@@ -1082,16 +1324,26 @@ def _bias(ctx: _Context, spec: AnalysisSpec, res, sc: Scale, ld: LoadedData) -> 
         d = {}
         for name in ("PET", "PEESE"):
             r = pp.loc[name]
-            d[name] = {"model_scale": {"estimate": _f(r["estimate"]), "se": _f(r["se"]),
-                                       "ci_lb": _f(r["ci_lb"]), "ci_ub": _f(r["ci_ub"])},
-                       "estimate": sc.tr(r["estimate"]), "ci_lb": sc.tr(r["ci_lb"]),
-                       "ci_ub": sc.tr(r["ci_ub"]), "pval": _f(r["pval"]),
-                       "slope": _f(r["slope"]), "slope_pval": _f(r["slope_pval"])}
+            d[name] = {
+                "model_scale": {
+                    "estimate": _f(r["estimate"]),
+                    "se": _f(r["se"]),
+                    "ci_lb": _f(r["ci_lb"]),
+                    "ci_ub": _f(r["ci_ub"]),
+                },
+                "estimate": sc.tr(r["estimate"]),
+                "ci_lb": sc.tr(r["ci_lb"]),
+                "ci_ub": sc.tr(r["ci_ub"]),
+                "pval": _f(r["pval"]),
+                "slope": _f(r["slope"]),
+                "slope_pval": _f(r["slope_pval"]),
+            }
         # conditional PET-PEESE (Stanley & Doucouliagos 2014): PEESE when PET's intercept
         # differs from 0 at the chosen level, else PET
         alpha = 1 - to_fraction(spec.level)
-        d["chosen"] = "PEESE" if (d["PET"]["pval"] is not None and
-                                  d["PET"]["pval"] < alpha) else "PET"
+        d["chosen"] = (
+            "PEESE" if (d["PET"]["pval"] is not None and d["PET"]["pval"] < alpha) else "PET"
+        )
         d["predictor"] = pred["name"]
         out["pet_peese"] = d
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
@@ -1119,21 +1371,34 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
         fit = pubbias.rma_uni(y, v, "REML", level=spec.level)
     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
         return ctx.note_failure("publication bias", "aggregated bias tests", exc)
-    out: dict[str, Any] = {"available": True, "rho": rho,
-                           "rho_from": spec.to_dict()["analyses"]["bias_rho_from"],
-                           "selection_side_requested": spec.selection_side,
-                           "n_aggregated": len(agg), "aggregate": _jsonable(agg)}
+    out: dict[str, Any] = {
+        "available": True,
+        "rho": rho,
+        "rho_from": spec.to_dict()["analyses"]["bias_rho_from"],
+        "selection_side_requested": spec.selection_side,
+        "n_aggregated": len(agg),
+        "aggregate": _jsonable(agg),
+    }
     if cluster is not None and cluster != spec.study:
         out["cluster"] = cluster  # a structured model's containing factor (e.g. labs)
-    alt = {"auto": "less" if fit["beta"] < 0 else "greater", "positive": "greater",
-           "negative": "less"}[spec.selection_side]
-    runs = {"rma_agg": lambda: fit,
-            "ranktest": lambda: pubbias.ranktest(y, v),
-            "trimfill": lambda: pubbias.trimfill(y, v, method="REML", level=spec.level),
-            "selmodel": lambda: pubbias.selmodel_stepfun(y, v, steps, method="REML",
-                                                         alternative=alt, level=spec.level)}
-    names = {"ranktest": "rank correlation test", "trimfill": "trim-and-fill",
-             "selmodel": "selection model"}
+    alt = {
+        "auto": "less" if fit["beta"] < 0 else "greater",
+        "positive": "greater",
+        "negative": "less",
+    }[spec.selection_side]
+    runs = {
+        "rma_agg": lambda: fit,
+        "ranktest": lambda: pubbias.ranktest(y, v),
+        "trimfill": lambda: pubbias.trimfill(y, v, method="REML", level=spec.level),
+        "selmodel": lambda: pubbias.selmodel_stepfun(
+            y, v, steps, method="REML", alternative=alt, level=spec.level
+        ),
+    }
+    names = {
+        "ranktest": "rank correlation test",
+        "trimfill": "trim-and-fill",
+        "selmodel": "selection model",
+    }
     for key, fn in runs.items():
         try:
             val = fn()
@@ -1147,14 +1412,19 @@ def _aggregated(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
                     vd[f"{b}_display"] = sc.tr(vd[b])
         out[key] = vd
     # effects per p-value interval (one-sided on the side used), also when the model failed
-    p1 = 1 - np.asarray([0.5 * math.erfc(-(yy / math.sqrt(vv)) / math.sqrt(2))
-                         for yy, vv in zip(y, v)])
+    p1 = 1 - np.asarray(
+        [0.5 * math.erfc(-(yy / math.sqrt(vv)) / math.sqrt(2)) for yy, vv in zip(y, v)]
+    )
     p_side = p1 if alt == "greater" else 1 - p1
     lows = [0.0, *steps[:-1]]
-    bins = [{"p_from": a, "p_to": b,
-             "k": int(np.sum((p_side > a) & (p_side <= b)) + (np.sum(p_side <= 0) if a == 0
-                                                               else 0))}
-            for a, b in zip(lows, steps)]
+    bins = [
+        {
+            "p_from": a,
+            "p_to": b,
+            "k": int(np.sum((p_side > a) & (p_side <= b)) + (np.sum(p_side <= 0) if a == 0 else 0)),
+        }
+        for a, b in zip(lows, steps)
+    ]
     sm = out["selmodel"]
     sm["bins"] = bins
     sm["side"] = {"greater": "positive", "less": "negative"}[alt]
@@ -1181,11 +1451,20 @@ def power_inputs(spec: AnalysisSpec, res) -> dict:
     elif not levels:
         tau2, omega2 = 0.0, 0.0
     else:
-        raise InputError(f"power analysis needs a model whose outer level is the study column "
-                         f"{study!r}; the random levels are {', '.join(levels)}")
-    return {"studies": j, "estimate": float(res.core.beta[0]), "tau": math.sqrt(tau2),
-            "omega": math.sqrt(omega2), "mean_vi": float(np.mean(fr["_vi"].to_numpy(float))),
-            "es_per_study": int(res.k) / j, "rho": res.rho, "measure": spec.measure}
+        raise InputError(
+            f"power analysis needs a model whose outer level is the study column "
+            f"{study!r}; the random levels are {', '.join(levels)}"
+        )
+    return {
+        "studies": j,
+        "estimate": float(res.core.beta[0]),
+        "tau": math.sqrt(tau2),
+        "omega": math.sqrt(omega2),
+        "mean_vi": float(np.mean(fr["_vi"].to_numpy(float))),
+        "es_per_study": int(res.k) / j,
+        "rho": res.rho,
+        "measure": spec.measure,
+    }
 
 
 def _power(spec: AnalysisSpec, res) -> dict:
@@ -1197,19 +1476,27 @@ def _power(spec: AnalysisSpec, res) -> dict:
     fit = power_inputs(spec, res)
     if res.p != 1:
         raise InputError("power analysis needs the intercept-only overall model")
-    return {"available": True, "inputs": fit, "spec": dict(spec.power or {}),
-            **power_section(spec.power, fit)}
+    return {
+        "available": True,
+        "inputs": fit,
+        "spec": dict(spec.power or {}),
+        **power_section(spec.power, fit),
+    }
 
 
 def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
     """The model refitted under the CHE working model for each rho (``res.refit(rho=...)``),
     with model-based and CR2 inference for the pooled effect (first coefficient)."""
     with ctx.section("CHE sweep"):
-        rc = spec.rho_cluster or res.rho_cluster or (res.data.random[0] if res.data.random
-                                                     else None)
+        rc = (
+            spec.rho_cluster or res.rho_cluster or (res.data.random[0] if res.data.random else None)
+        )
         if rc is None:
-            return {"available": False, "reason": "no cluster within which sampling errors "
-                    "could correlate (set model.rho_cluster)"}
+            return {
+                "available": False,
+                "reason": "no cluster within which sampling errors "
+                "could correlate (set model.rho_cluster)",
+            }
         rows = []
         start = res.core.sigma2
         with ctx.progress.step("rho sweep", len(spec.che_rhos)) as tick:
@@ -1220,30 +1507,45 @@ def _che_sweep(ctx: _Context, spec: AnalysisSpec, res, sc: Scale) -> dict:
                     return ctx.note_failure("CHE sweep", "CHE sensitivity analysis", exc)
                 start = f.core.sigma2
                 t = f.tests
-                d: dict[str, Any] = {"rho": float(r), "beta": _f(f.core.beta[0]),
-                                     "se": _f(t.se[0]), "ci_lb": _f(t.ci_lb[0]),
-                                     "ci_ub": _f(t.ci_ub[0]), "pval": _f(t.pval[0]),
-                                     "estimate": sc.tr(f.core.beta[0]),
-                                     "ci_lb_display": sc.tr(t.ci_lb[0]),
-                                     "ci_ub_display": sc.tr(t.ci_ub[0])}
+                d: dict[str, Any] = {
+                    "rho": float(r),
+                    "beta": _f(f.core.beta[0]),
+                    "se": _f(t.se[0]),
+                    "ci_lb": _f(t.ci_lb[0]),
+                    "ci_ub": _f(t.ci_ub[0]),
+                    "pval": _f(t.pval[0]),
+                    "estimate": sc.tr(f.core.beta[0]),
+                    "ci_lb_display": sc.tr(t.ci_lb[0]),
+                    "ci_ub_display": sc.tr(t.ci_ub[0]),
+                }
                 for j, n in enumerate(f.level_names):
                     d[f"sigma2_{n}"] = _f(f.core.sigma2[j])
                 if _can_robust(spec, f):
                     try:
                         rb = f.robust(cluster=_rob_cluster(spec, f), type="CR2")
                         c = rb.coefs.iloc[0]
-                        d["robust"] = {"se": _f(c["se"]), "df": _f(c["df"]),
-                                       "pval": _f(c["pval"]), "ci_lb": _f(c["ci_lb"]),
-                                       "ci_ub": _f(c["ci_ub"]),
-                                       "ci_lb_display": sc.tr(c["ci_lb"]),
-                                       "ci_ub_display": sc.tr(c["ci_ub"]),
-                                       "df_status": df_status(_f(c["df"]))}
+                        d["robust"] = {
+                            "se": _f(c["se"]),
+                            "df": _f(c["df"]),
+                            "pval": _f(c["pval"]),
+                            "ci_lb": _f(c["ci_lb"]),
+                            "ci_ub": _f(c["ci_ub"]),
+                            "ci_lb_display": sc.tr(c["ci_lb"]),
+                            "ci_ub_display": sc.tr(c["ci_ub"]),
+                            "df_status": df_status(_f(c["df"])),
+                        }
                     except Exception as exc:  # noqa: BLE001 -- optional: noted, not fatal
-                        d["robust"] = {"available": False,
-                                       "reason": str(exc).splitlines()[0] if str(exc) else
-                                       type(exc).__name__}
+                        d["robust"] = {
+                            "available": False,
+                            "reason": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        }
                 rows.append(d)
                 tick()
         sig_cols = [f"sigma2_{n}" for n in res.level_names]
-        return {"available": True, "rhos": list(spec.che_rhos), "rows": rows,
-                "sigma2_columns": sig_cols, "rho_cluster": rc}
+        return {
+            "available": True,
+            "rhos": list(spec.che_rhos),
+            "rows": rows,
+            "sigma2_columns": sig_cols,
+            "rho_cluster": rc,
+        }

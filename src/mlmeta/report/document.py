@@ -45,8 +45,9 @@ __all__ = [
 
 N_LEVEL_WORDS = {1: "two-level", 2: "three-level", 3: "four-level", 4: "five-level"}
 SMALL_DF = 4.0
-SMALL_DF_WARNING = ("with fewer than 4 Satterthwaite degrees of freedom the small-sample CR2 "
-                    "test is unreliable")
+SMALL_DF_WARNING = (
+    "with fewer than 4 Satterthwaite degrees of freedom the small-sample CR2 test is unreliable"
+)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -71,10 +72,19 @@ class _Doc:
 
     def table(self, title, head, rows, align=None, note=None, id_=None):
         self.n_tables += 1
-        self.blocks.append({"t": "table", "number": self.n_tables, "title": title,
-                            "caption": f"Table {self.n_tables}. {title}", "head": head,
-                            "rows": rows, "align": align or ("l" + "r" * (len(head) - 1)),
-                            "note": note, "id": id_})
+        self.blocks.append(
+            {
+                "t": "table",
+                "number": self.n_tables,
+                "title": title,
+                "caption": f"Table {self.n_tables}. {title}",
+                "head": head,
+                "rows": rows,
+                "align": align or ("l" + "r" * (len(head) - 1)),
+                "note": note,
+                "id": id_,
+            }
+        )
 
 
 def _fig(name):
@@ -92,8 +102,9 @@ class _S:
         self.measure = numbers["data"]["measure"]
         self.exp = self.measure == "OR"
         self.bounded = self.measure in ("ZCOR", "COR")
-        self.model_scale = ("Fisher z" if self.transformed else
-                            "log odds ratio" if self.exp else self.label)
+        self.model_scale = (
+            "Fisher z" if self.transformed else "log odds ratio" if self.exp else self.label
+        )
 
     def v(self, x, digits=3):
         if x is None:
@@ -144,53 +155,88 @@ def figure_captions(numbers: dict) -> dict[str, str]:
     """The caption of each figure (without its number)."""
     s = _S(numbers)
     lv = numbers["settings"]["level_text"]
-    scale = ("correlations r, back-transformed from Fisher z" if s.transformed else
-             "log odds ratios" if s.exp else
-             "standardized mean differences" if s.measure == "SMD" else
-             "correlations" if s.bounded else "effect sizes")
+    scale = (
+        "correlations r, back-transformed from Fisher z"
+        if s.transformed
+        else "log odds ratios"
+        if s.exp
+        else "standardized mean differences"
+        if s.measure == "SMD"
+        else "correlations"
+        if s.bounded
+        else "effect sizes"
+    )
     fo = numbers.get("forest") or {}
     levels = numbers["data"]["levels"]
-    summary = ("the diamond is the pooled estimate and the bar below it the prediction interval"
-               if levels else "the diamond is the pooled estimate")
+    summary = (
+        "the diamond is the pooled estimate and the bar below it the prediction interval"
+        if levels
+        else "the diamond is the pooled estimate"
+    )
     if fo.get("level") == "study":
-        forest = (f"Forest plot, one row per study: the study's effect sizes combined (k = their "
-                  f"number) with the {lv} CI; {summary} ({scale}).")
+        forest = (
+            f"Forest plot, one row per study: the study's effect sizes combined (k = their "
+            f"number) with the {lv} CI; {summary} ({scale})."
+        )
     else:
-        forest = (f"Forest plot: each effect size with its {lv} CI"
-                  f"{', grouped by study' if len(levels) >= 2 else ''}; {summary} ({scale}).")
+        forest = (
+            f"Forest plot: each effect size with its {lv} CI"
+            f"{', grouped by study' if len(levels) >= 2 else ''}; {summary} ({scale})."
+        )
     if fo.get("truncated"):
-        forest += (f" Shown: the first {fo['shown']} of {fo['total']} rows; all of them are in "
-                   f"{fo['pages_file']} ({fo['pages']} pages).")
+        forest += (
+            f" Shown: the first {fo['shown']} of {fo['total']} rows; all of them are in "
+            f"{fo['pages_file']} ({fo['pages']} pages)."
+        )
         if fo.get("effects_pages"):
-            forest += (f" Every effect size: figures/forest_effects.pdf ({fo['effects_pages']} "
-                       "pages, none taller than 12 inches).")
+            forest += (
+                f" Every effect size: figures/forest_effects.pdf ({fo['effects_pages']} "
+                "pages, none taller than 12 inches)."
+            )
     elif fo.get("pages_file"):
-        forest += (f" Every effect size: {fo['pages_file']} ({fo['pages']} pages, none taller "
-                   "than 12 inches).")
+        forest += (
+            f" Every effect size: {fo['pages_file']} ({fo['pages']} pages, none taller "
+            "than 12 inches)."
+        )
     from mlmeta.plots.profileplot import STYLES
+
     caps = {
         "forest": forest,
-        "funnel": ("Contour-enhanced funnel plot: effect sizes on the model scale against their "
-                   "standard errors; shaded regions mark two-sided p < .10, .05 and .01."),
-        "profile": (f"Profile likelihood of each variance component: the {STYLES['estimate']} "
-                    f"vertical line marks the estimate, the {STYLES['ci']} vertical lines the "
-                    f"{lv} profile-likelihood CI limits, and the {STYLES['cutoff']} horizontal "
-                    "line the cut-off that defines them."),
-        "loo": (f"Leave-one-study-out estimates with {lv} CIs; the band is the CI from all "
-                "studies." + (f" Shown: the {numbers['loo_figure']['shown']} studies whose "
-                              f"omission changes the estimate most (of "
-                              f"{numbers['loo_figure']['total']})."
-                              if (numbers.get("loo_figure") or {}).get("truncated") else "")),
+        "funnel": (
+            "Contour-enhanced funnel plot: effect sizes on the model scale against their "
+            "standard errors; shaded regions mark two-sided p < .10, .05 and .01."
+        ),
+        "profile": (
+            f"Profile likelihood of each variance component: the {STYLES['estimate']} "
+            f"vertical line marks the estimate, the {STYLES['ci']} vertical lines the "
+            f"{lv} profile-likelihood CI limits, and the {STYLES['cutoff']} horizontal "
+            "line the cut-off that defines them."
+        ),
+        "loo": (
+            f"Leave-one-study-out estimates with {lv} CIs; the band is the CI from all "
+            "studies."
+            + (
+                f" Shown: the {numbers['loo_figure']['shown']} studies whose "
+                f"omission changes the estimate most (of "
+                f"{numbers['loo_figure']['total']})."
+                if (numbers.get("loo_figure") or {}).get("truncated")
+                else ""
+            )
+        ),
     }
     for m in numbers.get("moderators", []):
         if m.get("type") == "categorical":
-            caps[f"orchard_{m['name']}"] = (f"Orchard plot of {m['name']}: effect sizes, "
-                                            "subgroup estimates with CI (thick) and prediction "
-                                            "interval (thin); k (studies) on the right.")
+            caps[f"orchard_{m['name']}"] = (
+                f"Orchard plot of {m['name']}: effect sizes, "
+                "subgroup estimates with CI (thick) and prediction "
+                "interval (thin); k (studies) on the right."
+            )
         else:
-            caps[f"bubble_{m['name']}"] = (f"Bubble plot of {m['name']}: effect sizes (area ∝ "
-                                           "weight), regression line, CI band and prediction "
-                                           "band (dotted).")
+            caps[f"bubble_{m['name']}"] = (
+                f"Bubble plot of {m['name']}: effect sizes (area ∝ "
+                "weight), regression line, CI band and prediction "
+                "band (dotted)."
+            )
     return caps
 
 
@@ -229,22 +275,34 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
     if d.get("escalc"):
         cols = ", ".join(f"{k} = {v}" for k, v in d["escalc"].items())
         if measure == "ZCOR":
-            parts.append(f"Correlations were transformed to Fisher's z {c.cite('fisher1921')} "
-                         f"(yi = atanh(r), vi = 1/(n − 3); columns {cols}).")
+            parts.append(
+                f"Correlations were transformed to Fisher's z {c.cite('fisher1921')} "
+                f"(yi = atanh(r), vi = 1/(n − 3); columns {cols})."
+            )
         elif measure == "SMD":
-            parts.append(f"Standardized mean differences (Hedges' g with the exact small-sample "
-                         f"correction; {c.inner('hedges1981')}) were computed from columns "
-                         f"{cols}.")
+            parts.append(
+                f"Standardized mean differences (Hedges' g with the exact small-sample "
+                f"correction; {c.inner('hedges1981')}) were computed from columns "
+                f"{cols}."
+            )
         else:
             parts.append(f"Effect sizes ({measure}) were computed from columns {cols}.")
     else:
-        what = {"ZCOR": "Fisher's z-transformed correlations", "COR": "correlations",
-                "SMD": "standardized mean differences", "OR": "log odds ratios"}.get(
-            measure, "effect sizes")
-        parts.append(f"The {what} and their sampling variances were taken from columns "
-                     f"{d['yi']} and {d['vi']}.")
-    est = ("restricted maximum likelihood (REML)" if model["method"] == "REML"
-           else "maximum likelihood (ML)")
+        what = {
+            "ZCOR": "Fisher's z-transformed correlations",
+            "COR": "correlations",
+            "SMD": "standardized mean differences",
+            "OR": "log odds ratios",
+        }.get(measure, "effect sizes")
+        parts.append(
+            f"The {what} and their sampling variances were taken from columns "
+            f"{d['yi']} and {d['vi']}."
+        )
+    est = (
+        "restricted maximum likelihood (REML)"
+        if model["method"] == "REML"
+        else "maximum likelihood (ML)"
+    )
     terms = _structured_terms(model)
     if terms:
         extra = []
@@ -254,9 +312,11 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
             extra.append("known correlation matrices for " + ", ".join(model["R"]))
         if model.get("V"):
             extra.append("the known sampling covariance matrix V")
-        parts.append(f"A random-effects model with the terms {'; '.join(terms)}"
-                     f"{' (' + '; '.join(extra) + ')' if extra else ''} was fitted by {est} with "
-                     f"mlmeta, which reproduces metafor's rma.mv {c.cite('viechtbauer2010')}.")
+        parts.append(
+            f"A random-effects model with the terms {'; '.join(terms)}"
+            f"{' (' + '; '.join(extra) + ')' if extra else ''} was fitted by {est} with "
+            f"mlmeta, which reproduces metafor's rma.mv {c.cite('viechtbauer2010')}."
+        )
     elif levels:
         lcols = [x.split("/")[-1] for x in levels]
         lv_parts = ["level 1: sampling error"]
@@ -264,109 +324,154 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
         for i, col in enumerate(rev):
             outer = rev[i + 1] if i + 1 < len(rev) else None
             lv_parts.append(f"level {i + 2}: {col}" + (f" within {outer}" if outer else ""))
-        cite = ("; " + c.inner("vandennoortgate2013", "assink2016") if len(levels) >= 2
-                else "")
+        cite = "; " + c.inner("vandennoortgate2013", "assink2016") if len(levels) >= 2 else ""
         est = est.replace(")", cite + ")")
-        parts.append(f"A {_model_word(levels)} random-effects model ({'; '.join(lv_parts)}) was "
-                     f"fitted by {est} with mlmeta, which reproduces metafor's rma.mv "
-                     f"{c.cite('viechtbauer2010')}.")
+        parts.append(
+            f"A {_model_word(levels)} random-effects model ({'; '.join(lv_parts)}) was "
+            f"fitted by {est} with mlmeta, which reproduces metafor's rma.mv "
+            f"{c.cite('viechtbauer2010')}."
+        )
     else:
-        parts.append(f"An equal-effects model (no random effects) was fitted by weighted least "
-                     f"squares with weights 1/vi, as metafor's rma {c.cite('viechtbauer2010')}.")
+        parts.append(
+            f"An equal-effects model (no random effects) was fitted by weighted least "
+            f"squares with weights 1/vi, as metafor's rma {c.cite('viechtbauer2010')}."
+        )
     if model.get("rho") is not None:
-        parts.append(f"Sampling errors of effect sizes within the same "
-                     f"{model.get('rho_cluster') or levels[0]} were assumed to correlate with "
-                     f"ρ = {model['rho']:g} (correlated and hierarchical effects working model; "
-                     f"{c.inner('pustejovsky2022')}).")
+        parts.append(
+            f"Sampling errors of effect sizes within the same "
+            f"{model.get('rho_cluster') or levels[0]} were assumed to correlate with "
+            f"ρ = {model['rho']:g} (correlated and hierarchical effects working model; "
+            f"{c.inner('pustejovsky2022')})."
+        )
     if model["test"] == "t":
-        dfr = ("the containment rule (the number of groups of the lowest level within which "
-               "the predictor is constant, minus the number of coefficients)"
-               if model["dfs"] == "contain" else "k − p")
-        parts.append(f"Coefficients were tested with t tests and {st['level_text']} confidence "
-                     f"intervals with degrees of freedom from {dfr}; moderators with omnibus F "
-                     "tests.")
+        dfr = (
+            "the containment rule (the number of groups of the lowest level within which "
+            "the predictor is constant, minus the number of coefficients)"
+            if model["dfs"] == "contain"
+            else "k − p"
+        )
+        parts.append(
+            f"Coefficients were tested with t tests and {st['level_text']} confidence "
+            f"intervals with degrees of freedom from {dfr}; moderators with omnibus F "
+            "tests."
+        )
     else:
-        parts.append(f"Coefficients were tested with Wald z tests and {st['level_text']} "
-                     "confidence intervals; moderators with omnibus QM (χ²) tests.")
+        parts.append(
+            f"Coefficients were tested with Wald z tests and {st['level_text']} "
+            "confidence intervals; moderators with omnibus QM (χ²) tests."
+        )
     inf = numbers.get("inference") or {}
     if inf.get("primary") == "CR2":
-        parts.append("The primary inference is cluster-robust (CR2, declared in the analysis "
-                     "file); model-based results are reported alongside.")
+        parts.append(
+            "The primary inference is cluster-robust (CR2, declared in the analysis "
+            "file); model-based results are reported alongside."
+        )
     else:
-        parts.append("The primary inference is model-based (the tests above); cluster-robust "
-                     "(CR2) results are reported alongside.")
+        parts.append(
+            "The primary inference is model-based (the tests above); cluster-robust "
+            "(CR2) results are reported alongside."
+        )
     if levels:
-        parts.append(f"The prediction interval adds the sum of the variance components to the "
-                     f"squared standard error of the estimate {c.cite('higgins2009')}.")
+        parts.append(
+            f"The prediction interval adds the sum of the variance components to the "
+            f"squared standard error of the estimate {c.cite('higgins2009')}."
+        )
     if o["transformed"]:
-        parts.append("Estimates and interval limits were back-transformed to r = tanh(z); the "
-                     "SE of r is the delta-method SE (1 − r²)·SE(z); tests use the z scale.")
+        parts.append(
+            "Estimates and interval limits were back-transformed to r = tanh(z); the "
+            "SE of r is the delta-method SE (1 − r²)·SE(z); tests use the z scale."
+        )
     if measure == "OR":
-        parts.append("Estimates and interval limits were back-transformed to odds ratios "
-                     "(OR = exp(log OR)); tests use the log scale.")
+        parts.append(
+            "Estimates and interval limits were back-transformed to odds ratios "
+            "(OR = exp(log OR)); tests use the log scale."
+        )
     paras.append(" ".join(parts))
 
     parts = []
     het = numbers.get("heterogeneity") or {}
     if het.get("structured"):
-        t = ("Heterogeneity is described by every variance and correlation parameter of the "
-             f"random-effects terms and by I² per variance {c.cite('cheung2014')}")
+        t = (
+            "Heterogeneity is described by every variance and correlation parameter of the "
+            f"random-effects terms and by I² per variance {c.cite('cheung2014')}"
+        )
         if an.get("profile"):
-            t += (", with profile-likelihood CIs of each parameter, the others re-estimated at "
-                  "every profile point (metafor's confint)")
+            t += (
+                ", with profile-likelihood CIs of each parameter, the others re-estimated at "
+                "every profile point (metafor's confint)"
+            )
         if an.get("lrt"):
-            t += ("; each random-effects term was tested with a likelihood-ratio test against "
-                  "the model without it, on as many df as the term has parameters")
+            t += (
+                "; each random-effects term was tested with a likelihood-ratio test against "
+                "the model without it, on as many df as the term has parameters"
+            )
         parts.append(t + ".")
     elif levels:
-        t = (f"Heterogeneity is described by the variance components and by I² per level "
-             f"{c.cite('cheung2014')}")
+        t = (
+            f"Heterogeneity is described by the variance components and by I² per level "
+            f"{c.cite('cheung2014')}"
+        )
         if an.get("profile"):
-            t += (", with profile-likelihood CIs of each σ²; the CI of I² is I² evaluated at "
-                  "the σ² profile limits (the other components at their estimates)")
+            t += (
+                ", with profile-likelihood CIs of each σ²; the CI of I² is I² evaluated at "
+                "the σ² profile limits (the other components at their estimates)"
+            )
         if an.get("lrt"):
-            t += (f"; each variance component was tested against 0 with a likelihood-ratio "
-                  f"test, with the p-value of χ²(1) and of the 50:50 mixture of χ²(0) and χ²(1) "
-                  f"that is correct on the boundary {c.cite('self1987')}")
+            t += (
+                f"; each variance component was tested against 0 with a likelihood-ratio "
+                f"test, with the p-value of χ²(1) and of the 50:50 mixture of χ²(0) and χ²(1) "
+                f"that is correct on the boundary {c.cite('self1987')}"
+            )
         parts.append(t + ".")
     rb = numbers.get("robust") or {}
     if an.get("robust") and rb.get("cluster"):
-        parts.append(f"Cluster-robust inference used the CR2 estimator with Satterthwaite "
-                     f"degrees of freedom and HTZ Wald tests for several coefficients "
-                     f"{c.cite('tipton2015', 'pustejovsky2018')}, clustering by "
-                     f"{rb['cluster']} ({rb['n_clusters']} clusters); tests with fewer than 4 "
-                     "degrees of freedom are flagged as unreliable and tests with fewer than 1 "
-                     "are not reported.")
+        parts.append(
+            f"Cluster-robust inference used the CR2 estimator with Satterthwaite "
+            f"degrees of freedom and HTZ Wald tests for several coefficients "
+            f"{c.cite('tipton2015', 'pustejovsky2018')}, clustering by "
+            f"{rb['cluster']} ({rb['n_clusters']} clusters); tests with fewer than 4 "
+            "degrees of freedom are flagged as unreliable and tests with fewer than 1 "
+            "are not reported."
+        )
     if model["moderators"]:
-        parts.append("Each moderator was tested in its own model; subgroup estimates come from "
-                     "the cell-means model (~ 0 + factor(moderator)); R² per level is the "
-                     "proportional reduction of each variance component against the "
-                     "intercept-only model on the same rows, truncated at 0 (no variance "
-                     "explained), and not reported at a level the moderator cannot explain"
-                     + ("; all moderators were also tested together." if model.get("joint")
-                        else "."))
+        parts.append(
+            "Each moderator was tested in its own model; subgroup estimates come from "
+            "the cell-means model (~ 0 + factor(moderator)); R² per level is the "
+            "proportional reduction of each variance component against the "
+            "intercept-only model on the same rows, truncated at 0 (no variance "
+            "explained), and not reported at a level the moderator cannot explain"
+            + ("; all moderators were also tested together." if model.get("joint") else ".")
+        )
     sens = numbers.get("sensitivity") or {}
     if sens.get("loo") and "cluster" in sens["loo"]:  # not when leave-one-out failed
-        parts.append(f"Leave-one-out: the model was refitted without each "
-                     f"{sens['loo']['cluster']} in turn, variance components re-estimated.")
+        parts.append(
+            f"Leave-one-out: the model was refitted without each "
+            f"{sens['loo']['cluster']} in turn, variance components re-estimated."
+        )
     if sens.get("cooks"):
         ck = sens["cooks"]
-        parts.append(f"Cook's distances were computed per {sens.get('loo', {}).get('cluster', 'study')} "
-                     f"from the same refits; a {sens.get('loo', {}).get('cluster', 'study')} is "
-                     f"influential when its distance exceeds {ck['rule']} "
-                     f"({fmt.num(ck['cutoff'], 3)}; {c.inner('viechtbauer_cheung2010')}).")
+        parts.append(
+            f"Cook's distances were computed per {sens.get('loo', {}).get('cluster', 'study')} "
+            f"from the same refits; a {sens.get('loo', {}).get('cluster', 'study')} is "
+            f"influential when its distance exceeds {ck['rule']} "
+            f"({fmt.num(ck['cutoff'], 3)}; {c.inner('viechtbauer_cheung2010')})."
+        )
     if sens.get("outliers"):
         ol = sens["outliers"]
-        parts.append(f"Outliers are effect sizes with {ol['rule']}, using standardized "
-                     f"(internally studentized) marginal residuals "
-                     f"{c.cite('viechtbauer_cheung2010')}.")
+        parts.append(
+            f"Outliers are effect sizes with {ol['rule']}, using standardized "
+            f"(internally studentized) marginal residuals "
+            f"{c.cite('viechtbauer_cheung2010')}."
+        )
     che = numbers.get("che_sweep")
     if che and che.get("available"):
         rhos = ", ".join(f"{r:g}" for r in che["rhos"])
-        parts.append(f"Sensitivity to correlated sampling errors: the model was refitted under "
-                     f"the correlated and hierarchical effects working model with ρ = {rhos} "
-                     f"within {che['rho_cluster']} {c.cite('pustejovsky2022')}, each with "
-                     "model-based and CR2 inference.")
+        parts.append(
+            f"Sensitivity to correlated sampling errors: the model was refitted under "
+            f"the correlated and hierarchical effects working model with ρ = {rhos} "
+            f"within {che['rho_cluster']} {c.cite('pustejovsky2022')}, each with "
+            "model-based and CR2 inference."
+        )
     if parts:
         paras.append(" ".join(parts))
 
@@ -375,23 +480,28 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
         parts = []
         pred = b.get("predictor") or {}
         if pred.get("name") == "sqrt_inv_n":
-            plab = (f"√(1/ñ) as moderator (ñ = {pred.get('ntilde')}: a predictor that, unlike "
-                    f"the standard error, does not depend on the estimate; "
-                    f"{c.inner('pustejovsky2019')})")
+            plab = (
+                f"√(1/ñ) as moderator (ñ = {pred.get('ntilde')}: a predictor that, unlike "
+                f"the standard error, does not depend on the estimate; "
+                f"{c.inner('pustejovsky2019')})"
+            )
         else:
             plab = "the standard error √vi as moderator"
         multi = len(levels) >= 2 or bool(_structured_terms(model))
         word = "a multilevel " if multi else "an "
-        parts.append(f"Small-study effects were assessed with {word}Egger regression test "
-                     f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if multi else ''} "
-                     f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
-                     "same predictor and its square (PEESE when PET's intercept is "
-                     "significant).")
+        parts.append(
+            f"Small-study effects were assessed with {word}Egger regression test "
+            f"{c.cite('egger1997')}{' applied to dependent effect sizes ' + c.cite('rodgers2021') if multi else ''} "
+            f"with {plab}, and PET-PEESE {c.cite('stanley2014')} with the "
+            "same predictor and its square (PEESE when PET's intercept is "
+            "significant)."
+        )
         mrho = model.get("rho")
-        assumed = (f"ρ = {mrho:g}" if mrho is not None else
-                   "independent sampling errors, ρ = 0")
-        parts[-1] += (" Both refit the model itself, with its assumption about the sampling "
-                      f"errors ({assumed}).")
+        assumed = f"ρ = {mrho:g}" if mrho is not None else "independent sampling errors, ρ = 0"
+        parts[-1] += (
+            " Both refit the model itself, with its assumption about the sampling "
+            f"errors ({assumed})."
+        )
         a = b.get("aggregated") or {}
         if a.get("available"):
             sm = a.get("selmodel") or {}
@@ -405,19 +515,24 @@ def _methods(numbers: dict, c: Citations) -> list[str]:
                 f"selection model {c.cite('vevea1995')} with one-sided p-value cut point"
                 f"{'s' if len(steps) > 1 else ''} {', '.join(fmt.num(x, 3, True) for x in steps)}, "
                 f"assuming selection favours significant {side} effects"
-                f" ({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'as declared in the analysis file'}).")
+                f" ({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'as declared in the analysis file'})."
+            )
         paras.append(" ".join(parts))
     pw = numbers.get("power") or {}
     if pw.get("available"):
-        paras.append(f"The power of the test of the overall average effect was approximated "
-                     f"for the {pw['label']} working model {c.cite('vembye2023')}, with every "
-                     f"study given the mean sampling variance and the mean number of effect "
-                     f"sizes per study.")
+        paras.append(
+            f"The power of the test of the overall average effect was approximated "
+            f"for the {pw['label']} working model {c.cite('vembye2023')}, with every "
+            f"study given the mean sampling variance and the mean number of effect "
+            f"sizes per study."
+        )
     versions = numbers["software"]
-    paras.append(f"Analyses were run with mlmeta {versions['mlmeta']} (Python "
-                 f"{versions['python']}, NumPy {versions['numpy']}, SciPy {versions['scipy']}, "
-                 f"pandas {versions['pandas']}); the analysis file reproduces every number, and "
-                 "results.json holds them all.")
+    paras.append(
+        f"Analyses were run with mlmeta {versions['mlmeta']} (Python "
+        f"{versions['python']}, NumPy {versions['numpy']}, SciPy {versions['scipy']}, "
+        f"pandas {versions['pandas']}); the analysis file reproduces every number, and "
+        "results.json holds them all."
+    )
     return paras
 
 
@@ -458,20 +573,29 @@ def r_code(numbers: dict) -> str:
     terms = _structured_terms(model)
     if terms and model.get("V"):
         lines.append(f'Vl <- read.csv("{model["V"]}")  # row, col, value (lower triangle)')
-        lines.append("V <- matrix(0, nrow(dat), nrow(dat)); V[cbind(Vl$row, Vl$col)] <- "
-                     "Vl$value; V[upper.tri(V)] <- t(V)[upper.tri(V)]")
+        lines.append(
+            "V <- matrix(0, nrow(dat), nrow(dat)); V[cbind(Vl$row, Vl$col)] <- "
+            "Vl$value; V[upper.tri(V)] <- t(V)[upper.tri(V)]"
+        )
         V = "V"
     for fac, path in (model.get("R") or {}).items():
-        lines.append(f'R_{fac} <- as.matrix(read.csv("{path}", row.names = 1, '
-                     "check.names = FALSE))")
+        lines.append(
+            f'R_{fac} <- as.matrix(read.csv("{path}", row.names = 1, check.names = FALSE))'
+        )
     rargs = [yi, V]
     if terms:
-        rargs.append(f"random = list({', '.join(terms)})" if len(terms) > 1
-                     else f"random = {terms[0]}")
+        rargs.append(
+            f"random = list({', '.join(terms)})" if len(terms) > 1 else f"random = {terms[0]}"
+        )
         if model.get("struct"):
-            rargs.append("struct = " + (f'"{model["struct"][0]}"' if len(model["struct"]) == 1
-                                        else "c(" + ", ".join(f'"{x}"' for x in model["struct"])
-                                        + ")"))
+            rargs.append(
+                "struct = "
+                + (
+                    f'"{model["struct"][0]}"'
+                    if len(model["struct"]) == 1
+                    else "c(" + ", ".join(f'"{x}"' for x in model["struct"]) + ")"
+                )
+            )
         if model.get("R"):
             rargs.append("R = list(" + ", ".join(f"{f} = R_{f}" for f in model["R"]) + ")")
     elif levels:
@@ -488,8 +612,11 @@ def r_code(numbers: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- words
-_BENCH = {"r": (("cohen1988", (0.10, 0.30, 0.50)),), "d": (("cohen1988", (0.2, 0.5, 0.8)),),
-          "or": (("chen2010", (1.68, 3.47, 6.71)),)}
+_BENCH = {
+    "r": (("cohen1988", (0.10, 0.30, 0.50)),),
+    "d": (("cohen1988", (0.2, 0.5, 0.8)),),
+    "or": (("chen2010", (1.68, 3.47, 6.71)),),
+}
 
 
 def _size_word(s: _S, est: float, c: Citations) -> tuple[str, str]:
@@ -506,10 +633,12 @@ def _size_word(s: _S, est: float, c: Citations) -> tuple[str, str]:
     x = abs(est)
     if kind == "or":
         x = est if est >= 1 else 1 / est
-    word = ("very small" if x < a else "small" if x < b else "medium" if x < cc else "large")
+    word = "very small" if x < a else "small" if x < b else "medium" if x < cc else "large"
     if kind == "r":
-        bench = (f"{fmt.num(a, 2, True)} small, {fmt.num(b, 2, True)} medium, "
-                 f"{fmt.num(cc, 2, True)} large")
+        bench = (
+            f"{fmt.num(a, 2, True)} small, {fmt.num(b, 2, True)} medium, "
+            f"{fmt.num(cc, 2, True)} large"
+        )
     elif kind == "d":
         bench = f"{a:g} small, {b:g} medium, {cc:g} large"
     else:
@@ -541,8 +670,11 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
     est = disp["estimate"]
     out = []
     n_st = d.get("n_studies")
-    base = f"Across {fmt.count(n_st)} studies ({fmt.count(d['k'])} effect sizes)" if n_st \
+    base = (
+        f"Across {fmt.count(n_st)} studies ({fmt.count(d['k'])} effect sizes)"
+        if n_st
         else f"Across {fmt.count(d['k'])} effect sizes"
+    )
     if primary == "CR2" and (numbers.get("robust") or {}).get("pval") is not None:
         p = numbers["robust"]["pval"]
     else:
@@ -552,15 +684,19 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
     if p is not None and p < alpha:
         size = f"{word} " if word else ""
         noun = "association" if s.bounded else "effect"
-        txt = (f"{base}, the average {noun} was {size}and "
-               f"{_direction(s, est)} ({sym} = {s.v(est)}, {numbers['settings']['level_text']} "
-               f"CI {s.ci(disp['ci_lb'], disp['ci_ub'])})")
+        txt = (
+            f"{base}, the average {noun} was {size}and "
+            f"{_direction(s, est)} ({sym} = {s.v(est)}, {numbers['settings']['level_text']} "
+            f"CI {s.ci(disp['ci_lb'], disp['ci_ub'])})"
+        )
         txt += f", {bench}." if bench else "."
     else:
-        txt = (f"{base}, the average effect ({sym} = {s.v(est)}) was not statistically "
-               f"different from {'1' if s.exp else 'zero'}; the data are compatible with "
-               f"average effects from {s.v(disp['ci_lb'])} to {s.v(disp['ci_ub'])}, so this "
-               "does not show that there is no effect.")
+        txt = (
+            f"{base}, the average effect ({sym} = {s.v(est)}) was not statistically "
+            f"different from {'1' if s.exp else 'zero'}; the data are compatible with "
+            f"average effects from {s.v(disp['ci_lb'])} to {s.v(disp['ci_ub'])}, so this "
+            "does not show that there is no effect."
+        )
     out.append(txt)
     mod_sents = []
     for m in numbers.get("moderators") or []:
@@ -569,16 +705,18 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
         pm = _primary_p(m, primary)
         name = m["name"]
         if pm is None:
-            mod_sents.append(f"Whether the effect differs by {name} could not be tested "
-                             f"reliably.")
+            mod_sents.append(f"Whether the effect differs by {name} could not be tested reliably.")
             continue
         if pm >= alpha:
             noun = "association" if s.bounded else "effect"
-            mod_sents.append(f"The {noun} did not differ significantly by {name} "
-                             f"({_ptext(pm)}); this does not show that it is the same "
-                             f"across {name} categories." if m["type"] == "categorical" else
-                             f"The {noun} was not significantly related to {name} "
-                             f"({_ptext(pm)}); this does not show that it is unrelated.")
+            mod_sents.append(
+                f"The {noun} did not differ significantly by {name} "
+                f"({_ptext(pm)}); this does not show that it is the same "
+                f"across {name} categories."
+                if m["type"] == "categorical"
+                else f"The {noun} was not significantly related to {name} "
+                f"({_ptext(pm)}); this does not show that it is unrelated."
+            )
             continue
         if m["type"] == "categorical":
             cats = [x for x in m.get("categories") or [] if x.get("estimate") is not None]
@@ -590,13 +728,14 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
                 strong = max(cats, key=lambda x: abs(x["estimate"] - ref))
                 weak = min(cats, key=lambda x: abs(x["estimate"] - ref))
                 noun = "association" if s.bounded else "effect"
-                mod_sents.append(f"The {noun} was stronger when {name} was "
-                                 f"{strong['level']} ({sym} = {s.v(strong['estimate'])}) than "
-                                 f"when it was {weak['level']} ({sym} = "
-                                 f"{s.v(weak['estimate'])}; {_ptext(pm)}).")
+                mod_sents.append(
+                    f"The {noun} was stronger when {name} was "
+                    f"{strong['level']} ({sym} = {s.v(strong['estimate'])}) than "
+                    f"when it was {weak['level']} ({sym} = "
+                    f"{s.v(weak['estimate'])}; {_ptext(pm)})."
+                )
             else:
-                parts = ", ".join(f"{sym} = {s.v(x['estimate'])} for {x['level']}"
-                                  for x in cats)
+                parts = ", ".join(f"{sym} = {s.v(x['estimate'])} for {x['level']}" for x in cats)
                 noun = "association" if s.bounded else "effect"
                 mod_sents.append(f"The {noun} differed by {name} ({parts}; {_ptext(pm)}).")
         else:
@@ -606,17 +745,24 @@ def _plain_summary(numbers: dict, s: _S, c: Citations) -> list[str]:
                 continue
             stronger = (b < 0) == (est - s.null < 0 if not s.exp else est < 1)
             noun = "association" if s.bounded else "effect"
-            mod_sents.append(f"The {noun} was {'stronger' if stronger else 'weaker'} in "
-                             f"studies with higher {name} ({_ptext(pm)}).")
+            mod_sents.append(
+                f"The {noun} was {'stronger' if stronger else 'weaker'} in "
+                f"studies with higher {name} ({_ptext(pm)})."
+            )
     out += mod_sents
     if d["levels"] and disp.get("pi_lb") is not None:
         pl, pu = disp["pi_lb"], disp["pi_ub"]
-        t = (f"In a new study like these, the true effect is expected to lie between "
-             f"{sym} = {s.v(pl)} and {s.v(pu)} ({numbers['settings']['level_text']} prediction "
-             "interval)")
+        t = (
+            f"In a new study like these, the true effect is expected to lie between "
+            f"{sym} = {s.v(pl)} and {s.v(pu)} ({numbers['settings']['level_text']} prediction "
+            "interval)"
+        )
         if (pl - s.null) * (pu - s.null) < 0:
-            t += ("; it includes " + ("1" if s.exp else "zero") +
-                  ", so some settings may show no association or one in the opposite direction.")
+            t += (
+                "; it includes "
+                + ("1" if s.exp else "zero")
+                + ", so some settings may show no association or one in the opposite direction."
+            )
         else:
             t += "."
         out.append(t)
@@ -638,9 +784,15 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
     primary = inf.get("primary", "model")
     doc.add(_h(1, numbers["title"], "title"))
     if numbers["simulated"]:
-        doc.add({"t": "notice", "cls": "simulated", "id": "simulated",
-                 "text": "SIMULATED DATA: these are simulated effect sizes, not results of real "
-                         "studies. Do not cite the numbers below as findings."})
+        doc.add(
+            {
+                "t": "notice",
+                "cls": "simulated",
+                "id": "simulated",
+                "text": "SIMULATED DATA: these are simulated effect sizes, not results of real "
+                "studies. Do not cite the numbers below as findings.",
+            }
+        )
     if numbers.get("notice"):
         doc.add({"t": "notice", "cls": "info", "text": numbers["notice"], "id": None})
     facts = [f"Data: {d['source']}"]
@@ -672,21 +824,30 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
     doc.add(_p(rb["apa"] if primary == "CR2" and rb.get("apa") else o["apa"], "apa"))
     where = f"from {fmt.count(d['n_studies'])} studies " if d.get("n_studies") else ""
     kind = "correlation" if s.bounded else ("odds ratio" if s.exp else "effect")
-    test_txt = (f"CR2 cluster-robust t test with {_df(rb.get('df'))} Satterthwaite df "
-                f"{c.cite('tipton2015')}" if primary == "CR2" and rb.get("apa") else
-                f"model-based {o['stat_name']} test"
-                f"{' with ' + fmt.df_text(o['df']) + ' df' if o['df'] is not None else ''}")
-    txt = (f"Pooled {kind} of {fmt.count(d['k'])} effect sizes {where}"
-           f"({'back-transformed from Fisher z; ' if o['transformed'] else ''}"
-           f"{'back-transformed from the log odds ratio; ' if s.exp else ''}"
-           f"primary inference: {test_txt}).")
+    test_txt = (
+        f"CR2 cluster-robust t test with {_df(rb.get('df'))} Satterthwaite df "
+        f"{c.cite('tipton2015')}"
+        if primary == "CR2" and rb.get("apa")
+        else f"model-based {o['stat_name']} test"
+        f"{' with ' + fmt.df_text(o['df']) + ' df' if o['df'] is not None else ''}"
+    )
+    txt = (
+        f"Pooled {kind} of {fmt.count(d['k'])} effect sizes {where}"
+        f"({'back-transformed from Fisher z; ' if o['transformed'] else ''}"
+        f"{'back-transformed from the log odds ratio; ' if s.exp else ''}"
+        f"primary inference: {test_txt})."
+    )
     if d["levels"]:
-        txt += (f" {o['pi_text']}: the range expected to contain the true effect in a new study "
-                f"{c.cite('higgins2009')}.")
+        txt += (
+            f" {o['pi_text']}: the range expected to contain the true effect in a new study "
+            f"{c.cite('higgins2009')}."
+        )
     doc.add(_p(txt))
     if rb.get("apa") and primary != "CR2":
-        t = (f"With CR2 cluster-robust inference ({rb['n_clusters']} clusters by "
-             f"{rb['cluster']}; {c.inner('tipton2015')}): {rb['apa']}.")
+        t = (
+            f"With CR2 cluster-robust inference ({rb['n_clusters']} clusters by "
+            f"{rb['cluster']}; {c.inner('tipton2015')}): {rb['apa']}."
+        )
         if _df_status(rb.get("df")) == "small":
             t += f" Note: {SMALL_DF_WARNING} {c.cite('tipton2015')}."
         doc.add(_p(t, "robust"))
@@ -696,12 +857,16 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
         a = fmt.num(inf["alpha"], 2, True)
         sig_m = "significant" if inf["model_significant"] else "not significant"
         sig_r = "significant" if inf.get("cr2_significant") else "not significant"
-        doc.add(_p(f"The two inferences disagree: the pooled effect is {sig_m} at α = {a} with "
-                   f"the model-based test but {sig_r} with the CR2 cluster-robust test. The "
-                   f"primary inference is the {'CR2' if primary == 'CR2' else 'model-based'} "
-                   "test; the disagreement means the conclusion depends on the assumptions of "
-                   "the model (model-based) versus few-cluster robustness (CR2).",
-                   "disagree"))
+        doc.add(
+            _p(
+                f"The two inferences disagree: the pooled effect is {sig_m} at α = {a} with "
+                f"the model-based test but {sig_r} with the CR2 cluster-robust test. The "
+                f"primary inference is the {'CR2' if primary == 'CR2' else 'model-based'} "
+                "test; the disagreement means the conclusion depends on the assumptions of "
+                "the model (model-based) versus few-cluster robustness (CR2).",
+                "disagree",
+            )
+        )
     doc.add(_p(f"Fit diagnostics: {numbers['diagnostics']['verdict']}.", "diagnostics"))
     doc.add(_fig("forest"))
 
@@ -736,8 +901,14 @@ def build_document(numbers: dict) -> list[dict[str, Any]]:
         doc.add(_p(f"Reproduce this report: {numbers['command']}"))
 
     doc.add(_h(2, "References", "references"))
-    doc.add({"t": "list", "ordered": True, "id": "reference-list",
-             "items": [e["text"] for e in c.entries()]})
+    doc.add(
+        {
+            "t": "list",
+            "ordered": True,
+            "id": "reference-list",
+            "items": [e["text"] for e in c.entries()],
+        }
+    )
     return doc.blocks
 
 
@@ -766,30 +937,41 @@ def _heterogeneity_structured_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
             est += " (fixed)"
         elif x.get("ci"):
             est += " " + ci_text(x)
-        rows.append([x["name"], fmt.count(x["n_groups"]), est,
-                     "" if x["I2"] is None else _pct(x["I2"])])
-    doc.table(f"Variance components and correlations ({s.model_scale} scale)"
-              f"{' with ' + lv + ' profile-likelihood CIs' if any_ci else ''}, and I²",
-              ["Parameter", "Groups", "Estimate" + (" [CI]" if any_ci else ""), "I²"], rows,
-              id_="heterogeneity-table",
-              note=("sigma2 = variance of a '~ 1 | factor' term; tau2 and rho = variance(s) and "
-                    "correlation(s) of the first '~ inner | outer' term, gamma2 and phi of the "
-                    "second (metafor's names); Groups = levels of the outer factor. I² = share of "
-                    "the total variance (random effects + typical sampling variance; "
-                    f"{c.inner('cheung2014')}), per inner level where the term has one variance "
-                    "per level. CIs from the profile likelihood (metafor's confint); '<' or '>' "
-                    "(metafor's marks): the profile stays above the cut-off up to the end of "
-                    "the searched range, so the limit lies beyond the value shown."))
+        rows.append(
+            [x["name"], fmt.count(x["n_groups"]), est, "" if x["I2"] is None else _pct(x["I2"])]
+        )
+    doc.table(
+        f"Variance components and correlations ({s.model_scale} scale)"
+        f"{' with ' + lv + ' profile-likelihood CIs' if any_ci else ''}, and I²",
+        ["Parameter", "Groups", "Estimate" + (" [CI]" if any_ci else ""), "I²"],
+        rows,
+        id_="heterogeneity-table",
+        note=(
+            "sigma2 = variance of a '~ 1 | factor' term; tau2 and rho = variance(s) and "
+            "correlation(s) of the first '~ inner | outer' term, gamma2 and phi of the "
+            "second (metafor's names); Groups = levels of the outer factor. I² = share of "
+            "the total variance (random effects + typical sampling variance; "
+            f"{c.inner('cheung2014')}), per inner level where the term has one variance "
+            "per level. CIs from the profile likelihood (metafor's confint); '<' or '>' "
+            "(metafor's marks): the profile stays above the cut-off up to the end of "
+            "the searched range, so the limit lies beyond the value shown."
+        ),
+    )
     terms = het.get("terms") or []
     if terms:
-        trows = [[t["term"], fmt.num(t["LRT"], 3), str(t["df"]), _pv(t["pval"])]
-                 for t in terms]
-        doc.table("Likelihood-ratio tests of each random-effects term",
-                  ["Term dropped", "LRT χ²", "df", "p"], trows, id_="lrt-terms-table",
-                  note=("Each term against the model without it, both fitted by "
-                        f"{numbers['settings']['model']['method']} (metafor's anova); df = the "
-                        "term's parameters. A variance on the boundary makes the χ² reference "
-                        f"conservative {c.cite('self1987')}."))
+        trows = [[t["term"], fmt.num(t["LRT"], 3), str(t["df"]), _pv(t["pval"])] for t in terms]
+        doc.table(
+            "Likelihood-ratio tests of each random-effects term",
+            ["Term dropped", "LRT χ²", "df", "p"],
+            trows,
+            id_="lrt-terms-table",
+            note=(
+                "Each term against the model without it, both fitted by "
+                f"{numbers['settings']['model']['method']} (metafor's anova); df = the "
+                "term's parameters. A variance on the boundary makes the χ² reference "
+                f"conservative {c.cite('self1987')}."
+            ),
+        )
     doc.add(_p(f"Residual heterogeneity: {het['QE_text']}."))
 
 
@@ -804,41 +986,75 @@ def _heterogeneity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     d = numbers["data"]
     lv = numbers["settings"]["level_text"]
     doc.add(_h(2, "Heterogeneity", "heterogeneity"))
-    rows = [["Sampling error (level 1)", fmt.count(d["k"]), "", _pct(het["I2_sampling"]),
-             "", "", ""]]
+    rows = [
+        ["Sampling error (level 1)", fmt.count(d["k"]), "", _pct(het["I2_sampling"]), "", "", ""]
+    ]
     any_ci = any("sigma2_ci" in x for x in het["levels"])
     for x in reversed(het["levels"]):
         s2 = fmt.num(x["sigma2"], 4)
         if x.get("sigma2_ci"):
-            s2 += " " + (fmt.ci_text(x["sigma2_ci"][0], x["sigma2_ci"][1], digits=4)
-                         if None not in x["sigma2_ci"]
-                         else "[not defined]")
+            s2 += " " + (
+                fmt.ci_text(x["sigma2_ci"][0], x["sigma2_ci"][1], digits=4)
+                if None not in x["sigma2_ci"]
+                else "[not defined]"
+            )
         i2 = _pct(x["I2"])
         if x.get("I2_ci"):
-            i2 += " " + (fmt.ci_text(x["I2_ci"][0], x["I2_ci"][1], digits=1)
-                         if None not in x["I2_ci"]
-                         else "[not defined]")
+            i2 += " " + (
+                fmt.ci_text(x["I2_ci"][0], x["I2_ci"][1], digits=1)
+                if None not in x["I2_ci"]
+                else "[not defined]"
+            )
         lr = x.get("lrt")
-        rows.append([f"{x['level']}", fmt.count(x["n_groups"]), s2, i2,
-                     fmt.num(lr["LRT"], 3) if lr else "", _pv(lr["pval"]) if lr else "",
-                     _pv(lr["pval_mixture"]) if lr else ""])
+        rows.append(
+            [
+                f"{x['level']}",
+                fmt.count(x["n_groups"]),
+                s2,
+                i2,
+                fmt.num(lr["LRT"], 3) if lr else "",
+                _pv(lr["pval"]) if lr else "",
+                _pv(lr["pval_mixture"]) if lr else "",
+            ]
+        )
     tot = _pct(het["I2_total"])
     if het.get("I2_total_ci"):
         tot += " " + fmt.ci_text(het["I2_total_ci"][0], het["I2_total_ci"][1], digits=1)
-    rows.append(["Total (all random effects)", "",
-                 fmt.num(sum(x["sigma2"] for x in het["levels"]), 4), tot, "", "", ""])
-    doc.table(f"Variance components ({s.model_scale} scale), I² per level"
-              f"{' with ' + lv + ' profile-likelihood CIs' if any_ci else ''}, and "
-              "likelihood-ratio tests of each level against 0",
-              ["Level", "Groups", "σ²" + (" [CI]" if any_ci else ""),
-               "I²" + (" [CI]" if any_ci else ""), "LRT χ²(1)", "p", "p (mixture)"], rows,
-              id_="heterogeneity-table",
-              note=("I² = share of the total variance (random effects + typical sampling "
-                    f"variance; {c.inner('cheung2014')}). The CI of I² is I² evaluated at the "
-                    "σ² profile-likelihood limits (other components at their estimates); the "
-                    "total's CI is conservative (sum of the per-level limits). p (mixture) = "
-                    "boundary-corrected p of the 50:50 χ²(0)/χ²(1) mixture "
-                    f"({c.inner('self1987')})."))
+    rows.append(
+        [
+            "Total (all random effects)",
+            "",
+            fmt.num(sum(x["sigma2"] for x in het["levels"]), 4),
+            tot,
+            "",
+            "",
+            "",
+        ]
+    )
+    doc.table(
+        f"Variance components ({s.model_scale} scale), I² per level"
+        f"{' with ' + lv + ' profile-likelihood CIs' if any_ci else ''}, and "
+        "likelihood-ratio tests of each level against 0",
+        [
+            "Level",
+            "Groups",
+            "σ²" + (" [CI]" if any_ci else ""),
+            "I²" + (" [CI]" if any_ci else ""),
+            "LRT χ²(1)",
+            "p",
+            "p (mixture)",
+        ],
+        rows,
+        id_="heterogeneity-table",
+        note=(
+            "I² = share of the total variance (random effects + typical sampling "
+            f"variance; {c.inner('cheung2014')}). The CI of I² is I² evaluated at the "
+            "σ² profile-likelihood limits (other components at their estimates); the "
+            "total's CI is conservative (sum of the per-level limits). p (mixture) = "
+            "boundary-corrected p of the 50:50 χ²(0)/χ²(1) mixture "
+            f"({c.inner('self1987')})."
+        ),
+    )
     doc.add(_p(f"Residual heterogeneity: {het['QE_text']}."))
     alpha = (numbers.get("inference") or {}).get("alpha", 0.05)
     for x in het["levels"]:
@@ -846,23 +1062,27 @@ def _heterogeneity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
         ci = x.get("sigma2_ci")
         if not lr or not ci or ci[0] is None:
             continue
-        if ci[0] <= 1e-10 and lr.get("pval_mixture") is not None and \
-                lr["pval_mixture"] < alpha:
-            doc.add(_p(
-                f"For {x['level']}, the {lv} profile-likelihood CI of σ² includes 0 although the "
-                f"likelihood-ratio test rejects σ² = 0 (χ²(1) = {fmt.num(lr['LRT'], 3)}, mixture "
-                f"{_ptext(lr['pval_mixture'])}). Both rest on the same likelihood ratio: the CI "
-                f"keeps every value whose ratio stays below the χ²(1) cut-off "
-                f"({fmt.num(_chi2_cut(numbers), 2)}), while the "
-                "test of a variance on its boundary uses the 50:50 mixture of χ²(0) and χ²(1), "
-                f"whose cut-off is lower {c.cite('self1987')}; a statistic between the two "
-                "cut-offs gives exactly this pattern. The evidence for this variance component "
-                "is therefore modest.", "boundary"))
+        if ci[0] <= 1e-10 and lr.get("pval_mixture") is not None and lr["pval_mixture"] < alpha:
+            doc.add(
+                _p(
+                    f"For {x['level']}, the {lv} profile-likelihood CI of σ² includes 0 although the "
+                    f"likelihood-ratio test rejects σ² = 0 (χ²(1) = {fmt.num(lr['LRT'], 3)}, mixture "
+                    f"{_ptext(lr['pval_mixture'])}). Both rest on the same likelihood ratio: the CI "
+                    f"keeps every value whose ratio stays below the χ²(1) cut-off "
+                    f"({fmt.num(_chi2_cut(numbers), 2)}), while the "
+                    "test of a variance on its boundary uses the 50:50 mixture of χ²(0) and χ²(1), "
+                    f"whose cut-off is lower {c.cite('self1987')}; a statistic between the two "
+                    "cut-offs gives exactly this pattern. The evidence for this variance component "
+                    "is therefore modest.",
+                    "boundary",
+                )
+            )
     doc.add(_fig("profile"))
 
 
 def _chi2_cut(numbers: dict) -> float:
     from mlmeta.core.dist import chi2_isf
+
     return float(chi2_isf(1 - numbers["settings"]["level"] / 100.0, 1))
 
 
@@ -874,8 +1094,10 @@ def _r2_text(r2: dict | None, c: Citations) -> str:
     parts = []
     for k, v in (r2.get("levels") or {}).items():
         if appl and not appl.get(k, True):
-            parts.append(f"{k} not applicable (the moderator does not vary within the groups "
-                         "this level's variance lies in)")
+            parts.append(
+                f"{k} not applicable (the moderator does not vary within the groups "
+                "this level's variance lies in)"
+            )
         elif v is None:
             parts.append(f"{k} not defined (no variance at this level to explain)")
         elif v <= 0:
@@ -883,8 +1105,13 @@ def _r2_text(r2: dict | None, c: Citations) -> str:
         else:
             parts.append(f"{k} {fmt.pct(100 * v)}")
     tot = r2.get("total")
-    tt = ("not defined" if tot is None else "no variance explained" if tot <= 0
-          else fmt.pct(100 * tot))
+    tt = (
+        "not defined"
+        if tot is None
+        else "no variance explained"
+        if tot <= 0
+        else fmt.pct(100 * tot)
+    )
     return f"R² per level: {'; '.join(parts)}; total {tt}"
 
 
@@ -910,8 +1137,10 @@ def _robust_text(ro: dict | None, c: Citations) -> str:
     if ro.get("available") is False:
         return f"; CR2 test not available ({ro.get('reason')})"
     if ro.get("df_status") == "undefined" or ro.get("apa") is None:
-        return (f"; the CR2 test is not defined ({ro.get('why_undefined', 'its df are below 1')}"
-                f"; {c.inner('tipton2015')})")
+        return (
+            f"; the CR2 test is not defined ({ro.get('why_undefined', 'its df are below 1')}"
+            f"; {c.inner('tipton2015')})"
+        )
     t = f"; CR2: {ro['apa']}"
     if ro.get("df_status") == "small":
         t += f" ({SMALL_DF_WARNING}; {c.inner('tipton2015')})"
@@ -939,14 +1168,24 @@ def _moderator_section(doc: _Doc, numbers: dict, s: _S) -> None:
     # undefined for the model, e.g. crossed random effects without model.cluster)
     has_rob = any(m.get("robust_omnibus") for m in mods)
     rob_off = (numbers.get("robust") or {}).get("available") is False
-    how = (f"model-based and with CR2 cluster-robust inference {c.cite('tipton2015')}"
-           if has_rob else "model-based" + (" (CR2 cluster-robust inference is not available "
-                                            "for this model; see Sensitivity)" if rob_off
-                                            else ""))
-    doc.add(_p(f"Each moderator in its own model. Subgroup estimates ({L} with {lv} CI) come "
-               "from the cell-means model; the omnibus test compares the subgroups (or tests "
-               f"the slope) in the model with an intercept, {how}; the primary inference is "
-               f"{'CR2' if primary == 'CR2' else 'model-based'}."))
+    how = (
+        f"model-based and with CR2 cluster-robust inference {c.cite('tipton2015')}"
+        if has_rob
+        else "model-based"
+        + (
+            " (CR2 cluster-robust inference is not available for this model; see Sensitivity)"
+            if rob_off
+            else ""
+        )
+    )
+    doc.add(
+        _p(
+            f"Each moderator in its own model. Subgroup estimates ({L} with {lv} CI) come "
+            "from the cell-means model; the omnibus test compares the subgroups (or tests "
+            f"the slope) in the model with an intercept, {how}; the primary inference is "
+            f"{'CR2' if primary == 'CR2' else 'model-based'}."
+        )
+    )
     # the journal-style table
     rows = []
     small = False
@@ -956,25 +1195,54 @@ def _moderator_section(doc: _Doc, numbers: dict, s: _S) -> None:
             continue
         ro = m.get("robust_omnibus")
         small = small or (ro or {}).get("df_status") == "small"
-        rows.append([m["name"], str(m["k"]), "" if m.get("n_studies") is None else
-                     str(m["n_studies"]), "", "", m["omnibus"]["apa"], _robust_cell(ro),
-                     _r2_cell(m.get("R2"))])
+        rows.append(
+            [
+                m["name"],
+                str(m["k"]),
+                "" if m.get("n_studies") is None else str(m["n_studies"]),
+                "",
+                "",
+                m["omnibus"]["apa"],
+                _robust_cell(ro),
+                _r2_cell(m.get("R2")),
+            ]
+        )
         if m["type"] == "categorical":
             for cc in m["categories"]:
-                rows.append([f"   {cc['level']}", str(cc["k"]),
-                             "" if cc["n_studies"] is None else str(cc["n_studies"]),
-                             s.v(cc["estimate"]), s.ci(cc["ci_lb"], cc["ci_ub"]), "", "", ""])
+                rows.append(
+                    [
+                        f"   {cc['level']}",
+                        str(cc["k"]),
+                        "" if cc["n_studies"] is None else str(cc["n_studies"]),
+                        s.v(cc["estimate"]),
+                        s.ci(cc["ci_lb"], cc["ci_ub"]),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
         else:
             sl = m["coefficients"][-1]
             dg = fmt.coef_digits(sl["se"])
-            rows.append([f"   slope ({s.model_scale} per unit)", "", "",
-                         fmt.num(sl["estimate"], dg), fmt.ci_text(sl["ci_lb"], sl["ci_ub"], dg),
-                         "", "", ""])
-    crn = (f"; CR2 = cluster-robust HTZ test {c.cite('tipton2015')}" if has_rob else "")
-    note = (f"k = effect sizes; Studies = studies contributing. Test = omnibus test of the "
-            f"moderator ({'F' if numbers['overall']['stat_name'] == 't' else 'QM'}){crn}. R² = "
-            "proportional reduction of each variance component (0 = no variance explained; "
-            "n/a = the moderator cannot explain variance at that level).")
+            rows.append(
+                [
+                    f"   slope ({s.model_scale} per unit)",
+                    "",
+                    "",
+                    fmt.num(sl["estimate"], dg),
+                    fmt.ci_text(sl["ci_lb"], sl["ci_ub"], dg),
+                    "",
+                    "",
+                    "",
+                ]
+            )
+    crn = f"; CR2 = cluster-robust HTZ test {c.cite('tipton2015')}" if has_rob else ""
+    note = (
+        f"k = effect sizes; Studies = studies contributing. Test = omnibus test of the "
+        f"moderator ({'F' if numbers['overall']['stat_name'] == 't' else 'QM'}){crn}. R² = "
+        "proportional reduction of each variance component (0 = no variance explained; "
+        "n/a = the moderator cannot explain variance at that level)."
+    )
     if small:
         note += f" † {SMALL_DF_WARNING[0].upper() + SMALL_DF_WARNING[1:]}."
     head = ["Moderator / level", "k", "Studies", f"{L}", f"{lv} CI", "Test", "CR2 test", "R²"]
@@ -1011,9 +1279,14 @@ def _moderator_blocks(doc: _Doc, m: dict, s: _S, numbers: dict) -> None:
         rows = []
         small = False
         for cc in m["categories"]:
-            row = [cc["level"], str(cc["k"]), "" if cc["n_studies"] is None else
-                   str(cc["n_studies"]), s.v(cc["estimate"]), s.ci(cc["ci_lb"], cc["ci_ub"]),
-                   _pv(cc["pval"])]
+            row = [
+                cc["level"],
+                str(cc["k"]),
+                "" if cc["n_studies"] is None else str(cc["n_studies"]),
+                s.v(cc["estimate"]),
+                s.ci(cc["ci_lb"], cc["ci_ub"]),
+                _pv(cc["pval"]),
+            ]
             if has_rob:
                 rr = cc.get("robust", {})
                 stt = _df_status(rr.get("df"))
@@ -1021,9 +1294,11 @@ def _moderator_blocks(doc: _Doc, m: dict, s: _S, numbers: dict) -> None:
                 if stt == "undefined":
                     row += ["not defined", _df(rr.get("df")), "not defined"]
                 else:
-                    row += [s.ci(rr.get("ci_lb"), rr.get("ci_ub")),
-                            _df(rr.get("df")) + (" †" if stt == "small" else ""),
-                            _pv(rr.get("pval"))]
+                    row += [
+                        s.ci(rr.get("ci_lb"), rr.get("ci_ub")),
+                        _df(rr.get("df")) + (" †" if stt == "small" else ""),
+                        _pv(rr.get("pval")),
+                    ]
             rows.append(row)
         head = [m["name"], "k", "Studies", L, f"{lv} CI", "p"]
         if has_rob:
@@ -1031,14 +1306,20 @@ def _moderator_blocks(doc: _Doc, m: dict, s: _S, numbers: dict) -> None:
         note = "p tests each subgroup's effect against " + ("1." if s.exp else "0.")
         if small:
             note += f" † {SMALL_DF_WARNING[0].upper() + SMALL_DF_WARNING[1:]} ({c.inner('tipton2015')})."
-        doc.table(f"{m['name']}: subgroup estimates", head, rows, note=note,
-                  id_=f"mod-table-{m['name']}")
+        doc.table(
+            f"{m['name']}: subgroup estimates", head, rows, note=note, id_=f"mod-table-{m['name']}"
+        )
         doc.add(_fig(f"orchard_{m['name']}"))
     else:
         doc.add(_p(f"Slope of {m['name']} ({s.model_scale} per unit): {m['apa']}.", "slope"))
-        _coef_table(doc, m["coefficients"], f"{m['name']}: meta-regression coefficients "
-                    f"({s.model_scale} scale)", lv, f"mod-table-{m['name']}",
-                    numbers["overall"]["stat_name"])
+        _coef_table(
+            doc,
+            m["coefficients"],
+            f"{m['name']}: meta-regression coefficients ({s.model_scale} scale)",
+            lv,
+            f"mod-table-{m['name']}",
+            numbers["overall"]["stat_name"],
+        )
         doc.add(_fig(f"bubble_{m['name']}"))
 
 
@@ -1049,9 +1330,15 @@ def _coef_table(doc: _Doc, coefs, title, lv, id_, stat="t", note=None):
     small = False
     for x in coefs:
         dg = fmt.coef_digits(x["se"])
-        row = [x["name"], fmt.num(x["estimate"], dg), fmt.num(x["se"], dg),
-               fmt.ci_text(x["ci_lb"], x["ci_ub"], dg), fmt.num(x["stat"], 3),
-               fmt.df_text(x["df"]) if x["df"] is not None else "", _pv(x["pval"])]
+        row = [
+            x["name"],
+            fmt.num(x["estimate"], dg),
+            fmt.num(x["se"], dg),
+            fmt.ci_text(x["ci_lb"], x["ci_ub"], dg),
+            fmt.num(x["stat"], 3),
+            fmt.df_text(x["df"]) if x["df"] is not None else "",
+            _pv(x["pval"]),
+        ]
         if has_rob:
             rr = x["robust"]
             stt = _df_status(rr.get("df"))
@@ -1059,8 +1346,11 @@ def _coef_table(doc: _Doc, coefs, title, lv, id_, stat="t", note=None):
             if stt == "undefined":
                 row += ["not defined", _df(rr.get("df")), "not defined"]
             else:
-                row += [fmt.ci_text(rr["ci_lb"], rr["ci_ub"], dg),
-                        _df(rr["df"]) + (" †" if stt == "small" else ""), _pv(rr["pval"])]
+                row += [
+                    fmt.ci_text(rr["ci_lb"], rr["ci_ub"], dg),
+                    _df(rr["df"]) + (" †" if stt == "small" else ""),
+                    _pv(rr["pval"]),
+                ]
         rows.append(row)
     head = ["Term", "b", "SE", f"{lv} CI", stat, "df", "p"]
     if has_rob:
@@ -1075,8 +1365,9 @@ def _joint_blocks(doc: _Doc, j: dict, numbers: dict, s: _S) -> None:
     c = doc.cites
     lv = numbers["settings"]["level_text"]
     doc.add(_h(3, "All moderators together", "mod-joint"))
-    txt = (f"Model {j['formula']} (k = {j['k']}): omnibus test {j['omnibus']['apa']}"
-           + _robust_text(j.get("robust_omnibus"), c))
+    txt = f"Model {j['formula']} (k = {j['k']}): omnibus test {j['omnibus']['apa']}" + _robust_text(
+        j.get("robust_omnibus"), c
+    )
     r2 = _r2_text(j.get("R2"), c)
     doc.add(_p(txt + (". " + r2 if r2 else "") + ".", "omnibus"))
     refs = []
@@ -1087,21 +1378,33 @@ def _joint_blocks(doc: _Doc, j: dict, numbers: dict, s: _S) -> None:
         levels = [x["level"] for x in m.get("categories") or []]
         term = f"factor({m['name']})" if m["name"].isidentifier() else f"factor(`{m['name']}`)"
         plain = m["name"]
-        coded = [lev for lev in levels if f"{term}{lev}" in names or f"{plain}{lev}" in names
-                 or f"{plain}[T.{lev}]" in names]
+        coded = [
+            lev
+            for lev in levels
+            if f"{term}{lev}" in names or f"{plain}{lev}" in names or f"{plain}[T.{lev}]" in names
+        ]
         missing = [lev for lev in levels if lev not in coded]
         if len(missing) == 1:
             refs.append(f"{m['name']} = {missing[0]}")
     ref_txt = ("; reference categories: " + ", ".join(refs)) if refs else ""
-    _coef_table(doc, j["coefficients"], f"Joint model coefficients ({s.model_scale} scale"
-                f"{ref_txt})", lv, "mod-table-joint", numbers["overall"]["stat_name"],
-                note=("Each category's coefficient is its difference from the reference "
-                      "category, the others held constant." if refs else None))
+    _coef_table(
+        doc,
+        j["coefficients"],
+        f"Joint model coefficients ({s.model_scale} scale{ref_txt})",
+        lv,
+        "mod-table-joint",
+        numbers["overall"]["stat_name"],
+        note=(
+            "Each category's coefficient is its difference from the reference "
+            "category, the others held constant."
+            if refs
+            else None
+        ),
+    )
 
 
 def _plural(word: str) -> str:
-    return word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else \
-        word + "s"
+    return word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
 
 
 def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
@@ -1115,8 +1418,10 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     if rb:
         doc.add(_h(3, "Cluster-robust inference (CR2)", "sens-robust"))
         if rb.get("apa"):
-            t = (f"CR2 cluster-robust: {rb['apa']} ({rb['n_clusters']} clusters, "
-                 f"Satterthwaite df; {c.inner('tipton2015', 'pustejovsky2018')}).")
+            t = (
+                f"CR2 cluster-robust: {rb['apa']} ({rb['n_clusters']} clusters, "
+                f"Satterthwaite df; {c.inner('tipton2015', 'pustejovsky2018')})."
+            )
             if _df_status(rb.get("df")) == "small":
                 t += f" Note: {SMALL_DF_WARNING}."
             doc.add(_p(t))
@@ -1126,27 +1431,41 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     if loo and loo.get("rows"):
         doc.add(_h(3, f"Leave one {loo['cluster']} out", "sens-loo"))
         if "min" in loo:
-            doc.add(_p(
-                f"Leave-one-out: leaving out one {loo['cluster']} at a time, {L} ranged from "
-                f"{s.v(loo['min'])} (without {loo['cluster']} {loo['min_left_out']}) to "
-                f"{s.v(loo['max'])} (without {loo['cluster']} {loo['max_left_out']}); "
-                f"{loo['n_significant']} of {loo['n'] - loo['failed']} estimates differ from "
-                f"{'1' if s.exp else '0'} at p < {fmt.num(1 - st['level'] / 100, 2, True)}"
-                + (f"; {loo['sign_changes']} change sign" if loo['sign_changes'] else "")
-                + (f"; {loo['failed']} refits failed" if loo['failed'] else "") + ".", "loo"))
+            doc.add(
+                _p(
+                    f"Leave-one-out: leaving out one {loo['cluster']} at a time, {L} ranged from "
+                    f"{s.v(loo['min'])} (without {loo['cluster']} {loo['min_left_out']}) to "
+                    f"{s.v(loo['max'])} (without {loo['cluster']} {loo['max_left_out']}); "
+                    f"{loo['n_significant']} of {loo['n'] - loo['failed']} estimates differ from "
+                    f"{'1' if s.exp else '0'} at p < {fmt.num(1 - st['level'] / 100, 2, True)}"
+                    + (f"; {loo['sign_changes']} change sign" if loo["sign_changes"] else "")
+                    + (f"; {loo['failed']} refits failed" if loo["failed"] else "")
+                    + ".",
+                    "loo",
+                )
+            )
         doc.add(_fig("loo"))
-        rows = [[str(r["left_out"]), s.v(r["estimate"]), s.ci(r["ci_lb"], r["ci_ub"]),
-                 _pv(r["pval"])] for r in loo["rows"] if r["estimate"] is not None]
-        doc.table(f"Leave-one-{loo['cluster']}-out estimates",
-                  [f"{loo['cluster']} left out", L, f"{lv} CI", "p"], rows, id_="loo-table")
+        rows = [
+            [str(r["left_out"]), s.v(r["estimate"]), s.ci(r["ci_lb"], r["ci_ub"]), _pv(r["pval"])]
+            for r in loo["rows"]
+            if r["estimate"] is not None
+        ]
+        doc.table(
+            f"Leave-one-{loo['cluster']}-out estimates",
+            [f"{loo['cluster']} left out", L, f"{lv} CI", "p"],
+            rows,
+            id_="loo-table",
+        )
     ck = sens.get("cooks")
     ol = sens.get("outliers")
     if ck or ol:
         doc.add(_h(3, "Influential studies and outliers", "sens-influence"))
     if ck:
         unit = (loo or {}).get("cluster", "study")
-        rule = (f"Cook's distance above {ck['rule']}, {fmt.num(ck['cutoff'], 3)}; "
-                f"{c.inner('viechtbauer_cheung2010')}")
+        rule = (
+            f"Cook's distance above {ck['rule']}, {fmt.num(ck['cutoff'], 3)}; "
+            f"{c.inner('viechtbauer_cheung2010')}"
+        )
         if ck["influential"]:
             vals = {r["cluster"]: r["value"] for r in ck["rows"]}
             txt = ", ".join(f"{x} (D = {fmt.num(vals[x], 3)})" for x in ck["influential"])
@@ -1156,19 +1475,27 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
     if ol:
         cite = c.cite("viechtbauer_cheung2010")
         if ol["rows"]:
-            doc.add(_p(f"Outliers: {ol['n']} of {ol['k']} effect sizes have {ol['rule']} "
-                       f"{cite}.", "outliers"))
+            doc.add(
+                _p(
+                    f"Outliers: {ol['n']} of {ol['k']} effect sizes have {ol['rule']} {cite}.",
+                    "outliers",
+                )
+            )
             keys = [k for k in ol["rows"][0] if k not in ("row", "z", "yi", "effect")]
-            rows = [[str(r["row"])] + [str(r[k]) for k in keys] + [s.v(r["effect"]),
-                                                                  fmt.num(r["z"], 2)]
-                    for r in ol["rows"]]
-            doc.table("Outlying effect sizes", ["Data row", *keys, L, "z"], rows,
-                      id_="outlier-table")
+            rows = [
+                [str(r["row"])] + [str(r[k]) for k in keys] + [s.v(r["effect"]), fmt.num(r["z"], 2)]
+                for r in ol["rows"]
+            ]
+            doc.table(
+                "Outlying effect sizes", ["Data row", *keys, L, "z"], rows, id_="outlier-table"
+            )
         else:
             t = f"Outliers: none of the {ol['k']} effect sizes has {ol['rule']} {cite}."
             if ol.get("rule_name") == "bonferroni" and ol.get("n_above_1_96"):
-                t += (f" ({ol['n_above_1_96']} exceed 1.96 in absolute value, where chance "
-                      f"alone would give about {fmt.num(0.05 * ol['k'], 0)} of {ol['k']}.)")
+                t += (
+                    f" ({ol['n_above_1_96']} exceed 1.96 in absolute value, where chance "
+                    f"alone would give about {fmt.num(0.05 * ol['k'], 0)} of {ol['k']}.)"
+                )
             doc.add(_p(t, "outliers"))
     che = numbers.get("che_sweep")
     if che:
@@ -1181,27 +1508,38 @@ def _sensitivity_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
                 rr = r.get("robust") or {}
                 stt = rr.get("df_status", "undefined") if rr.get("available", True) else None
                 small = small or stt == "small"
-                row = [fmt.num(r["rho"], 1), s.v(r.get("estimate")),
-                       s.ci(r.get("ci_lb_display"), r.get("ci_ub_display")), _pv(r.get("pval"))]
+                row = [
+                    fmt.num(r["rho"], 1),
+                    s.v(r.get("estimate")),
+                    s.ci(r.get("ci_lb_display"), r.get("ci_ub_display")),
+                    _pv(r.get("pval")),
+                ]
                 if stt is None or not rr:
                     row += ["not available", ""]
                 elif stt == "undefined":
                     row += ["not defined", "not defined"]
                 else:
-                    row += [s.ci(rr.get("ci_lb_display"), rr.get("ci_ub_display")),
-                            _pv(rr.get("pval")) + (" †" if stt == "small" else "")]
+                    row += [
+                        s.ci(rr.get("ci_lb_display"), rr.get("ci_ub_display")),
+                        _pv(rr.get("pval")) + (" †" if stt == "small" else ""),
+                    ]
                 rows.append(row + [fmt.num(r[col], 4) for col in sig])
-            note = (f"Model refitted with sampling errors correlated ρ within "
-                    f"{che['rho_cluster']} (correlated and hierarchical effects; "
-                    f"{c.inner('pustejovsky2022')}); ρ = 0 is the model without correlated "
-                    "errors.")
+            note = (
+                f"Model refitted with sampling errors correlated ρ within "
+                f"{che['rho_cluster']} (correlated and hierarchical effects; "
+                f"{c.inner('pustejovsky2022')}); ρ = 0 is the model without correlated "
+                "errors."
+            )
             if small:
                 note += f" † {SMALL_DF_WARNING[0].upper() + SMALL_DF_WARNING[1:]}."
-            doc.table(f"Sensitivity to the assumed sampling correlation ρ within "
-                      f"{che['rho_cluster']}",
-                      ["ρ", L, f"{lv} CI", "p", f"CR2 {lv} CI", "CR2 p"]
-                      + [f"σ² {col[len('sigma2_'):]}" for col in sig], rows, note=note,
-                      id_="che-table")
+            doc.table(
+                f"Sensitivity to the assumed sampling correlation ρ within {che['rho_cluster']}",
+                ["ρ", L, f"{lv} CI", "p", f"CR2 {lv} CI", "CR2 p"]
+                + [f"σ² {col[len('sigma2_') :]}" for col in sig],
+                rows,
+                note=note,
+                id_="che-table",
+            )
         else:
             doc.add(_p(f"The CHE sensitivity analysis is not available: {che.get('reason')}."))
 
@@ -1243,29 +1581,50 @@ def _bias_blocks(doc: _Doc, numbers: dict, s: _S) -> None:
         doc.add(_p(f"The Egger test is not available: {eg.get('reason')}."))
     if pred.get("artefact"):
         if pred.get("name") == "sqrt_inv_n":
-            doc.add(_p(f"For {'standardized mean differences' if s.measure == 'SMD' else 'log odds ratios'} "
-                       "the standard error depends on the estimate itself, so an Egger test on "
-                       "√vi finds asymmetry where there is none; the predictor here is "
-                       f"√(1/ñ) (ñ = {pred.get('ntilde')}), which does not "
-                       f"{c.cite('pustejovsky2019')}.", "artefact"))
+            doc.add(
+                _p(
+                    f"For {'standardized mean differences' if s.measure == 'SMD' else 'log odds ratios'} "
+                    "the standard error depends on the estimate itself, so an Egger test on "
+                    "√vi finds asymmetry where there is none; the predictor here is "
+                    f"√(1/ñ) (ñ = {pred.get('ntilde')}), which does not "
+                    f"{c.cite('pustejovsky2019')}.",
+                    "artefact",
+                )
+            )
         else:
-            doc.add(_p(f"Caution: for {'standardized mean differences' if s.measure == 'SMD' else 'log odds ratios'} "
-                       "the standard error depends on the estimate, so the Egger test and "
-                       "PET-PEESE on √vi are biased towards finding asymmetry "
-                       f"{c.cite('pustejovsky2019')}; the sample-size predictor √(1/ñ) could not "
-                       f"be used ({pred.get('fallback', 'no sample sizes')}).", "artefact"))
+            doc.add(
+                _p(
+                    f"Caution: for {'standardized mean differences' if s.measure == 'SMD' else 'log odds ratios'} "
+                    "the standard error depends on the estimate, so the Egger test and "
+                    "PET-PEESE on √vi are biased towards finding asymmetry "
+                    f"{c.cite('pustejovsky2019')}; the sample-size predictor √(1/ñ) could not "
+                    f"be used ({pred.get('fallback', 'no sample sizes')}).",
+                    "artefact",
+                )
+            )
     pp = b.get("pet_peese", {})
     if "PET" in pp:
         rows = []
         for name in ("PET", "PEESE"):
             r = pp[name]
-            rows.append([name + (" (chosen)" if pp["chosen"] == name else ""),
-                         s.v(r["estimate"]), s.ci(r["ci_lb"], r["ci_ub"]), _pv(r["pval"])])
-        doc.table(f"PET-PEESE: {L} extrapolated to a study with {plab} = 0", ["Model", L,
-                                                                            f"{lv} CI", "p"],
-                  rows, id_="petpeese-table",
-                  note=(f"Conditional rule: PEESE when PET's intercept differs from "
-                        f"{'1' if s.exp else '0'}, else PET ({c.inner('stanley2014')})."))
+            rows.append(
+                [
+                    name + (" (chosen)" if pp["chosen"] == name else ""),
+                    s.v(r["estimate"]),
+                    s.ci(r["ci_lb"], r["ci_ub"]),
+                    _pv(r["pval"]),
+                ]
+            )
+        doc.table(
+            f"PET-PEESE: {L} extrapolated to a study with {plab} = 0",
+            ["Model", L, f"{lv} CI", "p"],
+            rows,
+            id_="petpeese-table",
+            note=(
+                f"Conditional rule: PEESE when PET's intercept differs from "
+                f"{'1' if s.exp else '0'}, else PET ({c.inner('stanley2014')})."
+            ),
+        )
     _aggregated_blocks(doc, b.get("aggregated") or {}, s, numbers)
     doc.add(_fig("funnel"))
 
@@ -1285,8 +1644,13 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
     if not a:
         return
     if not a.get("available"):
-        doc.add(_p(f"Rank test, trim-and-fill and selection model on study-aggregated "
-                   f"effects: not available ({a.get('reason')}).", "aggregated"))
+        doc.add(
+            _p(
+                f"Rank test, trim-and-fill and selection model on study-aggregated "
+                f"effects: not available ({a.get('reason')}).",
+                "aggregated",
+            )
+        )
         return
     L = s.label
 
@@ -1295,59 +1659,93 @@ def _aggregated_blocks(doc: _Doc, a: dict, s: _S, numbers: dict) -> None:
 
     n = a.get("n_aggregated")
     ra = a.get("rma_agg") or {}
-    head = (f"Effects aggregated within {_agg_units(a)} (ρ = {a['rho']:g}, {_rho_from(a)}; "
-            f"{n} {_agg_units(a)}): random-effects estimate {L} = {s.v(disp(ra, 'beta'))} "
-            f"{s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}.")
+    head = (
+        f"Effects aggregated within {_agg_units(a)} (ρ = {a['rho']:g}, {_rho_from(a)}; "
+        f"{n} {_agg_units(a)}): random-effects estimate {L} = {s.v(disp(ra, 'beta'))} "
+        f"{s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}."
+    )
     doc.add(_p(head, "aggregated"))
     rt = a.get("ranktest")
     if rt and rt.get("available") is False:
-        doc.add(_p(f"The rank correlation test ({c.inner('begg1994')}) could not be computed: "
-                   f"{rt.get('reason')}.", "ranktest"))
+        doc.add(
+            _p(
+                f"The rank correlation test ({c.inner('begg1994')}) could not be computed: "
+                f"{rt.get('reason')}.",
+                "ranktest",
+            )
+        )
     elif rt:
-        doc.add(_p(f"Rank correlation test ({c.inner('begg1994')}; ρ = {a['rho']:g}): "
-                   f"Kendall's τ = {fmt.num(rt.get('tau'), 3, True)}, "
-                   f"{_ptext(rt.get('pval'))}.", "ranktest"))
+        doc.add(
+            _p(
+                f"Rank correlation test ({c.inner('begg1994')}; ρ = {a['rho']:g}): "
+                f"Kendall's τ = {fmt.num(rt.get('tau'), 3, True)}, "
+                f"{_ptext(rt.get('pval'))}.",
+                "ranktest",
+            )
+        )
     tf = a.get("trimfill")
     if tf and tf.get("available") is False:
-        doc.add(_p(f"Trim-and-fill ({c.inner('duval2000')}) could not be computed: "
-                   f"{tf.get('reason')}.", "trimfill"))
+        doc.add(
+            _p(
+                f"Trim-and-fill ({c.inner('duval2000')}) could not be computed: "
+                f"{tf.get('reason')}.",
+                "trimfill",
+            )
+        )
     elif tf:
         k0 = tf.get("k0")
         side = tf.get("side")
-        doc.add(_p(f"Trim-and-fill ({c.inner('duval2000')}; ρ = {a['rho']:g}) imputes "
-                   f"{k0 if k0 is not None else 'an undefined number of'} studies"
-                   f"{' on the ' + str(side) + ' side' if side else ''}: the adjusted estimate "
-                   f"{L} = {s.v(disp(tf, 'beta'))} {s.ci(disp(tf, 'ci_lb'), disp(tf, 'ci_ub'))} "
-                   f"compares with the unadjusted aggregated estimate {L} = "
-                   f"{s.v(disp(ra, 'beta'))} {s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}.",
-                   "trimfill"))
+        doc.add(
+            _p(
+                f"Trim-and-fill ({c.inner('duval2000')}; ρ = {a['rho']:g}) imputes "
+                f"{k0 if k0 is not None else 'an undefined number of'} studies"
+                f"{' on the ' + str(side) + ' side' if side else ''}: the adjusted estimate "
+                f"{L} = {s.v(disp(tf, 'beta'))} {s.ci(disp(tf, 'ci_lb'), disp(tf, 'ci_ub'))} "
+                f"compares with the unadjusted aggregated estimate {L} = "
+                f"{s.v(disp(ra, 'beta'))} {s.ci(disp(ra, 'ci_lb'), disp(ra, 'ci_ub'))}.",
+                "trimfill",
+            )
+        )
     sm = a.get("selmodel")
     if sm:
         steps = [x for x in (sm.get("steps") or []) if x < 1]
         side = sm.get("side", "positive")
-        bins = "; ".join(f"p {'≤' if i == 0 else '>'} "
-                         f"{fmt.num(bb['p_to'] if i == 0 else bb['p_from'], 3, True)}"
-                         f"{'' if i == 0 or bb['p_to'] >= 1 else ' and ≤ ' + fmt.num(bb['p_to'], 3, True)}"
-                         f": {bb['k']} studies"
-                         for i, bb in enumerate(sm.get("bins") or []))
+        bins = "; ".join(
+            f"p {'≤' if i == 0 else '>'} "
+            f"{fmt.num(bb['p_to'] if i == 0 else bb['p_from'], 3, True)}"
+            f"{'' if i == 0 or bb['p_to'] >= 1 else ' and ≤ ' + fmt.num(bb['p_to'], 3, True)}"
+            f": {bb['k']} studies"
+            for i, bb in enumerate(sm.get("bins") or [])
+        )
         if sm.get("available") is False:
-            doc.add(_p(
-                f"The three-parameter selection model ({c.inner('vevea1995')}; ρ = "
-                f"{a['rho']:g}; selection assumed to favour significant {side} effects; "
-                f"{bins}) could not be estimated: {sm.get('reason')}.", "selmodel"))
+            doc.add(
+                _p(
+                    f"The three-parameter selection model ({c.inner('vevea1995')}; ρ = "
+                    f"{a['rho']:g}; selection assumed to favour significant {side} effects; "
+                    f"{bins}) could not be estimated: {sm.get('reason')}.",
+                    "selmodel",
+                )
+            )
             return
-        doc.add(_p(
-            f"Three-parameter selection model ({c.inner('vevea1995')}; ρ = {a['rho']:g}), "
-            f"assuming selection favours significant {side} effects "
-            f"({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'declared in the analysis file'}; "
-            f"one-sided p-values, cut point{'s' if len(steps) > 1 else ''} "
-            f"{', '.join(fmt.num(x, 3, True) for x in steps)}; {bins}): adjusted {L} = "
-            f"{s.v(disp(sm, 'beta'))} {s.ci(disp(sm, 'ci_lb'), disp(sm, 'ci_ub'))}; the "
-            f"likelihood-ratio test of selection gives χ²({sm.get('LRT_df', 1)}) = "
-            f"{fmt.num(sm.get('LRT'), 3)}, {_ptext(sm.get('pval'))}."
-            + (" With few studies in a p-value interval the selection weights are poorly "
-               "estimated." if any(bb["k"] < 4 for bb in sm.get("bins") or []) else ""),
-            "selmodel"))
+        doc.add(
+            _p(
+                f"Three-parameter selection model ({c.inner('vevea1995')}; ρ = {a['rho']:g}), "
+                f"assuming selection favours significant {side} effects "
+                f"({'the direction of the pooled estimate' if a.get('selection_side_requested') == 'auto' else 'declared in the analysis file'}; "
+                f"one-sided p-values, cut point{'s' if len(steps) > 1 else ''} "
+                f"{', '.join(fmt.num(x, 3, True) for x in steps)}; {bins}): adjusted {L} = "
+                f"{s.v(disp(sm, 'beta'))} {s.ci(disp(sm, 'ci_lb'), disp(sm, 'ci_ub'))}; the "
+                f"likelihood-ratio test of selection gives χ²({sm.get('LRT_df', 1)}) = "
+                f"{fmt.num(sm.get('LRT'), 3)}, {_ptext(sm.get('pval'))}."
+                + (
+                    " With few studies in a p-value interval the selection weights are poorly "
+                    "estimated."
+                    if any(bb["k"] < 4 for bb in sm.get("bins") or [])
+                    else ""
+                ),
+                "selmodel",
+            )
+        )
 
 
 def _power_blocks(doc: _Doc, numbers: dict) -> None:
@@ -1385,12 +1783,19 @@ def _studies_table(doc: _Doc, numbers: dict) -> None:
             row.append("" if r.get("n") is None else fmt.count(r["n"]))
         row += [r["moderators"].get(m) or "" for m in mods]
         rows.append(row)
-    doc.table("Included studies", head, rows, align="lrr" + "l" * len(mods) if has_n else
-              "lr" + "l" * len(mods), id_="studies-table",
-              note=("N = the study's largest sample (participants per effect size). "
-                    "Several values of a moderator within a study are listed together."
-                    if has_n else "Several values of a moderator within a study are listed "
-                                  "together."))
+    doc.table(
+        "Included studies",
+        head,
+        rows,
+        align="lrr" + "l" * len(mods) if has_n else "lr" + "l" * len(mods),
+        id_="studies-table",
+        note=(
+            "N = the study's largest sample (participants per effect size). "
+            "Several values of a moderator within a study are listed together."
+            if has_n
+            else "Several values of a moderator within a study are listed together."
+        ),
+    )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -1398,11 +1803,18 @@ def render_context(numbers: dict, blocks: list[dict], figmap: dict) -> dict:
     """What the templates and the Word writer get: the blocks, the figures (name -> files,
     number, caption, PNG bytes), the title and the footer."""
     files = "figures/ as PNG (300 dpi) and PDF"
-    return {"title": numbers["title"], "blocks": blocks, "figures": figmap,
-            "footer": (f"Generated by mlmeta {numbers['software']['mlmeta']} on "
-                       f"{numbers['created']}. Every number is in results.json; figures in "
-                       f"{files}."),
-            "simulated": numbers.get("simulated", False), "numbers": numbers}
+    return {
+        "title": numbers["title"],
+        "blocks": blocks,
+        "figures": figmap,
+        "footer": (
+            f"Generated by mlmeta {numbers['software']['mlmeta']} on "
+            f"{numbers['created']}. Every number is in results.json; figures in "
+            f"{files}."
+        ),
+        "simulated": numbers.get("simulated", False),
+        "numbers": numbers,
+    }
 
 
 def software_versions() -> dict:
@@ -1411,9 +1823,14 @@ def software_versions() -> dict:
     import scipy
 
     from mlmeta import __version__
-    return {"mlmeta": __version__, "python": platform.python_version(),
-            "numpy": numpy.__version__, "scipy": scipy.__version__,
-            "pandas": pandas.__version__}
+
+    return {
+        "mlmeta": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pandas.__version__,
+    }
 
 
 def _structured_terms(model: dict) -> list[str]:
@@ -1431,4 +1848,3 @@ def _structured_terms(model: dict) -> list[str]:
     if len(terms) == 1 and terms[0].nested and not model.get("R") and not model.get("V"):
         return []
     return [t.formula for t in terms]
-

@@ -60,8 +60,9 @@ def _table(doc, b) -> None:
     # give way (their text wraps), so numbers never break
     natural = []
     for j in range(ncol):
-        cells = [str(b["head"][j])] + [str(r[j]) if j < len(r) and r[j] is not None else ""
-                                       for r in b["rows"]]
+        cells = [str(b["head"][j])] + [
+            str(r[j]) if j < len(r) and r[j] is not None else "" for r in b["rows"]
+        ]
         natural.append(0.065 * max(len(x.strip()) for x in cells) + 0.2)
     excess = sum(natural) - TEXT_WIDTH_IN
     floor = 1.25  # a CI such as "[−0.215, −0.139]" stays on one line
@@ -116,8 +117,9 @@ def _figure(doc, f, folder: Path) -> None:
     p.add_run(f["caption"]).italic = True
     doc.add_picture(io.BytesIO(data), width=Inches(win * scale))
     p = doc.add_paragraph()
-    files = ", ".join([f["png"]] + ([f["pdf"]] if f.get("pdf") else []) + list(f.get("extra")
-                                                                                 or []))
+    files = ", ".join(
+        [f["png"]] + ([f["pdf"]] if f.get("pdf") else []) + list(f.get("extra") or [])
+    )
     r = p.add_run(f"Files: {files}.")
     r.font.size = Pt(8)
 
@@ -134,6 +136,7 @@ def write_docx(path: Path, ctx: dict, folder: Path) -> None:
     st.font.size = Pt(11)
     sec = doc.sections[0]
     from docx.shared import Inches
+
     sec.left_margin = sec.right_margin = Inches(1.0)
     doc.core_properties.title = ctx["title"]
     doc.core_properties.author = "mlmeta"
@@ -141,8 +144,7 @@ def write_docx(path: Path, ctx: dict, folder: Path) -> None:
     for b in ctx["blocks"]:
         t = b["t"]
         if t == "h":
-            doc.add_heading(b["text"], level=min(int(b["level"]) - 1, 3) if b["level"] > 1
-                            else 0)
+            doc.add_heading(b["text"], level=min(int(b["level"]) - 1, 3) if b["level"] > 1 else 0)
         elif t == "p":
             p = doc.add_paragraph()
             run = p.add_run(b["text"])

@@ -69,15 +69,15 @@ def _forest_extra(o, figdir: Path, fig) -> dict:
     if shown is not None:
         info.update(truncated=True, shown=int(shown[0]), total=int(shown[1]))
     if level == "study" or shown is not None:
-        name = "forest_effects.pdf" if level == "effect" or shown is None else \
-            "forest_studies.pdf"
+        name = "forest_effects.pdf" if level == "effect" or shown is None else "forest_studies.pdf"
         lv = "effect" if name == "forest_effects.pdf" else "study"
         n = plots.forest_pages(res, figdir / name, level=lv, sort=sort, max_height=MAX_HEIGHT)
         files.append(f"figures/{name}")
         info.update(pages_file=f"figures/{name}", pages=n)
         if level == "study" and shown is not None:  # every effect size as well
-            n2 = plots.forest_pages(res, figdir / "forest_effects.pdf", level="effect",
-                                    sort=sort, max_height=MAX_HEIGHT)
+            n2 = plots.forest_pages(
+                res, figdir / "forest_effects.pdf", level="effect", sort=sort, max_height=MAX_HEIGHT
+            )
             files.append("figures/forest_effects.pdf")
             info["effects_pages"] = n2
     return {"files": files, "info": info}
@@ -85,16 +85,19 @@ def _forest_extra(o, figdir: Path, fig) -> dict:
 
 def _draw_loo(o):
     spec = o["spec"]
-    return _plots().loo_plot(o["res"], cluster=spec.study, loo=o.get("loo_table"),
-                             max_rows=LOO_MAX_ROWS)
+    return _plots().loo_plot(
+        o["res"], cluster=spec.study, loo=o.get("loo_table"), max_rows=LOO_MAX_ROWS
+    )
 
 
 def _loo_extra(o, figdir: Path, fig) -> dict:
     shown = getattr(fig, "mlmeta_rows", None)
     if shown is None:
         return {"files": [], "info": {"truncated": False}}
-    return {"files": [], "info": {"truncated": True, "shown": int(shown[0]),
-                                  "total": int(shown[1])}}
+    return {
+        "files": [],
+        "info": {"truncated": True, "shown": int(shown[0]), "total": int(shown[1])},
+    }
 
 
 def figure_jobs(obj: dict) -> list[FigureJob]:
@@ -113,16 +116,26 @@ def figure_jobs(obj: dict) -> list[FigureJob]:
         rm = d["res"]
         col = rm.data.frame[m]
         import pandas as pd
-        categorical = (m in spec.categorical or not pd.api.types.is_numeric_dtype(col)
-                       or pd.api.types.is_bool_dtype(col))
+
+        categorical = (
+            m in spec.categorical
+            or not pd.api.types.is_numeric_dtype(col)
+            or pd.api.types.is_bool_dtype(col)
+        )
         if categorical:
-            jobs.append(FigureJob(f"orchard_{m}",
-                                  lambda o, m=m: _plots().orchard(o["moderators"][m]["res"], m),
-                                  1.0))
+            jobs.append(
+                FigureJob(
+                    f"orchard_{m}",
+                    lambda o, m=m: _plots().orchard(o["moderators"][m]["res"], m),
+                    1.0,
+                )
+            )
         else:
-            jobs.append(FigureJob(f"bubble_{m}",
-                                  lambda o, m=m: _plots().bubble(o["moderators"][m]["res"], m),
-                                  1.0))
+            jobs.append(
+                FigureJob(
+                    f"bubble_{m}", lambda o, m=m: _plots().bubble(o["moderators"][m]["res"], m), 1.0
+                )
+            )
     return sorted(jobs, key=lambda j: -j.cost)
 
 
@@ -141,9 +154,11 @@ def file_stem(name: str) -> str:
 
 def _plots():
     import matplotlib
+
     if matplotlib.get_backend().lower() != "agg":
         matplotlib.use("Agg")
     from mlmeta import plots
+
     return plots
 
 
@@ -151,6 +166,7 @@ def plots_available() -> str | None:
     """None when figures can be drawn, else the reason they cannot."""
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot
     except ImportError:
@@ -173,6 +189,7 @@ def _render_one(i: int) -> dict:
     t0 = time.perf_counter()
     out = {"name": job.name, "files": [], "seconds": 0.0, "error": None, "warnings": []}
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -191,15 +208,21 @@ def _render_one(i: int) -> dict:
             # a figure laid out to its known text widths needs no tight bbox (one draw less)
             bb = {"bbox_inches": None} if getattr(fig, "mlmeta_fixed_layout", False) else {}
             plots.save_figure(fig, stem, formats=("png",), dpi=DPI, **bb)
-            plots.save_figure(fig, stem, formats=("pdf",),
-                              metadata={"CreationDate": None, "Creator": "mlmeta"}, **bb)
+            plots.save_figure(
+                fig,
+                stem,
+                formats=("pdf",),
+                metadata={"CreationDate": None, "Creator": "mlmeta"},
+                **bb,
+            )
             out["files"] = [f"figures/{safe}.png", f"figures/{safe}.pdf"]
             if job.extra is not None:
                 ex = job.extra(obj, figdir, fig)
                 out["files"] += ex.get("files", [])
                 out["info"] = ex.get("info")
-        out["warnings"] = sorted({str(w.message).splitlines()[0] for w in rec
-                                  if issubclass(w.category, MlmetaWarning)})
+        out["warnings"] = sorted(
+            {str(w.message).splitlines()[0] for w in rec if issubclass(w.category, MlmetaWarning)}
+        )
     except Exception as exc:  # noqa: BLE001 -- a figure that fails must not sink the report
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         out["error"] = f"{type(exc).__name__}: {msg}"
@@ -213,6 +236,7 @@ def _render_one(i: int) -> dict:
 
 def _figure_of(ax):
     import numpy as np
+
     if isinstance(ax, np.ndarray):
         ax = ax.ravel()[0]
     return ax if hasattr(ax, "savefig") else ax.figure
@@ -245,6 +269,7 @@ def _claim(counter, n: int) -> int | None:
 
 def _worker_loop(counter, queue, n: int) -> None:  # pragma: no cover - runs in a child
     import signal
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's business
     for sig in (signal.SIGTERM, signal.SIGHUP):  # not the parent's handlers: just stop
         signal.signal(sig, signal.SIG_DFL)
@@ -284,6 +309,7 @@ class FigureRenderer:
         if n_children < 1:
             return
         import multiprocessing as mp
+
         try:
             ctx = mp.get_context("fork")
             self.counter = ctx.Value("i", 0)
@@ -291,9 +317,11 @@ class FigureRenderer:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 for _ in range(n_children):
-                    p = ctx.Process(target=_worker_loop,
-                                    args=(self.counter, self.queue, len(self.jobs)),
-                                    daemon=True)
+                    p = ctx.Process(
+                        target=_worker_loop,
+                        args=(self.counter, self.queue, len(self.jobs)),
+                        daemon=True,
+                    )
                     p.start()
                     self.procs.append(p)
         except (OSError, ValueError):
@@ -307,6 +335,7 @@ class FigureRenderer:
         n = len(self.jobs)
         got: list[dict] = []
         from mlmeta.report.progress import Progress
+
         prog = self.progress or Progress(False)
         try:
             with prog.step("figures", n) as tick:
@@ -340,8 +369,15 @@ class FigureRenderer:
         names = {r["name"] for r in got}
         for j in self.jobs:  # a worker that died without reporting
             if j.name not in names:
-                got.append({"name": j.name, "files": [], "seconds": 0.0, "warnings": [],
-                            "error": "the drawing process ended unexpectedly"})
+                got.append(
+                    {
+                        "name": j.name,
+                        "files": [],
+                        "seconds": 0.0,
+                        "warnings": [],
+                        "error": "the drawing process ended unexpectedly",
+                    }
+                )
         order = {j.name: i for i, j in enumerate(self.jobs)}
         return sorted(got, key=lambda r: order[r["name"]]), None
 

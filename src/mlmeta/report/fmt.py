@@ -61,7 +61,7 @@ def pval(p, digits: int = 3) -> str:
     if not _finite(p):
         return UNDEFINED
     p = float(p)
-    small = 10 ** -digits
+    small = 10**-digits
     if p < small:
         return "< " + num(small, digits, bounded=True)
     if round(p, digits) >= 1:
@@ -100,8 +100,20 @@ def pct(x, digits: int = 1) -> str:
     return num(x, digits) + "%"
 
 
-def apa_estimate(label: str, est, se, lb, ub, stat_name: str, df, stat, p, level: float = 95,
-                 bounded: bool = False, digits: int = 3) -> str:
+def apa_estimate(
+    label: str,
+    est,
+    se,
+    lb,
+    ub,
+    stat_name: str,
+    df,
+    stat,
+    p,
+    level: float = 95,
+    bounded: bool = False,
+    digits: int = 3,
+) -> str:
     """'r = −.123, SE = .020, 95% CI [−.164, −.082], t(26) = −6.127, p < .001'."""
     parts = [f"{label} = {num(est, digits, bounded)}"]
     if _finite(se):

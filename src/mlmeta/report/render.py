@@ -76,10 +76,15 @@ def environment(templates: str | Path | None = None, html: bool = True):
     if templates is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates)))
     loaders += [ours, jinja2.PrefixLoader({"mlmeta": ours})]
-    return jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=html,
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=False, lstrip_blocks=False,
-                              finalize=None if html else markdown_safe)
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=html,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+        lstrip_blocks=False,
+        finalize=None if html else markdown_safe,
+    )
 
 
 _MD_TAG = re.compile(r"<(?=[A-Za-z/!?])")  # what could open an HTML tag, comment or autolink
@@ -110,11 +115,12 @@ def _html_figures(figures: dict) -> dict:
         w, h = png_size(f["png_bytes"])
         dpi = f.get("dpi") or 96
         scale = 96.0 / dpi  # shown at its printed size (CSS: 96 px to the inch)
-        out[name] = {**{k: v for k, v in f.items() if k != "png_bytes"},
-                     "src": "data:image/png;base64," +
-                            base64.b64encode(f["png_bytes"]).decode("ascii"),
-                     "width": round(w * scale) if w else None,
-                     "height": round(h * scale) if h else None}
+        out[name] = {
+            **{k: v for k, v in f.items() if k != "png_bytes"},
+            "src": "data:image/png;base64," + base64.b64encode(f["png_bytes"]).decode("ascii"),
+            "width": round(w * scale) if w else None,
+            "height": round(h * scale) if h else None,
+        }
     return out
 
 
@@ -129,6 +135,7 @@ def render_html(ctx: dict, templates: str | Path | None = None) -> str:
 def render_markdown(ctx: dict, templates: str | Path | None = None) -> str:
     """The Markdown text of the render context."""
     env = environment(templates, html=False)
-    figs = {k: {kk: vv for kk, vv in v.items() if kk != "png_bytes"}
-            for k, v in ctx["figures"].items()}
+    figs = {
+        k: {kk: vv for kk, vv in v.items() if kk != "png_bytes"} for k, v in ctx["figures"].items()
+    }
     return env.get_template("report.md.j2").render(**{**ctx, "figures": figs})

@@ -24,8 +24,14 @@ def _figure_files(f: dict) -> dict:
     return d
 
 
-def write_documents(folder: Path, numbers: dict, figs: list[dict], *,
-                    templates: str | Path | None = None, dpi: int = 300) -> list[str]:
+def write_documents(
+    folder: Path,
+    numbers: dict,
+    figs: list[dict],
+    *,
+    templates: str | Path | None = None,
+    dpi: int = 300,
+) -> list[str]:
     """Write report.html, report.md and report.docx into ``folder``; sets
     ``numbers["figures"]`` (name, number, caption, files) and returns the files written."""
     from mlmeta.report import document
@@ -46,20 +52,32 @@ def write_documents(folder: Path, numbers: dict, figs: list[dict], *,
             continue
         f = hit[0]
         info = _figure_files(f)
-        figmap[b["name"]] = {"png_bytes": (folder / info["png"]).read_bytes(), **info,
-                             "caption": caps.get(b["name"], b["name"]), "dpi": dpi}
+        figmap[b["name"]] = {
+            "png_bytes": (folder / info["png"]).read_bytes(),
+            **info,
+            "caption": caps.get(b["name"], b["name"]),
+            "dpi": dpi,
+        }
     document.number_figures(blocks, figmap)
-    numbers["figures"] = [{"name": n, "number": v["number"], "caption": v["caption"],
-                           "png": v["png"], "pdf": v["pdf"], "extra": v.get("extra", [])}
-                          for n, v in figmap.items()]
+    numbers["figures"] = [
+        {
+            "name": n,
+            "number": v["number"],
+            "caption": v["caption"],
+            "png": v["png"],
+            "pdf": v["pdf"],
+            "extra": v.get("extra", []),
+        }
+        for n, v in figmap.items()
+    ]
     for f in figs:
         if f["name"] not in figmap and not f["error"]:
             info = _figure_files(f)
-            numbers["figures"].append({"name": f["name"], "number": None, "caption": None,
-                                       **info})
+            numbers["figures"].append({"name": f["name"], "number": None, "caption": None, **info})
     ctx = document.render_context(numbers, blocks, figmap)
     (folder / "report.html").write_text(render_html(ctx, templates), encoding="utf-8")
     (folder / "report.md").write_text(render_markdown(ctx, templates), encoding="utf-8")
     from mlmeta.report.docx import write_docx
+
     write_docx(folder / "report.docx", ctx, folder)
     return list(DOCUMENT_FILES)

@@ -39,8 +39,20 @@ from mlmeta.errors import MlmetaError
 
 __all__ = ["COLUMNS", "analyse_all", "analyse_ce_rve", "analyse_che_rve", "analyse_mlma"]
 
-COLUMNS = ("method", "term", "estimate", "se", "df", "p", "ci_lb", "ci_ub", "tau2", "omega2",
-           "true_value", "error")
+COLUMNS = (
+    "method",
+    "term",
+    "estimate",
+    "se",
+    "df",
+    "p",
+    "ci_lb",
+    "ci_ub",
+    "tau2",
+    "omega2",
+    "true_value",
+    "error",
+)
 _TRUE = {"intrcpt": "mu", "x_study": "beta_study", "x_es": "beta_es"}
 _FAIL = (MlmetaError, np.linalg.LinAlgError, FloatingPointError, ZeroDivisionError)
 
@@ -66,31 +78,59 @@ def _working_rho(condition: Mapping[str, Any]) -> float:
     return float(condition.get("working_rho", condition.get("rho", 0.0)) or 0.0)
 
 
-def _table(method: str, terms: list[str], coefs: pd.DataFrame | None, tau2: float,
-           omega2: float, condition: Mapping[str, Any], error: str = "") -> pd.DataFrame:
+def _table(
+    method: str,
+    terms: list[str],
+    coefs: pd.DataFrame | None,
+    tau2: float,
+    omega2: float,
+    condition: Mapping[str, Any],
+    error: str = "",
+) -> pd.DataFrame:
     n = len(terms)
     nan = np.full(n, np.nan)
     if coefs is None:
         cols = {k: nan for k in ("estimate", "se", "df", "p", "ci_lb", "ci_ub")}
     else:
         c = coefs.loc[terms]
-        cols = {"estimate": c["estimate"].to_numpy(float), "se": c["se"].to_numpy(float),
-                "df": c["df"].to_numpy(float), "p": c["pval"].to_numpy(float),
-                "ci_lb": c["ci_lb"].to_numpy(float), "ci_ub": c["ci_ub"].to_numpy(float)}
-    return pd.DataFrame({"method": [method] * n, "term": terms, **cols,
-                         "tau2": np.full(n, tau2), "omega2": np.full(n, omega2),
-                         "true_value": [_true(t, condition) for t in terms],
-                         "error": [error] * n})
+        cols = {
+            "estimate": c["estimate"].to_numpy(float),
+            "se": c["se"].to_numpy(float),
+            "df": c["df"].to_numpy(float),
+            "p": c["pval"].to_numpy(float),
+            "ci_lb": c["ci_lb"].to_numpy(float),
+            "ci_ub": c["ci_ub"].to_numpy(float),
+        }
+    return pd.DataFrame(
+        {
+            "method": [method] * n,
+            "term": terms,
+            **cols,
+            "tau2": np.full(n, tau2),
+            "omega2": np.full(n, omega2),
+            "true_value": [_true(t, condition) for t in terms],
+            "error": [error] * n,
+        }
+    )
 
 
-def _three_level(method: str, data: pd.DataFrame, condition: Mapping[str, Any],
-                 rho: float | None, robust: bool) -> pd.DataFrame:
+def _three_level(
+    method: str, data: pd.DataFrame, condition: Mapping[str, Any], rho: float | None, robust: bool
+) -> pd.DataFrame:
     terms = _terms(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = mlmeta.rma_mv(data, "yi", "vi", random="study/es", mods=_mods(data), rho=rho,
-                                test="t", dfs="contain")
+            res = mlmeta.rma_mv(
+                data,
+                "yi",
+                "vi",
+                random="study/es",
+                mods=_mods(data),
+                rho=rho,
+                test="t",
+                dfs="contain",
+            )
             coefs = res.robust(type="CR2").coefs if robust else res.coefs
         s2 = res.sigma2.to_numpy(float)
         return _table(method, terms, coefs, float(s2[0]), float(s2[1]), condition)
@@ -138,16 +178,22 @@ def analyse_ce_rve(data: pd.DataFrame, condition: Mapping[str, Any]) -> pd.DataF
         agg = aggregate_studies(data, _working_rho(condition))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = mlmeta.rma_mv(agg, "yi", "vi", random="study", mods=_mods(agg), test="t",
-                                dfs="contain")
+            res = mlmeta.rma_mv(
+                agg, "yi", "vi", random="study", mods=_mods(agg), test="t", dfs="contain"
+            )
             coefs = res.robust(type="CR2").coefs
         return _table("CE-RVE", terms, coefs, float(res.sigma2.iloc[0]), np.nan, condition)
     except _FAIL as e:
-        return _table("CE-RVE", terms, None, np.nan, np.nan, condition,
-                      str(e) or type(e).__name__)
+        return _table("CE-RVE", terms, None, np.nan, np.nan, condition, str(e) or type(e).__name__)
 
 
 def analyse_all(data: pd.DataFrame, condition: Mapping[str, Any]) -> pd.DataFrame:
     """:func:`analyse_che_rve`, :func:`analyse_mlma` and :func:`analyse_ce_rve`, stacked."""
-    return pd.concat([analyse_che_rve(data, condition), analyse_mlma(data, condition),
-                      analyse_ce_rve(data, condition)], ignore_index=True)
+    return pd.concat(
+        [
+            analyse_che_rve(data, condition),
+            analyse_mlma(data, condition),
+            analyse_ce_rve(data, condition),
+        ],
+        ignore_index=True,
+    )

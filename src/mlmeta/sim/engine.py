@@ -75,20 +75,25 @@ def conditions_of(design: Any) -> list[dict[str, Any]]:
     if isinstance(design, pd.DataFrame):
         records = design.to_dict(orient="records")
     elif isinstance(design, Mapping):
-        raise InputError("design must be a DataFrame or a list of dicts (one per condition); "
-                         "got a single dict: wrap it in a list")
+        raise InputError(
+            "design must be a DataFrame or a list of dicts (one per condition); "
+            "got a single dict: wrap it in a list"
+        )
     elif isinstance(design, Iterable) and not isinstance(design, (str, bytes)):
         records = list(design)
     else:
-        raise InputError(f"design must be a DataFrame or a list of dicts (one per condition); "
-                         f"got {type(design).__name__}")
+        raise InputError(
+            f"design must be a DataFrame or a list of dicts (one per condition); "
+            f"got {type(design).__name__}"
+        )
     if not records:
         raise InputError("design has no conditions")
     out = []
     for i, rec in enumerate(records):
         if not isinstance(rec, Mapping):
-            raise InputError(f"design: condition {i} must be a dict of parameters; "
-                             f"got {type(rec).__name__}")
+            raise InputError(
+                f"design: condition {i} must be a dict of parameters; got {type(rec).__name__}"
+            )
         out.append({str(k): _plain(v) for k, v in rec.items()})
     return out
 
@@ -106,11 +111,18 @@ def _fn_name(fn: Callable) -> str:
     return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
-def _manifest(conds: list[dict], reps: int, seed: int, chunk_size: int,
-              generate: Callable, analyse: Callable) -> dict[str, Any]:
-    body = {"format": _FORMAT, "design": conds, "reps": reps, "seed": seed,
-            "chunk_size": chunk_size, "generate": _fn_name(generate),
-            "analyse": _fn_name(analyse)}
+def _manifest(
+    conds: list[dict], reps: int, seed: int, chunk_size: int, generate: Callable, analyse: Callable
+) -> dict[str, Any]:
+    body = {
+        "format": _FORMAT,
+        "design": conds,
+        "reps": reps,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "generate": _fn_name(generate),
+        "analyse": _fn_name(analyse),
+    }
     text = json.dumps(body, sort_keys=True, default=repr, separators=(",", ":"))
     return {"hash": hashlib.sha256(text.encode()).hexdigest(), **body}
 
@@ -127,12 +139,21 @@ def _as_frame(out: Any, where: str) -> pd.DataFrame:
         return pd.DataFrame([dict(out)])
     if isinstance(out, pd.Series):
         return out.to_frame().T.reset_index(drop=True)
-    raise InputError(f"analyse must return a dict or a DataFrame of estimates; got "
-                     f"{type(out).__name__} ({where})")
+    raise InputError(
+        f"analyse must return a dict or a DataFrame of estimates; got "
+        f"{type(out).__name__} ({where})"
+    )
 
 
-def run_chunk(generate: Callable, analyse: Callable, condition: dict, cond_index: int,
-              rep_start: int, rep_stop: int, seed: int) -> pd.DataFrame:
+def run_chunk(
+    generate: Callable,
+    analyse: Callable,
+    condition: dict,
+    cond_index: int,
+    rep_start: int,
+    rep_stop: int,
+    seed: int,
+) -> pd.DataFrame:
     """Replications ``rep_start .. rep_stop - 1`` of one condition: a frame with columns
     ``condition``, ``rep`` and the analysis output (several rows per replication when
     ``analyse`` returns a DataFrame)."""
@@ -182,9 +203,11 @@ class _Progress:
         new = self.done - self.start_done
         eta = el / new * (self.total - self.done) if new else float("nan")
         eta_s = "--:--" if math.isnan(eta) else _mmss(eta)
-        self.stream.write(f"\r[{'#' * fill}{'.' * (self.width - fill)}] {self.done}/"
-                          f"{self.total} chunks {100 * frac:3.0f}%  elapsed {_mmss(el)}  "
-                          f"eta {eta_s} ")
+        self.stream.write(
+            f"\r[{'#' * fill}{'.' * (self.width - fill)}] {self.done}/"
+            f"{self.total} chunks {100 * frac:3.0f}%  elapsed {_mmss(el)}  "
+            f"eta {eta_s} "
+        )
         self.stream.flush()
 
     def close(self) -> None:
@@ -229,13 +252,17 @@ def _open_checkpoint(folder: Path, manifest: dict) -> None:
         except (OSError, ValueError):
             old = {}
         if old.get("hash") != manifest["hash"]:
-            raise InputError(f"checkpoint folder {str(folder)!r} holds a different simulation "
-                             "(design, reps, seed, chunk_size or functions differ); use a new "
-                             "folder or delete it")
+            raise InputError(
+                f"checkpoint folder {str(folder)!r} holds a different simulation "
+                "(design, reps, seed, chunk_size or functions differ); use a new "
+                "folder or delete it"
+            )
     else:
         if any(folder.glob("chunk-*.parquet")):
-            raise InputError(f"checkpoint folder {str(folder)!r} has chunk files but no "
-                             f"{MANIFEST}; use a new folder or delete it")
+            raise InputError(
+                f"checkpoint folder {str(folder)!r} has chunk files but no "
+                f"{MANIFEST}; use a new folder or delete it"
+            )
         text = json.dumps(manifest, indent=1, default=repr)
 
         def write(p: Path) -> None:
@@ -251,8 +278,9 @@ def _open_checkpoint(folder: Path, manifest: dict) -> None:
 
 def _parquet_engine() -> None:
     if importlib.util.find_spec("pyarrow") is None:
-        raise InputError("checkpoint= writes Parquet files and needs pyarrow: "
-                         "pip install 'mlmeta[sim]'")
+        raise InputError(
+            "checkpoint= writes Parquet files and needs pyarrow: pip install 'mlmeta[sim]'"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,9 +292,11 @@ def _check_picklable(name: str, fn: Callable) -> None:
     try:
         pickle.dumps(fn)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
-        raise InputError(f"{name} must be picklable to run on an executor: define it at module "
-                         f"level (not a lambda or nested function), or pass executor='serial'; "
-                         f"got {getattr(fn, '__qualname__', fn)!r} ({type(e).__name__})") from None
+        raise InputError(
+            f"{name} must be picklable to run on an executor: define it at module "
+            f"level (not a lambda or nested function), or pass executor='serial'; "
+            f"got {getattr(fn, '__qualname__', fn)!r} ({type(e).__name__})"
+        ) from None
 
 
 def _resolve_executor(executor: Any) -> tuple[cf.Executor | None, bool]:
@@ -276,23 +306,27 @@ def _resolve_executor(executor: Any) -> tuple[cf.Executor | None, bool]:
     if isinstance(executor, str):
         if executor.lower() == "serial":
             return None, False
-        raise InputError(f"executor must be 'serial', a concurrent.futures.Executor, a "
-                         f"dask.distributed Client or None; got {executor!r}")
+        raise InputError(
+            f"executor must be 'serial', a concurrent.futures.Executor, a "
+            f"dask.distributed Client or None; got {executor!r}"
+        )
     if isinstance(executor, bool):
-        raise InputError(f"executor must be 'serial', an Executor, a Client or None; got "
-                         f"{executor!r}")
+        raise InputError(
+            f"executor must be 'serial', an Executor, a Client or None; got {executor!r}"
+        )
     if isinstance(executor, int):
         if executor < 1:
-            raise InputError(f"executor: a number of worker processes must be >= 1; got "
-                             f"{executor}")
+            raise InputError(f"executor: a number of worker processes must be >= 1; got {executor}")
         return cf.ProcessPoolExecutor(max_workers=executor), True
     if isinstance(executor, cf.Executor):
         return executor, False
     get = getattr(executor, "get_executor", None)
     if callable(get):  # dask.distributed.Client (duck-typed: dask is imported only by the user)
         return get(pure=False), False
-    raise InputError(f"executor must be 'serial', a concurrent.futures.Executor, a "
-                     f"dask.distributed Client or None; got {type(executor).__name__}")
+    raise InputError(
+        f"executor must be 'serial', a concurrent.futures.Executor, a "
+        f"dask.distributed Client or None; got {type(executor).__name__}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,9 +340,18 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def run(design: Any, generate: Callable, analyse: Callable, reps: int, seed: int, *,
-        executor: Any = None, checkpoint: str | os.PathLike | None = None,
-        chunk_size: int = 50, progress: bool = True) -> pd.DataFrame:
+def run(
+    design: Any,
+    generate: Callable,
+    analyse: Callable,
+    reps: int,
+    seed: int,
+    *,
+    executor: Any = None,
+    checkpoint: str | os.PathLike | None = None,
+    chunk_size: int = 50,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Run a simulation study: ``reps`` replications of every condition of ``design``.
 
     For condition ``c`` and replication ``r``::
@@ -367,8 +410,11 @@ def run(design: Any, generate: Callable, analyse: Callable, reps: int, seed: int
         if not callable(fn):
             raise InputError(f"{name} must be a function; got {type(fn).__name__}")
 
-    chunks = [(c, s, min(s + chunk_size, reps)) for c in range(len(conds))
-              for s in range(0, reps, chunk_size)]
+    chunks = [
+        (c, s, min(s + chunk_size, reps))
+        for c in range(len(conds))
+        for s in range(0, reps, chunk_size)
+    ]
     results: dict[tuple[int, int], pd.DataFrame] = {}
     folder = None
     if checkpoint is not None:
@@ -383,6 +429,7 @@ def run(design: Any, generate: Callable, analyse: Callable, reps: int, seed: int
 
     def finish(c: int, s: int, e: int, frame: pd.DataFrame) -> None:
         if folder is not None:
+
             def write(p: Path) -> None:
                 frame.to_parquet(p, index=False)
 
@@ -402,8 +449,10 @@ def run(design: Any, generate: Callable, analyse: Callable, reps: int, seed: int
                 _check_picklable("generate", generate)
                 _check_picklable("analyse", analyse)
                 try:
-                    futs = {ex.submit(run_chunk, generate, analyse, conds[c], c, s, e, seed):
-                            (c, s, e) for c, s, e in todo}
+                    futs = {
+                        ex.submit(run_chunk, generate, analyse, conds[c], c, s, e, seed): (c, s, e)
+                        for c, s, e in todo
+                    }
                     try:
                         for fut in cf.as_completed(futs):
                             c, s, e = futs[fut]
@@ -430,8 +479,10 @@ def _assemble(conds: list[dict], frames: Sequence[pd.DataFrame]) -> pd.DataFrame
     scalar = [k for k in keys if all(not isinstance(cd.get(k), (list, dict)) for cd in conds)]
     clash = [k for k in scalar if k in table.columns]
     if clash:
-        raise InputError(f"analyse returned column(s) {', '.join(map(repr, clash))} with the "
-                         "name of a design parameter; rename them")
+        raise InputError(
+            f"analyse returned column(s) {', '.join(map(repr, clash))} with the "
+            "name of a design parameter; rename them"
+        )
     idx = table["condition"].to_numpy()
     for j, k in enumerate(scalar):
         vals = pd.Series([cd.get(k) for cd in conds])

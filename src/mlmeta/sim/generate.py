@@ -36,8 +36,14 @@ K_DISTS = ("constant", "poisson", "empirical")
 MEASURES = ("ZCOR", "SMD")
 
 
-def _num(cond: Mapping, key: str, default: float | None, lo: float | None = None,
-         hi: float | None = None, hi_open: bool = False) -> float:
+def _num(
+    cond: Mapping,
+    key: str,
+    default: float | None,
+    lo: float | None = None,
+    hi: float | None = None,
+    hi_open: bool = False,
+) -> float:
     val = cond.get(key, default)
     if val is None:
         raise InputError(f"condition: {key!r} is required")
@@ -45,8 +51,11 @@ def _num(cond: Mapping, key: str, default: float | None, lo: float | None = None
         x = float(val)
     except (TypeError, ValueError):
         raise InputError(f"condition: {key!r} must be a number; got {val!r}") from None
-    if not math.isfinite(x) or (lo is not None and x < lo) or \
-            (hi is not None and (x >= hi if hi_open else x > hi)):
+    if (
+        not math.isfinite(x)
+        or (lo is not None and x < lo)
+        or (hi is not None and (x >= hi if hi_open else x > hi))
+    ):
         rng = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise InputError(f"condition: {key!r} must lie in {rng}; got {val!r}")
     return x
@@ -56,11 +65,17 @@ def _values(cond: Mapping, key: str, lo: float, strict: bool) -> np.ndarray:
     """A scalar or list parameter as a non-empty float array with every value > lo (>= lo)."""
     val = cond[key]
     arr = np.atleast_1d(np.asarray(val, dtype=float)) if not isinstance(val, str) else None
-    if arr is None or arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or \
-            (np.any(arr <= lo) if strict else np.any(arr < lo)):
+    if (
+        arr is None
+        or arr.ndim != 1
+        or arr.size == 0
+        or not np.all(np.isfinite(arr))
+        or (np.any(arr <= lo) if strict else np.any(arr < lo))
+    ):
         rule = f"> {lo:g}" if strict else f">= {lo:g}"
-        raise InputError(f"condition: {key!r} must be a number or a list of numbers {rule}; "
-                         f"got {val!r}")
+        raise InputError(
+            f"condition: {key!r} must be a number or a list of numbers {rule}; got {val!r}"
+        )
     return arr
 
 
@@ -117,12 +132,12 @@ def generate_three_level(condition: Mapping[str, Any], rng: np.random.Generator)
     (6, 4)
     """
     if not isinstance(condition, Mapping):
-        raise InputError(f"condition must be a dict of parameters; got "
-                         f"{type(condition).__name__}")
+        raise InputError(f"condition must be a dict of parameters; got {type(condition).__name__}")
     Jf = _num(condition, "J", None, lo=2)
     if Jf != int(Jf):
-        raise InputError(f"condition: 'J' must be a whole number of studies; got "
-                         f"{condition['J']!r}")
+        raise InputError(
+            f"condition: 'J' must be a whole number of studies; got {condition['J']!r}"
+        )
     J = int(Jf)
     mu = _num(condition, "mu", 0.0)
     tau = _num(condition, "tau", 0.0, lo=0)
@@ -131,34 +146,38 @@ def generate_three_level(condition: Mapping[str, Any], rng: np.random.Generator)
 
     # ---- effects per study
     if "k" not in condition:
-        raise InputError("condition: 'k' (effect sizes per study: a number or a list) is "
-                         "required")
+        raise InputError("condition: 'k' (effect sizes per study: a number or a list) is required")
     k_raw = condition["k"]
     k_arr = _values(condition, "k", 1.0, strict=False)
     dist = condition.get("k_dist", "empirical" if _is_list(k_raw) else "constant")
     dist = str(dist).lower()
     if dist not in K_DISTS:
-        raise InputError(f"condition: 'k_dist' must be one of {', '.join(K_DISTS)}; got "
-                         f"{condition.get('k_dist')!r}")
+        raise InputError(
+            f"condition: 'k_dist' must be one of {', '.join(K_DISTS)}; got "
+            f"{condition.get('k_dist')!r}"
+        )
     if dist in ("constant", "poisson") and k_arr.size != 1:
-        raise InputError(f"condition: k_dist={dist!r} takes one number 'k'; got a list of "
-                         f"{k_arr.size}")
+        raise InputError(
+            f"condition: k_dist={dist!r} takes one number 'k'; got a list of {k_arr.size}"
+        )
     if dist != "poisson" and np.any(k_arr != np.round(k_arr)):
-        raise InputError(f"condition: 'k' must be whole numbers for k_dist={dist!r}; got "
-                         f"{k_raw!r}")
+        raise InputError(f"condition: 'k' must be whole numbers for k_dist={dist!r}; got {k_raw!r}")
 
     # ---- sampling variances
     has_s, has_n = "sigma2" in condition, "n" in condition
     if has_s == has_n:
-        raise InputError("condition: give exactly one of 'sigma2' (sampling variances) or 'n' "
-                         "(sample sizes)")
+        raise InputError(
+            "condition: give exactly one of 'sigma2' (sampling variances) or 'n' (sample sizes)"
+        )
     if has_s:
         s_arr = _values(condition, "sigma2", 0.0, strict=True)
     else:
         measure = str(condition.get("measure", "SMD")).upper()
         if measure not in MEASURES:
-            raise InputError(f"condition: 'measure' must be one of {', '.join(MEASURES)}; got "
-                             f"{condition.get('measure')!r}")
+            raise InputError(
+                f"condition: 'measure' must be one of {', '.join(MEASURES)}; got "
+                f"{condition.get('measure')!r}"
+            )
         n_arr = _values(condition, "n", 3.0 if measure == "ZCOR" else 0.0, strict=True)
         s_arr = 1.0 / (n_arr - 3.0) if measure == "ZCOR" else 4.0 / n_arr
 
@@ -174,8 +193,7 @@ def generate_three_level(condition: Mapping[str, Any], rng: np.random.Generator)
             k = 1 + rng.poisson(k_arr[0] - 1.0, size=J).astype(np.int64)
         else:
             k = k_arr[rng.integers(0, k_arr.size, size=J)].astype(np.int64)
-        s2 = np.full(J, s_arr[0]) if s_arr.size == 1 else \
-            s_arr[rng.integers(0, s_arr.size, size=J)]
+        s2 = np.full(J, s_arr[0]) if s_arr.size == 1 else s_arr[rng.integers(0, s_arr.size, size=J)]
 
     b_study = condition.get("beta_study")
     b_es = condition.get("beta_es")

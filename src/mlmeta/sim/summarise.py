@@ -49,17 +49,43 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
     K = t.size
     nan = float("nan")
     if K == 0:
-        return {"K": 0, **{k: nan for k in ("bias", "bias_mcse", "var", "var_mcse", "stddev",
-                                            "stddev_mcse", "mse", "mse_mcse", "rmse",
-                                            "rmse_mcse")}}
+        return {
+            "K": 0,
+            **{
+                k: nan
+                for k in (
+                    "bias",
+                    "bias_mcse",
+                    "var",
+                    "var_mcse",
+                    "stddev",
+                    "stddev_mcse",
+                    "mse",
+                    "mse_mcse",
+                    "rmse",
+                    "rmse_mcse",
+                )
+            },
+        }
     # a constant series has mean t[0] exactly (t.mean() of [0.1] * 3 is not 0.1, which left
     # s ~ 1e-17 and a spurious kurtosis)
     tbar = t[0] if t.min() == t.max() else t.mean()
     bias = tbar - theta
     mse = float(np.mean((t - theta) ** 2))
     rmse = float(np.sqrt(mse))
-    out = {"K": K, "bias": bias, "bias_mcse": nan, "var": nan, "var_mcse": nan, "stddev": nan,
-           "stddev_mcse": nan, "mse": mse, "mse_mcse": nan, "rmse": rmse, "rmse_mcse": nan}
+    out = {
+        "K": K,
+        "bias": bias,
+        "bias_mcse": nan,
+        "var": nan,
+        "var_mcse": nan,
+        "stddev": nan,
+        "stddev_mcse": nan,
+        "mse": mse,
+        "mse_mcse": nan,
+        "rmse": rmse,
+        "rmse_mcse": nan,
+    }
     if K < 2:
         return out
     d = t - tbar
@@ -73,8 +99,9 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
         kurt = float(np.mean(z**4))
         with np.errstate(invalid="ignore"):  # NaN, as simhelpers, if rounding makes k < 1
             out["var_mcse"] = s2 * np.sqrt((kurt - 1) / K)
-            out["mse_mcse"] = s * float(np.sqrt((s2 * (kurt - 1) + 4 * s * g * bias
-                                                 + 4 * bias**2) / K))
+            out["mse_mcse"] = s * float(
+                np.sqrt((s2 * (kurt - 1) + 4 * s * g * bias + 4 * bias**2) / K)
+            )
     else:
         out["var_mcse"] = out["mse_mcse"] = 0.0
     if K > 2:
@@ -90,14 +117,21 @@ def _absolute(t: np.ndarray, theta: float) -> dict[str, float]:
 def _relative(a: dict[str, float], theta: float) -> dict[str, float]:
     if theta == 0 or not np.isfinite(theta):
         nan = float("nan")
-        return dict.fromkeys(("rel_bias", "rel_bias_mcse", "rel_mse", "rel_mse_mcse",
-                              "rel_rmse", "rel_rmse_mcse"), nan)
+        return dict.fromkeys(
+            ("rel_bias", "rel_bias_mcse", "rel_mse", "rel_mse_mcse", "rel_rmse", "rel_rmse_mcse"),
+            nan,
+        )
     at = np.float64(abs(theta))
     theta = np.float64(theta)
     with np.errstate(all="ignore"):
-        return {"rel_bias": 1.0 + a["bias"] / theta, "rel_bias_mcse": a["bias_mcse"] / at,
-                "rel_mse": a["mse"] / theta**2, "rel_mse_mcse": a["mse_mcse"] / theta**2,
-                "rel_rmse": a["rmse"] / at, "rel_rmse_mcse": a["rmse_mcse"] / at}
+        return {
+            "rel_bias": 1.0 + a["bias"] / theta,
+            "rel_bias_mcse": a["bias_mcse"] / at,
+            "rel_mse": a["mse"] / theta**2,
+            "rel_mse_mcse": a["mse_mcse"] / theta**2,
+            "rel_rmse": a["rmse"] / at,
+            "rel_rmse_mcse": a["rmse_mcse"] / at,
+        }
 
 
 def _rejection(p: np.ndarray, alpha: float) -> dict[str, float]:
@@ -115,17 +149,34 @@ def _coverage(lb: np.ndarray, ub: np.ndarray, theta: float) -> dict[str, float]:
     K = lb.size
     nan = float("nan")
     if K == 0:
-        return {"K_coverage": 0, "coverage": nan, "coverage_mcse": nan, "width": nan,
-                "width_mcse": nan}
+        return {
+            "K_coverage": 0,
+            "coverage": nan,
+            "coverage_mcse": nan,
+            "width": nan,
+            "width_mcse": nan,
+        }
     c = float(np.mean((lb <= theta) & (theta <= ub)))
     w = ub - lb
     w_mcse = float(np.sqrt(np.var(w, ddof=1) / K)) if K > 1 else nan
-    return {"K_coverage": K, "coverage": c, "coverage_mcse": float(np.sqrt(c * (1 - c) / K)),
-            "width": float(w.mean()), "width_mcse": w_mcse}
+    return {
+        "K_coverage": K,
+        "coverage": c,
+        "coverage_mcse": float(np.sqrt(c * (1 - c) / K)),
+        "width": float(w.mean()),
+        "width_mcse": w_mcse,
+    }
 
 
-def performance(estimates: Any, true_value: float, *, p_values: Any = None,
-                ci_lb: Any = None, ci_ub: Any = None, alpha: float = 0.05) -> dict[str, float]:
+def performance(
+    estimates: Any,
+    true_value: float,
+    *,
+    p_values: Any = None,
+    ci_lb: Any = None,
+    ci_ub: Any = None,
+    alpha: float = 0.05,
+) -> dict[str, float]:
     """The criteria of the module docstring for one set of replications (arrays).
 
     Returns a dict: ``K``, ``bias``, ``var``, ``stddev``, ``mse``, ``rmse``, the relative
@@ -139,15 +190,26 @@ def performance(estimates: Any, true_value: float, *, p_values: Any = None,
     if p_values is not None:
         out.update(_rejection(np.asarray(p_values, dtype=float).ravel(), alpha))
     if ci_lb is not None and ci_ub is not None:
-        out.update(_coverage(np.asarray(ci_lb, dtype=float).ravel(),
-                             np.asarray(ci_ub, dtype=float).ravel(), theta))
+        out.update(
+            _coverage(
+                np.asarray(ci_lb, dtype=float).ravel(),
+                np.asarray(ci_ub, dtype=float).ravel(),
+                theta,
+            )
+        )
     return out
 
 
-def summarise(results: pd.DataFrame, true_value: float | str | Callable[[pd.DataFrame], float],
-              by: str | Sequence[str] | None = None, *, estimate: str = "estimate",
-              p_value: str | None = "p", ci: tuple[str, str] | None = ("ci_lb", "ci_ub"),
-              alpha: float = 0.05) -> pd.DataFrame:
+def summarise(
+    results: pd.DataFrame,
+    true_value: float | str | Callable[[pd.DataFrame], float],
+    by: str | Sequence[str] | None = None,
+    *,
+    estimate: str = "estimate",
+    p_value: str | None = "p",
+    ci: tuple[str, str] | None = ("ci_lb", "ci_ub"),
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Performance of an estimator per condition: bias, variance, RMSE, rejection rate,
     coverage and interval width with their Monte Carlo SEs (module docstring; simhelpers).
 
@@ -204,8 +266,10 @@ def summarise(results: pd.DataFrame, true_value: float | str | Callable[[pd.Data
         elif isinstance(true_value, str):
             vals = pd.unique(g[true_value].dropna())
             if len(vals) != 1:
-                raise InputError(f"true_value column {true_value!r} must have one value per "
-                                 f"group; group {key!r} has {len(vals)}")
+                raise InputError(
+                    f"true_value column {true_value!r} must have one value per "
+                    f"group; group {key!r} has {len(vals)}"
+                )
             theta = float(vals[0])
         else:
             theta = float(true_value)
@@ -214,10 +278,13 @@ def summarise(results: pd.DataFrame, true_value: float | str | Callable[[pd.Data
             row[c] = g[c].iloc[0]
         row["true_value"] = theta
         perf = performance(
-            g[estimate].to_numpy(float), theta,
+            g[estimate].to_numpy(float),
+            theta,
             p_values=g[p_value].to_numpy(float) if use_p else None,
             ci_lb=g[lb_col].to_numpy(float) if use_ci else None,
-            ci_ub=g[ub_col].to_numpy(float) if use_ci else None, alpha=alpha)
+            ci_ub=g[ub_col].to_numpy(float) if use_ci else None,
+            alpha=alpha,
+        )
         row.update(perf)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -234,5 +301,4 @@ def _constant(results: pd.DataFrame, by: list[str], col: str) -> bool:
         return False
     if not by:
         return bool(s.nunique(dropna=False) <= 1)
-    return bool(results.groupby(by, sort=False, dropna=False)[col]
-                .nunique(dropna=False).max() <= 1)
+    return bool(results.groupby(by, sort=False, dropna=False)[col].nunique(dropna=False).max() <= 1)

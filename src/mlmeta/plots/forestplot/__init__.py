@@ -39,8 +39,14 @@ def _new_forest_axes(width: float, height: float, cols, title):
     right = (cols.x_e_end + 10.0) / 72.0
     top = 0.12 + (0.3 if title else 0.0)
     bottom = 0.5
-    ax = fig.add_axes((left / width, bottom / height, max(width - left - right, 1.0) / width,
-                       max(height - top - bottom, 0.5) / height))
+    ax = fig.add_axes(
+        (
+            left / width,
+            bottom / height,
+            max(width - left - right, 1.0) / width,
+            max(height - top - bottom, 0.5) / height,
+        )
+    )
     fig.mlmeta_fixed_layout = True  # everything is inside the figure: no tight bbox needed
     return ax
 
@@ -52,15 +58,15 @@ def _summary_name(res) -> str:
     return "Random-effects model" if rand else "Equal-effects model"
 
 
-def _prepare(res, *, level, transf, labels, study_labels, sort, digits, fontsize,
-             show_weights, refline, xlim):
+def _prepare(
+    res, *, level, transf, labels, study_labels, sort, digits, fontsize, show_weights, refline, xlim
+):
     if level not in LEVELS:
         raise InputError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
     f = transform(res, transf)
     if level == "study":
         if labels is not None:
-            raise InputError("labels are effect-size labels; at level='study' use "
-                             "study_labels")
+            raise InputError("labels are effect-size labels; at level='study' use study_labels")
         rows = study_rows(res, f, study_labels=study_labels, sort=sort)
     else:
         rows = effect_rows(res, f, labels=labels, study_labels=study_labels, sort=sort)
@@ -69,12 +75,20 @@ def _prepare(res, *, level, transf, labels, study_labels, sort, digits, fontsize
     fitted = None
     if res.intercept_only:
         pi = (float(f(pr.pi_lb)[0]), float(f(pr.pi_ub)[0])) if res.data.random else None
-        summary = Summary(float(f(pr.pred)[0]), float(f(pr.ci_lb)[0]), float(f(pr.ci_ub)[0]),
-                          pi, _summary_name(res))
+        summary = Summary(
+            float(f(pr.pred)[0]),
+            float(f(pr.ci_lb)[0]),
+            float(f(pr.ci_ub)[0]),
+            pi,
+            _summary_name(res),
+        )
     elif level == "effect":
         fitted = (f(pr.ci_lb), f(pr.ci_ub), f(pr.pred))
-    est_cols = [[fmt(a, digits) for a in rows.est], [f"[{fmt(a, digits)}," for a in rows.lb],
-                [f"{fmt(a, digits)}]" for a in rows.ub]]
+    est_cols = [
+        [fmt(a, digits) for a in rows.est],
+        [f"[{fmt(a, digits)}," for a in rows.lb],
+        [f"{fmt(a, digits)}]" for a in rows.ub],
+    ]
     if summary is not None:
         est_cols[0].append(fmt(summary.est, digits))
         est_cols[1].append(f"[{fmt(summary.lb, digits)},")
@@ -86,8 +100,18 @@ def _prepare(res, *, level, transf, labels, study_labels, sort, digits, fontsize
     est_header = f"{sym} [{pct:g}% CI]"
     heads = [h for h in rows.heads if h is not None]
     extra = ["Prediction interval", _summary_name(res)]
-    cols = lay.columns(rows.label, heads, est_cols, w_strs, k_strs, est_header, float(fontsize),
-                       show_weights, rows.grouped, extra)
+    cols = lay.columns(
+        rows.label,
+        heads,
+        est_cols,
+        w_strs,
+        k_strs,
+        est_header,
+        float(fontsize),
+        show_weights,
+        rows.grouped,
+        extra,
+    )
     null = f.null
     ref = None if refline is None else (null if refline == 0.0 and f.kind == "or" else refline)
     if xlim is None:
@@ -114,9 +138,20 @@ def _prepare(res, *, level, transf, labels, study_labels, sort, digits, fontsize
         label_header = "Study / effect size"
     else:
         label_header = "Study" if res.data.random else "Effect size"
-    return {"rows": rows, "f": f, "summary": summary, "fitted": fitted, "est_cols": est_cols,
-            "w_strs": w_strs, "k_strs": k_strs, "est_header": est_header, "cols": cols,
-            "ref": ref, "xlim": xlim, "label_header": label_header}
+    return {
+        "rows": rows,
+        "f": f,
+        "summary": summary,
+        "fitted": fitted,
+        "est_cols": est_cols,
+        "w_strs": w_strs,
+        "k_strs": k_strs,
+        "est_header": est_header,
+        "cols": cols,
+        "ref": ref,
+        "xlim": xlim,
+        "label_header": label_header,
+    }
 
 
 def forest_height(res, level: str = "effect") -> tuple[float, int]:
@@ -128,7 +163,7 @@ def forest_height(res, level: str = "effect") -> tuple[float, int]:
 
 
 def auto_level(res, max_height: float = lay.MAX_PAGE_INCHES) -> str:
-    """"effect" when the effect-level forest fits on one page of ``max_height`` inches, else
+    """ "effect" when the effect-level forest fits on one page of ``max_height`` inches, else
     "study" (models without a study level, or with a structure other than one nesting, are
     always drawn at the effect level)."""
     if not res.data.random or getattr(res, "is_structured", False):
@@ -139,10 +174,25 @@ def auto_level(res, max_height: float = lay.MAX_PAGE_INCHES) -> str:
     return "effect" if lay.height_inches(n_units, res.intercept_only) <= max_height else "study"
 
 
-def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, study_labels=None,
-           sort=False, show_weights: bool = True, refline: float | None = 0.0, xlim=None,
-           xlabel: str | None = None, title: str | None = None, digits: int = 2,
-           fontsize: float = 8.0, max_height: float | None = None, **kwargs):
+def forest(
+    res,
+    ax=None,
+    *,
+    level: str = "effect",
+    transf=None,
+    labels=None,
+    study_labels=None,
+    sort=False,
+    show_weights: bool = True,
+    refline: float | None = 0.0,
+    xlim=None,
+    xlabel: str | None = None,
+    title: str | None = None,
+    digits: int = 2,
+    fontsize: float = 8.0,
+    max_height: float | None = None,
+    **kwargs,
+):
     """Forest plot: every effect size (or every study) with its CI, and the summary.
 
     At ``level="effect"`` draws, from top to bottom, one row per effect size -- a square at
@@ -204,17 +254,28 @@ def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, stu
     -------
     matplotlib.axes.Axes
     """
-    d = _prepare(res, level=level, transf=transf, labels=labels, study_labels=study_labels,
-                 sort=sort, digits=digits, fontsize=fontsize, show_weights=show_weights,
-                 refline=refline, xlim=xlim)
+    d = _prepare(
+        res,
+        level=level,
+        transf=transf,
+        labels=labels,
+        study_labels=study_labels,
+        sort=sort,
+        digits=digits,
+        fontsize=fontsize,
+        show_weights=show_weights,
+        refline=refline,
+        xlim=xlim,
+    )
     rows = d["rows"]
     groups, heads, single = rows.groups, rows.heads, rows.single
     p = lay.positions(rows.n, groups, heads, single)
     h = lay.height_inches(p.last + 1.0, d["summary"] is not None)
     shown = None
     if max_height is not None and h > max_height:
-        groups, heads, single = lay.paginate(groups, heads, single, lay.rows_per_page(
-            max_height, d["summary"] is not None))[0]
+        groups, heads, single = lay.paginate(
+            groups, heads, single, lay.rows_per_page(max_height, d["summary"] is not None)
+        )[0]
         p = lay.positions(rows.n, groups, heads, single)
         h = lay.height_inches(p.last + 1.0, d["summary"] is not None)
         shown = int(sum(len(g) for g in groups))
@@ -223,20 +284,50 @@ def forest(res, ax=None, *, level: str = "effect", transf=None, labels=None, stu
     if shown is not None:
         ax.figure.mlmeta_rows = (shown, rows.n)
     sel = np.concatenate(groups) if groups else np.arange(0)
-    return draw_page(ax, rows, p, d["cols"], sel=sel, summary=d["summary"],
-                     fitted=d["fitted"], est_cols=d["est_cols"], w_strs=d["w_strs"],
-                     k_strs=d["k_strs"], est_header=d["est_header"],
-                     label_header=d["label_header"], show_weights=show_weights,
-                     digits=digits, refline=d["ref"], xlim=d["xlim"],
-                     xlabel=xlabel if xlabel is not None else effect_label(res, d["f"]),
-                     title=title, fs=float(fontsize), log_x=d["f"].kind == "or", **kwargs)
+    return draw_page(
+        ax,
+        rows,
+        p,
+        d["cols"],
+        sel=sel,
+        summary=d["summary"],
+        fitted=d["fitted"],
+        est_cols=d["est_cols"],
+        w_strs=d["w_strs"],
+        k_strs=d["k_strs"],
+        est_header=d["est_header"],
+        label_header=d["label_header"],
+        show_weights=show_weights,
+        digits=digits,
+        refline=d["ref"],
+        xlim=d["xlim"],
+        xlabel=xlabel if xlabel is not None else effect_label(res, d["f"]),
+        title=title,
+        fs=float(fontsize),
+        log_x=d["f"].kind == "or",
+        **kwargs,
+    )
 
 
-def forest_pages(res, path, *, level: str = "effect", max_height: float = lay.MAX_PAGE_INCHES,
-                 transf=None, labels=None, study_labels=None, sort=False,
-                 show_weights: bool = True, refline: float | None = 0.0, xlabel=None,
-                 title=None, digits: int = 2, fontsize: float = 8.0, metadata=None,
-                 **kwargs) -> int:
+def forest_pages(
+    res,
+    path,
+    *,
+    level: str = "effect",
+    max_height: float = lay.MAX_PAGE_INCHES,
+    transf=None,
+    labels=None,
+    study_labels=None,
+    sort=False,
+    show_weights: bool = True,
+    refline: float | None = 0.0,
+    xlabel=None,
+    title=None,
+    digits: int = 2,
+    fontsize: float = 8.0,
+    metadata=None,
+    **kwargs,
+) -> int:
     """Write the forest plot as a multi-page PDF, no page taller than ``max_height`` inches.
 
     The rows are cut between studies (a study longer than a page continues on the next,
@@ -251,14 +342,28 @@ def forest_pages(res, path, *, level: str = "effect", max_height: float = lay.MA
     """
     from matplotlib.backends.backend_pdf import PdfPages
 
-    d = _prepare(res, level=level, transf=transf, labels=labels, study_labels=study_labels,
-                 sort=sort, digits=digits, fontsize=fontsize, show_weights=show_weights,
-                 refline=refline, xlim=None)
+    d = _prepare(
+        res,
+        level=level,
+        transf=transf,
+        labels=labels,
+        study_labels=study_labels,
+        sort=sort,
+        digits=digits,
+        fontsize=fontsize,
+        show_weights=show_weights,
+        refline=refline,
+        xlim=None,
+    )
     rows = d["rows"]
     if max_height < 3:
         raise InputError(f"max_height must be at least 3 inches; got {max_height!r}")
-    pages = lay.paginate(rows.groups, rows.heads, rows.single,
-                         lay.rows_per_page(max_height, d["summary"] is not None))
+    pages = lay.paginate(
+        rows.groups,
+        rows.heads,
+        rows.single,
+        lay.rows_per_page(max_height, d["summary"] is not None),
+    )
     plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,18 +378,35 @@ def forest_pages(res, path, *, level: str = "effect", max_height: float = lay.MA
             t = title
             if len(pages) > 1:
                 t = f"{title + ' ' if title else ''}(page {n + 1} of {len(pages)})"
-            ax = _new_forest_axes(width, lay.height_inches(p.last + 1.0, summ is not None),
-                                  d["cols"], t)
+            ax = _new_forest_axes(
+                width, lay.height_inches(p.last + 1.0, summ is not None), d["cols"], t
+            )
             fig = ax.figure
             sel = np.concatenate(groups)
-            draw_page(ax, rows, p, d["cols"], sel=sel, summary=summ, fitted=d["fitted"],
-                      est_cols=d["est_cols"], w_strs=d["w_strs"], k_strs=d["k_strs"],
-                      est_header=d["est_header"], label_header=d["label_header"],
-                      show_weights=show_weights, digits=digits, refline=d["ref"],
-                      xlim=d["xlim"],
-                      xlabel=xlabel if xlabel is not None else effect_label(res, d["f"]),
-                      title=t, fs=float(fontsize), log_x=d["f"].kind == "or",
-                      continued=n > 0, **kwargs)
+            draw_page(
+                ax,
+                rows,
+                p,
+                d["cols"],
+                sel=sel,
+                summary=summ,
+                fitted=d["fitted"],
+                est_cols=d["est_cols"],
+                w_strs=d["w_strs"],
+                k_strs=d["k_strs"],
+                est_header=d["est_header"],
+                label_header=d["label_header"],
+                show_weights=show_weights,
+                digits=digits,
+                refline=d["ref"],
+                xlim=d["xlim"],
+                xlabel=xlabel if xlabel is not None else effect_label(res, d["f"]),
+                title=t,
+                fs=float(fontsize),
+                log_x=d["f"].kind == "or",
+                continued=n > 0,
+                **kwargs,
+            )
             pdf.savefig(fig)
             plt.close(fig)
     return len(pages)

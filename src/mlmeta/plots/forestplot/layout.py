@@ -83,8 +83,7 @@ def units(n: int, groups, heads, single) -> float:
 def height_inches(n_units: float, summary: bool) -> float:
     """Figure height for ``n_units`` rows (plus headers and, with ``summary``, the diamond
     and prediction interval)."""
-    return ROW_INCHES * (n_units + HEADER_ROWS + (SUMMARY_ROWS if summary else 0.8)) + \
-        MARGIN_INCHES
+    return ROW_INCHES * (n_units + HEADER_ROWS + (SUMMARY_ROWS if summary else 0.8)) + MARGIN_INCHES
 
 
 def rows_per_page(max_height: float = MAX_PAGE_INCHES, summary: bool = True) -> int:
@@ -113,7 +112,7 @@ def paginate(groups, heads, single, max_units: int) -> list[tuple[list, list, li
         # a group taller than a page: cut it
         step = max_units - (0 if h is None else 1)
         for s in range(0, len(g), step):
-            piece = g[s:s + step]
+            piece = g[s : s + step]
             hh = h if (h is None or s == 0) else f"{h} (continued)"
             if cur[0]:
                 pages.append(cur)
@@ -139,13 +138,26 @@ class Columns:
     label_width: float
 
 
-def columns(labels, heads, est_cols, w_strs, k_strs, est_header, fs: float,
-            show_weights: bool, grouped: bool, extra_labels=()) -> Columns:
+def columns(
+    labels,
+    heads,
+    est_cols,
+    w_strs,
+    k_strs,
+    est_header,
+    fs: float,
+    show_weights: bool,
+    grouped: bool,
+    extra_labels=(),
+) -> Columns:
     """Widths of the text columns from the strings they will hold."""
     indent = 10.0 if grouped else 0.0
-    wl = max([text_width(s, fs) + indent for s in labels] +
-             [text_width(h, fs, "bold") for h in heads] +
-             [text_width(s, fs, "bold") for s in extra_labels] + [10.0])
+    wl = max(
+        [text_width(s, fs) + indent for s in labels]
+        + [text_width(h, fs, "bold") for h in heads]
+        + [text_width(s, fs, "bold") for s in extra_labels]
+        + [10.0]
+    )
     x_lab = -(wl + 12.0)
     cw = [max(text_width(s, fs, "bold") for s in col) for col in est_cols]
     x = 12.0

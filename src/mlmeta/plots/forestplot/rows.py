@@ -66,10 +66,11 @@ def _study_heads(res, uniq, groups, study_labels) -> list[str]:
         col = column(res, study_labels, "study_labels")
         return [str(col.iloc[g[0]]) for g in groups]
     if isinstance(study_labels, Mapping):
-        return [str(study_labels.get(u, study_labels.get(str(u), f"{rand[0]} {u}")))
-                for u in uniq]
-    raise InputError("study_labels must be a column name or a mapping from the study "
-                     f"id to its label; got {type(study_labels).__name__}")
+        return [str(study_labels.get(u, study_labels.get(str(u), f"{rand[0]} {u}"))) for u in uniq]
+    raise InputError(
+        "study_labels must be a column name or a mapping from the study "
+        f"id to its label; got {type(study_labels).__name__}"
+    )
 
 
 def _check_sort(sort) -> None:
@@ -83,11 +84,13 @@ def _order(groups, heads, single, y, w, sort, grouped):
     key = (lambda idx: y[idx]) if sort in (True, "effect") else (lambda idx: -w[idx])
     groups = [g[np.argsort(key(g), kind="stable")] for g in groups]
     if grouped:
+
         def gkey(g):
             if sort == "weight":
                 return -np.sum(w[g])
             ww = np.clip(w[g], 1e-12, None)
             return float(np.sum(ww * y[g]) / np.sum(ww))
+
         o = np.argsort([gkey(g) for g in groups], kind="stable")
         groups = [groups[i] for i in o]
         heads = [heads[i] for i in o]
@@ -119,8 +122,7 @@ def effect_rows(res, f: Scale, *, labels=None, study_labels=None, sort=False) ->
     else:
         lab = [str(x) for x in labels]
         if len(lab) != k:
-            raise InputError(f"labels has {len(lab)} entries but the model has {k} effect "
-                             "sizes")
+            raise InputError(f"labels has {len(lab)} entries but the model has {k} effect sizes")
     if grouped:
         codes, uniq = pd.factorize(pd.Series(res.data.factors[0]), sort=False)
         groups = [np.flatnonzero(codes == c) for c in range(len(uniq))]
@@ -134,9 +136,19 @@ def effect_rows(res, f: Scale, *, labels=None, study_labels=None, sort=False) ->
     else:
         groups, heads, single = [np.arange(k)], [None], [False]
     groups, heads, single = _order(groups, heads, single, y, w, sort, grouped)
-    return ForestRows(est=f(y), lb=f(y - zc * se), ub=f(y + zc * se), weight=w,
-                      label=list(lab or []), groups=groups, heads=heads, single=single, level="effect",
-                      grouped=grouped, model_y=np.asarray(y, dtype=float))
+    return ForestRows(
+        est=f(y),
+        lb=f(y - zc * se),
+        ub=f(y + zc * se),
+        weight=w,
+        label=list(lab or []),
+        groups=groups,
+        heads=heads,
+        single=single,
+        level="effect",
+        grouped=grouped,
+        model_y=np.asarray(y, dtype=float),
+    )
 
 
 def study_estimates(res) -> pd.DataFrame:
@@ -144,12 +156,15 @@ def study_estimates(res) -> pd.DataFrame:
     its effect sizes under the fitted within-study covariance, its SE, its weight (%) and
     its number of effect sizes (see the module docstring)."""
     if not res.data.random:
-        raise InputError("a study-level forest plot needs a model with a study level "
-                         "(random effects)")
+        raise InputError(
+            "a study-level forest plot needs a model with a study level (random effects)"
+        )
     if getattr(res, "is_structured", False):
-        raise InputError("a study-level forest plot needs one nesting of random effects "
-                         "(~ 1 | study/...): with crossed or '~ inner | outer' terms, R or V "
-                         "there is no between-study component to separate; use level='effect'")
+        raise InputError(
+            "a study-level forest plot needs one nesting of random effects "
+            "(~ 1 | study/...): with crossed or '~ inner | outer' terms, R or V "
+            "there is no between-study component to separate; use level='effect'"
+        )
     codes, labels = res.cluster_codes(None)
     w = res.weights()
     s1 = float(res.core.sigma2[0])
@@ -159,14 +174,24 @@ def study_estimates(res) -> pd.DataFrame:
         one = np.ones(len(idx))
         a = np.linalg.solve(Vw, one)
         den = float(one @ a)
-        rows[int(codes[idx[0]])] = (float(a @ res.data.y[idx]) / den, 1.0 / np.sqrt(den),
-                                    float(np.sum(w[idx])), len(idx), int(idx.min()))
+        rows[int(codes[idx[0]])] = (
+            float(a @ res.data.y[idx]) / den,
+            1.0 / np.sqrt(den),
+            float(np.sum(w[idx])),
+            len(idx),
+            int(idx.min()),
+        )
     order = sorted(rows, key=lambda c: rows[c][4])  # first appearance in the data
-    return pd.DataFrame({"study": [labels[c] for c in order],
-                         "yi": [rows[c][0] for c in order], "se": [rows[c][1] for c in order],
-                         "weight": [rows[c][2] for c in order],
-                         "k": [rows[c][3] for c in order],
-                         "first_row": [rows[c][4] for c in order]})
+    return pd.DataFrame(
+        {
+            "study": [labels[c] for c in order],
+            "yi": [rows[c][0] for c in order],
+            "se": [rows[c][1] for c in order],
+            "weight": [rows[c][2] for c in order],
+            "k": [rows[c][3] for c in order],
+            "first_row": [rows[c][4] for c in order],
+        }
+    )
 
 
 def study_rows(res, f: Scale, *, study_labels=None, sort=False) -> ForestRows:
@@ -182,6 +207,17 @@ def study_rows(res, f: Scale, *, study_labels=None, sort=False) -> ForestRows:
     frame_groups = [np.array([r]) for r in firsts]
     lab = _study_heads(res, st["study"].tolist(), frame_groups, study_labels)
     groups, heads, single = _order(groups, [None], [False], y, w, sort, False)
-    return ForestRows(est=f(y), lb=f(y - zc * se), ub=f(y + zc * se), weight=w, label=lab,
-                      groups=groups, heads=heads, single=single,
-                      n_effects=st["k"].to_numpy(), level="study", grouped=False, model_y=y)
+    return ForestRows(
+        est=f(y),
+        lb=f(y - zc * se),
+        ub=f(y + zc * se),
+        weight=w,
+        label=lab,
+        groups=groups,
+        heads=heads,
+        single=single,
+        n_effects=st["k"].to_numpy(),
+        level="study",
+        grouped=False,
+        model_y=y,
+    )
