@@ -21,29 +21,13 @@ import warnings
 from importlib import import_module
 from pathlib import Path
 
+from mlmeta.analyses import BLOCKS
 from mlmeta.effects import registry as _registry
 from mlmeta.errors import MlmetaError, MlmetaWarning
 from mlmeta.io import read_table
 
 __all__ = ["main"]
 
-BLOCKS = (
-    "I2",
-    "R2",
-    "profile_ci",
-    "lrt_drop",
-    "robust_cr2",
-    "robust_cr1",
-    "egger",
-    "loo_cluster",
-    "cooks_cluster",
-    "rstandard",
-    "R2_marginal",
-    "hatvalues",
-    "ranef",
-    "rstudent",
-    "dfbetas",
-)
 ESCALC_ARGS = _registry.ALL_ARGS  # every escalc column argument (metafor's names)
 MEASURES = _registry.MEASURES  # every registered effect-size measure
 

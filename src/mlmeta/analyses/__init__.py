@@ -12,6 +12,26 @@ it needs another model, and returns a new object or a dict.
 
 from importlib import import_module
 
+#: the optional blocks of ``mlmeta fit --json --with`` (computed by :mod:`.blocks`); here, so
+#: that the command line can list them without importing numpy
+BLOCKS = (
+    "I2",
+    "R2",
+    "profile_ci",
+    "lrt_drop",
+    "robust_cr2",
+    "robust_cr1",
+    "egger",
+    "loo_cluster",
+    "cooks_cluster",
+    "rstandard",
+    "R2_marginal",
+    "hatvalues",
+    "ranef",
+    "rstudent",
+    "dfbetas",
+)
+
 _MODULES = {
     "heterogeneity",
     "lrt",

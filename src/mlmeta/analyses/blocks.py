@@ -8,25 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BLOCKS", "compute_blocks"]
+from mlmeta.analyses import BLOCKS
 
-BLOCKS = (
-    "I2",
-    "R2",
-    "profile_ci",
-    "lrt_drop",
-    "robust_cr2",
-    "robust_cr1",
-    "egger",
-    "loo_cluster",
-    "cooks_cluster",
-    "rstandard",
-    "R2_marginal",
-    "hatvalues",
-    "ranef",
-    "rstudent",
-    "dfbetas",
-)
+__all__ = ["BLOCKS", "compute_blocks"]
 
 
 def _py(x):
