@@ -293,3 +293,22 @@ def test_blocks_without_json_are_refused_not_ignored():
         "mlmeta: error: --with adds blocks to the JSON output: add --json "
         "(the text summary has no place for them)"
     )
+
+
+def test_long_integer_ids_are_left_to_the_careful_path(tmp_path):
+    # 19-digit ids differ in the last digit: as floats they would merge two studies
+    assert light.ids(["1234567890123456789", "1234567890123456788"]) is None
+    f = tmp_path / "d.csv"
+    f.write_text(
+        "study,es,yi,vi\n"
+        + "".join(
+            f"12345678901234567{i % 3}{i % 2},{i},{0.1 * (i % 4)},{0.01 + 0.001 * i}\n"
+            for i in range(12)
+        )
+    )
+    code, out, _ = _same(["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"])
+    assert code == 0 and "sigma^2.1" in out
+    ap = cli.build_parser().parse_args(
+        ["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"]
+    )
+    assert cli._quick_summary(ap) is None

@@ -264,7 +264,10 @@ def _quick_fit_text(a) -> str | None:
             return None
     else:
         y, v = np.asarray(values[a.yi]), np.asarray(values[a.vi])
-    md = quick_model_data(y, v, tuple(nesting), [ids(cells[c]) for c in nesting])
+    factors = [ids(cells[c]) for c in nesting]
+    if any(f is None for f in factors):
+        return None
+    md = quick_model_data(y, v, tuple(nesting), factors)
     if md is None:
         return None
     return fit_prepared(md, spec).summary()

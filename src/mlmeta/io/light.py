@@ -38,6 +38,7 @@ MAX_BYTES = 4 << 20
 # a plain decimal number, as pandas' C parser reads it to the same double
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?")
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,14})")  # |value| < 1e15: exact in int64 and float
+_ANY_INTEGER = re.compile(r"-?[1-9]\d*")
 # pandas' default missing-value words and booleans (read as NaN / bool, never as text ids)
 _SPECIAL = frozenset(
     {
@@ -132,11 +133,15 @@ def numbers(cells: list[str]) -> np.ndarray | None:
     return np.array([float(c) for c in cells])
 
 
-def ids(cells: list[str]) -> np.ndarray:
+def ids(cells: list[str]) -> np.ndarray | None:
     """An id column as pandas reads it: int64 when every cell is an integer, float64 when every
-    cell is a number, else text (an object array of str, as prepare codes text ids)."""
+    cell is a number, else text (an object array of str, as prepare codes text ids). None for
+    integers of 16 digits or more (pandas keeps them exact in int64 or uint64; as floats
+    distinct ids could merge): the careful path reads those."""
     if all(_INTEGER.fullmatch(c) for c in cells):
         return np.array([int(c) for c in cells], dtype=np.int64)
+    if all(_ANY_INTEGER.fullmatch(c) for c in cells):
+        return None
     if all(_NUMBER.fullmatch(c) for c in cells):
         return np.array([float(c) for c in cells])
     return np.array(cells, dtype=object)
