@@ -264,9 +264,12 @@ def _quick_fit_text(a) -> str | None:
             return None
     else:
         y, v = np.asarray(values[a.yi]), np.asarray(values[a.vi])
-    factors = [ids(cells[c]) for c in nesting]
-    if any(f is None for f in factors):
-        return None
+    factors = []
+    for c in nesting:
+        f = ids(cells[c])
+        if f is None:
+            return None
+        factors.append(f)
     md = quick_model_data(y, v, tuple(nesting), factors)
     if md is None:
         return None
