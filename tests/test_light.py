@@ -135,6 +135,12 @@ ODD = [
     "-0.0",
     "1e-320",
     "007",
+    "+1",
+    "1.",
+    "inf",
+    "-Infinity",
+    "1.e5",
+    "S1",
 ]
 
 
@@ -312,3 +318,16 @@ def test_long_integer_ids_are_left_to_the_careful_path(tmp_path):
         ["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"]
     )
     assert cli._quick_summary(ap) is None
+
+
+@pytest.mark.parametrize("a,b", [("+1", "1"), ("1.", "1"), ("1.e0", "1"), ("inf", "Infinity")])
+def test_ids_pandas_reads_as_the_same_number_stay_one_study(tmp_path, a, b):
+    # regression: "+1" and "1" are one study for pandas (the number 1) but were two text ids
+    rows = [f"{a if i % 2 else b},{i},{0.1 * (i % 3)},{0.01 + 0.002 * i}" for i in range(8)]
+    rows += [f"2,{i},{0.05 * (i % 4)},{0.02 + 0.001 * i}" for i in range(8, 14)]
+    f = tmp_path / "d.csv"
+    f.write_text("study,es,yi,vi\n" + "\n".join(rows) + "\n")
+    argv = ["fit", str(f), "--yi", "yi", "--vi", "vi", "--random", "study/es"]
+    code, out, _ = _same(argv)
+    assert code == 0
+    assert cli._quick_summary(cli.build_parser().parse_args(argv)) is None

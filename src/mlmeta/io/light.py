@@ -39,6 +39,8 @@ MAX_BYTES = 4 << 20
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?")
 _INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,14})")  # |value| < 1e15: exact in int64 and float
 _ANY_INTEGER = re.compile(r"-?[1-9]\d*")
+# what pandas may read as a number: digits with signs, points and exponents, or infinity
+_ODD_NUMBER = re.compile(r"[-+.\deE]*\d[-+.\deE]*|[-+]?(?i:inf|infinity)")
 # pandas' default missing-value words and booleans (read as NaN / bool, never as text ids)
 _SPECIAL = frozenset(
     {
@@ -119,6 +121,8 @@ def read_plain_csv(path, needed: list[str]) -> dict[str, list[str]] | None:
                 return None
             if c[0] == "0" and len(c) > 1 and c[1].isdigit():
                 return None  # leading zeros: read as text ids by the careful path, with a note
+            if _ODD_NUMBER.fullmatch(c) and not _NUMBER.fullmatch(c):
+                return None  # a number pandas reads that is not written plainly ("+1", "1.")
         for n, i in zip(needed, pos):
             cells[n].append(row[i])
     if header is None or not cells or not cells[needed[0]]:
