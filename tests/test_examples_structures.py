@@ -234,3 +234,37 @@ def test_multivariate_example_report_runs(tmp_path):
         assert f"| {name} | " in md
     assert "| ~ outcome \\| study | " in md and "| ~ outcome \\| lab | " in md
     assert "With CR2 cluster-robust inference (16 clusters by lab" in md
+
+
+def test_forest_of_structured_models_names_the_model_and_its_prediction_interval():
+    # regression: a model with only '~ inner | outer' terms was drawn as an "Equal-effects
+    # model" without prediction interval (data.random, the nesting, is empty for it)
+    from mlmeta.plots.forestplot import _prepare
+
+    kw = dict(
+        level="effect",
+        transf=None,
+        labels=None,
+        study_labels=None,
+        sort=False,
+        digits=2,
+        fontsize=8.0,
+        show_weights=True,
+        refline=0.0,
+        xlim=None,
+    )
+    ex = load_example("ishak2007")
+    ar = mlmeta.rma_mv(ex.data, "yi", V=ex.matrices["V"], random="~ time | study", struct="AR")
+    s = _prepare(ar, **kw)["summary"]
+    pr = ar.predict()
+    assert s.name == "Multilevel model"
+    assert s.pi == pytest.approx((pr.pi_lb[0], pr.pi_ub[0]), rel=1e-12)
+    mv = mlmeta.rma_mv(
+        load_example("multivar_labs").data,
+        "yi",
+        "vi",
+        random=["~ outcome | study", "~ outcome | lab"],
+        struct=["UN", "CS"],
+    )
+    s = _prepare(mv, **kw)["summary"]
+    assert s.name == "Multilevel model" and s.pi is None  # one PI per outcome, not one

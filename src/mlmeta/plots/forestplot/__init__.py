@@ -53,7 +53,7 @@ def _new_forest_axes(width: float, height: float, cols, title):
 
 def _summary_name(res) -> str:
     rand = res.data.random
-    if len(rand) >= 2:
+    if len(rand) >= 2 or getattr(res, "is_structured", False):
         return "Multilevel model"
     return "Random-effects model" if rand else "Equal-effects model"
 
@@ -74,7 +74,14 @@ def _prepare(
     summary = None
     fitted = None
     if res.intercept_only:
-        pi = (float(f(pr.pi_lb)[0]), float(f(pr.pi_ub)[0])) if res.data.random else None
+        # one prediction interval: none for an equal-effects model, nor for a structured model
+        # with a variance per inner level (one interval per level, see predict)
+        has_re = bool(res.data.random) or getattr(res, "is_structured", False)
+        pi = (
+            (float(f(pr.pi_lb)[0]), float(f(pr.pi_ub)[0]))
+            if has_re and np.size(pr.pred) == 1
+            else None
+        )
         summary = Summary(
             float(f(pr.pred)[0]),
             float(f(pr.ci_lb)[0]),
