@@ -234,6 +234,9 @@ def test_multivariate_example_report_runs(tmp_path):
         assert f"| {name} | " in md
     assert "| ~ outcome \\| study | " in md and "| ~ outcome \\| lab | " in md
     assert "With CR2 cluster-robust inference (16 clusters by lab" in md
+    # the R code's V: each effect size its own observation (without obs vcalc gives a
+    # singular V, one observation per study)
+    assert "V <- vcalc(vi, cluster = study, obs = seq_len(nrow(dat)), rho = 0.5, data = dat)" in md
 
 
 def test_forest_of_structured_models_names_the_model_and_its_prediction_interval():

@@ -567,8 +567,12 @@ def r_code(numbers: dict) -> str:
     V = vi
     if model.get("rho") is not None:
         cl = model.get("rho_cluster") or (levels[0] if levels else "study")
-        obs = f"obs = {levels[-1].split('/')[-1]}, " if levels else ""  # vcalc's obs is optional
-        lines.append(f"V <- vcalc({vi}, cluster = {cl}, {obs}rho = {model['rho']:g}, data = dat)")
+        # every effect size its own observation (vcalc without obs treats a cluster's rows as
+        # one observation: correlation 1, a singular V)
+        obs = levels[-1].split("/")[-1] if levels else "seq_len(nrow(dat))"
+        lines.append(
+            f"V <- vcalc({vi}, cluster = {cl}, obs = {obs}, rho = {model['rho']:g}, data = dat)"
+        )
         V = "V"
     terms = _structured_terms(model)
     if terms and model.get("V"):
