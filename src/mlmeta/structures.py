@@ -547,6 +547,22 @@ class StructuredResults(MetaResults):
             elif row["estimate"] == 0:
                 boundary.append(str(name))
                 warns.append(f"variance component {name} is estimated at the boundary 0")
+        # a UN correlation matrix estimated singular: the boundary of its parameter space
+        for e, info in self._io():
+            if info.struct != "UN" or len(info.levels) < 3:
+                continue  # two levels: singular only at rho = +-1, said above
+            m = len(info.levels)
+            R = np.eye(m)
+            for r, (a, b) in zip(e.rho, [(i, j) for i in range(m) for j in range(i + 1, m)]):
+                R[a, b] = R[b, a] = r
+            if float(np.linalg.eigvalsh(R)[0]) < 1e-8:
+                term = f"~ {info.inner} | {info.outer}"
+                boundary.append(term)
+                warns.append(
+                    f"the correlation matrix of {term} is estimated singular (the boundary of "
+                    "its parameter space: the random effects of its levels are linearly "
+                    "dependent)"
+                )
         S = self.data.S
         assert S is not None
         v = S.diag
