@@ -29,7 +29,7 @@ import numpy as np
 from mlmeta.core.general import FactorTerm, GeneralProblem, Term
 from mlmeta.core.optimize import OptimResult, maximize
 from mlmeta.core.sampling import SamplingCov
-from mlmeta.errors import FitWarning, InputError
+from mlmeta.errors import ConvergenceError, FitWarning, InputError
 
 __all__ = ["GeneralFit", "auto_fixed", "contain_groupings", "fit_general"]
 
@@ -304,6 +304,34 @@ def start_values(pr: GeneralProblem) -> list[np.ndarray]:
     ]
 
 
+def _maximize_un_angles(pr: GeneralProblem, fixed, vals, starts, exc: ConvergenceError):
+    """The fallback of :func:`fit_general` for UN terms (see :mod:`mlmeta.core.corr_angles`):
+    re-raises ``exc`` when the model has no UN term with free correlations or when it fails."""
+    from mlmeta.core.corr_angles import maximize_over_angles
+
+    blocks = []
+    for t, sl in zip(pr.terms, pr.slices):
+        if isinstance(t, FactorTerm) or t.cov.struct != "UN" or t.cov.m < 2:
+            continue
+        idx = np.arange(sl.start, sl.stop)[t.cov.n_var :]
+        if not fixed[idx].any():
+            blocks.append((idx, t.cov.m))
+    if not blocks:
+        raise exc
+    lo, hi = pr.lower, pr.upper
+    best = None
+    for s in list(starts())[:3]:
+        th0 = np.where(fixed, vals, np.clip(np.asarray(s, dtype=float), lo, hi))
+        out = maximize_over_angles(
+            pr, th0, ~fixed, lo, hi, blocks, attempts=(str(exc).split("; tried: ")[-1],)
+        )
+        if out is not None and (best is None or out.evaluation.ll > best.evaluation.ll):
+            best = out
+    if best is None:
+        raise exc
+    return best
+
+
 def fit_general(
     y,
     X,
@@ -320,6 +348,7 @@ def fit_general(
     problem: GeneralProblem | None = None,
     block_terms: Sequence[int] | None = None,
     hold: dict[int, float] | None = None,
+    default_starts: bool = True,
 ) -> GeneralFit:
     """Fit ``y ~ N(X beta, S + sum_t Z_t G_t Z_t')`` by REML or ML.
 
@@ -335,6 +364,9 @@ def fit_general(
     hold : ``{index: value}`` of entries of the internal parameter vector to hold fixed (on the
         internal scale: standard deviations for HCS, HAR, UN), on top of the fixed values above;
         profile likelihoods hold one parameter while the others are re-optimised.
+    default_starts : with ``start`` given, False tries only ``start`` (Newton, then L-BFGS-B
+        from it) and not metafor's starting values after it: a refit whose caller already tried
+        those with the same ``hold`` (Newton from them is deterministic) need not repeat them.
 
     Returns
     -------
@@ -380,16 +412,23 @@ def fit_general(
     def starts():
         if start is not None:
             yield np.asarray(start, dtype=float)
+            if not default_starts:
+                return
         yield from start_values(pr)
 
     lo, hi = pr.lower, pr.upper
-    opt = maximize(
-        pr,
-        (np.where(fixed, vals, np.clip(s, lo, hi)) for s in starts()),
-        ~fixed,
-        lower=lo,
-        upper=hi,
-    )
+    try:
+        opt = maximize(
+            pr,
+            (np.where(fixed, vals, np.clip(s, lo, hi)) for s in starts()),
+            ~fixed,
+            lower=lo,
+            upper=hi,
+        )
+    except ConvergenceError as exc:
+        # a maximum on the boundary of a UN term's positive semidefinite cone: over the angles
+        # of its correlation matrix (mlmeta.core.corr_angles) that boundary is an interior point
+        opt = _maximize_un_angles(pr, fixed, vals, starts, exc)
     ev = opt.evaluation
     p = pr.p
     C = ev.C
