@@ -59,6 +59,10 @@ __all__ = [
 ]
 
 EPTRIES = 10
+#: how much higher than the traced profile (relative to max(1, |logLik|)) a refit from the
+#: estimates at a bound may find the log-likelihood before the bound is traced again with both
+#: starts at every point (refits of one maximum from different starts agree to ~1e-13)
+VERIFY_TOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -156,31 +160,60 @@ class _Prof:
         self.base = {int(i): float(res.core.theta[i]) for i in np.flatnonzero(res.core.fixed)}
         self.ll_max = float(res.core.ll)
 
-    def at(self, p: Param, x: float, start=None):
+    def at(self, p: Param, x: float, start=None, both: bool = True):
         """(ll_p(x), internal theta, d ll_p / d x); ll NaN when the refit fails.
 
-        Refits start from ``start`` (the previous profile point) and from the estimates with
-        ``x`` put in (for a UN correlation, the term's other correlations shrunk until its G is
-        positive semidefinite), keeping the higher maximum: warm starts alone can follow a lower
-        local maximum (e.g. one with a variance at 0, reached at the end of the interval)."""
+        The refit starts from ``start`` (default: the estimates) with ``x`` put in; with
+        ``both`` (or when that refit fails) also from the estimates with ``x`` put in (for a UN
+        correlation, the term's other correlations shrunk until its G is positive semidefinite),
+        keeping the higher maximum: warm starts alone can follow a lower local maximum (e.g. one
+        with a variance at 0, reached at the end of the interval)."""
+        fit = self.fit(p, x, start, both)
+        if fit is None:
+            return np.nan, None, np.nan
+        return float(fit.ll), fit.theta, self.slope(p, x, fit)
+
+    def fit(self, p: Param, x: float, start=None, both: bool = True):
+        """The refit behind :meth:`at` (None when it fails).
+
+        Newton (then L-BFGS-B) from the warm start, with ``both`` also from the estimates; only
+        when neither converges, from metafor's starting values (:func:`fit_general`'s)."""
         v = p.internal(x)
         hold = dict(self.base)
         hold[p.index] = v
-        best = self._refit(hold, start if start is not None else self.res.core.theta, p.index, v)
-        if start is not None or best is None:
-            alt = self._refit(hold, self._psd_start(p, v), p.index, v)
-            if alt is not None and (best is None or alt.ll > best.ll):
-                best = alt
+        first = self._psd_start(p, v, start)
+        best = self._refit(hold, first, p.index, v, default_starts=False)
+        if both or best is None:
+            alt_start = self._psd_start(p, v)
+            if not np.array_equal(alt_start, first):  # the same start gives the same refit
+                alt = self._refit(hold, alt_start, p.index, v, default_starts=False)
+                if alt is not None and (best is None or alt.ll > best.ll):
+                    best = alt
         if best is None:
-            return np.nan, None, np.nan
-        g = float(best.optim.evaluation.grad[p.index])
-        if p.kind == "sd":
-            g = g / (2.0 * v) if v > 0 else np.nan
-        return float(best.ll), best.theta, g
+            best = self._refit(hold, None, p.index, v)
+        return best
 
-    def _refit(self, hold, start, index: int, v: float):
-        st = np.array(start, dtype=float)
-        st[index] = v
+    def alternative(self, p: Param, x: float):
+        """The refit at ``x`` from the estimates (the second start of :meth:`fit`)."""
+        v = p.internal(x)
+        hold = dict(self.base)
+        hold[p.index] = v
+        return self._refit(hold, self._psd_start(p, v), p.index, v, default_starts=False)
+
+    @staticmethod
+    def slope(p: Param, x: float, fit) -> float:
+        g = float(fit.optim.evaluation.grad[p.index])
+        if p.kind == "sd":
+            v = p.internal(x)
+            g = g / (2.0 * v) if v > 0 else np.nan
+        return g
+
+    def _refit(self, hold, start, index: int, v: float, default_starts: bool = True):
+        """Refit with ``hold``, from ``start`` (None: from metafor's starting values only)."""
+        st = None
+        if start is not None:
+            st = np.array(start, dtype=float)
+            st[index] = v
         md = self.res.data
         try:
             with warnings.catch_warnings():
@@ -193,14 +226,17 @@ class _Prof:
                     method=self.res.core.method,
                     problem=self.pr,
                     hold=hold,
-                    start=list(st),
+                    start=None if st is None else list(st),
+                    default_starts=default_starts,
                 )
         except (ConvergenceError, np.linalg.LinAlgError):
             return None
         return fit if np.isfinite(fit.ll) else None
 
-    def _psd_start(self, p: Param, v: float) -> np.ndarray:
-        th = np.array(self.res.core.theta, dtype=float)
+    def _psd_start(self, p: Param, v: float, start=None) -> np.ndarray:
+        """``start`` (default: the estimates) with ``v`` put in; for a UN correlation, the
+        term's other correlations shrunk until its G is positive semidefinite."""
+        th = np.array(self.res.core.theta if start is None else start, dtype=float)
         th[p.index] = v
         t = self.pr.terms[p.term]
         sl = self.pr.slices[p.term]
@@ -299,6 +335,7 @@ def profile_ci_structured(
     crit = chi2_isf(1 - to_fraction(level), 1)
     cut = pf.ll_max - crit / 2.0
     ftol = 1e-12 * max(1.0, abs(pf.ll_max))
+    vcheck = VERIFY_TOL * max(1.0, abs(pf.ll_max))
     rows: list[tuple] = []
     flags: list[str] = []
     others: dict[str, list[np.ndarray]] = {"ci_lb": [], "ci_ub": []}
@@ -309,23 +346,24 @@ def profile_ci_structured(
             others["ci_lb"].append(np.full(n - 1, np.nan))
             others["ci_ub"].append(np.full(n - 1, np.nan))
             continue
-        cache: dict[float, np.ndarray] = {}
-        last = [res.core.theta]
-
-        def fd(x, p=p, cache=cache, last=last):
-            ll, th, g = pf.at(p, x, last[0])
-            if th is not None:
-                cache[x] = th
-                last[0] = th
-            return ll - cut, g
-
         vc = p.estimate
         f_est = pf.ll_max - cut
         scale = max(abs(vc), 1e-4) if p.kind != "cor" else 1.0
         w = _wald_halfwidth(res, p, crit / 2.0)
         lo_end, hi_end = _interval(p)
-        lb, lb_sign = _one_side(fd, p, vc, f_est, lo_end, -1, w, xtol * scale, ftol)
-        ub, ub_sign = _one_side(fd, p, vc, f_est, hi_end, +1, w, xtol * scale, ftol)
+        cache: dict[float, np.ndarray] = {}
+        bounds = []
+        for end, direction in ((lo_end, -1), (hi_end, +1)):
+            tr = _Trace(pf, p, cut, vcheck)
+            b = _one_side(tr.fd, p, vc, f_est, end, direction, w, xtol * scale, ftol)
+            if not tr.verified(b[0]):
+                # a refit followed a lower local maximum: trace this side again with both
+                # starts at every point
+                tr = _Trace(pf, p, cut, vcheck, robust=True)
+                b = _one_side(tr.fd, p, vc, f_est, end, direction, w, xtol * scale, ftol)
+            cache.update(tr.theta)
+            bounds.append(b)
+        (lb, lb_sign), (ub, ub_sign) = bounds
         for bound, val in (("lower", lb), ("upper", ub)):
             if not np.isfinite(val):
                 flags.append(
@@ -346,6 +384,64 @@ def profile_ci_structured(
         rows, columns=["estimate", "ci_lb", "ci_ub", "lb_sign", "ub_sign"], index=labels
     )
     return StructuredProfileCI(tab, others, tuple(flags))
+
+
+class _Trace:
+    """The profile of one parameter on one side of its estimate, as ``_one_side`` evaluates it.
+
+    Each refit starts warm from the evaluated point nearest to it on the estimate's side
+    (the estimates themselves to begin with): tracing the profile outwards from the estimate
+    keeps to the maximum it started from, while a start from a point further out (the end of
+    the interval, where a variance may sit at 0) can stay on another, lower, local maximum. The
+    end of the interval, which decides whether the bound is that end, and every point where the
+    warm refit fails, are refitted from the estimates as well (the higher maximum kept). The
+    bound found is then verified (:meth:`verified`): a refit from the estimates there must not
+    find a higher maximum; when it does, the side is traced again with ``robust``: every point
+    refitted from the previous point and from the estimates, the higher maximum kept.
+    """
+
+    def __init__(self, pf: _Prof, p: Param, cut: float, vcheck: float, robust: bool = False):
+        self.pf, self.p, self.cut, self.vcheck, self.robust = pf, p, cut, vcheck, robust
+        self.theta: dict[float, np.ndarray] = {}
+        self.ll: dict[float, float] = {}
+        self.last = pf.res.core.theta
+        self.both: set[float] = set()  # points refitted from both starts
+
+    def fd(self, x: float):
+        """(ll_p(x) - cut, slope)."""
+        if self.robust:
+            start, both = self.last, True
+        else:
+            start, both = self._inside(x), not self.ll  # the first point is the end
+        fit = self.pf.fit(self.p, x, start, both)
+        if fit is None:
+            return np.nan, np.nan
+        if both:
+            self.both.add(x)
+        self.theta[x] = self.last = fit.theta
+        self.ll[x] = float(fit.ll)
+        return float(fit.ll) - self.cut, self.pf.slope(self.p, x, fit)
+
+    def _inside(self, x: float) -> np.ndarray:
+        """Internal theta of the evaluated point between the estimate and ``x`` nearest ``x``."""
+        vc = self.p.estimate
+        best, dist = self.pf.res.core.theta, abs(x - vc)
+        for xi, th in self.theta.items():
+            if (xi - vc) * (x - vc) >= 0 and abs(xi - vc) <= abs(x - vc) and abs(x - xi) < dist:
+                best, dist = th, abs(x - xi)
+        return best
+
+    def verified(self, x: float) -> bool:
+        """False when a refit from the estimates at the bound ``x`` finds a maximum higher than
+        the traced one (by more than the rounding noise of the refits)."""
+        if self.robust or not np.isfinite(x) or x in self.both:
+            return True
+        if x not in self.ll:
+            self.fd(x)
+        if x not in self.ll:
+            return True  # as the robust trace would: the bound's refit failed from both starts
+        alt = self.pf.alternative(self.p, x)
+        return alt is None or alt.ll <= self.ll[x] + self.vcheck
 
 
 def _one_side(
@@ -385,11 +481,18 @@ def _one_side(
     x0, f0, g0 = end, f_end, g_end
     if w is not None:
         xw = vc + direction * w
-        if (xw - end) * direction < 0:
+        # (not next to the end: a Wald interval reaching nearly to a correlation's +-1 says
+        # little, and refits there are the hardest)
+        if (xw - end) * direction < 0 and abs(xw - vc) < 0.9 * abs(end - vc):
             fw, gw = fd(xw)
             if np.isfinite(fw):
                 if fw < 0:
                     x0, f0, g0 = xw, fw, gw
+                elif abs(fw) < abs(f_end) and np.isfinite(gw) and gw * direction < 0:
+                    # Newton from the Wald point, much nearer the root than an end far out
+                    # (e.g. a variance's 100 est), with the end as the other side of the bracket
+                    root = _bracketed_newton(_safe(fd), xw, fw, gw, end, f_end, xtol, ftol)
+                    return float(root), ""
                 else:
                     vc, f_est = xw, fw
     root = _bracketed_newton(_safe(fd), x0, f0, g0, vc, f_est, xtol, ftol)
