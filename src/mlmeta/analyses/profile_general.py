@@ -389,12 +389,13 @@ def profile_ci_structured(
 class _Trace:
     """The profile of one parameter on one side of its estimate, as ``_one_side`` evaluates it.
 
-    Each refit starts warm from the evaluated point nearest to it on the estimate's side
-    (the estimates themselves to begin with): tracing the profile outwards from the estimate
-    keeps to the maximum it started from, while a start from a point further out (the end of
-    the interval, where a variance may sit at 0) can stay on another, lower, local maximum. The
-    end of the interval, which decides whether the bound is that end, and every point where the
-    warm refit fails, are refitted from the estimates as well (the higher maximum kept). The
+    The end of the interval, evaluated first (it decides whether the bound is that end), is
+    refitted from the estimates (and, for a UN correlation, from them with the other
+    correlations shrunk until G is positive semidefinite, the higher maximum kept). Every other
+    point starts warm from the evaluated point nearest to it, the end left out (the estimates
+    when they are nearer): a start from the end, where a variance may sit at 0, can stay on
+    another, lower, local maximum all the way back towards the estimate. Where the warm refit
+    fails, the point is refitted from the estimates too. The
     bound found is then verified (:meth:`verified`): a refit from the estimates there must not
     find a higher maximum; when it does, the side is traced again with ``robust``: every point
     refitted from the previous point and from the estimates, the higher maximum kept.
@@ -423,11 +424,11 @@ class _Trace:
         return float(fit.ll) - self.cut, self.pf.slope(self.p, x, fit)
 
     def _inside(self, x: float) -> np.ndarray:
-        """Internal theta of the evaluated point between the estimate and ``x`` nearest ``x``."""
-        vc = self.p.estimate
-        best, dist = self.pf.res.core.theta, abs(x - vc)
+        """Internal theta of the evaluated point nearest ``x``, the end of the interval left
+        out (the estimates when that is nearer)."""
+        best, dist = self.pf.res.core.theta, abs(x - self.p.estimate)
         for xi, th in self.theta.items():
-            if (xi - vc) * (x - vc) >= 0 and abs(xi - vc) <= abs(x - vc) and abs(x - xi) < dist:
+            if xi not in self.both and abs(x - xi) < dist:
                 best, dist = th, abs(x - xi)
         return best
 
