@@ -381,3 +381,71 @@ def test_a_fixed_component_gets_no_interval_and_stays_fixed_in_the_refits():
     assert 0.7 < x < 1
     # no LRT of a fixed component; the HAR term against the model without it
     assert lrt["kind"].tolist() == ["inner_outer"] and lrt["df"].iloc[0] == 4
+
+
+# --------------------------------------------------------------------------------------------
+# lower local maxima of the profile
+# --------------------------------------------------------------------------------------------
+def test_a_refit_started_at_the_end_of_the_interval_can_stay_on_a_lower_maximum():
+    # multivar_labs_har_z at rho = 0.96: the refit started from the refit at rho = 1 (the end of
+    # the searched interval) stays at a maximum ~12 below the one reached from the estimates,
+    # which is why the profile is never traced warm from the end
+    res = fitted("multivar_labs_har_z")[0]
+    md = res.data
+    p = next(q for q in params(res) if q.label == "rho")
+
+    def refit(x, start):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MlmetaWarning)
+            return fit_general(
+                md.y,
+                md.X,
+                md.S,
+                list(md.terms),
+                method=res.core.method,
+                problem=res.core.problem,
+                hold={p.index: x},
+                start=start,
+            )
+
+    end = refit(1.0, res.core.theta)
+    assert end.ll == pytest.approx(-15.41675488, abs=1e-6)
+    assert refit(0.96, end.theta).ll == pytest.approx(-15.41511105, abs=1e-6)
+    assert refit(0.96, res.core.theta).ll == pytest.approx(-3.48380673, abs=1e-6)
+
+
+def test_a_bound_traced_on_a_lower_maximum_is_caught_and_traced_again(monkeypatch):
+    # every warm start forced to the refit at the end of the interval (the lower maximum above):
+    # the refit from the estimates at the bound found finds a higher maximum, and the side is
+    # traced again from both starts at every point -- the bounds stay metafor's
+    from mlmeta.analyses import profile_general as pg
+
+    res = fitted("multivar_labs_har_z")[0]
+    ref = {
+        r["component"]: r
+        for r in json.loads((REF / "multivar_labs_har_z.json").read_text())["profile_ci"]
+    }
+    monkeypatch.setattr(
+        pg._Trace, "_inside", lambda self, x: next(iter(self.theta.values()), res.core.theta)
+    )
+    checks: list[bool] = []
+    verified = pg._Trace.verified
+
+    def record(self, x):
+        checks.append(verified(self, x))
+        return checks[-1]
+
+    monkeypatch.setattr(pg._Trace, "verified", record)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MlmetaWarning)
+        tab = res.profile_ci(components=["rho"]).table
+    assert checks == [True, False]  # the upper bound was caught
+    for b in ("ci_lb", "ci_ub"):
+        assert tab.loc["rho", b] == pytest.approx(ref["rho"][b], rel=REL_CI, abs=ABS_CI)
+    # without the check the upper bound would be the estimate (the lower maximum stays below
+    # the cut-off all the way back)
+    monkeypatch.setattr(pg._Trace, "verified", lambda self, x: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MlmetaWarning)
+        bad = res.profile_ci(components=["rho"]).table
+    assert bad.loc["rho", "ci_ub"] < 0.8
