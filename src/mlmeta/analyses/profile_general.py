@@ -23,6 +23,15 @@ with metafor's warning text. The roots are found by Newton's method on the exact
 profile (envelope theorem: the partial derivative of ll in the held parameter at the profiled
 optimum), bracketed, from the Wald (quadratic) approximation.
 
+The profile can have several local maxima at one held value (e.g. one with a variance at 0,
+where the held correlation no longer matters). Each side is traced with one refit per point,
+warm from the nearest point already evaluated -- never from the end of the interval, where such
+a lower maximum is typically reached -- and the end from the estimates; the bound found is
+then checked by a refit from the estimates, and when that finds a higher maximum the side is
+traced again with every point refitted from the previous point and from the estimates (the
+higher maximum kept). A refit tries metafor's starting values only when neither start
+converges.
+
 One difference from metafor: mlmeta keeps the G of a UN term positive semidefinite, while
 metafor's refits accept an indefinite G. At a UN correlation of +-1 (which confines the other
 correlations to a lower-dimensional set) mlmeta's refit can then fail where metafor's returns a
