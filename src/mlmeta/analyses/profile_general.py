@@ -185,21 +185,21 @@ class _Prof:
     def fit(self, p: Param, x: float, start=None, both: bool = True):
         """The refit behind :meth:`at` (None when it fails).
 
-        Newton (then L-BFGS-B) from the warm start, with ``both`` also from the estimates; only
-        when neither converges, from metafor's starting values (:func:`fit_general`'s)."""
+        Newton (then L-BFGS-B) from the warm start, with ``both`` (or when that fails) also
+        from the estimates, the higher maximum kept; metafor's starting values
+        (:func:`fit_general`'s) are tried only when neither start converges."""
         v = p.internal(x)
         hold = dict(self.base)
         hold[p.index] = v
         first = self._psd_start(p, v, start)
+        alt_start = self._psd_start(p, v)
+        if np.array_equal(alt_start, first):  # the same start gives the same refit
+            return self._refit(hold, first, p.index, v, default_starts=both)
         best = self._refit(hold, first, p.index, v, default_starts=False)
         if both or best is None:
-            alt_start = self._psd_start(p, v)
-            if not np.array_equal(alt_start, first):  # the same start gives the same refit
-                alt = self._refit(hold, alt_start, p.index, v, default_starts=False)
-                if alt is not None and (best is None or alt.ll > best.ll):
-                    best = alt
-        if best is None:
-            best = self._refit(hold, None, p.index, v)
+            alt = self._refit(hold, alt_start, p.index, v, default_starts=best is None)
+            if alt is not None and (best is None or alt.ll > best.ll):
+                best = alt
         return best
 
     def alternative(self, p: Param, x: float):
