@@ -74,9 +74,9 @@ def angles_from_corr(rho: np.ndarray, m: int) -> np.ndarray:
         s = 1.0
         for j in range(i):
             c = float(np.clip(L[i, j] / s, -1.0, 1.0)) if s > 1e-300 else 1.0
-            a = float(np.arccos(c))
-            out.append(a)
-            s *= np.sin(a)
+            ang = float(np.arccos(c))
+            out.append(ang)
+            s *= np.sin(ang)
     return np.array(out)
 
 
