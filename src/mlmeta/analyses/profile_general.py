@@ -19,9 +19,11 @@ marks it (``lb_sign = "<"`` when the end is not the edge of the parameter space 
 0, a correlation's -1 --, ``ub_sign = ">"`` for a variance's upper end and a correlation's end
 below 1). When the refit at an end fails, the end moves by a tenth of its first distance to the
 estimate (at most 10 times, as metafor's ``eptries``); a bound that cannot be obtained is NaN
-with metafor's warning text. The roots are found by Newton's method on the exact slope of the
-profile (envelope theorem: the partial derivative of ll in the held parameter at the profiled
-optimum), bracketed, from the Wald (quadratic) approximation.
+with metafor's warning text. The roots are found by Newton's method on the signed root of the
+likelihood-ratio statistic, ``sqrt(2 (ll_max - ll_p(x)))`` (linear in x for a quadratic
+profile), with the exact slope of the profile (envelope theorem: the partial derivative of ll in
+the held parameter at the profiled optimum), bracketed, from the Wald (quadratic) approximation
+(or from the end when the Wald point is next to it).
 
 The profile can have several local maxima at one held value (e.g. one with a variance at 0,
 where the held correlation no longer matters). Each side is traced with one refit per point,
@@ -49,7 +51,7 @@ import pandas as pd
 
 from mlmeta.analyses.heterogeneity import I2Result
 from mlmeta.analyses.lrt import LRTDrop
-from mlmeta.analyses.profile import ProfileCI, _bracketed_newton
+from mlmeta.analyses.profile import ProfileCI
 from mlmeta.core.dist import chi2_isf, chi2_sf
 from mlmeta.core.fit_general import fit_general
 from mlmeta.core.general import FactorTerm
@@ -466,7 +468,9 @@ def _one_side(
     ftol: float,
 ) -> tuple[float, str]:
     """One bound: the end of metafor's interval when the profile stays above the cut-off up to
-    it, else the root between the estimate and the end (NaN when no refit at the end works)."""
+    it, else the root between the estimate and the end (NaN when no refit at the end works).
+    ``f_est`` is the profile at the estimate less the cut-off, ``qchisq(level, 1) / 2``."""
+    crit = 2.0 * f_est
     eps = abs(end - vc) / EPTRIES
     f_end = g_end = np.nan
     for _ in range(EPTRIES):
@@ -501,12 +505,48 @@ def _one_side(
                 elif abs(fw) < abs(f_end) and np.isfinite(gw) and gw * direction < 0:
                     # Newton from the Wald point, much nearer the root than an end far out
                     # (e.g. a variance's 100 est), with the end as the other side of the bracket
-                    root = _bracketed_newton(_safe(fd), xw, fw, gw, end, f_end, xtol, ftol)
+                    root = _root(_safe(fd), xw, fw, gw, end, xtol, ftol, crit)
                     return float(root), ""
                 else:
                     vc, f_est = xw, fw
-    root = _bracketed_newton(_safe(fd), x0, f0, g0, vc, f_est, xtol, ftol)
+    root = _root(_safe(fd), x0, f0, g0, vc, xtol, ftol, crit)
     return float(root), ""
+
+
+def _root(fd, x, fx, gx, other, xtol, ftol, crit):
+    """Root of f between ``x`` and ``other`` (f of opposite signs there): Newton's
+    method on ``h = sqrt(crit - 2 f) - sqrt(crit)``, the signed root of the likelihood-ratio
+    statistic less its cut-off (``f = ll_p - cut = (crit - LR) / 2``), which is linear in x when
+    the profile is quadratic; bisection when a step leaves the bracket. Stops at an evaluated
+    point with ``|f| <= ftol`` or when the step is below ``xtol``."""
+    a, fa = x, fx
+    b = other
+    for _ in range(200):
+        if abs(fx) <= ftol:
+            return float(x)
+        D = crit - 2.0 * fx
+        if gx != 0 and np.isfinite(gx) and D > 0:
+            step = (np.sqrt(D) - np.sqrt(crit)) * np.sqrt(D) / -gx
+        elif gx != 0 and np.isfinite(gx):
+            step = fx / gx
+        else:
+            step = np.inf
+        new = x - step
+        lo, hi = min(a, b), max(a, b)
+        if not (lo < new < hi) or not np.isfinite(new):
+            new = 0.5 * (a + b)
+            step = x - new
+        if abs(step) <= xtol or hi - lo <= xtol:
+            return float(x if abs(x - new) <= xtol else new)
+        fn, gn = fd(new)
+        if fn == 0.0:
+            return float(new)
+        if (fn > 0) == (fa > 0):
+            a, fa = new, fn
+        else:
+            b = new
+        x, fx, gx = new, fn, gn
+    return float(x)
 
 
 def _safe(fd):
