@@ -448,11 +448,17 @@ class _Trace:
         the traced one (by more than the rounding noise of the refits)."""
         if self.robust or not np.isfinite(x) or x in self.both:
             return True
-        if x not in self.ll:
-            self.fd(x)
-        if x not in self.ll:
-            return True  # as the robust trace would: the bound's refit failed from both starts
         alt = self.pf.alternative(self.p, x)
+        if x not in self.ll:
+            # a root predicted by the last Newton step, not evaluated: the refit from the
+            # estimates is that evaluation when it finds the cut-off there
+            if alt is not None and abs(alt.ll - self.cut) <= self.vcheck:
+                self.theta[x] = alt.theta
+                self.ll[x] = float(alt.ll)
+                return True
+            self.fd(x)
+            if x not in self.ll:
+                return True  # as the robust trace would: the refits at the bound failed
         return alt is None or alt.ll <= self.ll[x] + self.vcheck
 
 
@@ -521,6 +527,7 @@ def _root(fd, x, fx, gx, other, xtol, ftol, crit):
     point with ``|f| <= ftol`` or when the step is below ``xtol``."""
     a, fa = x, fx
     b = other
+    curv: float | None = None
     for _ in range(200):
         if abs(fx) <= ftol:
             return float(x)
@@ -538,6 +545,10 @@ def _root(fd, x, fx, gx, other, xtol, ftol, crit):
             step = x - new
         if abs(step) <= xtol or hi - lo <= xtol:
             return float(x if abs(x - new) <= xtol else new)
+        if curv is not None and curv * step * step <= 0.1 * xtol and abs(fx) <= 1e-6:
+            # quadratic convergence: this step's own error, ~ f'' / (2 f') step^2, is below
+            # the tolerance, so its point is the root without a refit to confirm it
+            return float(new)
         fn, gn = fd(new)
         if fn == 0.0:
             return float(new)
@@ -545,6 +556,9 @@ def _root(fd, x, fx, gx, other, xtol, ftol, crit):
             a, fa = new, fn
         else:
             b = new
+        curv = None
+        if np.isfinite(gn) and np.isfinite(gx) and gn != 0 and new != x:
+            curv = abs((gn - gx) / (new - x)) / (2.0 * abs(gn))
         x, fx, gx = new, fn, gn
     return float(x)
 
