@@ -546,8 +546,9 @@ def _root(fd, x, fx, gx, other, xtol, ftol, crit):
         if abs(step) <= xtol or hi - lo <= xtol:
             return float(x if abs(x - new) <= xtol else new)
         if curv is not None and curv * step * step <= 0.1 * xtol and abs(fx) <= 1e-6:
-            # quadratic convergence: this step's own error, ~ f'' / (2 f') step^2, is below
-            # the tolerance, so its point is the root without a refit to confirm it
+            # quadratic convergence: this step's own error, ~ h'' / (2 h') step^2 with
+            # h'' / h' = f'' / f' + f' / crit at the root, is below the tolerance, so its point
+            # is the root without a refit to confirm it
             return float(new)
         fn, gn = fd(new)
         if fn == 0.0:
@@ -558,7 +559,7 @@ def _root(fd, x, fx, gx, other, xtol, ftol, crit):
             b = new
         curv = None
         if np.isfinite(gn) and np.isfinite(gx) and gn != 0 and new != x:
-            curv = abs((gn - gx) / (new - x)) / (2.0 * abs(gn))
+            curv = abs((gn - gx) / (new - x)) / (2.0 * abs(gn)) + abs(gn) / (2.0 * crit)
         x, fx, gx = new, fn, gn
     return float(x)
 
