@@ -196,7 +196,7 @@ class _Prof:
         first = self._psd_start(p, v, start)
         alt_start = self._psd_start(p, v)
         if np.array_equal(alt_start, first):  # the same start gives the same refit
-            return self._refit(hold, first, p.index, v, default_starts=both)
+            return self._refit(hold, first, p.index, v)
         best = self._refit(hold, first, p.index, v, default_starts=False)
         if both or best is None:
             alt = self._refit(hold, alt_start, p.index, v, default_starts=best is None)
@@ -406,10 +406,10 @@ class _Trace:
     point starts warm from the evaluated point nearest to it, the end left out (the estimates
     when they are nearer): a start from the end, where a variance may sit at 0, can stay on
     another, lower, local maximum all the way back towards the estimate. Where the warm refit
-    fails, the point is refitted from the estimates too. The
-    bound found is then verified (:meth:`verified`): a refit from the estimates there must not
-    find a higher maximum; when it does, the side is traced again with ``robust``: every point
-    refitted from the previous point and from the estimates, the higher maximum kept.
+    fails, the point is refitted from the estimates too. The bound found is then verified
+    (:meth:`verified`): a refit from the estimates there must not find a higher maximum; when it
+    does, the side is traced again with ``robust``: every point refitted from the previous point
+    and from the estimates, the higher maximum kept.
     """
 
     def __init__(self, pf: _Prof, p: Param, cut: float, vcheck: float, robust: bool = False):
