@@ -42,8 +42,28 @@ import time
 
 import numpy as np
 
-SCENARIOS = ("crossed_1e4", "crossed_1e5", "un_1e4", "phylo_2000")
-TARGETS = {"crossed_1e4": 5.0, "crossed_1e5": 60.0, "un_1e4": 10.0, "phylo_2000": None}
+SCENARIOS = ("crossed_1e3", "crossed_1e4", "crossed_1e5", "un_1e4", "phylo_2000")
+TARGETS = {
+    "crossed_1e3": None,
+    "crossed_1e4": 5.0,
+    "crossed_1e5": 60.0,
+    "un_1e4": 10.0,
+    "phylo_2000": None,
+}
+#: metafor builds the k x k marginal covariance: not attempted where it alone needs > 16 GB
+R_SKIP = {"crossed_1e5": "the dense 100,000 x 100,000 V of rma.mv needs 80 GB"}
+
+#: the same model in metafor 3.8-1 (sparse = TRUE), timed inside R around rma.mv (and vcalc)
+R_CODE = {
+    "crossed": "r <- rma.mv(yi, vi, random = list(~ 1 | study/es, ~ 1 | lab), data = d, "
+    "sparse = TRUE)",
+    "un": "V <- vcalc(vi, cluster = trial, obs = seq_len(nrow(d)), rho = 0.5, data = d, "
+    "sparse = TRUE); r <- rma.mv(yi, V, mods = ~ 0 + outcome, random = ~ outcome | trial, "
+    'struct = "UN", data = d, sparse = TRUE)',
+    "phylo": "A <- as.matrix(read.csv(fR, row.names = 1, check.names = FALSE)); "
+    "r <- rma.mv(yi, vi, random = list(~ 1 | study, ~ 1 | es, ~ 1 | species, ~ 1 | phylo), "
+    "R = list(phylo = A), data = d, sparse = TRUE)",
+}
 
 
 def _rss_mib() -> float:
@@ -154,6 +174,8 @@ def phylo(q: int, k: int):
 
 
 def make(name: str):
+    if name == "crossed_1e3":
+        return crossed(1_000, 20)
     if name == "crossed_1e4":
         return crossed(10_000, 100)
     if name == "crossed_1e5":
@@ -166,13 +188,17 @@ def make(name: str):
 
 
 # ----------------------------------------------------------------------------- worker
-def worker(name: str) -> dict:
+def worker(name: str, data_dir: str | None = None) -> dict:
     import warnings
 
     import mlmeta
 
     warnings.simplefilter("ignore")
     df, kw, truth = make(name)
+    if data_dir:  # the same data for metafor
+        df.to_csv(os.path.join(data_dir, f"{name}.csv"), index=False)
+        if "R" in kw:
+            kw["R"]["phylo"].to_csv(os.path.join(data_dir, f"{name}_R.csv"))
     # warm-up on a small slice: imports and first-call costs are not timed
     small, skw, _ = crossed(500, 10) if name != "un_1e4" else un(100)
     mlmeta.rma_mv(small, "yi", "vi", **skw)
@@ -210,6 +236,14 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--r-timeout",
+        type=float,
+        default=0.0,
+        help="also fit each scenario with metafor (Rscript), stopping it after this many "
+        "seconds (0: no metafor)",
+    )
     ap.add_argument(
         "--threads",
         type=int,
@@ -219,7 +253,7 @@ def main() -> int:
     )
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker)))
+        print(json.dumps(worker(a.worker, a.data_dir)))
         return 0
     import numpy as _np
     import scipy
@@ -234,11 +268,15 @@ def main() -> int:
         f"{scipy.__version__}, {os.cpu_count()} cores, load average {load:.1f}, BLAS threads "
         f"{a.threads or 'default'}; SIMULATED data"
     )
+    import tempfile
+
+    tmp = tempfile.TemporaryDirectory()
     rows, bad = [], 0
     for name in a.only.split(","):
         try:
             r = subprocess.run(
-                [sys.executable, __file__, "--worker", name],
+                [sys.executable, __file__, "--worker", name]
+                + (["--data-dir", tmp.name] if a.r_timeout > 0 else []),
                 check=False,
                 capture_output=True,
                 text=True,
@@ -267,10 +305,47 @@ def main() -> int:
             f"(process {d['process_peak_rss_mib']:.0f} MiB); {d['estimates']} "
             f"(truth {d['truth']})"
         )
+        if a.r_timeout > 0:
+            d["metafor"] = _metafor(name, tmp.name, a.r_timeout)
+            m = d["metafor"]
+            if m.get("seconds") is not None:
+                print(
+                    f"    metafor: {m['seconds']:.1f} s ({m['seconds'] / d['seconds']:.0f}x "
+                    f"mlmeta's time); sigma2 {m.get('sigma2')}"
+                )
+            else:
+                print(f"    metafor: {m['note']}")
+    tmp.cleanup()
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
     return 1 if bad else 0
+
+
+def _metafor(name: str, data_dir: str, timeout: float) -> dict:
+    """metafor's time for scenario ``name`` (inside R, around rma.mv; None when it did not
+    finish within ``timeout`` seconds or was not attempted)."""
+    if name in R_SKIP:
+        return {"seconds": None, "note": f"not attempted: {R_SKIP[name]}"}
+    f = os.path.join(data_dir, f"{name}.csv")
+    code = (
+        f"suppressMessages(library(metafor)); d <- read.csv('{f}'); "
+        f"fR <- '{os.path.join(data_dir, name + '_R.csv')}'; "
+        f"t <- system.time({{{R_CODE[name.split('_')[0]]}}})[['elapsed']]; "
+        "cat(t, r$sigma2, '\\n')"
+    )
+    try:
+        p = subprocess.run(
+            ["Rscript", "-e", code], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        return {"seconds": None, "note": "Rscript not found"}
+    except subprocess.TimeoutExpired:
+        return {"seconds": None, "note": f"no result within {timeout:.0f} s"}
+    if p.returncode:
+        return {"seconds": None, "note": "failed: " + (p.stderr.strip().splitlines() or ["?"])[-1]}
+    vals = [float(x) for x in p.stdout.split()]
+    return {"seconds": vals[0], "sigma2": [round(x, 4) for x in vals[1:]]}
 
 
 if __name__ == "__main__":
