@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from mlmeta.io.analysis import COLUMN_NAMES
+
 __all__ = [
     "EFFECT_MODES",
     "MAX_INTEGER_LEVELS",
@@ -50,70 +52,6 @@ MODE_COLUMNS: dict[str, tuple[str, ...]] = {
     "or": ("ai", "bi", "ci", "di"),
 }
 EFFECT_MODES = tuple(MODE_COLUMNS)
-
-_NAMES = {
-    "study": (
-        "study",
-        "studyid",
-        "study_id",
-        "studyno",
-        "study_no",
-        "author",
-        "authors",
-        "paper",
-        "article",
-        "cluster",
-        "district",
-        "lab",
-        "trial",
-        "ref",
-        "reference",
-    ),
-    "es": (
-        "es",
-        "esid",
-        "es_id",
-        "effect_id",
-        "effectid",
-        "sampleid",
-        "sample_id",
-        "sample",
-        "outcome_id",
-        "school",
-        "obs",
-        "row",
-        "id",
-    ),
-    "ri": ("ri", "r", "cor", "corr", "correlation", "r_xy", "rxy"),
-    "ni": ("ni", "n", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
-    "yi": (
-        "yi",
-        "y",
-        "g",
-        "d",
-        "smd",
-        "hedges_g",
-        "es_value",
-        "effect_size",
-        "effectsize",
-        "lnor",
-        "logor",
-        "z",
-        "zr",
-        "fisher_z",
-    ),
-    "vi": ("vi", "v", "var", "variance", "var_yi", "vyi", "sampling_variance"),
-    "m1i": ("m1i", "m1", "mean1", "mean_1", "m_t", "mean_t", "m_exp"),
-    "sd1i": ("sd1i", "sd1", "sd_1", "sd_t", "sd_exp"),
-    "n1i": ("n1i", "n1", "n_1", "n_t", "n_exp"),
-    "m2i": ("m2i", "m2", "mean2", "mean_2", "m_c", "mean_c", "m_ctrl"),
-    "sd2i": ("sd2i", "sd2", "sd_2", "sd_c", "sd_ctrl"),
-    "n2i": ("n2i", "n2", "n_2", "n_c", "n_ctrl"),
-    "ai": ("ai", "tpos"),
-    "bi": ("bi", "tneg"),
-    "ci": ("ci", "cpos"),
-    "di": ("di", "cneg"),
-}
 
 
 @dataclass(frozen=True)
@@ -186,7 +124,7 @@ def _find(df: pd.DataFrame, role: str, taken: set[str]) -> str | None:
     by_norm: dict[str, str] = {}
     for col in df.columns:
         by_norm.setdefault(_norm(col), col)
-    for cand in _NAMES[role]:
+    for cand in COLUMN_NAMES[role]:
         c = by_norm.get(cand)
         if c is not None and c not in taken and _ok(role, df[c]):
             return c
@@ -199,7 +137,7 @@ def _ids(df: pd.DataFrame, taken: set[str]) -> tuple[str | None, str | None]:
     by_norm: dict[str, str] = {}
     for col in df.columns:
         by_norm.setdefault(_norm(col), col)
-    for cand in _NAMES["study"]:
+    for cand in COLUMN_NAMES["study"]:
         c = by_norm.get(cand)
         if c is not None and c not in taken and _ok("study", df[c]) and c not in studies:
             studies.append(c)
@@ -207,7 +145,7 @@ def _ids(df: pd.DataFrame, taken: set[str]) -> tuple[str | None, str | None]:
     if study is None:
         return (studies[0] if studies else None), None
     n_studies = df[study].nunique()
-    for cand in _NAMES["es"]:
+    for cand in COLUMN_NAMES["es"]:
         c = by_norm.get(cand)
         if c is None or c == study or c in taken or not _ok("es", df[c]):
             continue
@@ -280,10 +218,12 @@ def guess_columns(df: pd.DataFrame) -> Guess:
         taken.add(participants)
     # every column naming an effect role of another mode (yi/vi next to ri/ni, ...) is data, not
     # a moderator
-    role_names = {n for names in _NAMES.values() for n in names if n not in _NAMES["study"]}
+    role_names = {
+        n for names in COLUMN_NAMES.values() for n in names if n not in COLUMN_NAMES["study"]
+    }
     mods = []
     for c in df.columns:
-        if c in taken or _norm(c) in role_names or _norm(c) in _NAMES["study"]:
+        if c in taken or _norm(c) in role_names or _norm(c) in COLUMN_NAMES["study"]:
             continue
         if df[c].dropna().nunique() < 2:
             continue

@@ -105,6 +105,7 @@ from mlmeta.errors import InputError, MlmetaError
 __all__ = [
     "ANALYSES_DEFAULTS",
     "DEFAULT_RHOS",
+    "COLUMN_NAMES",
     "AnalysisError",
     "AnalysisSpec",
     "check_reference",
@@ -954,7 +955,9 @@ def _label(x) -> str:
 
 
 # ---------------------------------------------------------------- init template
-_GUESS = {
+#: the usual spellings of each role's column (metafor's argument names as keys), in order of
+#: preference: the guesses of ``mlmeta init`` and of the web page
+COLUMN_NAMES = {
     "study": (
         "study",
         "studyid",
@@ -978,7 +981,6 @@ _GUESS = {
         "es_id",
         "effect_id",
         "effectid",
-        "effect",
         "sampleid",
         "sample_id",
         "sample",
@@ -988,8 +990,8 @@ _GUESS = {
         "row",
         "id",
     ),
-    "r": ("r", "ri", "cor", "corr", "correlation", "r_xy", "rxy"),
-    "n": ("n", "ni", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
+    "ri": ("ri", "r", "cor", "corr", "correlation", "r_xy", "rxy"),
+    "ni": ("ni", "n", "sample_size", "samplesize", "n_total", "ntotal", "total_n", "size"),
     "yi": (
         "yi",
         "y",
@@ -1007,6 +1009,29 @@ _GUESS = {
         "fisher_z",
     ),
     "vi": ("vi", "v", "var", "variance", "var_yi", "vyi", "sampling_variance"),
+    "m1i": ("m1i", "m1", "mean1", "mean_1", "m_t", "mean_t", "m_exp"),
+    "sd1i": ("sd1i", "sd1", "sd_1", "sd_t", "sd_exp"),
+    "n1i": ("n1i", "n1", "n_1", "n_t", "n_exp"),
+    "m2i": ("m2i", "m2", "mean2", "mean_2", "m_c", "mean_c", "m_ctrl"),
+    "sd2i": ("sd2i", "sd2", "sd_2", "sd_c", "sd_ctrl"),
+    "n2i": ("n2i", "n2", "n_2", "n_c", "n_ctrl"),
+    "ai": ("ai", "tpos"),
+    "bi": ("bi", "tneg"),
+    "ci": ("ci", "cpos"),
+    "di": ("di", "cneg"),
+}
+
+_GUESS = {
+    "study": COLUMN_NAMES["study"],
+    # init also takes a column named "effect" as the effect-size id
+    "es": tuple(
+        x for e in COLUMN_NAMES["es"] for x in ((e, "effect") if e == "effectid" else (e,))
+    ),
+    # init prefers the short names r and n (the page prefers metafor's ri and ni)
+    "r": ("r", *(x for x in COLUMN_NAMES["ri"] if x != "r")),
+    "n": ("n", *(x for x in COLUMN_NAMES["ni"] if x != "n")),
+    "yi": COLUMN_NAMES["yi"],
+    "vi": COLUMN_NAMES["vi"],
 }
 
 
